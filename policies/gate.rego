@@ -1,0 +1,255 @@
+# The default rebootgate gate.
+#
+# `deny` is a set of human-readable reasons why this node must not reboot now.
+# A node may reboot only when every CEL condition of its pool is true (checked in Go)
+# and `deny` is empty. Operators' own modules in `package rebootgate` add to the same set.
+#
+# The input document is described in INPUT.md and input.schema.json. Anything Rego cannot
+# compute (cron, the next opening, node-image parsing) arrives precomputed from Go.
+package rebootgate
+
+# ---------------------------------------------------------------------------
+# Reboot windows: no windows = any time; several windows = their union.
+
+deny contains msg if {
+	not in_window
+	msg := concat("", ["outside every reboot window", next_allowed_suffix])
+}
+
+# nextAllowed is "" when Go found no allowed instant within a year.
+next_allowed_suffix := sprintf(" (next allowed %s)", [input.schedule.nextAllowed]) if {
+	input.schedule.nextAllowed != ""
+} else := ""
+
+in_window if count(input.params.windows) == 0
+
+in_window if {
+	some i, w in input.params.windows
+	window_open(i, w)
+}
+
+# Daily window with kured's semantics: the weekday and the time of day are both taken
+# from the instant being checked, in the window's zone.
+window_open(_, w) if {
+	w.kind == "daily"
+	day_allowed(w)
+	time_of_day_allowed(w)
+}
+
+# Cron windows: Go evaluates the schedule and tells us whether a run is open now.
+window_open(i, w) if {
+	w.kind == "cron"
+	some sw in input.schedule.windows
+	sw.index == i
+	sw.active == true
+	day_allowed(w)
+}
+
+# `days: []` means every day.
+day_allowed(w) if count(w.days) == 0
+
+day_allowed(w) if time.weekday([input.time.ns, w.timeZone]) in w.days
+
+# start <= end: an ordinary window, inclusive at both ends (start == end is one second;
+# whole seconds make the end cover its entire second, as kured does).
+time_of_day_allowed(w) if {
+	w.startSeconds <= w.endSeconds
+	s := seconds_after_midnight(w.timeZone)
+	w.startSeconds <= s
+	s <= w.endSeconds
+}
+
+# start > end: the window crosses midnight, so it is open before the end (it opened
+# yesterday) or after the start (it closes tomorrow).
+time_of_day_allowed(w) if {
+	w.startSeconds > w.endSeconds
+	s := seconds_after_midnight(w.timeZone)
+	crosses_midnight_open(s, w)
+}
+
+crosses_midnight_open(s, w) if s <= w.endSeconds
+
+crosses_midnight_open(s, w) if s >= w.startSeconds
+
+# Wall-clock seconds after local midnight of the checked instant in zone tz.
+seconds_after_midnight(tz) := (((h * 60) + m) * 60) + s if {
+	[h, m, s] := time.clock([input.time.ns, tz])
+}
+
+# ---------------------------------------------------------------------------
+# Blackouts: [start, end) in nanoseconds.
+
+deny contains msg if {
+	some b in input.params.blackouts
+	b.startNs <= input.time.ns
+	input.time.ns < b.endNs
+	msg := blackout_message(b)
+}
+
+blackout_message(b) := sprintf("blackout %q until %s", [b.name, b.end]) if {
+	b.name != ""
+} else := sprintf("blackout from %s until %s", [b.start, b.end])
+
+# ---------------------------------------------------------------------------
+# Blocking pods: a pod that has not finished and matches every requirement of any one
+# selector. Selectors are iterated first so that an empty list costs nothing.
+
+deny contains msg if {
+	some sel in input.params.podSelectors
+	some pod in input.pods
+	not pod.phase in finished_phases
+	selector_matches(sel, object.get(pod, "labels", {}))
+	msg := sprintf("pod %s/%s matches blocking selector %q", [pod.namespace, pod.name, sel.selector])
+}
+
+finished_phases := {"Succeeded", "Failed"}
+
+# An empty requirement list matches every pod, as an empty Kubernetes selector does.
+selector_matches(sel, labels) if {
+	every r in sel.requirements {
+		requirement_matches(r, labels)
+	}
+}
+
+requirement_matches(r, labels) if {
+	r.operator == "In"
+	label_in(labels, r)
+}
+
+# NotIn (and !=) match a pod without the key.
+requirement_matches(r, labels) if {
+	r.operator == "NotIn"
+	not label_in(labels, r)
+}
+
+# A helper, because `not labels[k] in vs` is undefined (not true) when k is missing.
+label_in(labels, r) if labels[r.key] in r.values
+
+requirement_matches(r, labels) if {
+	r.operator == "Exists"
+	has_key(labels, r.key)
+}
+
+requirement_matches(r, labels) if {
+	r.operator == "DoesNotExist"
+	not has_key(labels, r.key)
+}
+
+# Gt and Lt need an integer label value; anything else does not match.
+requirement_matches(r, labels) if {
+	r.operator == "Gt"
+	integer(labels[r.key]) > integer(r.values[0])
+}
+
+requirement_matches(r, labels) if {
+	r.operator == "Lt"
+	integer(labels[r.key]) < integer(r.values[0])
+}
+
+has_key(obj, key) if _ = obj[key]
+
+# strconv.ParseInt-style integers; undefined for anything else.
+integer(v) := to_number(trim_prefix(v, "+")) if regex.match(`^[+-]?[0-9]+$`, v)
+
+# Go validates selectors, so this only fires if the two disagree: fail closed, loudly.
+deny contains msg if {
+	some sel in input.params.podSelectors
+	some r in sel.requirements
+	not r.operator in selector_operators
+	msg := sprintf("blocking selector %q has unsupported operator %q", [sel.selector, r.operator])
+}
+
+selector_operators := {"In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"}
+
+# ---------------------------------------------------------------------------
+# Alerts, with kured's filters plus Alertmanager silences. Each blocking alert gets its
+# own message.
+
+deny contains msg if {
+	some a in input.alerts
+	not alert_ignored(a)
+	msg := alert_message(a)
+}
+
+# firingOnly ignores alerts that are not firing yet. Only Prometheus reports "pending";
+# Alertmanager only holds firing alerts (active, suppressed, unprocessed), so those stay.
+alert_ignored(a) if {
+	input.params.alerts.firingOnly
+	a.state == "pending"
+}
+
+# kured: skip when filter.MatchString(name) != filterMatchOnly.
+alert_ignored(a) if {
+	input.params.alerts.filterRegexp != ""
+	regex.match(input.params.alerts.filterRegexp, a.name) != input.params.alerts.filterMatchOnly
+}
+
+alert_ignored(a) if {
+	a.silenced
+	not input.params.alerts.blockSilenced
+}
+
+alert_message(a) := sprintf("alert %s is %s (silenced, but blockSilenced is set)", [a.name, a.state]) if {
+	a.silenced
+} else := sprintf("alert %s is %s", [a.name, a.state])
+
+# The alert gatherer failed: we cannot know, so fail closed.
+deny contains msg if {
+	input.errors.alerts != ""
+	msg := sprintf("alerts could not be checked: %s", [input.errors.alerts])
+}
+
+# ---------------------------------------------------------------------------
+# Node-image constraints. An absent or unparseable label fails any constraint that is set.
+
+image := input.node.image
+
+image_constrained if count(input.params.nodeImage.families) > 0
+
+image_constrained if input.params.nodeImage.minDate != ""
+
+deny contains msg if {
+	image_constrained
+	not image.parsed
+	msg := unparsed_image_message
+}
+
+unparsed_image_message := sprintf("node image label %s is absent, but node-image constraints are set", [image.label]) if {
+	image.value == ""
+} else := sprintf("node image %s could not be parsed (%s), but node-image constraints are set", [image.value, image.error])
+
+deny contains msg if {
+	image.parsed
+	families := input.params.nodeImage.families
+	count(families) > 0
+	not image.family in families
+	msg := sprintf("node image %s family %q not in allowed families %v", [image.value, image.family, families])
+}
+
+# Dates are YYYY-MM-DD, so string order is date order. An image without a date fails.
+deny contains msg if {
+	image.parsed
+	min_date := input.params.nodeImage.minDate
+	min_date != ""
+	image.date != ""
+	image.date < min_date
+	msg := sprintf("node image %s is dated %s, before the minimum %s", [image.value, image.date, min_date])
+}
+
+deny contains msg if {
+	image.parsed
+	min_date := input.params.nodeImage.minDate
+	min_date != ""
+	image.date == ""
+	msg := sprintf("node image %s carries no build date, but the minimum date is %s", [image.value, min_date])
+}
+
+# ---------------------------------------------------------------------------
+# The hold annotation: a node carrying it never reboots, whatever its value.
+
+deny contains msg if {
+	key := input.params.holdAnnotation
+	key != ""
+	value := input.node.annotations[key]
+	msg := sprintf("node is on hold: annotation %s=%q", [key, value])
+}
