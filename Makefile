@@ -45,3 +45,21 @@ bench:
 
 clean:
 	rm -rf $(OUT)
+
+## Test bed (hack/testbed, test/testbed): a kwok cluster built from source, with
+## Prometheus and Alertmanager, all on 127.0.0.1. See README "Test bed".
+NODES ?= 6
+TESTBED := $(ROOT)/hack/testbed
+.PHONY: testbed-up testbed-down
+
+## testbed-up: start (or reuse) the bed with NODES simulated nodes; last line is KUBECONFIG=<path>.
+testbed-up:
+	@NODES=$(NODES) GO=$(GO) $(TESTBED)/up.sh
+
+## testbed-down: stop everything the bed started and remove its state (build cache kept).
+testbed-down:
+	@$(TESTBED)/down.sh
+
+## test-e2e: e2e suites under test/ on the bed; starts it if needed and then tears it down.
+test-e2e:
+	@NODES=$(NODES) GO=$(GO) $(TESTBED)/e2e.sh
