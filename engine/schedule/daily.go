@@ -19,7 +19,11 @@ const dailySearch = 8 * 24 * time.Hour
 // weekday of the instant being judged (so "mon 21:00–05:00" is open Monday
 // 00:00–05:00 and Monday 21:00–24:00, but not Tuesday morning), and the
 // previous or next day's bound is found by moving 24 hours rather than one
-// calendar day, which matters on days with a daylight-saving change.
+// calendar day, which matters on days with a daylight-saving change; a
+// start or end time that falls in a daylight-saving gap or repeated hour is
+// resolved by time.Date; and a midnight-crossing window excludes the very
+// last nanosecond of its end second (at that instant kured's "before the
+// end" test is false, so it compares against tomorrow's end instead).
 type Daily struct {
 	Days       Weekdays
 	Start, End TimeOfDay
