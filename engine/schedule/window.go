@@ -1,6 +1,9 @@
 package schedule
 
-import "time"
+import (
+	"sort"
+	"time"
+)
 
 // maxAllowedSteps bounds NextAllowed's search; exceeding it fails closed.
 const maxAllowedSteps = 10000
@@ -47,12 +50,13 @@ func NextAllowed(now time.Time, windows []Window, blackouts []Blackout, horizon 
 	if limit.Before(now) { // overflow
 		return time.Time{}, false
 	}
+	blocked := mergeBlackouts(blackouts)
 	t := now
 	for i := 0; i < maxAllowedSteps; i++ {
 		if t.After(limit) {
 			return time.Time{}, false
 		}
-		if end, blocked := blackedOutUntil(t, blackouts); blocked {
+		if end, ok := blockedUntil(t, blocked); ok {
 			t = end
 			continue
 		}
@@ -83,17 +87,39 @@ func NextAllowed(now time.Time, windows []Window, blackouts []Blackout, horizon 
 	return time.Time{}, false
 }
 
-// blackedOutUntil reports whether t is in a blackout and, if so, the latest
-// End among the blackouts that contain it.
-func blackedOutUntil(t time.Time, blackouts []Blackout) (time.Time, bool) {
-	var (
-		end     time.Time
-		blocked bool
-	)
-	for _, b := range blackouts {
-		if b.Contains(t) && (!blocked || b.End.After(end)) {
-			end, blocked = b.End, true
+// span is a non-empty half-open interval [start, end).
+type span struct{ start, end time.Time }
+
+// mergeBlackouts returns the union of the non-empty blackouts as disjoint
+// spans sorted by start; touching spans are joined.
+func mergeBlackouts(bs []Blackout) []span {
+	spans := make([]span, 0, len(bs))
+	for _, b := range bs {
+		if b.End.After(b.Start) {
+			spans = append(spans, span{b.Start, b.End})
 		}
 	}
-	return end, blocked
+	sort.Slice(spans, func(i, j int) bool { return spans[i].start.Before(spans[j].start) })
+	merged := spans[:0]
+	for _, s := range spans {
+		if n := len(merged); n > 0 && !s.start.After(merged[n-1].end) {
+			if s.end.After(merged[n-1].end) {
+				merged[n-1].end = s.end
+			}
+			continue
+		}
+		merged = append(merged, s)
+	}
+	return merged
+}
+
+// blockedUntil reports whether t is in one of the disjoint sorted spans and,
+// if so, that span's end.
+func blockedUntil(t time.Time, spans []span) (time.Time, bool) {
+	// First span starting after t; the candidate is the one before it.
+	i := sort.Search(len(spans), func(i int) bool { return spans[i].start.After(t) })
+	if i > 0 && t.Before(spans[i-1].end) {
+		return spans[i-1].end, true
+	}
+	return time.Time{}, false
 }
