@@ -1,16 +1,12 @@
+// Command rebootgate is the policy-gated node reboot agent and its CLI.
 package main
 
 import (
-	_ "github.com/google/cel-go/cel"
-	_ "github.com/open-policy-agent/opa/v1/rego"
-	_ "github.com/open-policy-agent/opa/v1/tester"
-	_ "github.com/robfig/cron/v3"
-	_ "github.com/spf13/cobra"
-	_ "k8s.io/apiserver/pkg/cel/library"
-	_ "k8s.io/client-go/kubernetes"
-	_ "k8s.io/kubectl/pkg/drain"
-	_ "k8s.io/utils/clock"
-	_ "sigs.k8s.io/yaml"
+	"os"
+
+	"github.com/rebootgate/rebootgate/cmd/rebootgate/cli"
 )
 
-func main() {}
+func main() {
+	os.Exit(cli.Main(os.Args[1:], os.Stdout, os.Stderr))
+}

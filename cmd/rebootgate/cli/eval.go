@@ -1,0 +1,210 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/spf13/cobra"
+
+	"github.com/rebootgate/rebootgate/engine/config"
+	"github.com/rebootgate/rebootgate/engine/decision"
+	"github.com/rebootgate/rebootgate/engine/facts"
+	"github.com/rebootgate/rebootgate/engine/policy"
+)
+
+// evalOptions are the flags of `rebootgate eval`.
+type evalOptions struct {
+	ConfigPath string
+	NodePath   string
+	PodsPath   string
+	AlertsPath string
+	Policies   []string
+	At         string
+	Output     string
+}
+
+func newEvalCommand() *cobra.Command {
+	o := &evalOptions{}
+	cmd := &cobra.Command{
+		Use:   "eval --node NODE.yaml [--config CONFIG.yaml] [--pods PODS.yaml] [--alerts ALERTS.json] [--policy FILE_OR_DIR ...] [--at RFC3339] [-o table|json|input]",
+		Short: "Decide offline whether a node would reboot at a given time, and why not",
+		Long: `eval runs the same decision as the agent on facts read from files:
+a Node (kubectl get node X -o yaml), its pods (kubectl get pods -o yaml), and alerts (a
+Prometheus /api/v1/query response for ALERTS or an Alertmanager /api/v2/alerts response).
+
+It exits 0 when a decision was reached, allowed or not, and 2 for bad input.
+-o input prints the document the Rego gate sees, for writing and testing policies.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return o.run(cmd.Context(), cmd.OutOrStdout())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.ConfigPath, "config", "", "RebootGateConfig file (default: one pool, any time)")
+	f.StringVar(&o.NodePath, "node", "", "Node as YAML or JSON (kubectl get node X -o yaml)")
+	f.StringVar(&o.PodsPath, "pods", "", "pods on the node: a PodList, a List of Pods or a Pod")
+	f.StringVar(&o.AlertsPath, "alerts", "", "Prometheus ALERTS query response or Alertmanager /api/v2/alerts response")
+	f.StringArrayVar(&o.Policies, "policy", nil, "extra Rego file or directory, added to the default gate (repeatable)")
+	f.StringVar(&o.At, "at", "", "evaluation time, RFC 3339 (default: now)")
+	f.StringVarP(&o.Output, "output", "o", "table", "output format: table, json or input")
+	return cmd
+}
+
+func (o *evalOptions) run(ctx context.Context, out io.Writer) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	switch o.Output {
+	case "table", "json", "input":
+	default:
+		return badInput("-o: %q is not one of table, json, input", o.Output)
+	}
+	now := time.Now()
+	if o.At != "" {
+		t, err := time.Parse(time.RFC3339, o.At)
+		if err != nil {
+			return badInput("--at: %q is not an RFC 3339 time (e.g. 2026-11-21T09:30:00+01:00)", o.At)
+		}
+		now = t
+	}
+	cfg := config.Default()
+	if o.ConfigPath != "" {
+		var err error
+		if cfg, err = config.Load(o.ConfigPath); err != nil {
+			return badInput("%s: %w", o.ConfigPath, unwrapPathError(err))
+		}
+	}
+	f, err := o.loadFacts()
+	if err != nil {
+		return err
+	}
+	modules := policy.DefaultModules()
+	if len(o.Policies) > 0 {
+		extra, err := policy.LoadPaths(o.Policies)
+		if err != nil {
+			return badInput("%w", err)
+		}
+		modules = append(modules, extra...)
+	}
+	engine, err := decision.New(ctx, cfg, modules)
+	if err != nil {
+		var fieldErrs config.ErrorList
+		if errors.As(err, &fieldErrs) {
+			return badInput("%s: %w", orDefault(o.ConfigPath, "default config"), err)
+		}
+		var compileErr *policy.CompileError
+		if errors.As(err, &compileErr) {
+			return badInput("policy: %w", err)
+		}
+		return err
+	}
+	ev := engine.Evaluate(ctx, f, now)
+	switch o.Output {
+	case "json":
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(ev.Decision)
+	case "input":
+		if ev.Input == nil {
+			ev.Input = ast.NewObject()
+		}
+		var v any
+		if err := json.Unmarshal([]byte(ev.Input.String()), &v); err != nil {
+			return fmt.Errorf("printing the input: %w", err)
+		}
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	default:
+		return printDecisionTable(out, &ev.Decision)
+	}
+}
+
+func (o *evalOptions) loadFacts() (*facts.Facts, error) {
+	if o.NodePath == "" {
+		return nil, badInput("--node: is required (a Node as printed by kubectl get node NAME -o yaml)")
+	}
+	data, err := os.ReadFile(o.NodePath)
+	if err != nil {
+		return nil, badInput("--node: %w", err)
+	}
+	f := &facts.Facts{}
+	if f.Node, err = facts.ParseNode(data); err != nil {
+		return nil, badInput("%s: %w", o.NodePath, err)
+	}
+	if o.PodsPath != "" {
+		data, err := os.ReadFile(o.PodsPath)
+		if err != nil {
+			return nil, badInput("--pods: %w", err)
+		}
+		if f.Pods, err = facts.ParsePods(data); err != nil {
+			return nil, badInput("%s: %w", o.PodsPath, err)
+		}
+	}
+	if o.AlertsPath != "" {
+		data, err := os.ReadFile(o.AlertsPath)
+		if err != nil {
+			return nil, badInput("--alerts: %w", err)
+		}
+		if f.Alerts, err = facts.ParseAlerts(data); err != nil {
+			return nil, badInput("%s: %w", o.AlertsPath, err)
+		}
+	}
+	return f, nil
+}
+
+// unwrapPathError drops the "open x: " wrapper that repeats the file name.
+func unwrapPathError(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func printDecisionTable(out io.Writer, d *decision.Decision) error {
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tPOOL\tALLOWED\tAT\tNEXT ALLOWED")
+	fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", d.Node, orDefault(d.Pool, "<none>"), yesNo(d.Allowed), d.At, orDefault(d.NextAllowed, "-"))
+	if len(d.Reasons) > 0 {
+		fmt.Fprintln(tw)
+		fmt.Fprintln(tw, "SOURCE\tREASON")
+		for _, r := range d.Reasons {
+			fmt.Fprintf(tw, "%s\t%s\n", r.Source, strings.ReplaceAll(r.Message, "\n", " "))
+		}
+	}
+	if len(d.Conditions) > 0 {
+		fmt.Fprintln(tw)
+		fmt.Fprintln(tw, "CONDITION\tRESULT\tEXPRESSION")
+		for _, c := range d.Conditions {
+			res := fmt.Sprint(c.Result)
+			if c.Error != "" {
+				res = "error"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", c.Name, res, c.Expression)
+		}
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,171 @@
+package config
+
+import (
+	"strings"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+const header = "apiVersion: rebootgate.io/v1alpha1\nkind: RebootGateConfig\n"
+
+func TestParseIssueExample(t *testing.T) {
+	r, err := Parse([]byte(header + `
+pools:
+- name: default
+  selector: "true"
+  concurrency: 1
+  windows:
+  - days: "mon,tue,wed,thu,fri"
+    startTime: "9am"
+    endTime: "5pm"
+    timeZone: America/Los_Angeles
+  - schedule: "0 2 * * sat"
+    duration: 4h
+    timeZone: Europe/Berlin
+  blackouts:
+  - start: "2026-12-24T00:00:00+01:00"
+    end: "2026-12-27T00:00:00+01:00"
+  conditions:
+  - name: ubuntu-only
+    expression: 'node.labels["kubernetes.azure.com/node-image-version"].startsWith("AKSUbuntu")'
+    message: "only Ubuntu node images reboot automatically"
+blockers:
+  pods:
+    selectors: ["app=blocker"]
+  alerts:
+    filterRegexp: ""
+    filterMatchOnly: false
+    firingOnly: false
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := r.Pools[0]
+	if len(p.Windows) != 2 || len(p.Blackouts) != 1 || len(p.Conditions) != 1 {
+		t.Fatalf("pool not fully resolved: %+v", p)
+	}
+	w := p.Params.Windows[0]
+	if w.StartSeconds != 9*3600 || w.EndSeconds != 17*3600 || len(w.Days) != 5 || w.Days[0] != "Monday" {
+		t.Errorf("daily window params = %+v", w)
+	}
+	if c := p.Params.Windows[1]; c.Kind != "cron" || c.DurationSeconds != 4*3600 || c.TimeZone != "Europe/Berlin" {
+		t.Errorf("cron window params = %+v", c)
+	}
+	if got := p.Params.PodSelectors[0].Requirements[0]; got.Key != "app" || got.Operator != "In" || got.Values[0] != "blocker" {
+		t.Errorf("selector = %+v", got)
+	}
+	if r.NodeImageLabel != DefaultNodeImageLabel || r.HoldAnnotation != DefaultHoldAnnotation {
+		t.Errorf("defaults not applied: %q %q", r.NodeImageLabel, r.HoldAnnotation)
+	}
+}
+
+func TestParseErrorsNameFieldAndValue(t *testing.T) {
+	for name, tc := range map[string]struct {
+		yaml string
+		want []string
+	}{
+		"unknown key":          {"pools:\n- name: a\n  windowz: []\n", []string{`pools[0].windowz: unknown field`}},
+		"unknown top key":      {"pool: []\n", []string{`pool: unknown field`}},
+		"bad start time":       {"pools:\n- name: a\n- name: b\n  windows:\n  - startTime: \"5:00pm\"\n", []string{`pools[1].windows[0].startTime: "5:00pm" is not a time (use 17:00, 5pm, 05:00pm)`}},
+		"bad day":              {"pools:\n- name: a\n  windows:\n  - days: [mon, funday]\n", []string{`pools[0].windows[0].days:`, `funday`}},
+		"bad zone":             {"pools:\n- name: a\n  windows:\n  - timeZone: Mars/Olympus\n", []string{`pools[0].windows[0].timeZone:`, `Mars/Olympus`}},
+		"bad cron":             {"pools:\n- name: a\n  windows:\n  - schedule: \"61 * * * *\"\n    duration: 1h\n", []string{`pools[0].windows[0].schedule:`, `61 * * * *`}},
+		"cron no duration":     {"pools:\n- name: a\n  windows:\n  - schedule: \"@daily\"\n", []string{`pools[0].windows[0].duration: is required`}},
+		"mixed window":         {"pools:\n- name: a\n  windows:\n  - schedule: \"@daily\"\n    duration: 1h\n    startTime: 9am\n", []string{`pools[0].windows[0]: set schedule and duration`}},
+		"bad duration":         {"pools:\n- name: a\n  windows:\n  - schedule: \"@daily\"\n    duration: forever\n", []string{`pools[0].windows[0].duration: "forever"`}},
+		"bad blackout":         {"pools:\n- name: a\n  blackouts:\n  - start: 2026-12-24\n    end: \"2026-12-27T00:00:00Z\"\n", []string{`pools[0].blackouts[0].start: "2026-12-24" is not an RFC 3339 time`}},
+		"blackout order":       {"pools:\n- name: a\n  blackouts:\n  - start: \"2026-12-27T00:00:00Z\"\n    end: \"2026-12-24T00:00:00Z\"\n", []string{`pools[0].blackouts[0].end: "2026-12-24T00:00:00Z" is not after start`}},
+		"bad concurrency":      {"pools:\n- name: a\n  concurrency: \"ten\"\n", []string{`pools[0].concurrency: "ten" is not a count or a percentage`}},
+		"negative concurrency": {"pools:\n- name: a\n  concurrency: -1\n", []string{`pools[0].concurrency: -1 is negative`}},
+		"no pool name":         {"pools:\n- selector: \"true\"\n", []string{`pools[0].name: is required`}},
+		"dup pool name":        {"pools:\n- name: a\n- name: a\n", []string{`pools[1].name: "a" is already the name of pools[0]`}},
+		"bad pool name":        {"pools:\n- name: Big_Pool\n", []string{`pools[0].name: "Big_Pool" is not a DNS label`}},
+		"bad selector":         {"blockers:\n  pods:\n    selectors: [\"app in (x\"]\n", []string{`blockers.pods.selectors[0]: "app in (x" is not a label selector`}},
+		"bad regexp":           {"blockers:\n  alerts:\n    filterRegexp: \"(\"\n", []string{`blockers.alerts.filterRegexp: "(" is not a regular expression`}},
+		"wrong type":           {"blockers:\n  alerts:\n    firingOnly: \"yes\"\n", []string{`blockers.alerts.firingOnly`, `boolean`}},
+		"bad min date":         {"pools:\n- name: a\n  nodeImage:\n    minDate: 2025/01/01\n", []string{`pools[0].nodeImage.minDate: "2025/01/01" is not a date`}},
+		"condition no name":    {"pools:\n- name: a\n  conditions:\n  - expression: \"true\"\n", []string{`pools[0].conditions[0].name: is required`}},
+		"several errors":       {"pools:\n- name: a\n  windows:\n  - startTime: 25pm\n    endTime: 5:00pm\n", []string{`pools[0].windows[0].startTime: "25pm"`, `pools[0].windows[0].endTime: "5:00pm"`}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := Parse([]byte(header + tc.yaml))
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error is not one line: %q", err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestParseRejectsWrongKindAndEmpty(t *testing.T) {
+	for _, doc := range []string{"", "apiVersion: v1\nkind: ConfigMap\n", "- a\n", "{{{"} {
+		if _, err := Parse([]byte(doc)); err == nil {
+			t.Errorf("%q: no error", doc)
+		}
+	}
+}
+
+func TestDaysAsListOrString(t *testing.T) {
+	for _, days := range []string{`"mon,tue"`, `[mon, tue]`, `["mo", "2"]`} {
+		r, err := Parse([]byte(header + "pools:\n- name: a\n  windows:\n  - days: " + days + "\n"))
+		if err != nil {
+			t.Fatalf("%s: %v", days, err)
+		}
+		if got := r.Pools[0].Params.Windows[0].Days; len(got) != 2 || got[0] != "Monday" || got[1] != "Tuesday" {
+			t.Errorf("%s: days = %v", days, got)
+		}
+	}
+}
+
+func TestSlots(t *testing.T) {
+	for _, tc := range []struct {
+		c     intstr.IntOrString
+		nodes int
+		want  int
+	}{
+		{intstr.FromInt(2), 10, 2},
+		{intstr.FromString("10%"), 30, 3},
+		{intstr.FromString("10%"), 31, 4},
+		{intstr.FromString("10%"), 3, 1},
+		{intstr.FromString("0%"), 30, 0},
+		{intstr.FromString("100%"), 7, 7},
+		{intstr.FromString("50%"), 0, 0},
+	} {
+		p := ResolvedPool{Concurrency: tc.c}
+		if got := p.Slots(tc.nodes); got != tc.want {
+			t.Errorf("Slots(%s, %d) = %d, want %d", tc.c.String(), tc.nodes, got, tc.want)
+		}
+	}
+}
+
+func TestDefault(t *testing.T) {
+	d := Default()
+	if len(d.Pools) != 1 || d.Pools[0].Name != "default" || d.Pools[0].Selector != "true" || len(d.Pools[0].Windows) != 0 {
+		t.Fatalf("default = %+v", d.Pools)
+	}
+	if d.Pools[0].Slots(100) != 1 {
+		t.Errorf("default concurrency is not 1")
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(header + "pools:\n- name: a\n  windows:\n  - days: mon\n    startTime: 9am\n"))
+	f.Add([]byte(header + "pools:\n- name: a\n  concurrency: \"10%\"\n  windows:\n  - schedule: \"0 2 8-14 * *\"\n    days: tue\n    duration: 4h\n"))
+	f.Add([]byte(header + "blockers:\n  pods:\n    selectors: [\"a in (b), !c\"]\n"))
+	f.Add([]byte("pools: {a: 1}"))
+	f.Add([]byte(header + "pools:\n- name: a\n  concurrency: [1]\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, err := Parse(data)
+		if err == nil && len(r.Pools) == 0 {
+			t.Fatal("a valid config has no pools")
+		}
+	})
+}

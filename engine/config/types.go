@@ -1,0 +1,125 @@
+package config
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+// APIVersion and Kind identify a RebootGateConfig document.
+const (
+	APIVersion = "rebootgate.io/v1alpha1"
+	Kind       = "RebootGateConfig"
+)
+
+// Defaults.
+const (
+	DefaultNodeImageLabel = "kubernetes.azure.com/node-image-version"
+	DefaultHoldAnnotation = "rebootgate.io/hold"
+	DefaultPoolName       = "default"
+)
+
+// Config is the file as written by the operator.
+type Config struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	// Pools are tried in order; the first whose selector is true owns the node.
+	Pools    []Pool   `json:"pools"`
+	Blockers Blockers `json:"blockers"`
+	// NodeImageLabel is the node label parsed as an AKS node-image version.
+	NodeImageLabel string `json:"nodeImageLabel,omitempty"`
+	// HoldAnnotation on a node stops its reboots, whatever else allows them.
+	HoldAnnotation string `json:"holdAnnotation,omitempty"`
+	// Custom is free-form data for operators' own policies (input.params.custom).
+	Custom map[string]any `json:"custom,omitempty"`
+}
+
+// Pool is a group of nodes sharing a schedule, conditions and a concurrency limit.
+type Pool struct {
+	Name     string `json:"name"`
+	Selector string `json:"selector,omitempty"`
+	// Concurrency is a count or a percentage ("10%") of the pool's nodes, rounded up.
+	Concurrency *intstr.IntOrString `json:"concurrency,omitempty"`
+	// SlotKey is a node label (e.g. topology.kubernetes.io/zone): at most one node per
+	// value of it reboots at a time.
+	SlotKey    string         `json:"slotKey,omitempty"`
+	Windows    []Window       `json:"windows,omitempty"`
+	Blackouts  []Blackout     `json:"blackouts,omitempty"`
+	Conditions []Condition    `json:"conditions,omitempty"`
+	NodeImage  *NodeImage     `json:"nodeImage,omitempty"`
+	Custom     map[string]any `json:"custom,omitempty"`
+}
+
+// Window is a daily window in kured's syntax (days, startTime, endTime) or a cron window
+// (schedule, duration, optionally days). Both take a timeZone.
+type Window struct {
+	Days      Days   `json:"days,omitempty"`
+	StartTime string `json:"startTime,omitempty"`
+	EndTime   string `json:"endTime,omitempty"`
+	Schedule  string `json:"schedule,omitempty"`
+	Duration  string `json:"duration,omitempty"`
+	TimeZone  string `json:"timeZone,omitempty"`
+}
+
+// Blackout is a period without reboots: [start, end), RFC 3339.
+type Blackout struct {
+	Name  string `json:"name,omitempty"`
+	Start string `json:"start"`
+	End   string `json:"end"`
+}
+
+// Condition is a CEL expression that must be true for the pool's nodes to reboot.
+type Condition struct {
+	Name       string `json:"name"`
+	Expression string `json:"expression"`
+	// Message explains a false result; MessageExpression (CEL, string) computes it.
+	Message           string `json:"message,omitempty"`
+	MessageExpression string `json:"messageExpression,omitempty"`
+}
+
+// NodeImage constrains the node-image version label.
+type NodeImage struct {
+	// Families allowed, e.g. [AKSUbuntu]; empty allows all.
+	Families []string `json:"families,omitempty"`
+	// MinDate is the oldest image build date allowed, YYYY-MM-DD.
+	MinDate string `json:"minDate,omitempty"`
+}
+
+// Blockers stop reboots while something is running or alerting.
+type Blockers struct {
+	Pods   PodBlockers   `json:"pods"`
+	Alerts AlertBlockers `json:"alerts"`
+}
+
+// PodBlockers are label selectors; a running pod on the node matching any blocks.
+type PodBlockers struct {
+	Selectors []string `json:"selectors,omitempty"`
+}
+
+// AlertBlockers filter alerts with kured's semantics.
+type AlertBlockers struct {
+	FilterRegexp    string `json:"filterRegexp,omitempty"`
+	FilterMatchOnly bool   `json:"filterMatchOnly,omitempty"`
+	FiringOnly      bool   `json:"firingOnly,omitempty"`
+	// BlockSilenced makes silenced alerts block too.
+	BlockSilenced bool `json:"blockSilenced,omitempty"`
+}
+
+// Days is kured's day list: a comma-separated string or a YAML list.
+type Days []string
+
+// UnmarshalJSON accepts "mon,tue" or ["mon", "tue"].
+func (d *Days) UnmarshalJSON(data []byte) error {
+	var s string
+	if err := json.Unmarshal(data, &s); err == nil {
+		*d = Days{s}
+		return nil
+	}
+	var list []string
+	if err := json.Unmarshal(data, &list); err != nil {
+		return fmt.Errorf("days: %s is neither a string nor a list of strings", string(data))
+	}
+	*d = list
+	return nil
+}

@@ -1,0 +1,248 @@
+package decision
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+
+	"github.com/rebootgate/rebootgate/engine/celeval"
+	"github.com/rebootgate/rebootgate/engine/config"
+	"github.com/rebootgate/rebootgate/engine/facts"
+	"github.com/rebootgate/rebootgate/engine/input"
+	"github.com/rebootgate/rebootgate/engine/policy"
+	"github.com/rebootgate/rebootgate/engine/schedule"
+)
+
+// Reason sources.
+const (
+	SourcePool      = "pool"
+	SourceCondition = "condition/" // followed by the condition's name
+	SourcePolicy    = "policy"
+	SourceEngine    = "engine"
+)
+
+// nextAllowedHorizon bounds the search for the next instant a reboot may happen.
+const nextAllowedHorizon = 366 * 24 * time.Hour
+
+// Decision is the engine's answer for one node at one time.
+type Decision struct {
+	Node    string `json:"node"`
+	Pool    string `json:"pool"`
+	Allowed bool   `json:"allowed"`
+	At      string `json:"at"`
+	// Reasons says why not; empty when allowed.
+	Reasons []Reason `json:"reasons"`
+	// Conditions are the pool's CEL condition results.
+	Conditions []input.ConditionResult `json:"conditions"`
+	// NextAllowed is the earliest time the pool's windows and blackouts allow, RFC 3339;
+	// empty when none is found within a year.
+	NextAllowed string `json:"nextAllowed"`
+}
+
+// Reason is one thing that stops the reboot.
+type Reason struct {
+	Source  string `json:"source"`
+	Message string `json:"message"`
+}
+
+// Engine decides. It is safe for concurrent use.
+type Engine struct {
+	cfg   *config.Resolved
+	pools []*pool
+	gate  *policy.Gate
+}
+
+type pool struct {
+	cfg        *config.ResolvedPool
+	selector   *celeval.Program
+	conditions []condition
+	params     *ast.Term
+}
+
+type condition struct {
+	cfg     config.Condition
+	program *celeval.Program
+	message *celeval.Program // nil: use cfg.Message
+}
+
+// New compiles the config's CEL expressions and the Rego modules. A bad CEL expression
+// is a config.ErrorList naming the pool and condition; a bad module a
+// *policy.CompileError with file:line.
+func New(ctx context.Context, cfg *config.Resolved, modules []policy.Module) (*Engine, error) {
+	env, err := celeval.NewEnv()
+	if err != nil {
+		return nil, err
+	}
+	var errs config.ErrorList
+	fail := func(path string, err error) {
+		errs = append(errs, &config.FieldError{Path: path, Msg: err.Error()})
+	}
+	e := &Engine{cfg: cfg}
+	for i := range cfg.Pools {
+		rp := &cfg.Pools[i]
+		path := fmt.Sprintf("pools[%d]", i)
+		p := &pool{cfg: rp}
+		if p.selector, err = env.CompileSelector(rp.Selector); err != nil {
+			fail(path+".selector", fmt.Errorf("pool %q: %q: %w", rp.Name, rp.Selector, err))
+		}
+		for j, c := range rp.Conditions {
+			cpath := fmt.Sprintf("%s.conditions[%d]", path, j)
+			cond := condition{cfg: c}
+			if cond.program, err = env.CompileCondition(c.Expression); err != nil {
+				fail(cpath+".expression", fmt.Errorf("pool %q condition %q: %w", rp.Name, c.Name, err))
+			}
+			if c.MessageExpression != "" {
+				if cond.message, err = env.CompileMessage(c.MessageExpression); err != nil {
+					fail(cpath+".messageExpression", fmt.Errorf("pool %q condition %q: %w", rp.Name, c.Name, err))
+				}
+			}
+			p.conditions = append(p.conditions, cond)
+		}
+		if p.params, err = input.ParamsValue(rp.Params); err != nil {
+			fail(path, err)
+		}
+		e.pools = append(e.pools, p)
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	if e.gate, err = policy.Compile(ctx, modules); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// Config is the config the engine was built from.
+func (e *Engine) Config() *config.Resolved { return e.cfg }
+
+// Evaluation is a decision together with the input document the gate saw.
+type Evaluation struct {
+	Decision Decision
+	// Input is the Rego input; nil when no pool owns the node (the gate did not run).
+	Input ast.Value
+}
+
+// Decide decides whether the node may reboot at now.
+func (e *Engine) Decide(ctx context.Context, f *facts.Facts, now time.Time) Decision {
+	return e.Evaluate(ctx, f, now).Decision
+}
+
+// Evaluate is Decide that also returns the input document.
+func (e *Engine) Evaluate(ctx context.Context, f *facts.Facts, now time.Time) Evaluation {
+	node := input.NodeFrom(f.Node, e.cfg.NodeImageLabel)
+	d := Decision{Node: node.Name, At: now.Format(time.RFC3339), Reasons: []Reason{}, Conditions: []input.ConditionResult{}}
+	vars := &celeval.Vars{Node: &node, Now: now}
+
+	p, reason := e.selectPool(vars)
+	if p == nil {
+		d.Reasons = append(d.Reasons, reason)
+		return Evaluation{Decision: d}
+	}
+	d.Pool = p.cfg.Name
+	vars.Pods = input.PodsFrom(f.Pods)
+	vars.Alerts = f.Alerts
+	if vars.Alerts == nil {
+		vars.Alerts = []facts.Alert{}
+	}
+	vars.Pool = map[string]string{"name": p.cfg.Name, "concurrency": p.cfg.Concurrency.String()}
+
+	for _, c := range p.conditions {
+		res := c.evaluate(vars)
+		d.Conditions = append(d.Conditions, res)
+		if !res.Result {
+			d.Reasons = append(d.Reasons, Reason{Source: SourceCondition + c.cfg.Name, Message: res.Message})
+		}
+	}
+
+	doc := &input.Document{
+		Node:   node,
+		Pool:   input.Pool{Name: p.cfg.Name, Concurrency: p.cfg.Concurrency.String(), Conditions: d.Conditions},
+		Pods:   vars.Pods,
+		Alerts: vars.Alerts,
+		Time:   input.Time{RFC3339: d.At, Ns: now.UnixNano()},
+	}
+	if f.AlertsErr != nil {
+		doc.Errors.Alerts = f.AlertsErr.Error()
+	}
+	doc.Schedule = scheduleState(p.cfg, now)
+	d.NextAllowed = doc.Schedule.NextAllowed
+	in := doc.Value(p.params)
+
+	msgs, err := e.gate.Deny(ctx, in, now)
+	if err != nil {
+		d.Reasons = append(d.Reasons, Reason{Source: SourceEngine, Message: "the policy could not be evaluated, so the reboot is denied: " + err.Error()})
+	}
+	for _, m := range msgs {
+		d.Reasons = append(d.Reasons, Reason{Source: SourcePolicy, Message: m})
+	}
+	d.Allowed = len(d.Reasons) == 0
+	return Evaluation{Decision: d, Input: in}
+}
+
+// selectPool returns the first pool whose selector is true. A selector that fails to
+// evaluate stops the search: falling through to a later, looser pool would be unsafe.
+func (e *Engine) selectPool(vars *celeval.Vars) (*pool, Reason) {
+	for i, p := range e.pools {
+		ok, err := p.selector.Bool(vars)
+		if err != nil {
+			return nil, Reason{Source: SourcePool, Message: fmt.Sprintf("pools[%d] (%s) selector failed: %v", i, p.cfg.Name, err)}
+		}
+		if ok {
+			return p, Reason{}
+		}
+	}
+	return nil, Reason{Source: SourcePool, Message: fmt.Sprintf("no pool selects node %s", vars.Node.Name)}
+}
+
+func (c *condition) evaluate(vars *celeval.Vars) input.ConditionResult {
+	res := input.ConditionResult{Name: c.cfg.Name, Expression: c.cfg.Expression}
+	ok, err := c.program.Bool(vars)
+	if err != nil {
+		res.Error = err.Error()
+		res.Message = fmt.Sprintf("condition %q could not be evaluated: %v", c.cfg.Name, err)
+		return res
+	}
+	res.Result = ok
+	if ok {
+		return res
+	}
+	switch {
+	case c.message != nil:
+		msg, err := c.message.String(vars)
+		if err != nil {
+			res.Message = fmt.Sprintf("condition %q is false (its messageExpression failed: %v)", c.cfg.Name, err)
+		} else {
+			res.Message = msg
+		}
+	case c.cfg.Message != "":
+		res.Message = c.cfg.Message
+	default:
+		res.Message = fmt.Sprintf("condition %q is false: %s", c.cfg.Name, c.cfg.Expression)
+	}
+	return res
+}
+
+// scheduleState computes what Rego cannot: cron window state and the next openings.
+func scheduleState(p *config.ResolvedPool, now time.Time) input.Schedule {
+	s := input.Schedule{Windows: make([]input.WindowState, len(p.Windows))}
+	for i, w := range p.Windows {
+		st := input.WindowState{Index: i, Kind: p.Params.Windows[i].Kind}
+		if c, ok := w.(schedule.Cron); ok {
+			if opened, active := c.Active(now); active {
+				st.Active = true
+				st.OpenedAt = opened.Format(time.RFC3339)
+				st.ClosesAt = opened.Add(c.Duration).Format(time.RFC3339)
+			}
+		}
+		if t, ok := w.NextOpening(now); ok {
+			st.NextOpening = t.Format(time.RFC3339)
+		}
+		s.Windows[i] = st
+	}
+	if t, ok := schedule.NextAllowed(now, p.Windows, p.Blackouts, nextAllowedHorizon); ok {
+		s.NextAllowed = t.Format(time.RFC3339)
+	}
+	return s
+}

@@ -1,0 +1,188 @@
+package policy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+
+	"github.com/rebootgate/rebootgate/policies"
+)
+
+// Query is the decision query: the union of every module's deny rules in package
+// rebootgate.
+const Query = "data.rebootgate.deny"
+
+// Module is one Rego source file.
+type Module struct {
+	// Name identifies the module in errors: a file path or configmap/key.
+	Name   string
+	Source string
+}
+
+// DefaultModules returns the embedded default gate.
+func DefaultModules() []Module {
+	var out []Module
+	for name, src := range policies.DefaultGate() {
+		out = append(out, Module{Name: name, Source: src})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// LoadPaths reads Rego modules from files and directories (recursively). Test files
+// (*_test.rego) in directories are skipped: they are for `policy test`, not decisions.
+func LoadPaths(paths []string) ([]Module, error) {
+	var out []Module
+	for _, p := range paths {
+		info, err := os.Stat(p)
+		if err != nil {
+			return nil, fmt.Errorf("policy %s: %w", p, err)
+		}
+		if !info.IsDir() {
+			m, err := readModule(p)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, m)
+			continue
+		}
+		err = filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if d.IsDir() || !strings.HasSuffix(path, ".rego") || strings.HasSuffix(path, "_test.rego") {
+				return nil
+			}
+			m, err := readModule(path)
+			if err != nil {
+				return err
+			}
+			out = append(out, m)
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("policy directory %s: %w", p, err)
+		}
+	}
+	return out, nil
+}
+
+func readModule(path string) (Module, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Module{}, fmt.Errorf("policy %s: %w", path, err)
+	}
+	return Module{Name: path, Source: string(data)}, nil
+}
+
+// CompileError lists Rego parse and compile errors, each with file:line.
+type CompileError struct{ Errors ast.Errors }
+
+func (e *CompileError) Error() string {
+	msgs := make([]string, 0, len(e.Errors))
+	for _, err := range e.Errors {
+		loc := ""
+		if err.Location != nil {
+			loc = fmt.Sprintf("%s:%d: ", err.Location.File, err.Location.Row)
+		}
+		msgs = append(msgs, loc+err.Code+": "+err.Message)
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// Gate is a compiled, prepared decision query. It is safe for concurrent use.
+type Gate struct {
+	query   rego.PreparedEvalQuery
+	modules []string
+}
+
+// Compile parses and compiles the modules (Rego v1) and prepares the decision query.
+func Compile(ctx context.Context, modules []Module) (*Gate, error) {
+	parsed := make(map[string]*ast.Module, len(modules))
+	var errs ast.Errors
+	names := make([]string, 0, len(modules))
+	for _, m := range modules {
+		if _, dup := parsed[m.Name]; dup {
+			return nil, fmt.Errorf("policy %s: loaded twice", m.Name)
+		}
+		mod, err := ast.ParseModuleWithOpts(m.Name, m.Source, ast.ParserOptions{RegoVersion: ast.RegoV1})
+		if err != nil {
+			var astErrs ast.Errors
+			if errors.As(err, &astErrs) {
+				errs = append(errs, astErrs...)
+				continue
+			}
+			return nil, fmt.Errorf("policy %s: %w", m.Name, err)
+		}
+		parsed[m.Name] = mod
+		names = append(names, m.Name)
+	}
+	if len(errs) > 0 {
+		return nil, &CompileError{Errors: errs}
+	}
+	compiler := ast.NewCompiler().WithDefaultRegoVersion(ast.RegoV1).WithStrict(false)
+	if compiler.Compile(parsed); compiler.Failed() {
+		return nil, &CompileError{Errors: compiler.Errors}
+	}
+	pq, err := rego.New(
+		rego.Query(Query),
+		rego.Compiler(compiler),
+		rego.SetRegoVersion(ast.RegoV1),
+		rego.StrictBuiltinErrors(true),
+	).PrepareForEval(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("preparing %s: %w", Query, err)
+	}
+	sort.Strings(names)
+	return &Gate{query: pq, modules: names}, nil
+}
+
+// Modules names the compiled modules.
+func (g *Gate) Modules() []string { return g.modules }
+
+// Deny evaluates the deny set. Elements are strings, or objects with a "msg" or
+// "message" field (Gatekeeper style); others are printed as JSON. The messages come
+// back sorted. An evaluation error is returned as an error: callers fail closed.
+func (g *Gate) Deny(ctx context.Context, in ast.Value, now time.Time) ([]string, error) {
+	rs, err := g.query.Eval(ctx, rego.EvalParsedInput(in), rego.EvalTime(now))
+	if err != nil {
+		return nil, fmt.Errorf("evaluating %s: %w", Query, err)
+	}
+	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
+		return nil, nil // no module defines deny: nothing denies
+	}
+	var msgs []string
+	switch v := rs[0].Expressions[0].Value.(type) {
+	case []any:
+		for _, el := range v {
+			msgs = append(msgs, message(el))
+		}
+	default:
+		return nil, fmt.Errorf("%s is a %T, want a set of messages", Query, v)
+	}
+	sort.Strings(msgs)
+	return msgs, nil
+}
+
+func message(v any) string {
+	switch m := v.(type) {
+	case string:
+		return m
+	case map[string]any:
+		for _, k := range []string{"msg", "message"} {
+			if s, ok := m[k].(string); ok {
+				return s
+			}
+		}
+	}
+	return fmt.Sprint(v)
+}
