@@ -1,6 +1,7 @@
 package nodeimage
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -25,7 +26,7 @@ func FuzzParse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		v, err := Parse(s)
 		if err != nil {
-			if s != "" && !strings.Contains(err.Error(), `"`+s+`"`) {
+			if s != "" && !strings.Contains(err.Error(), strconv.Quote(s)) {
 				t.Fatalf("Parse(%q) error %q does not name the value", s, err)
 			}
 			return

@@ -61,7 +61,7 @@ type Cron struct {
 // prefix: the zone is loc (nil means UTC). d must be positive and at most
 // 31 days. days, when not 0, limits which hits open a window (see Cron).
 // A spec that never opens a window within 30 years is rejected.
-func ParseCron(spec string, d time.Duration, days Weekdays, loc *time.Location) (c Cron, err error) {
+func ParseCron(spec string, d time.Duration, days Weekdays, loc *time.Location) (Cron, error) {
 	if loc == nil {
 		loc = time.UTC
 	}
@@ -86,7 +86,7 @@ func ParseCron(spec string, d time.Duration, days Weekdays, loc *time.Location) 
 		return Cron{}, fmt.Errorf("cron schedule %q has no fixed start; use a five-field spec or a descriptor such as @daily", spec)
 	}
 	ss.Location = loc
-	c = Cron{Spec: spec, Duration: d, Days: days & AllDays, Location: loc, sched: ss}
+	c := Cron{Spec: spec, Duration: d, Days: days & AllDays, Location: loc, sched: ss}
 	if _, ok := c.firstHit(validationStart, validationStart.AddDate(validationYears, 0, 0)); !ok {
 		if days&AllDays != 0 && days&AllDays != AllDays {
 			return Cron{}, fmt.Errorf("cron schedule %q never fires on %s (standard cron ORs day-of-month and day-of-week; restrict the weekday with days only)", spec, days)
