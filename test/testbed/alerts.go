@@ -5,28 +5,34 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
 	"time"
 )
 
 // Alerts: every alert made by FireAlert is one Prometheus alerting rule in its
-// own file under RulesDir. Firing sets its expression to vector(1), clearing to
-// an empty vector; Prometheus is reloaded after each change and evaluates rules
-// every second, so an alert fires (and reaches Alertmanager) within a few
-// seconds and resolves as quickly. Prometheus also sends resolved alerts to
-// Alertmanager, so cleared alerts leave Alertmanager's active list.
+// own file under RulesDir, `max(testbed_alert{testbed_alert="NAME"}) > 0`. The
+// test process serves the testbed_alert gauge on a loopback /metrics endpoint
+// that Prometheus scrapes every second (registered through TargetsDir), so
+// FireAlert and ClearAlert only flip a value: Prometheus raises the alert at
+// its next evaluation, resolves it when the value drops to 0, and tells
+// Alertmanager both. (Rewriting or deleting a rule would not resolve the alert
+// in Alertmanager; it would linger there until its endsAt.)
 
 // AlertLabel is set ("true") on every alert made by FireAlert.
 const AlertLabel = "testbed"
 
-const (
-	exprFiring  = "vector(1)"
-	exprCleared = "vector(1) < 0"
-)
+// AlertMetric is the gauge behind the bed's alerts; label testbed_alert names the alert.
+const AlertMetric = "testbed_alert"
 
 var unsafeFileChars = regexp.MustCompile(`[^A-Za-z0-9_.-]`)
 
@@ -56,17 +62,86 @@ type AlertOptions struct {
 	For time.Duration
 }
 
+// alertServer serves the testbed_alert gauge for this process's alerts.
+type alertServer struct {
+	mu     sync.Mutex
+	values map[string]float64
+	rules  map[string]string // alert name -> rule file content
+	srv    *http.Server
+	target string // file_sd target name
+}
+
+func (a *alertServer) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
+	a.mu.Lock()
+	names := make([]string, 0, len(a.values))
+	for n := range a.values {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var sb strings.Builder
+	sb.WriteString("# HELP testbed_alert 1 while the test bed alert named by label testbed_alert fires.\n# TYPE testbed_alert gauge\n")
+	for _, n := range names {
+		fmt.Fprintf(&sb, "%s{testbed_alert=%s} %g\n", AlertMetric, strconv.Quote(n), a.values[n])
+	}
+	a.mu.Unlock()
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+	_, _ = io.WriteString(w, sb.String())
+}
+
+// alerts starts this process's alert endpoint on first use.
+func (b *Bed) alerts() (*alertServer, error) {
+	b.rulesMu.Lock()
+	defer b.rulesMu.Unlock()
+	if b.alertSrv != nil {
+		return b.alertSrv, nil
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("alert endpoint: %w", err)
+	}
+	a := &alertServer{values: map[string]float64{}, rules: map[string]string{}, target: fmt.Sprintf("alerts-%d", os.Getpid())}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", a)
+	a.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = a.srv.Serve(ln) }()
+	if err := b.RegisterScrapeTarget(a.target, ln.Addr().String(), map[string]string{"source": "testbed-alerts"}); err != nil {
+		_ = a.srv.Close()
+		return nil, err
+	}
+	b.alertSrv = a
+	return a, nil
+}
+
+// Close stops this process's alert endpoint (its alerts resolve) and
+// unregisters it from Prometheus. The bed keeps running.
+func (b *Bed) Close() error {
+	b.rulesMu.Lock()
+	a := b.alertSrv
+	b.alertSrv = nil
+	b.rulesMu.Unlock()
+	if a == nil {
+		return nil
+	}
+	err := b.UnregisterScrapeTarget(a.target)
+	return errors.Join(err, a.srv.Close())
+}
+
 func (b *Bed) rulePath(name string) string {
 	return filepath.Join(b.RulesDir, "alert-"+unsafeFileChars.ReplaceAllString(name, "_")+".yml")
 }
 
-func (b *Bed) writeRule(ctx context.Context, name, expr string, opts AlertOptions) error {
+// ensureRule writes the alert's rule file and reloads Prometheus if it changed.
+func (b *Bed) ensureRule(ctx context.Context, a *alertServer, name string, opts AlertOptions) error {
 	labels := map[string]string{AlertLabel: "true"}
 	for k, v := range opts.Labels {
 		labels[k] = v
 	}
-	r := rule{Alert: name, Expr: expr, Labels: labels,
-		Annotations: map[string]string{"summary": "test bed alert " + name}}
+	r := rule{
+		Alert:       name,
+		Expr:        fmt.Sprintf("max(%s{testbed_alert=%s}) > 0", AlertMetric, strconv.Quote(name)),
+		Labels:      labels,
+		Annotations: map[string]string{"summary": "test bed alert " + name},
+	}
 	if opts.For > 0 {
 		r.For = fmt.Sprintf("%dms", opts.For.Milliseconds())
 	}
@@ -75,16 +150,28 @@ func (b *Bed) writeRule(ctx context.Context, name, expr string, opts AlertOption
 	if err != nil {
 		return fmt.Errorf("alert %s: %w", name, err)
 	}
-	b.rulesMu.Lock()
-	defer b.rulesMu.Unlock()
+	a.mu.Lock()
+	same := a.rules[name] == string(data)
+	a.mu.Unlock()
 	path := b.rulePath(name)
+	if same {
+		if old, err := os.ReadFile(path); err == nil && string(old) == string(data) {
+			return nil
+		}
+	}
 	if err := os.WriteFile(path+".tmp", data, 0o644); err != nil {
 		return fmt.Errorf("alert %s: %w", name, err)
 	}
 	if err := os.Rename(path+".tmp", path); err != nil {
 		return fmt.Errorf("alert %s: %w", name, err)
 	}
-	return b.ReloadPrometheus(ctx)
+	if err := b.ReloadPrometheus(ctx); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	a.rules[name] = string(data)
+	a.mu.Unlock()
+	return nil
 }
 
 // ReloadPrometheus makes Prometheus re-read its configuration and rule files.
@@ -96,23 +183,49 @@ func (b *Bed) ReloadPrometheus(ctx context.Context) error {
 }
 
 // FireAlert makes Prometheus raise the alert name (with opts.Labels) from its
-// next rule evaluation on, until ClearAlert. It does not wait; see
-// WaitPrometheusAlert and WaitAlertmanagerAlert.
+// next scrape and evaluation on (about 1-3 s), until ClearAlert. It does not
+// wait; see WaitPrometheusAlert and WaitAlertmanagerAlert. The alert lives as
+// long as this process serves it (Close or exit resolves it).
 func (b *Bed) FireAlert(ctx context.Context, name string, opts AlertOptions) error {
-	return b.writeRule(ctx, name, exprFiring, opts)
+	a, err := b.alerts()
+	if err != nil {
+		return err
+	}
+	if err := b.ensureRule(ctx, a, name, opts); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	a.values[name] = 1
+	a.mu.Unlock()
+	return nil
 }
 
-// ClearAlert makes the alert's expression empty, so Prometheus resolves it
-// and tells Alertmanager. The rule stays (empty) until RemoveAlert.
+// ClearAlert stops the alert: Prometheus resolves it at its next scrape and
+// evaluation and sends the resolution to Alertmanager.
 func (b *Bed) ClearAlert(ctx context.Context, name string) error {
-	return b.writeRule(ctx, name, exprCleared, AlertOptions{})
+	a, err := b.alerts()
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, ok := a.values[name]; ok {
+		a.values[name] = 0
+	}
+	return nil
 }
 
-// RemoveAlert deletes the alert's rule file. Clear it first and wait for it
-// to resolve if Alertmanager should see it resolved.
+// RemoveAlert clears the alert and deletes its rule. Wait for the alert to
+// resolve first if Alertmanager should see it resolved.
 func (b *Bed) RemoveAlert(ctx context.Context, name string) error {
-	b.rulesMu.Lock()
-	defer b.rulesMu.Unlock()
+	a, err := b.alerts()
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	delete(a.values, name)
+	delete(a.rules, name)
+	a.mu.Unlock()
 	if err := os.Remove(b.rulePath(name)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove alert %s: %w", name, err)
 	}

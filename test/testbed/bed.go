@@ -72,6 +72,7 @@ type Bed struct {
 	startedHere  bool
 	scriptOutput io.Writer
 	rulesMu      sync.Mutex
+	alertSrv     *alertServer
 }
 
 // FindRoot returns the directory holding this module's go.mod, searching
@@ -278,6 +279,9 @@ func Main(m *testing.M) int {
 	shared = b
 	sharedMu.Unlock()
 	code := m.Run()
+	if err := b.Close(); err != nil {
+		fmt.Fprintf(os.Stderr, "testbed: %v\n", err)
+	}
 	if b.StartedHere() && os.Getenv(EnvKeep) == "" {
 		stopCtx, stopCancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer stopCancel()
