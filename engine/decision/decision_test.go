@@ -1,0 +1,275 @@
+package decision
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage/inmem"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/rebootgate/rebootgate/engine/config"
+	"github.com/rebootgate/rebootgate/engine/facts"
+	"github.com/rebootgate/rebootgate/engine/policy"
+	"github.com/rebootgate/rebootgate/policies"
+)
+
+const header = "apiVersion: rebootgate.io/v1alpha1\nkind: RebootGateConfig\n"
+
+func newEngine(t testing.TB, cfgYAML string, extra ...policy.Module) *Engine {
+	t.Helper()
+	cfg := config.Default()
+	if cfgYAML != "" {
+		var err error
+		if cfg, err = config.Parse([]byte(header + cfgYAML)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e, err := New(context.Background(), cfg, append(policy.DefaultModules(), extra...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func testNode(name string, labels map[string]string) *corev1.Node {
+	return &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels},
+		Status: corev1.NodeStatus{
+			Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}},
+			NodeInfo:   corev1.NodeSystemInfo{BootID: "b1", KernelVersion: "6.8.0-1021-azure"},
+		},
+	}
+}
+
+var at = time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC) // a Tuesday
+
+func sources(d Decision) []string {
+	var out []string
+	for _, r := range d.Reasons {
+		out = append(out, r.Source+": "+r.Message)
+	}
+	return out
+}
+
+func TestDefaultConfigAllowsAnyTime(t *testing.T) {
+	e := newEngine(t, "")
+	d := e.Decide(context.Background(), &facts.Facts{Node: testNode("n1", nil)}, at)
+	if !d.Allowed || d.Pool != "default" || len(d.Reasons) != 0 || d.Node != "n1" {
+		t.Fatalf("decision = %+v", d)
+	}
+	if d.NextAllowed != at.Format(time.RFC3339) {
+		t.Errorf("nextAllowed = %q, want now", d.NextAllowed)
+	}
+}
+
+func TestPoolSelection(t *testing.T) {
+	e := newEngine(t, `
+pools:
+- name: system
+  selector: 'node.labels[?"agentpool"] == optional.of("system")'
+- name: strict
+  selector: 'node.labels["tier"] == "db"'
+- name: rest
+  selector: 'node.name.startsWith("user-")'
+`)
+	for _, tc := range []struct {
+		node   *corev1.Node
+		pool   string
+		reason string
+	}{
+		{testNode("sys-1", map[string]string{"agentpool": "system"}), "system", ""},
+		{testNode("user-1", map[string]string{"tier": "web"}), "rest", ""},
+		// The strict selector fails on a node without the label: the search stops there
+		// rather than falling through to a later pool.
+		{testNode("user-2", nil), "", "pool: pools[1] (strict) selector failed"},
+		{testNode("other", map[string]string{"tier": "web"}), "", "pool: no pool selects node other"},
+	} {
+		d := e.Decide(context.Background(), &facts.Facts{Node: tc.node}, at)
+		if d.Pool != tc.pool {
+			t.Errorf("%s: pool = %q, want %q", tc.node.Name, d.Pool, tc.pool)
+		}
+		if tc.reason == "" != d.Allowed {
+			t.Errorf("%s: allowed = %v, reasons %v", tc.node.Name, d.Allowed, sources(d))
+		}
+		if tc.reason != "" && (len(d.Reasons) != 1 || !strings.HasPrefix(sources(d)[0], tc.reason)) {
+			t.Errorf("%s: reasons = %v, want %q", tc.node.Name, sources(d), tc.reason)
+		}
+	}
+}
+
+func TestConditions(t *testing.T) {
+	e := newEngine(t, `
+pools:
+- name: p
+  conditions:
+  - name: ubuntu
+    expression: 'node.nodeInfo.kernelVersion.endsWith("-azure")'
+  - name: few-pods
+    expression: 'size(pods) < 2'
+    messageExpression: '"node runs " + string(size(pods)) + " pods in pool " + pool.name'
+  - name: no-critical
+    expression: '!alerts.exists(a, a.labels[?"severity"] == optional.of("critical"))'
+    message: a critical alert is firing
+  - name: quiet-hours
+    expression: 'now.getHours() >= 9'
+`)
+	f := &facts.Facts{
+		Node: testNode("n1", nil),
+		Pods: []corev1.Pod{{ObjectMeta: metav1.ObjectMeta{Name: "a"}}, {ObjectMeta: metav1.ObjectMeta{Name: "b"}}},
+		Alerts: []facts.Alert{{Name: "DiskFull", State: "firing", Labels: map[string]string{"severity": "critical"}, Silenced: true}},
+	}
+	d := e.Decide(context.Background(), f, at)
+	want := []string{
+		"condition/few-pods: node runs 2 pods in pool p",
+		"condition/no-critical: a critical alert is firing",
+	}
+	if got := sources(d); strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("reasons = %q, want %q", got, want)
+	}
+	if len(d.Conditions) != 4 || !d.Conditions[0].Result || d.Conditions[1].Result || !d.Conditions[3].Result {
+		t.Errorf("conditions = %+v", d.Conditions)
+	}
+}
+
+func TestPolicyReasonsAndCustomModules(t *testing.T) {
+	custom := policy.Module{Name: "zone.rego", Source: `package rebootgate
+
+deny contains "zone c is frozen" if input.node.labels["topology.kubernetes.io/zone"] == "c"
+
+deny contains {"msg": sprintf("custom says %s", [input.params.custom.word])} if input.params.custom.word != ""
+`}
+	e := newEngine(t, `
+custom: {word: hello}
+pools:
+- name: p
+  windows:
+  - days: sat
+blockers:
+  alerts:
+    firingOnly: true
+`, custom)
+	f := &facts.Facts{
+		Node:      testNode("n1", map[string]string{"topology.kubernetes.io/zone": "c"}),
+		Alerts:    []facts.Alert{{Name: "Pending", State: "pending"}, {Name: "Firing", State: "firing"}},
+		AlertsErr: errors.New("connection refused"),
+	}
+	d := e.Decide(context.Background(), f, at)
+	want := []string{
+		"policy: alert Firing is firing",
+		"policy: alerts could not be checked: connection refused",
+		"policy: custom says hello",
+		"policy: outside every reboot window (next allowed 2026-11-28T00:00:00Z)",
+		"policy: zone c is frozen",
+	}
+	if got := sources(d); strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("reasons =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestCronWindowState(t *testing.T) {
+	e := newEngine(t, `
+pools:
+- name: p
+  windows:
+  - schedule: "0 9 * * tue"
+    duration: 2h
+    timeZone: UTC
+`)
+	ev := e.Evaluate(context.Background(), &facts.Facts{Node: testNode("n1", nil)}, at)
+	if !ev.Decision.Allowed {
+		t.Fatalf("reasons %v", sources(ev.Decision))
+	}
+	s := ev.Input.String()
+	for _, want := range []string{`"active": true`, `"openedAt": "2026-11-24T09:00:00Z"`, `"closesAt": "2026-11-24T11:00:00Z"`} {
+		if !strings.Contains(s, want) {
+			t.Errorf("input lacks %s:\n%s", want, s)
+		}
+	}
+}
+
+func TestNewReportsBadCELWithPoolAndCondition(t *testing.T) {
+	for _, tc := range []struct{ yaml, want string }{
+		{"pools:\n- name: p\n  selector: 'node.lables[\"a\"] == \"b\"'\n", `pools[0].selector: pool "p"`},
+		{"pools:\n- name: p\n  selector: 'node.name'\n", `must evaluate to bool`},
+		{"pools:\n- name: p\n  conditions:\n  - name: c1\n    expression: 'pods.size() >'\n", `pools[0].conditions[0].expression: pool "p" condition "c1"`},
+		{"pools:\n- name: p\n  conditions:\n  - name: c1\n    expression: 'true'\n    messageExpression: '1'\n", `pools[0].conditions[0].messageExpression`},
+		{"pools:\n- name: p\n  selector: 'pods.size() > 0'\n", `undeclared reference to 'pods'`},
+	} {
+		cfg, err := config.Parse([]byte(header + tc.yaml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = New(context.Background(), cfg, policy.DefaultModules())
+		var list config.ErrorList
+		if !errors.As(err, &list) || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%q: error %v, want a one-line ErrorList containing %q", tc.yaml, err, tc.want)
+		}
+	}
+}
+
+func TestNewReportsRegoErrorsWithFileAndLine(t *testing.T) {
+	bad := policy.Module{Name: "cm/broken.rego", Source: "package rebootgate\n\ndeny contains msg if {\n\tmsg := undefined_function(1)\n}\n"}
+	_, err := New(context.Background(), config.Default(), append(policy.DefaultModules(), bad))
+	var ce *policy.CompileError
+	if !errors.As(err, &ce) || !strings.Contains(err.Error(), "cm/broken.rego:4:") {
+		t.Fatalf("error = %v, want a CompileError at cm/broken.rego:4", err)
+	}
+	syntax := policy.Module{Name: "x.rego", Source: "package rebootgate\ndeny contains msg if {"}
+	if _, err := New(context.Background(), config.Default(), []policy.Module{syntax}); !errors.As(err, &ce) || !strings.Contains(err.Error(), "x.rego:") {
+		t.Fatalf("error = %v, want a parse error in x.rego", err)
+	}
+}
+
+// TestInputMatchesSchema checks the document Go builds against the JSON Schema the
+// policies are type-checked with, so the two cannot drift apart.
+func TestInputMatchesSchema(t *testing.T) {
+	e := newEngine(t, `
+custom: {team: sre}
+pools:
+- name: p
+  windows:
+  - days: [mon, fri]
+  - days: "mon,tue"
+    startTime: 9pm
+    endTime: 5am
+    timeZone: America/Los_Angeles
+  - schedule: "0 2 8-14 * *"
+    days: tue
+    duration: 4h
+  blackouts:
+  - name: xmas
+    start: "2026-12-24T00:00:00+01:00"
+    end: "2026-12-27T00:00:00+01:00"
+  conditions:
+  - name: c
+    expression: "false"
+  nodeImage: {families: [AKSUbuntu], minDate: "2025-01-01"}
+blockers:
+  pods: {selectors: ["app in (a,b),!c,d,e!=f,g>3"]}
+  alerts: {filterRegexp: "^W", filterMatchOnly: true, firingOnly: true, blockSilenced: true}
+`)
+	f := benchFacts(3, 3)
+	f.AlertsErr = errors.New("timeout")
+	ev := e.Evaluate(context.Background(), f, at)
+	var schema map[string]any
+	if err := json.Unmarshal(policies.InputSchema(), &schema); err != nil {
+		t.Fatal(err)
+	}
+	rs, err := rego.New(
+		rego.Query("[ok, errs] := json.match_schema(input, data.schema)"),
+		rego.Store(inmem.NewFromObject(map[string]any{"schema": schema})),
+		rego.ParsedInput(ev.Input),
+	).Eval(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) != 1 || rs[0].Bindings["ok"] != true {
+		t.Fatalf("input does not match policies/input.schema.json: %v\ninput: %s", rs, ev.Input)
+	}
+}
