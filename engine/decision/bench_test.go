@@ -54,7 +54,7 @@ blockers:
 // benchFacts is a node with nPods pods and nAlerts alerts, none of which blocks.
 func benchFacts(nPods, nAlerts int) *facts.Facts {
 	n := testNode("aks-user-1", map[string]string{
-		"agentpool":                               "user",
+		"agentpool": "user",
 		"kubernetes.azure.com/node-image-version": "AKSUbuntu-2204gen2containerd-202509.23.0",
 		"topology.kubernetes.io/zone":             "westeurope-1",
 		"kubernetes.io/os":                        "linux",

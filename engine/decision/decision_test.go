@@ -120,8 +120,8 @@ pools:
     expression: 'now.getHours() >= 9'
 `)
 	f := &facts.Facts{
-		Node: testNode("n1", nil),
-		Pods: []corev1.Pod{{ObjectMeta: metav1.ObjectMeta{Name: "a"}}, {ObjectMeta: metav1.ObjectMeta{Name: "b"}}},
+		Node:   testNode("n1", nil),
+		Pods:   []corev1.Pod{{ObjectMeta: metav1.ObjectMeta{Name: "a"}}, {ObjectMeta: metav1.ObjectMeta{Name: "b"}}},
 		Alerts: []facts.Alert{{Name: "DiskFull", State: "firing", Labels: map[string]string{"severity": "critical"}, Silenced: true}},
 	}
 	d := e.Decide(context.Background(), f, at)
