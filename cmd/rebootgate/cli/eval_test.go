@@ -1,0 +1,160 @@
+package cli
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func run(args ...string) (code int, stdout, stderr string) {
+	var out, errOut bytes.Buffer
+	code = Main(args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func writeFile(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+const cfgHeader = "apiVersion: rebootgate.io/v1alpha1\nkind: RebootGateConfig\n"
+
+func TestEvalJSONContract(t *testing.T) {
+	cfg := writeFile(t, "c.yaml", cfgHeader+`pools:
+- name: nightly
+  windows:
+  - days: mon,tue
+    startTime: 9pm
+    endTime: 5am
+    timeZone: America/Los_Angeles
+`)
+	code, out, errOut := run("eval", "--config", cfg, "--node", "testdata/node.yaml", "--alerts", "testdata/alerts-am.json",
+		"--at", "2019-04-04T00:49:00-07:00", "-o", "json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var d struct {
+		Allowed bool   `json:"allowed"`
+		Pool    string `json:"pool"`
+		Reasons []struct {
+			Source  string `json:"source"`
+			Message string `json:"message"`
+		} `json:"reasons"`
+	}
+	if err := json.Unmarshal([]byte(out), &d); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if d.Allowed || d.Pool != "nightly" || len(d.Reasons) != 2 {
+		t.Fatalf("decision = %+v", d)
+	}
+	// Thursday 00:49 is inside the 9pm-5am hours but Thursday is not a reboot day;
+	// the silenced alert does not block, the active one does, named in its own reason.
+	if !strings.HasPrefix(d.Reasons[0].Message, "alert DiskFull is firing") || !strings.HasPrefix(d.Reasons[1].Message, "outside every reboot window") {
+		t.Errorf("reasons = %+v", d.Reasons)
+	}
+}
+
+func TestEvalAllowedWithoutConfig(t *testing.T) {
+	code, out, _ := run("eval", "--node", "testdata/node.yaml", "--pods", "testdata/pod.yaml", "-o", "json")
+	if code != 0 || !strings.Contains(out, `"allowed": true`) || !strings.Contains(out, `"reasons": []`) || !strings.Contains(out, `"pool": "default"`) {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	code, out, _ = run("eval", "--node", "testdata/node.yaml")
+	if code != 0 || !strings.Contains(out, "ALLOWED") || !strings.Contains(out, "yes") {
+		t.Fatalf("table: exit %d: %s", code, out)
+	}
+	code, out, _ = run("eval", "--node", "testdata/node.yaml", "-o", "input")
+	if code != 0 || !strings.Contains(out, `"family": "AKSUbuntu"`) {
+		t.Fatalf("input: exit %d: %s", code, out)
+	}
+}
+
+func TestEvalBadInputExits2WithOneLine(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	badRego := write("bad.rego", "package rebootgate\n\ndeny contains msg if {\n  msg := nope(1)\n}\n")
+	for name, tc := range map[string]struct {
+		args []string
+		want []string
+	}{
+		"bad yaml":      {[]string{"--config", write("y.yaml", "pools: [")}, []string{"y.yaml"}},
+		"unknown key":   {[]string{"--config", write("k.yaml", cfgHeader+"poolz: []\n")}, []string{"k.yaml", "poolz: unknown field"}},
+		"bad day":       {[]string{"--config", write("d.yaml", cfgHeader+"pools:\n- name: a\n  windows:\n  - days: funday\n")}, []string{"d.yaml", "pools[0].windows[0].days", "funday"}},
+		"bad time":      {[]string{"--config", write("t.yaml", cfgHeader+"pools:\n- name: a\n  windows:\n  - startTime: 5:00pm\n")}, []string{"t.yaml", `pools[0].windows[0].startTime: "5:00pm" is not a time`}},
+		"bad zone":      {[]string{"--config", write("z.yaml", cfgHeader+"pools:\n- name: a\n  windows:\n  - timeZone: Nowhere/City\n")}, []string{"z.yaml", "timeZone", "Nowhere/City"}},
+		"bad cron":      {[]string{"--config", write("c.yaml", cfgHeader+"pools:\n- name: a\n  windows:\n  - schedule: '0 25 * * *'\n    duration: 1h\n")}, []string{"c.yaml", "pools[0].windows[0].schedule"}},
+		"bad cel":       {[]string{"--config", write("e.yaml", cfgHeader+"pools:\n- name: a\n  conditions:\n  - name: x\n    expression: 'node.nme == \"a\"'\n")}, []string{"e.yaml", "pools[0].conditions[0].expression", `condition "x"`}},
+		"rego error":    {[]string{"--policy", badRego}, []string{"bad.rego:4"}},
+		"not a node":    {[]string{"--node", "testdata/pod.yaml"}, []string{"testdata/pod.yaml", `kind: "Pod" is not a Node`}},
+		"missing node":  {[]string{"--node", filepath.Join(dir, "none.yaml")}, []string{"--node", "none.yaml"}},
+		"bad pods":      {[]string{"--pods", "testdata/node.yaml"}, []string{"testdata/node.yaml", "is not a Pod"}},
+		"bad alerts":    {[]string{"--alerts", "testdata/node.yaml"}, []string{"testdata/node.yaml"}},
+		"bad at":        {[]string{"--at", "tomorrow"}, []string{"--at", "tomorrow"}},
+		"bad output":    {[]string{"-o", "xml"}, []string{"-o", "xml"}},
+		"unknown flag":  {[]string{"--frobnicate"}, []string{"frobnicate"}},
+		"node required": {[]string{"--node", ""}, []string{"--node"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			args := []string{"eval", "--node", "testdata/node.yaml"}
+			code, _, errOut := run(append(args, tc.args...)...)
+			if code != ExitBadInput {
+				t.Fatalf("exit %d, want 2; stderr %q", code, errOut)
+			}
+			if strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
+				t.Errorf("error is not one line: %q", errOut)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(errOut, w) {
+					t.Errorf("stderr %q lacks %q", errOut, w)
+				}
+			}
+		})
+	}
+}
+
+func TestPolicyTest(t *testing.T) {
+	dir := t.TempDir()
+	must := func(name, src string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	must("p.rego", "package custom\n\nallow if input.x == 1\n")
+	must("p_test.rego", "package custom_test\n\nimport data.custom\n\ntest_allow if custom.allow with input as {\"x\": 1}\n\ntest_deny if not custom.allow with input as {\"x\": 2}\n")
+	code, out, errOut := run("policy", "test", "-v", dir)
+	if code != 0 || !strings.Contains(out, "PASS: 2/2") {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	must("q_test.rego", "package custom_test\n\nimport data.custom\n\ntest_wrong if custom.allow with input as {\"x\": 3}\n")
+	code, out, _ = run("policy", "test", dir)
+	if code != ExitBadInput || !strings.Contains(out, "FAIL: 1/3") {
+		t.Fatalf("a failing test: exit %d\n%s", code, out)
+	}
+}
+
+func TestPolicyTestDefaultGate(t *testing.T) {
+	dir := t.TempDir()
+	src := "package rebootgate_test\n\nimport data.rebootgate\n\n" +
+		"test_hold if {\n\tsome msg in rebootgate.deny with input as object.union(base, {\"node\": object.union(base.node, {\"annotations\": {\"rebootgate.io/hold\": \"x\"}})})\n\tstartswith(msg, \"node is on hold\")\n}\n\n" +
+		"base := {\"node\": {\"annotations\": {}, \"labels\": {}, \"image\": {\"parsed\": false}}, \"params\": {\"windows\": [], \"blackouts\": [], \"podSelectors\": [], \"alerts\": {\"filterRegexp\": \"\"}, \"nodeImage\": {\"families\": [], \"minDate\": \"\"}, \"holdAnnotation\": \"rebootgate.io/hold\"}, \"pods\": [], \"alerts\": [], \"errors\": {\"alerts\": \"\"}, \"time\": {\"ns\": 0}, \"schedule\": {\"windows\": [], \"nextAllowed\": \"\"}}\n"
+	if err := os.WriteFile(filepath.Join(dir, "hold_test.rego"), []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := run("policy", "test", "--default-gate", dir)
+	if code != 0 || !strings.Contains(out, "PASS: 1/1") {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+}
