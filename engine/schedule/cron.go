@@ -118,14 +118,27 @@ func (c Cron) counts(h time.Time) bool {
 
 // next returns the first hit strictly after t, or false if none exists in
 // the library's five-year horizon.
+//
+// The library rounds to minutes in absolute time (Truncate), which is wrong
+// while the zone's offset is not a whole number of minutes (local mean time,
+// which some zones used until 1972); such instants fail closed.
 func (c Cron) next(t time.Time) (time.Time, bool) {
 	// Converting first makes a time.Local schedule use Local rather than
 	// t's zone (the library treats Location == time.Local as "t's zone").
-	h := c.sched.Next(t.In(c.sched.Location))
-	if h.IsZero() || !h.After(t) {
+	lt := t.In(c.sched.Location)
+	if !wholeMinuteOffset(lt) {
+		return time.Time{}, false
+	}
+	h := c.sched.Next(lt)
+	if h.IsZero() || !h.After(t) || !wholeMinuteOffset(h) {
 		return time.Time{}, false
 	}
 	return h, true
+}
+
+func wholeMinuteOffset(t time.Time) bool {
+	_, off := t.Zone()
+	return off%60 == 0
 }
 
 // skipDay returns the last instant before the local day (or zone period)
@@ -169,8 +182,8 @@ func (c Cron) firstHit(after, until time.Time) (time.Time, bool) {
 // Active reports whether t is inside a window, and if so the hit that
 // opened it (the earliest one when windows overlap). Like Karpenter, it
 // looks for a counting hit after t-Duration that is not after t. It fails
-// closed (false) for a Cron not built by ParseCron and for t outside the
-// years 1–9998.
+// closed (false) for a Cron not built by ParseCron, for t outside the years
+// 1–9998 and while the zone's offset is not a whole number of minutes.
 func (c Cron) Active(t time.Time) (openedAt time.Time, ok bool) {
 	if c.Duration <= 0 || !inCronRange(t) {
 		return time.Time{}, false

@@ -252,3 +252,19 @@ func TestCronString(t *testing.T) {
 		t.Errorf("String() = %s, want %s", got, want)
 	}
 }
+
+func TestCronFailsClosedOnSubMinuteOffsets(t *testing.T) {
+	// Monrovia kept the offset -00:44:30 until 1972; the cron library's
+	// minute rounding is wrong there, so such instants fail closed.
+	c := mustCron(t, "1 0 * * *", time.Hour, "", "Africa/Monrovia")
+	if _, ok := c.Active(at(t, "Africa/Monrovia", "1970-06-01 00:30:00")); ok {
+		t.Error("active in 1970 Monrovia")
+	}
+	if _, ok := c.NextOpening(at(t, "Africa/Monrovia", "1970-06-01 00:30:00")); ok {
+		t.Error("opening found in 1970 Monrovia")
+	}
+	when := at(t, "Africa/Monrovia", "1973-06-01 00:30:00")
+	if got, ok := c.Active(when); !ok || !got.Equal(at(t, "Africa/Monrovia", "1973-06-01 00:01:00")) {
+		t.Errorf("Active(%s) = %s, %v", when, got, ok)
+	}
+}
