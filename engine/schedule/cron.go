@@ -89,7 +89,7 @@ func ParseCron(spec string, d time.Duration, days Weekdays, loc *time.Location) 
 	c := Cron{Spec: spec, Duration: d, Days: days & AllDays, Location: loc, sched: ss}
 	if _, ok := c.firstHit(validationStart, validationStart.AddDate(validationYears, 0, 0)); !ok {
 		if days&AllDays != 0 && days&AllDays != AllDays {
-			return Cron{}, fmt.Errorf("cron schedule %q never fires on %s (standard cron ORs day-of-month and day-of-week; restrict the weekday with days only)", spec, days)
+			return Cron{}, fmt.Errorf("cron schedule %q never fires on %s: days only filters the schedule's hits (for a second Tuesday put the days of month in the schedule, 0 2 8-14 * *, and the weekday in days)", spec, days)
 		}
 		return Cron{}, fmt.Errorf("cron schedule %q never fires", spec)
 	}
