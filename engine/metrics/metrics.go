@@ -1,0 +1,102 @@
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Namespace prefixes every metric name.
+const Namespace = "rebootgate"
+
+// Metrics are the agent's metrics. The node label is the agent's own node: one series
+// per node and metric, so cardinality grows with the cluster, never with time.
+type Metrics struct {
+	// RebootRequired is 1 while the node's sentinel says a reboot is needed.
+	RebootRequired *prometheus.GaugeVec
+	// SentinelErrors counts sentinel checks that could not run.
+	SentinelErrors *prometheus.CounterVec
+	// GateDecision is 1 when the last decision allowed the reboot, 0 when it blocked it.
+	GateDecision *prometheus.GaugeVec
+	// GateDecisions counts decisions by result.
+	GateDecisions *prometheus.CounterVec
+	// Phase is 1 for the node's current pipeline phase, 0 for the others.
+	Phase *prometheus.GaugeVec
+	// SlotsHeld is the number of the pool's slots this node holds (0 or 1); sum it over
+	// nodes for the pool's total.
+	SlotsHeld *prometheus.GaugeVec
+	// DrainDuration, RebootDuration and TotalDuration time the pipeline's steps.
+	DrainDuration  *prometheus.HistogramVec
+	RebootDuration *prometheus.HistogramVec
+	TotalDuration  *prometheus.HistogramVec
+	// Errors counts pipeline errors by step.
+	Errors *prometheus.CounterVec
+	// PolicyStatus is 1 when the policies and config in force loaded without error.
+	PolicyStatus *prometheus.GaugeVec
+	// PolicyLoadErrors counts failed policy or config loads.
+	PolicyLoadErrors *prometheus.CounterVec
+}
+
+// durationBuckets span a quick drain (seconds) to a slow reboot with soak (an hour).
+var durationBuckets = []float64{1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600}
+
+// New creates the metrics and registers them on reg.
+func New(reg prometheus.Registerer) (*Metrics, error) {
+	m := &Metrics{
+		RebootRequired: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "reboot_required",
+			Help: "1 while the node's sentinel says a reboot is needed, else 0.",
+		}, []string{"node"}),
+		SentinelErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "sentinel_errors_total",
+			Help: "Sentinel checks that could not run (never counted as reboot needed).",
+		}, []string{"node"}),
+		GateDecision: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "gate_decision",
+			Help: "1 when the last gate decision allowed a reboot of the node, 0 when it blocked it.",
+		}, []string{"node", "pool"}),
+		GateDecisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "gate_decisions_total",
+			Help: "Gate decisions by result (allowed or blocked).",
+		}, []string{"node", "pool", "result"}),
+		Phase: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "phase",
+			Help: "1 for the node's current reboot pipeline phase, 0 for the others.",
+		}, []string{"node", "phase"}),
+		SlotsHeld: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "slots_held",
+			Help: "Reboot slots of the pool held by this node (sum over nodes for the pool).",
+		}, []string{"node", "pool"}),
+		DrainDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: Namespace, Name: "drain_duration_seconds",
+			Help: "Time to drain the node.", Buckets: durationBuckets,
+		}, []string{"node", "pool"}),
+		RebootDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: Namespace, Name: "reboot_duration_seconds",
+			Help: "Time from the reboot request to the node being Ready with a new boot ID.", Buckets: durationBuckets,
+		}, []string{"node", "pool"}),
+		TotalDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: Namespace, Name: "total_duration_seconds",
+			Help: "Time from taking a slot to releasing it after a verified reboot.", Buckets: durationBuckets,
+		}, []string{"node", "pool"}),
+		Errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "errors_total",
+			Help: "Errors by pipeline step.",
+		}, []string{"node", "step"}),
+		PolicyStatus: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "policy_status",
+			Help: "1 when the config and policies in force loaded without error, 0 while the last load failed.",
+		}, []string{"node"}),
+		PolicyLoadErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "policy_load_errors_total",
+			Help: "Failed loads of the config or of policy ConfigMaps.",
+		}, []string{"node"}),
+	}
+	for _, c := range []prometheus.Collector{
+		m.RebootRequired, m.SentinelErrors, m.GateDecision, m.GateDecisions, m.Phase, m.SlotsHeld,
+		m.DrainDuration, m.RebootDuration, m.TotalDuration, m.Errors, m.PolicyStatus, m.PolicyLoadErrors,
+	} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
