@@ -29,26 +29,21 @@ in_window if {
 }
 
 # Daily window with kured's semantics: the weekday and the time of day are both taken
-# from the instant being checked, in the window's zone.
+# from the instant being checked, in the window's zone. Empty days never open (as kured).
 window_open(_, w) if {
 	w.kind == "daily"
-	day_allowed(w)
+	time.weekday([input.time.ns, w.timeZone]) in w.days
 	time_of_day_allowed(w)
 }
 
-# Cron windows: Go evaluates the schedule and tells us whether a run is open now.
+# Cron windows: Go evaluates the schedule, including `days` (which filter the weekday of
+# each opening, so a run may continue past midnight), and tells us whether one is open.
 window_open(i, w) if {
 	w.kind == "cron"
 	some sw in input.schedule.windows
 	sw.index == i
 	sw.active == true
-	day_allowed(w)
 }
-
-# `days: []` means every day.
-day_allowed(w) if count(w.days) == 0
-
-day_allowed(w) if time.weekday([input.time.ns, w.timeZone]) in w.days
 
 # start <= end: an ordinary window, inclusive at both ends (start == end is one second;
 # whole seconds make the end cover its entire second, as kured does).
@@ -95,14 +90,29 @@ blackout_message(b) := sprintf("blackout %q until %s", [b.name, b.end]) if {
 # selector. Selectors are iterated first so that an empty list costs nothing.
 
 deny contains msg if {
-	some sel in input.params.podSelectors
-	some pod in input.pods
+	some i, sel in input.params.podSelectors
+	some pod in selector_candidates[i]
 	not pod.phase in finished_phases
 	selector_matches(sel, object.get(pod, "labels", {}))
 	msg := sprintf("pod %s/%s matches blocking selector %q", [pod.namespace, pod.name, sel.selector])
 }
 
 finished_phases := {"Succeeded", "Failed"}
+
+# The pods worth a full check against selector i. Most selectors have an In requirement
+# (app=blocker) that most pods fail, so pre-filtering on it costs one lookup per pod and
+# keeps the full check (several function calls) for the few candidates.
+selector_candidates[i] := [pod | some pod in input.pods; pod.labels[r.key] in r.values] if {
+	some i, sel in input.params.podSelectors
+	r := first_in_requirement(sel)
+}
+
+selector_candidates[i] := input.pods if {
+	some i, sel in input.params.podSelectors
+	not first_in_requirement(sel)
+}
+
+first_in_requirement(sel) := [r | some r in sel.requirements; r.operator == "In"][0]
 
 # An empty requirement list matches every pod, as an empty Kubernetes selector does.
 selector_matches(sel, labels) if {
@@ -166,32 +176,37 @@ selector_operators := {"In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"}
 # own message.
 
 deny contains msg if {
-	some a in input.alerts
-	not alert_ignored(a)
-	msg := alert_message(a)
+	some i, a in input.alerts
+	not i in ignored_alerts
+	msg := sprintf("alert %s is %s%s", [a.name, a.state, silenced_note[a.silenced]])
 }
 
-# firingOnly ignores alerts that are not firing yet. Only Prometheus reports "pending";
-# Alertmanager only holds firing alerts (active, suppressed, unprocessed), so those stay.
-alert_ignored(a) if {
+silenced_note := {true: " (silenced, but blockSilenced is set)", false: ""}
+
+# Indexes of alerts that do not block. Each rule tests its option first, so an option
+# that is off costs nothing, and the regexp runs only when a filter is set.
+
+# kured: firingOnly ignores every state but "firing" (Go reports Alertmanager's alerts,
+# which are all firing, as "firing").
+ignored_alerts contains i if {
 	input.params.alerts.firingOnly
-	a.state == "pending"
+	some i, a in input.alerts
+	a.state != "firing"
 }
 
-# kured: skip when filter.MatchString(name) != filterMatchOnly.
-alert_ignored(a) if {
+# kured: skip when filter.MatchString(name) != filterMatchOnly. An invalid regexp (Go
+# rejects it first) makes regex.match undefined, so nothing is skipped: fail closed.
+ignored_alerts contains i if {
 	input.params.alerts.filterRegexp != ""
+	some i, a in input.alerts
 	regex.match(input.params.alerts.filterRegexp, a.name) != input.params.alerts.filterMatchOnly
 }
 
-alert_ignored(a) if {
-	a.silenced
+ignored_alerts contains i if {
 	not input.params.alerts.blockSilenced
-}
-
-alert_message(a) := sprintf("alert %s is %s (silenced, but blockSilenced is set)", [a.name, a.state]) if {
+	some i, a in input.alerts
 	a.silenced
-} else := sprintf("alert %s is %s", [a.name, a.state])
+}
 
 # The alert gatherer failed: we cannot know, so fail closed.
 deny contains msg if {

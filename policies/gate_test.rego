@@ -155,8 +155,9 @@ test_daily_time_zone if {
 	daily_at(daily(["Sunday"], "23:00:00", "23:59:59", "UTC"), "2026-11-23T07:30:00Z") == closed
 }
 
-test_daily_empty_days_means_every_day if {
-	count(daily_at(daily([], "00:00:00", "23:59:59", "UTC"), "2026-11-28T12:00:00Z")) == 0
+# kured: no reboot days at all means the window never opens.
+test_daily_empty_days_never_open if {
+	daily_at(daily([], "00:00:00", "23:59:59", "UTC"), "2026-11-28T12:00:00Z") == closed
 }
 
 test_next_allowed_in_message if {
@@ -182,10 +183,11 @@ test_cron_inactive_denies if {
 	cron_with([], false) == closed
 }
 
-# Base time is Monday 19:00 in Berlin.
-test_cron_days_filter if {
-	count(cron_with(["Monday"], true)) == 0
-	cron_with(["Saturday"], true) == closed
+# Go applies a cron window's days to the weekday of each opening, so `active` is the
+# whole answer: a Saturday-only run still open on Monday (base time) stays open.
+test_cron_days_not_rechecked if {
+	count(cron_with(["Saturday"], true)) == 0
+	cron_with(["Monday"], false) == closed
 }
 
 # The schedule entry is found by its index, not by position.
@@ -384,10 +386,10 @@ test_firing_only_ignores_pending if {
 	alerts_deny(alerts, {"firingOnly": true}) == {"alert HighLoad is firing"}
 }
 
-# Alertmanager only reports firing alerts; its states are not "pending".
-test_firing_only_keeps_alertmanager_states if {
-	am := object.union(alert("Watchdog", "active", false), {"source": "alertmanager"})
-	alerts_deny([am], {"firingOnly": true}) == {"alert Watchdog is active"}
+# Alertmanager's alerts arrive as "firing" and so still block with firingOnly.
+test_firing_only_keeps_alertmanager_alerts if {
+	am := object.union(alert("Watchdog", "firing", false), {"source": "alertmanager"})
+	alerts_deny([am], {"firingOnly": true}) == {"alert Watchdog is firing"}
 }
 
 test_filter_regexp_ignores_matching if {
