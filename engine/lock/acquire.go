@@ -1,0 +1,444 @@
+package lock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/tools/cache"
+)
+
+// raceLostError reports that a guarded write lost to another writer: the
+// Lease named changed (or appeared) after the version we based the write on.
+type raceLostError struct {
+	lease string
+	rv    string // the version we wrote against; "" for a create
+	err   error
+}
+
+func (e *raceLostError) Error() string {
+	return fmt.Sprintf("lease %s changed under us (someone else won): %v", e.lease, e.err)
+}
+func (e *raceLostError) Unwrap() error { return e.err }
+
+// Acquire blocks until this node holds a slot of the pool or ctx is done.
+// slots is called before every attempt, so a percentage concurrency follows
+// the pool's current size; a result below 1 means that no slot may be taken.
+//
+// While it waits, Acquire watches the pool's Leases and re-plans on every
+// event; it sets no timers except the jitter before an attempt and one timer
+// for the earliest expiry of a blocking Lease. If this node already holds a
+// slot (an earlier run crashed), Acquire returns it.
+func (s *Semaphore) Acquire(ctx context.Context, slots func() int) (*Held, error) {
+	if slots == nil {
+		return nil, errors.New("acquire: slots func is nil")
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // stops the informer: a node that holds a slot watches nothing
+
+	store, changed, err := s.watchPool(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("acquire slot in pool %q: %w", s.pool, err)
+	}
+	in := planInput{avoid: map[string]string{}, nodeGone: map[string]bool{}}
+	woken := false // jitter applies only to attempts prompted by an event or timer
+	errDelay := time.Duration(0)
+	for {
+		in.now = s.clock.Now()
+		in.slots = slots()
+		in.leases = poolLeases(s.pool, store.List())
+		p, err := s.planChecked(ctx, &in)
+		if err != nil {
+			return nil, fmt.Errorf("acquire slot in pool %q: %w", s.pool, err)
+		}
+		if p.ok && woken && s.jitter > 0 {
+			// Every waiter got the same event; spreading their attempts lets
+			// one win cleanly and the others see its write before trying.
+			if err := s.sleep(ctx, rand.N(s.jitter)+1); err != nil {
+				return nil, fmt.Errorf("acquire slot in pool %q: %w", s.pool, err)
+			}
+			woken = false
+			continue // re-plan on the cache as it is now
+		}
+		if p.ok {
+			h, err := s.execute(ctx, &p)
+			if err == nil {
+				return h, nil
+			}
+			var lost *raceLostError
+			switch {
+			case errors.As(err, &lost):
+				// Normal under contention: the winner's write is on its way
+				// to our cache; wait for it instead of retrying blind.
+				in.avoid[lost.lease] = lost.rv
+				s.log.Debug("lost a race for a slot", "lease", lost.lease)
+				errDelay = 0
+			case ctx.Err() != nil:
+				return nil, fmt.Errorf("acquire slot in pool %q: %w", s.pool, ctx.Err())
+			default:
+				errDelay = min(max(2*errDelay, time.Second), 30*time.Second)
+				s.log.Warn("claiming a slot failed, retrying", "error", err, "retryIn", errDelay)
+				p.wakeNoLaterThan(in.now.Add(errDelay))
+			}
+		}
+		if err := s.wait(ctx, changed, p.wakeAt); err != nil {
+			return nil, fmt.Errorf("acquire slot in pool %q: %w", s.pool, err)
+		}
+		woken = true
+	}
+}
+
+// TryAcquire makes one attempt, from one List, to take a slot out of slots.
+// It returns ok=false without error when every slot is busy or another node
+// won the race.
+func (s *Semaphore) TryAcquire(ctx context.Context, slots int) (*Held, bool, error) {
+	leases, err := s.listPool(ctx)
+	if err != nil {
+		return nil, false, fmt.Errorf("try to acquire slot in pool %q: %w", s.pool, err)
+	}
+	in := planInput{now: s.clock.Now(), slots: slots, leases: leases, nodeGone: map[string]bool{}}
+	p, err := s.planChecked(ctx, &in)
+	if err != nil {
+		return nil, false, fmt.Errorf("try to acquire slot in pool %q: %w", s.pool, err)
+	}
+	if !p.ok {
+		return nil, false, nil
+	}
+	h, err := s.execute(ctx, &p)
+	var lost *raceLostError
+	switch {
+	case err == nil:
+		return h, true, nil
+	case errors.As(err, &lost):
+		return nil, false, nil
+	}
+	return nil, false, fmt.Errorf("try to acquire slot in pool %q: %w", s.pool, err)
+}
+
+// Resume finds a slot that this node already holds (after an agent restart,
+// possibly after a reboot during which the lease expired) and keeps renewing
+// it. ok is false if the node holds none, including when another node took
+// the slot over meanwhile. A slot-key mutex held without a slot (a crash
+// between the two writes) is released.
+func (s *Semaphore) Resume(ctx context.Context) (*Held, bool, error) {
+	leases, err := s.listPool(ctx)
+	if err != nil {
+		return nil, false, fmt.Errorf("resume slot in pool %q: %w", s.pool, err)
+	}
+	var slot *coordinationv1.Lease
+	index := -1
+	for name, l := range leases {
+		if i, ok := slotIndex(s.pool, name); ok && holderOf(l) == s.holder && (index < 0 || i < index) {
+			slot, index = l, i
+		}
+	}
+	key := leases[s.keyName]
+	if slot == nil {
+		if s.keyName != "" && holderOf(key) == s.holder {
+			if err := s.clear(ctx, key); err != nil {
+				s.log.Warn("releasing an orphaned slot-key mutex failed; it will expire", "lease", s.keyName, "error", err)
+			}
+		}
+		return nil, false, nil
+	}
+	now := s.clock.Now()
+	var heldKey *coordinationv1.Lease
+	if s.keyName != "" {
+		in := planInput{now: now, leases: leases, nodeGone: map[string]bool{}}
+		if st, _, _ := s.classify(&in, key); st == stateLive {
+			// Someone else has the mutex: keep the slot anyway (our reboot
+			// may be half done) but say so; this needs a human.
+			s.log.Warn("resumed slot but the slot-key mutex belongs to another node", "lease", s.keyName, "keyHolder", holderOf(key))
+		} else if heldKey, err = s.claim(ctx, s.keyName, key, now); err != nil {
+			s.log.Warn("resumed slot without its slot-key mutex", "lease", s.keyName, "error", err)
+			heldKey = nil
+		}
+	}
+	renewed, err := s.claim(ctx, slot.Name, slot, now)
+	var lost *raceLostError
+	switch {
+	case errors.As(err, &lost):
+		if heldKey != nil {
+			_ = s.clear(ctx, heldKey)
+		}
+		return nil, false, nil
+	case err != nil:
+		return nil, false, fmt.Errorf("resume slot in pool %q: %w", s.pool, err)
+	}
+	s.log.Info("resumed slot", "lease", renewed.Name)
+	return s.newHeld(renewed, index, heldKey), true, nil
+}
+
+// planChecked plans and, if the plan is blocked by holders that missed a
+// renewal, asks whether their nodes still exist and plans again.
+func (s *Semaphore) planChecked(ctx context.Context, in *planInput) (plan, error) {
+	p := s.plan(in, rand.IntN)
+	if p.ok || len(p.suspects) == 0 {
+		return p, nil
+	}
+	for _, l := range p.suspects {
+		holder := holderOf(l)
+		exists, err := s.nodeExists(ctx, holder)
+		if err != nil {
+			if ctx.Err() != nil {
+				return plan{}, ctx.Err()
+			}
+			// Assume it exists: the lease's expiry still frees the slot.
+			s.log.Warn("checking whether a slot holder's node exists failed", "lease", l.Name, "slotHolder", holder, "error", err)
+			exists = true
+		}
+		if !exists {
+			s.log.Info("slot holder's node is gone; reclaiming its lease", "lease", l.Name, "slotHolder", holder)
+		}
+		in.nodeGone[verdictKey(l)] = !exists
+	}
+	return s.plan(in, rand.IntN), nil
+}
+
+// execute performs a plan: the slot-key mutex first, then the slot.
+func (s *Semaphore) execute(ctx context.Context, p *plan) (*Held, error) {
+	now := s.clock.Now()
+	var key *coordinationv1.Lease
+	if s.keyName != "" {
+		var err error
+		if key, err = s.claim(ctx, s.keyName, p.keyLease, now); err != nil {
+			return nil, err
+		}
+	}
+	slot, err := s.claim(ctx, p.slotName, p.slotLease, now)
+	if err != nil {
+		if key != nil {
+			// Holding the mutex without a slot would block our value for nothing.
+			if cerr := s.clear(ctx, key); cerr != nil {
+				s.log.Warn("releasing the slot-key mutex after a lost race failed; it will expire", "lease", key.Name, "error", cerr)
+			}
+		}
+		return nil, err
+	}
+	s.log.Info("acquired slot", "lease", slot.Name, "slotValue", s.slotValue)
+	return s.newHeld(slot, p.slotIndex, key), nil
+}
+
+// claim writes this node as holder of the Lease name, based on cur (nil: the
+// Lease does not exist). The write is a Create or an Update guarded by cur's
+// resourceVersion, so it fails with a raceLostError if anyone wrote first.
+func (s *Semaphore) claim(ctx context.Context, name string, cur *coordinationv1.Lease, now time.Time) (*coordinationv1.Lease, error) {
+	return s.writeHolder(ctx, name, cur, now, s.ttl)
+}
+
+func (s *Semaphore) writeHolder(ctx context.Context, name string, cur *coordinationv1.Lease, now time.Time, ttl time.Duration) (*coordinationv1.Lease, error) {
+	leases := s.client.CoordinationV1().Leases(s.namespace)
+	mt := metav1.NewMicroTime(now)
+	seconds := ttlSeconds(ttl)
+	if cur == nil {
+		l := &coordinationv1.Lease{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: s.namespace, Labels: map[string]string{LabelPool: s.pool}},
+			Spec: coordinationv1.LeaseSpec{
+				HolderIdentity:       ptrTo(s.holder),
+				LeaseDurationSeconds: &seconds,
+				AcquireTime:          &mt,
+				RenewTime:            &mt,
+				LeaseTransitions:     ptrTo(int32(1)),
+			},
+		}
+		s.annotate(l)
+		out, err := leases.Create(ctx, l, metav1.CreateOptions{})
+		if apierrors.IsAlreadyExists(err) {
+			return nil, &raceLostError{lease: name, err: err}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("create lease %s: %w", name, err)
+		}
+		return out, nil
+	}
+	l := cur.DeepCopy()
+	if holderOf(l) != s.holder {
+		l.Spec.AcquireTime = &mt
+		l.Spec.LeaseTransitions = ptrTo(ptrValue(l.Spec.LeaseTransitions) + 1)
+	}
+	l.Spec.HolderIdentity = ptrTo(s.holder)
+	l.Spec.RenewTime = &mt
+	l.Spec.LeaseDurationSeconds = &seconds
+	if l.Labels == nil {
+		l.Labels = map[string]string{}
+	}
+	l.Labels[LabelPool] = s.pool
+	s.annotate(l)
+	// l carries cur's resourceVersion: the API server rejects the update with
+	// 409 if the Lease changed since we looked.
+	out, err := leases.Update(ctx, l, metav1.UpdateOptions{})
+	if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+		return nil, &raceLostError{lease: name, rv: cur.ResourceVersion, err: err}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("update lease %s: %w", name, err)
+	}
+	return out, nil
+}
+
+func (s *Semaphore) annotate(l *coordinationv1.Lease) {
+	if s.slotValue == "" {
+		delete(l.Annotations, AnnotationSlotValue)
+		return
+	}
+	if l.Annotations == nil {
+		l.Annotations = map[string]string{}
+	}
+	l.Annotations[AnnotationSlotValue] = s.slotValue
+}
+
+// clear gives up a Lease that cur says we hold: the holder is cleared rather
+// than the object deleted (see Held.Release). If the Lease changed meanwhile
+// it is re-read, and cleared only if it is still ours.
+func (s *Semaphore) clear(ctx context.Context, cur *coordinationv1.Lease) error {
+	leases := s.client.CoordinationV1().Leases(s.namespace)
+	for attempt := 0; attempt < 3; attempt++ {
+		if holderOf(cur) != s.holder {
+			return nil // not ours any more: nothing to give up
+		}
+		l := cur.DeepCopy()
+		mt := metav1.NewMicroTime(s.clock.Now())
+		l.Spec.HolderIdentity = nil
+		l.Spec.AcquireTime = nil
+		l.Spec.RenewTime = &mt // when it was freed, for status and debugging
+		delete(l.Annotations, AnnotationSlotValue)
+		_, err := leases.Update(ctx, l, metav1.UpdateOptions{})
+		switch {
+		case err == nil, apierrors.IsNotFound(err):
+			return nil
+		case !apierrors.IsConflict(err):
+			return fmt.Errorf("clear lease %s: %w", cur.Name, err)
+		}
+		if cur, err = leases.Get(ctx, cur.Name, metav1.GetOptions{}); err != nil {
+			if apierrors.IsNotFound(err) {
+				return nil
+			}
+			return fmt.Errorf("clear lease %s: %w", l.Name, err)
+		}
+	}
+	return fmt.Errorf("clear lease %s: kept conflicting", cur.Name)
+}
+
+// watchPool starts an informer on the pool's Leases, bound to ctx, and waits
+// for its first List. changed receives a token after every event; it never
+// blocks the informer (one pending token is enough to make us re-plan).
+func (s *Semaphore) watchPool(ctx context.Context) (cache.Store, <-chan struct{}, error) {
+	selector := labels.SelectorFromSet(labels.Set{LabelPool: s.pool}).String()
+	leases := s.client.CoordinationV1().Leases(s.namespace)
+	lw := &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
+			opts.LabelSelector = selector
+			return leases.List(ctx, opts)
+		},
+		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+			opts.LabelSelector = selector
+			return leases.Watch(ctx, opts)
+		},
+	}
+	inf := cache.NewSharedIndexInformer(cache.ToListWatcherWithWatchListSemantics(lw, s.client), &coordinationv1.Lease{}, 0, cache.Indexers{})
+	changed := make(chan struct{}, 1)
+	notify := func() {
+		select {
+		case changed <- struct{}{}:
+		default:
+		}
+	}
+	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { notify() },
+		UpdateFunc: func(any, any) { notify() },
+		DeleteFunc: func(any) { notify() },
+	}); err != nil {
+		return nil, nil, fmt.Errorf("watch leases: %w", err)
+	}
+	go inf.RunWithContext(ctx)
+	select {
+	case <-inf.HasSyncedChecker().Done():
+	case <-ctx.Done():
+		return nil, nil, ctx.Err()
+	}
+	return inf.GetStore(), changed, nil
+}
+
+func (s *Semaphore) listPool(ctx context.Context) (map[string]*coordinationv1.Lease, error) {
+	list, err := s.client.CoordinationV1().Leases(s.namespace).List(ctx, metav1.ListOptions{
+		LabelSelector:   labels.SelectorFromSet(labels.Set{LabelPool: s.pool}).String(),
+		ResourceVersion: "", // a quorum read: TryAcquire and Resume must not act on a stale cache
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list leases: %w", err)
+	}
+	objs := make([]any, len(list.Items))
+	for i := range list.Items {
+		objs[i] = &list.Items[i]
+	}
+	return poolLeases(s.pool, objs), nil
+}
+
+// poolLeases indexes the Leases that belong to pool by name. The label
+// selector already filters on the server; the name check guards against a
+// stray label on someone else's Lease.
+func poolLeases(pool string, objs []any) map[string]*coordinationv1.Lease {
+	out := make(map[string]*coordinationv1.Lease, len(objs))
+	for _, o := range objs {
+		l, ok := o.(*coordinationv1.Lease)
+		if !ok || l.Labels[LabelPool] != pool {
+			continue
+		}
+		if _, isSlot := slotIndex(pool, l.Name); isSlot || isKeyLease(pool, l.Name) {
+			out[l.Name] = l
+		}
+	}
+	return out
+}
+
+func isKeyLease(pool, name string) bool {
+	prefix := leasePrefix(pool) + keySuffixPrefix
+	return len(name) == len(prefix)+keyHashLen && name[:len(prefix)] == prefix
+}
+
+// wait returns when the pool's Leases changed, at wakeAt (if not zero), or
+// with ctx's error.
+func (s *Semaphore) wait(ctx context.Context, changed <-chan struct{}, wakeAt time.Time) error {
+	var fire <-chan time.Time
+	if !wakeAt.IsZero() {
+		t := s.clock.NewTimer(max(wakeAt.Sub(s.clock.Now()), time.Millisecond))
+		defer t.Stop()
+		fire = t.C()
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-changed:
+	case <-fire:
+	}
+	return nil
+}
+
+func (s *Semaphore) sleep(ctx context.Context, d time.Duration) error {
+	t := s.clock.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C():
+		return nil
+	}
+}
+
+func ptrTo[T any](v T) *T { return &v }
+
+func ptrValue[T any](p *T) T {
+	var zero T
+	if p == nil {
+		return zero
+	}
+	return *p
+}

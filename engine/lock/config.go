@@ -1,0 +1,175 @@
+package lock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/clock"
+)
+
+// Defaults applied by [New] to zero fields of [Config].
+const (
+	DefaultTTL    = 2 * time.Minute
+	DefaultJitter = 500 * time.Millisecond
+	DefaultSkew   = 5 * time.Second
+)
+
+// Config configures a [Semaphore]. Client, Namespace, Pool and Holder are
+// required; everything else has a default.
+type Config struct {
+	// Client talks to the API server. Only Leases in Namespace are written;
+	// Nodes are read by the default NodeExists.
+	Client kubernetes.Interface
+	// Namespace holds the pool's Leases (normally the agent's namespace).
+	Namespace string
+	// Pool names the semaphore. It must be a valid label value and short
+	// enough for the Lease names built from it.
+	Pool string
+	// Holder is this node's name; it is written as the Leases' holderIdentity.
+	Holder string
+	// TTL is the lease duration while held. Held slots are renewed every
+	// TTL/3. Default DefaultTTL; rounded up to whole seconds.
+	TTL time.Duration
+	// Jitter is the upper bound of the random delay a waiter sleeps after a
+	// watch event suggests a free slot and before it tries to take it.
+	// Default DefaultJitter; a negative value means no jitter.
+	Jitter time.Duration
+	// Skew is the clock-skew allowance: another node's lease is treated as
+	// expired only Skew after renewTime+leaseDurationSeconds, and this node
+	// considers its own slot lost Skew before that instant. Default
+	// DefaultSkew; a negative value means none. Must be less than TTL/4.
+	Skew time.Duration
+	// Clock is the source of time and timers. Default: the real clock.
+	Clock clock.WithTicker
+	// NodeExists reports whether a holder node still exists, so that a slot
+	// held by a deleted node can be reclaimed before its TTL. Default: a GET
+	// of the Node served from the watch cache (resourceVersion=0); NotFound
+	// means it does not exist.
+	NodeExists func(ctx context.Context, name string) (bool, error)
+	// SlotValue, if set, is this node's value of the pool's slot key (for
+	// example its zone): at most one node per value holds a slot at a time.
+	SlotValue string
+	// Logger receives renewal failures and hand-offs. Default: slog.Default().
+	Logger *slog.Logger
+}
+
+// Semaphore is one node's handle on one pool's slots. It is safe for
+// concurrent use, though a node normally holds at most one slot.
+type Semaphore struct {
+	client     kubernetes.Interface
+	namespace  string
+	pool       string
+	holder     string
+	ttl        time.Duration
+	jitter     time.Duration
+	skew       time.Duration
+	clock      clock.WithTicker
+	nodeExists func(ctx context.Context, name string) (bool, error)
+	slotValue  string
+	keyName    string // "" without a slot value
+	log        *slog.Logger
+}
+
+// maxSlotSuffix is the longest suffix after "rebootgate-<pool>-": "key-" plus
+// the value hash, which is longer than any slot index we accept.
+var maxSlotSuffix = len(keySuffixPrefix) + keyHashLen
+
+// New validates cfg, applies defaults and returns a Semaphore. It makes no
+// API calls. Errors name the offending field.
+func New(cfg Config) (*Semaphore, error) {
+	if cfg.Client == nil {
+		return nil, errors.New("lock config: Client is required")
+	}
+	if errs := validation.IsDNS1123Label(cfg.Namespace); len(errs) > 0 {
+		return nil, fmt.Errorf("lock config: Namespace %q: %s", cfg.Namespace, strings.Join(errs, "; "))
+	}
+	if cfg.Pool == "" {
+		return nil, errors.New("lock config: Pool is required")
+	}
+	if errs := validation.IsValidLabelValue(cfg.Pool); len(errs) > 0 {
+		return nil, fmt.Errorf("lock config: Pool %q is not a valid label value: %s", cfg.Pool, strings.Join(errs, "; "))
+	}
+	longest := leasePrefix(cfg.Pool) + strings.Repeat("x", maxSlotSuffix)
+	if errs := validation.IsDNS1123Subdomain(longest); len(errs) > 0 {
+		return nil, fmt.Errorf("lock config: Pool %q does not make valid Lease names (e.g. %q): %s", cfg.Pool, longest, strings.Join(errs, "; "))
+	}
+	if cfg.Holder == "" {
+		return nil, errors.New("lock config: Holder is required")
+	}
+	if cfg.TTL == 0 {
+		cfg.TTL = DefaultTTL
+	}
+	if cfg.TTL < time.Second {
+		return nil, fmt.Errorf("lock config: TTL %v must be at least 1s", cfg.TTL)
+	}
+	cfg.TTL = time.Duration(ttlSeconds(cfg.TTL)) * time.Second
+	switch {
+	case cfg.Jitter == 0:
+		cfg.Jitter = DefaultJitter
+	case cfg.Jitter < 0:
+		cfg.Jitter = 0
+	}
+	switch {
+	case cfg.Skew == 0:
+		cfg.Skew = DefaultSkew
+	case cfg.Skew < 0:
+		cfg.Skew = 0
+	}
+	if cfg.Skew >= cfg.TTL/4 {
+		return nil, fmt.Errorf("lock config: Skew %v must be less than TTL/4 (TTL %v)", cfg.Skew, cfg.TTL)
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.RealClock{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Semaphore{
+		client:     cfg.Client,
+		namespace:  cfg.Namespace,
+		pool:       cfg.Pool,
+		holder:     cfg.Holder,
+		ttl:        cfg.TTL,
+		jitter:     cfg.Jitter,
+		skew:       cfg.Skew,
+		clock:      cfg.Clock,
+		nodeExists: cfg.NodeExists,
+		slotValue:  cfg.SlotValue,
+		log:        cfg.Logger.With("pool", cfg.Pool, "holder", cfg.Holder),
+	}
+	if s.nodeExists == nil {
+		s.nodeExists = s.getNode
+	}
+	if cfg.SlotValue != "" {
+		s.keyName = keyLeaseName(cfg.Pool, cfg.SlotValue)
+	}
+	return s, nil
+}
+
+// getNode is the default NodeExists.
+func (s *Semaphore) getNode(ctx context.Context, name string) (bool, error) {
+	// resourceVersion=0 is served from the watch cache: cheap for the API
+	// server even when many waiters check the same departed holder.
+	_, err := s.client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{ResourceVersion: "0"})
+	switch {
+	case err == nil:
+		return true, nil
+	case apierrors.IsNotFound(err):
+		return false, nil
+	default:
+		return false, fmt.Errorf("get node %q: %w", name, err)
+	}
+}
+
+// ttlSeconds rounds d up to whole seconds, as Lease durations are seconds.
+func ttlSeconds(d time.Duration) int32 {
+	return int32((d + time.Second - 1) / time.Second)
+}

@@ -1,0 +1,45 @@
+// Package lock is rebootgate's per-pool reboot semaphore: at most `slots`
+// nodes of a pool may hold a slot at a time, and a node reboots only while it
+// holds one.
+//
+// Slots are coordination.k8s.io/v1 Leases in one namespace, named
+// rebootgate-<pool>-<i> for slot i and labelled rebootgate.io/pool=<pool>.
+// The holder identity is the node name. Every write is a Create or a
+// resourceVersion-guarded Update, so the API server, not this package,
+// decides who wins a race: two nodes can never both hold one slot, and a
+// 409 Conflict (or AlreadyExists) only means that another node was faster.
+//
+// Design for clusters of thousands of nodes:
+//
+//   - No polling. A waiting node runs one informer on the pool's Leases
+//     (label-selected, one namespace, served from the API server's watch
+//     cache) and re-plans from its local cache on every event. The only
+//     timers are a random jitter before an attempt (so that waiters woken by
+//     the same event do not stampede) and one timer for the earliest moment
+//     a foreign Lease becomes reclaimable, because expiry produces no event.
+//     A node that does not wait has no watch at all.
+//   - A Lease is reclaimable when it is free (no holder), when it has
+//     expired (renewTime + leaseDurationSeconds + skew is past on the local
+//     clock), or when its holder node no longer exists. Node existence is
+//     checked only for holders that have missed a renewal (renewTime +
+//     leaseDurationSeconds/2 is past), so a lease held by a deleted node is
+//     reclaimed after about half its TTL rather than the full TTL, at the
+//     cost of at most one GET per suspect lease per waiter.
+//   - A Lease with index >= the current slot count is never taken, and live
+//     holders of such slots still count against the limit: when concurrency
+//     shrinks, the extra holders drain naturally.
+//   - With a slot value (for example the node's zone), a node first takes a
+//     per-value mutex Lease rebootgate-<pool>-key-<hash> and only then a
+//     slot, and gives them up in the reverse order. That makes "at most one
+//     holder per value" a property of the API server's optimistic
+//     concurrency rather than a check-then-act over a list.
+//
+// A [Held] slot is renewed every TTL/3. A renewal that fails is logged and
+// retried; if the lease cannot be renewed before it would expire (minus the
+// skew allowance), or if another node has taken it over, [Held.Lost] is
+// closed so that the pipeline can stop safely. [Held.Extend] lengthens the
+// lease before a reboot so that it does not expire while the agent is down
+// (kured #63, #955, #1129), and [Semaphore.Resume] picks it up again after
+// the restart. [Held.Release] clears the holder at once, which wakes the
+// next waiter through its watch (kured #791).
+package lock
