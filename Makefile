@@ -35,7 +35,7 @@ tools: $(OPA)
 test-policies: $(OPA)
 	$(OPA) fmt --list --fail policies examples
 	$(OPA) check --strict policies examples
-	$(OPA) check --strict --schema policies/input.schema.json policies
+	$(OPA) check --strict --schema policies/input.schema.json policies examples
 	$(OPA) test -v --coverage --format=json policies > $(OUT)/policies-coverage.json || { $(OPA) test -v policies; exit 1; }
 	$(OPA) test -v policies
 	for d in examples/*/; do if ls $$d*_test.rego >/dev/null 2>&1; then $(OPA) test -v policies $$d || exit 1; fi; done

@@ -90,8 +90,8 @@ blackout_message(b) := sprintf("blackout %q until %s", [b.name, b.end]) if {
 # selector. Selectors are iterated first so that an empty list costs nothing.
 
 deny contains msg if {
-	some i, sel in input.params.podSelectors
-	some pod in selector_candidates[i]
+	some sel in input.params.podSelectors
+	some pod in candidate_pods(sel)
 	not pod.phase in finished_phases
 	selector_matches(sel, object.get(pod, "labels", {}))
 	msg := sprintf("pod %s/%s matches blocking selector %q", [pod.namespace, pod.name, sel.selector])
@@ -99,18 +99,14 @@ deny contains msg if {
 
 finished_phases := {"Succeeded", "Failed"}
 
-# The pods worth a full check against selector i. Most selectors have an In requirement
+# The pods worth the full check against sel. Most selectors have an In requirement
 # (app=blocker) that most pods fail, so pre-filtering on it costs one lookup per pod and
-# keeps the full check (several function calls) for the few candidates.
-selector_candidates[i] := [pod | some pod in input.pods; pod.labels[r.key] in r.values] if {
-	some i, sel in input.params.podSelectors
+# keeps the full check (several function calls) for the few candidates. The key and
+# value are bound outside the lookup on purpose: that is several times cheaper in OPA.
+candidate_pods(sel) := [pod | some v in r.values; pod := input.pods[_]; pod.labels[key] == v] if {
 	r := first_in_requirement(sel)
-}
-
-selector_candidates[i] := input.pods if {
-	some i, sel in input.params.podSelectors
-	not first_in_requirement(sel)
-}
+	key := r.key
+} else := input.pods
 
 first_in_requirement(sel) := [r | some r in sel.requirements; r.operator == "In"][0]
 
@@ -176,36 +172,43 @@ selector_operators := {"In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"}
 # own message.
 
 deny contains msg if {
-	some i, a in input.alerts
-	not i in ignored_alerts
-	msg := sprintf("alert %s is %s%s", [a.name, a.state, silenced_note[a.silenced]])
+	some a in counted_alerts
+	not a.silenced
+	msg := sprintf("alert %s is %s", [a.name, a.state])
 }
 
-silenced_note := {true: " (silenced, but blockSilenced is set)", false: ""}
+deny contains msg if {
+	input.params.alerts.blockSilenced
+	some a in counted_alerts
+	a.silenced
+	msg := sprintf("alert %s is %s (silenced, but blockSilenced is set)", [a.name, a.state])
+}
 
-# Indexes of alerts that do not block. Each rule tests its option first, so an option
-# that is off costs nothing, and the regexp runs only when a filter is set.
+# The alerts that pass kured's filters. Without filters (the usual case) that is every
+# alert, at no cost; the per-alert checks only run when a filter is set.
+counted_alerts := input.alerts if {
+	not input.params.alerts.firingOnly
+	input.params.alerts.filterRegexp == ""
+} else := [a |
+	some a in input.alerts
+	state_counts(a)
+	name_counts(a)
+]
 
 # kured: firingOnly ignores every state but "firing" (Go reports Alertmanager's alerts,
 # which are all firing, as "firing").
-ignored_alerts contains i if {
-	input.params.alerts.firingOnly
-	some i, a in input.alerts
-	a.state != "firing"
-}
+state_counts(_) if not input.params.alerts.firingOnly
 
-# kured: skip when filter.MatchString(name) != filterMatchOnly. An invalid regexp (Go
-# rejects it first) makes regex.match undefined, so nothing is skipped: fail closed.
-ignored_alerts contains i if {
+state_counts(a) if a.state == "firing"
+
+name_counts(a) if not name_skipped(a)
+
+# kured skips an alert when filter.MatchString(name) != filterMatchOnly. An invalid
+# regexp (Go rejects it first) makes regex.match undefined, so nothing is skipped: fail
+# closed. (This must stay a separate rule: `not regex.match(...) != x` would not be.)
+name_skipped(a) if {
 	input.params.alerts.filterRegexp != ""
-	some i, a in input.alerts
 	regex.match(input.params.alerts.filterRegexp, a.name) != input.params.alerts.filterMatchOnly
-}
-
-ignored_alerts contains i if {
-	not input.params.alerts.blockSilenced
-	some i, a in input.alerts
-	a.silenced
 }
 
 # The alert gatherer failed: we cannot know, so fail closed.
