@@ -66,7 +66,9 @@ crosses_midnight_open(s, w) if s <= w.endSeconds
 
 crosses_midnight_open(s, w) if s >= w.startSeconds
 
-# Wall-clock seconds after local midnight of the checked instant in zone tz.
+# Wall-clock seconds after local midnight of the checked instant in zone tz. kured (and
+# Go's schedule package) compare absolute instants and shift by 24 h, so on a
+# daylight-saving change day the two can differ within about an hour of the change.
 seconds_after_midnight(tz) := (((h * 60) + m) * 60) + s if {
 	[h, m, s] := time.clock([input.time.ns, tz])
 }
