@@ -1,0 +1,291 @@
+package source
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/rebootgate/rebootgate/engine/config"
+	"github.com/rebootgate/rebootgate/engine/decision"
+	"github.com/rebootgate/rebootgate/engine/policy"
+)
+
+// loader is the state of loading, owned by the Run goroutine (no locking).
+type loader struct {
+	// configKey is the config content last read: the bytes, or a read error.
+	configKey  string
+	configRead bool
+	// config is the last good config; nil until one loaded.
+	config *config.Resolved
+	// configErr is the latest config content's error; nil when it is in force.
+	configErr error
+	// configEvent is the message of the last ConfigError event, so one broken file
+	// gives one event rather than one per re-read.
+	configEvent string
+
+	// goodModules are the ConfigMap modules of the last set that compiled.
+	goodModules     []policy.Module
+	haveGoodModules bool
+	// triedHash and triedConfig are the inputs of the last policy compile: the same
+	// set with the same config is not compiled again (our own status writes, for one,
+	// come back as ConfigMap updates).
+	triedHash   string
+	triedConfig *config.Resolved
+	tried       bool
+	// policyErr is the latest policy set's error; nil when it is in force.
+	policyErr error
+	// engineConfig is the config of the engine in force.
+	engineConfig *config.Resolved
+	// policyEvents maps a ConfigMap (ns/name) to the message of its last PolicyError
+	// event.
+	policyEvents map[string]string
+}
+
+func (l *loader) init() { l.policyEvents = map[string]string{} }
+
+// policySet is the policy ConfigMaps in the informer caches and their modules.
+type policySet struct {
+	// modules are sorted by name, so every agent compiles the same thing.
+	modules []policy.Module
+	// owner maps a module name to its ConfigMap's key, ns/name.
+	owner map[string]string
+	// configMaps are the cached objects by ns/name. Read-only: they are the cache's.
+	configMaps map[string]*corev1.ConfigMap
+	// hash identifies the modules (names and sources).
+	hash string
+}
+
+// collectPolicies reads the policy ConfigMaps from the informer caches. Safe for
+// concurrent use.
+func (s *Source) collectPolicies() *policySet {
+	set := &policySet{owner: map[string]string{}, configMaps: map[string]*corev1.ConfigMap{}}
+	for _, lister := range s.listers {
+		// The informers already filter by label server-side; filtering again costs
+		// nothing and does not depend on it.
+		cms, err := lister.List(s.selector)
+		if err != nil { // listing a cache cannot fail for a valid selector
+			s.log.Error("listing policy ConfigMaps from the cache", "error", err)
+			continue
+		}
+		for _, cm := range cms {
+			key := cm.Namespace + "/" + cm.Name
+			set.configMaps[key] = cm
+			for name, src := range cm.Data {
+				// *_test.rego are Rego unit tests, skipped as policy.LoadPaths skips
+				// them: they are for `rebootgate policy test`, not for decisions.
+				if !strings.HasSuffix(name, ".rego") || strings.HasSuffix(name, "_test.rego") {
+					continue
+				}
+				m := policy.Module{Name: key + "/" + name, Source: src}
+				set.modules = append(set.modules, m)
+				set.owner[m.Name] = key
+			}
+		}
+	}
+	slices.SortFunc(set.modules, func(a, b policy.Module) int { return strings.Compare(a.Name, b.Name) })
+	h := sha256.New()
+	for _, m := range set.modules {
+		// Lengths first, so no two different sets hash the same bytes.
+		fmt.Fprintf(h, "%d:%s%d:%s", len(m.Name), m.Name, len(m.Source), m.Source)
+	}
+	set.hash = hex.EncodeToString(h.Sum(nil))
+	return set
+}
+
+// load reads the config and the policies and puts a new engine in force if they
+// changed and compile. Called only from Run.
+func (s *Source) load(ctx context.Context, wg *sync.WaitGroup) {
+	l := &s.loader
+	failed := s.loadConfig(ctx)
+	set := s.collectPolicies()
+	if !l.tried || set.hash != l.triedHash || l.config != l.triedConfig {
+		l.tried, l.triedHash, l.triedConfig = true, set.hash, l.config
+		failed += s.loadPolicies(ctx, set)
+	}
+	e, _ := s.Current()
+	if e == nil {
+		// Nothing ever compiled: say why, the config first since the policies were
+		// only checked on their own without it.
+		cause := l.configErr
+		if cause == nil {
+			cause = l.policyErr
+		}
+		if cause == nil { // cannot happen: both loaded yet no engine
+			cause = errors.New("no engine was built")
+		}
+		s.setNoEngine(cause)
+	}
+	s.policyStatusMetric(e != nil && l.configErr == nil && l.policyErr == nil, failed)
+	s.reconcileStatuses(ctx, wg, set)
+}
+
+// loadConfig reads the config file if its content changed, and makes it the config in
+// force if it is valid, CEL included. It returns the number of failed loads (0 or 1).
+func (s *Source) loadConfig(ctx context.Context) int {
+	l := &s.loader
+	if s.configPath == "" {
+		if l.config == nil {
+			l.config = config.Default()
+		}
+		return 0
+	}
+	data, err := os.ReadFile(s.configPath)
+	key := string(data)
+	if err != nil {
+		// NUL cannot start a YAML file we accept, so this never equals file bytes.
+		key = "\x00" + err.Error()
+	}
+	if l.configRead && key == l.configKey {
+		return 0 // unchanged: a poll, or a watch event about another file
+	}
+	l.configRead, l.configKey = true, key
+	var cfg *config.Resolved
+	if err == nil {
+		cfg, err = config.Parse(data)
+	}
+	if err == nil {
+		// The CEL expressions compile only in decision.New. Checking them here, with
+		// the default gate alone, keeps a bad expression a config error rather than
+		// something the policy ConfigMaps would be blamed for.
+		_, err = decision.New(ctx, cfg, policy.DefaultModules())
+	}
+	if err != nil {
+		l.configErr = fmt.Errorf("config %s: %w", s.configPath, err)
+		inForce := "the last good config stays in force"
+		if l.config == nil {
+			inForce = "no config has loaded yet, so every reboot is blocked"
+		}
+		s.log.Error("config not loaded; "+inForce, "path", s.configPath, "error", err)
+		if msg := l.configErr.Error(); msg != l.configEvent {
+			l.configEvent = msg
+			s.recorder.Eventf(s.nodeRef, corev1.EventTypeWarning, ReasonConfigError, "%s; %s", msg, inForce)
+		}
+		return 1
+	}
+	l.config, l.configErr, l.configEvent = cfg, nil, ""
+	s.log.Info("config loaded", "path", s.configPath, "pools", len(cfg.Pools))
+	return 0
+}
+
+// loadPolicies compiles the default gate and the policy set with the config in force,
+// records each ConfigMap's status, and puts the result in force if it compiles. It
+// returns the number of failed loads (0 or 1).
+func (s *Source) loadPolicies(ctx context.Context, set *policySet) int {
+	l := &s.loader
+	modules := append(policy.DefaultModules(), set.modules...)
+	var (
+		engine *decision.Engine
+		err    error
+	)
+	if l.config != nil {
+		engine, err = decision.New(ctx, l.config, modules)
+	} else {
+		// No config yet, so no engine either; compiling the policies alone still
+		// gives the ConfigMaps their status.
+		_, err = policy.Compile(ctx, modules)
+	}
+	s.status.setDesired(statuses(err, set), set.hash)
+	if err == nil {
+		l.goodModules, l.haveGoodModules, l.policyErr = set.modules, true, nil
+		clear(l.policyEvents)
+		if engine != nil {
+			s.setEngine(engine)
+			l.engineConfig = l.config
+			s.log.Info("config and policies in force", "modules", len(modules), "configMaps", len(set.configMaps))
+		}
+		return 0
+	}
+
+	l.policyErr = fmt.Errorf("policy ConfigMaps: %w", err)
+	inForce := "the last good policies stay in force"
+	if !l.haveGoodModules {
+		inForce = "no policy set has loaded yet, so every reboot is blocked"
+	}
+	s.log.Error("policies not loaded; "+inForce, "error", err)
+	s.policyEvents(set, inForce)
+	if l.config != nil && l.haveGoodModules && l.engineConfig != l.config {
+		// The config changed and is good: put it in force with the last good
+		// policies rather than hold it back for someone else's broken module.
+		engine, err := decision.New(ctx, l.config, append(policy.DefaultModules(), l.goodModules...))
+		if err != nil {
+			s.log.Error("the last good policies do not compile with the new config", "error", err)
+			return 1
+		}
+		s.setEngine(engine)
+		l.engineConfig = l.config
+		s.log.Info("new config in force with the last good policies", "modules", len(l.goodModules))
+	}
+	return 1
+}
+
+// policyEvents emits a PolicyError event on each ConfigMap whose status is an error,
+// once per distinct message.
+func (s *Source) policyEvents(set *policySet, inForce string) {
+	l := &s.loader
+	errs := s.status.errors()
+	for key := range l.policyEvents {
+		if _, still := errs[key]; !still {
+			delete(l.policyEvents, key)
+		}
+	}
+	for key, msg := range errs {
+		cm, ok := set.configMaps[key]
+		if !ok || l.policyEvents[key] == msg {
+			continue
+		}
+		l.policyEvents[key] = msg
+		ref := &corev1.ObjectReference{
+			Kind: "ConfigMap", APIVersion: "v1",
+			Namespace: cm.Namespace, Name: cm.Name, UID: cm.UID, ResourceVersion: cm.ResourceVersion,
+		}
+		s.recorder.Eventf(ref, corev1.EventTypeWarning, ReasonPolicyError, "%s; %s", msg, inForce)
+	}
+	if len(set.configMaps) == 0 && l.policyErr != nil {
+		// Only the embedded gate was compiled, so no ConfigMap is at fault.
+		s.recorder.Eventf(s.nodeRef, corev1.EventTypeWarning, ReasonPolicyError, "%s; %s", l.policyErr, inForce)
+	}
+}
+
+// statuses attributes a compile error to the ConfigMaps whose modules it is in; an
+// error no ConfigMap owns (in the default gate, say a rule conflicting with an
+// operator's, or with no location) is the set's as a whole and goes to every one.
+// It returns each ConfigMap's error message; a ConfigMap not in the map is ok.
+func statuses(err error, set *policySet) map[string]string {
+	out := map[string]string{}
+	for key := range set.configMaps {
+		out[key] = ""
+	}
+	if err == nil {
+		return out
+	}
+	perConfigMap := map[string][]string{}
+	var general []string
+	var compileErr *policy.CompileError
+	if errors.As(err, &compileErr) {
+		for _, e := range compileErr.Errors {
+			msg := (&policy.CompileError{Errors: ast.Errors{e}}).Error() // file:line: code: message
+			if e.Location != nil {
+				if key, ok := set.owner[e.Location.File]; ok {
+					perConfigMap[key] = append(perConfigMap[key], msg)
+					continue
+				}
+			}
+			general = append(general, msg)
+		}
+	} else {
+		general = append(general, err.Error())
+	}
+	for key := range set.configMaps {
+		out[key] = strings.Join(append(perConfigMap[key], general...), "; ")
+	}
+	return out
+}
