@@ -3,6 +3,7 @@ package detect
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -177,7 +178,7 @@ func TestCommandSentinelRun(t *testing.T) {
 	fc := clocktesting.NewFakeClock(t0)
 	period := 10 * time.Minute
 	c := &CommandSentinel{
-		Command: []string{"sh", "-c", `echo run >> "$1"; exit "$(cat "$2")"`, "sentinel", runs, codeFile},
+		Command: []string{"sh", "-c", `code=$(cat "$2"); echo run >> "$1"; exit "$code"`, "sentinel", runs, codeFile},
 		Period:  period,
 		Clock:   fc,
 		Logger:  discardLogger(),
@@ -185,14 +186,15 @@ func TestCommandSentinelRun(t *testing.T) {
 	ch, _ := start(t, c)
 	expect(t, ch, false, ReasonCommandNotNeeded, false)
 
-	// tick runs the command once more and waits until it has run.
+	// tick runs the command once more and waits until it has run. The command counts
+	// its run after reading the code, so a count of n means run n saw the code.
 	n := 1
 	tick := func() {
 		t.Helper()
 		eventually(t, "the command to finish", func() bool { return countRuns() == n && fc.Waiters() == 1 })
 		fc.Step(period)
 		n++
-		eventually(t, "the command to run", func() bool { return countRuns() == n })
+		eventually(t, fmt.Sprintf("run %d (runs %d, waiters %d)", n, countRuns(), fc.Waiters()), func() bool { return countRuns() == n })
 	}
 
 	tick() // still 1: no duplicate
