@@ -1,0 +1,123 @@
+package pipeline
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// Annotations that hold the pipeline's state on the Node.
+const (
+	AnnotationPhase        = "rebootgate.io/phase"
+	AnnotationPhaseSince   = "rebootgate.io/phase-since"
+	AnnotationBootIDBefore = "rebootgate.io/boot-id-before"
+	AnnotationCordonedByUs = "rebootgate.io/cordoned-by-rebootgate"
+	AnnotationSlot         = "rebootgate.io/slot"
+	AnnotationAttempts     = "rebootgate.io/reboot-attempts"
+	AnnotationLastReboot   = "rebootgate.io/last-reboot"
+)
+
+// Phase is where a node is in the pipeline.
+type Phase string
+
+// Phases, in order. The empty phase means no reboot is in progress.
+const (
+	PhaseIdle      Phase = ""
+	PhaseCordoning Phase = "Cordoning"
+	PhaseDraining  Phase = "Draining"
+	PhaseRebooting Phase = "Rebooting"
+	PhaseVerifying Phase = "Verifying"
+)
+
+// Phases lists every non-idle phase, for metrics.
+var Phases = []Phase{PhaseCordoning, PhaseDraining, PhaseRebooting, PhaseVerifying}
+
+// State is the pipeline's progress as recorded on the Node.
+type State struct {
+	Phase        Phase
+	Since        time.Time
+	BootIDBefore string
+	// CordonedByUs is true only when rebootgate made the node unschedulable; a node an
+	// admin cordoned stays cordoned.
+	CordonedByUs bool
+	Slot         string
+	Attempts     int
+	LastReboot   time.Time
+}
+
+// StateOf reads the state from a Node's annotations.
+func StateOf(n *corev1.Node) State {
+	a := n.Annotations
+	s := State{
+		Phase:        Phase(a[AnnotationPhase]),
+		BootIDBefore: a[AnnotationBootIDBefore],
+		CordonedByUs: a[AnnotationCordonedByUs] == "true",
+		Slot:         a[AnnotationSlot],
+	}
+	s.Since, _ = time.Parse(time.RFC3339, a[AnnotationPhaseSince])
+	s.LastReboot, _ = time.Parse(time.RFC3339, a[AnnotationLastReboot])
+	s.Attempts, _ = strconv.Atoi(a[AnnotationAttempts])
+	return s
+}
+
+// annotations renders the state; nil values delete the key in a JSON merge patch.
+func (s State) annotations() map[string]*string {
+	str := func(v string) *string {
+		if v == "" {
+			return nil
+		}
+		return &v
+	}
+	ts := func(t time.Time) *string {
+		if t.IsZero() {
+			return nil
+		}
+		return str(t.UTC().Format(time.RFC3339))
+	}
+	out := map[string]*string{
+		AnnotationPhase:        str(string(s.Phase)),
+		AnnotationPhaseSince:   ts(s.Since),
+		AnnotationBootIDBefore: str(s.BootIDBefore),
+		AnnotationSlot:         str(s.Slot),
+		AnnotationLastReboot:   ts(s.LastReboot),
+		AnnotationCordonedByUs: nil,
+		AnnotationAttempts:     nil,
+	}
+	if s.CordonedByUs {
+		out[AnnotationCordonedByUs] = str("true")
+	}
+	if s.Attempts > 0 {
+		out[AnnotationAttempts] = str(strconv.Itoa(s.Attempts))
+	}
+	return out
+}
+
+// nodePatch is a JSON merge patch of a Node. ResourceVersion, when set, makes the patch
+// fail with a conflict if the Node changed since it was read, so read-modify-write of
+// lists (taints) never clobbers a concurrent change.
+type nodePatch struct {
+	Metadata patchMeta  `json:"metadata"`
+	Spec     *patchSpec `json:"spec,omitempty"`
+}
+
+type patchMeta struct {
+	ResourceVersion string             `json:"resourceVersion,omitempty"`
+	Annotations     map[string]*string `json:"annotations,omitempty"`
+	Labels          map[string]*string `json:"labels,omitempty"`
+}
+
+type patchSpec struct {
+	Unschedulable *bool          `json:"unschedulable,omitempty"`
+	Taints        *[]corev1.Taint `json:"taints,omitempty"`
+}
+
+func (p *nodePatch) bytes() ([]byte, error) {
+	data, err := json.Marshal(p)
+	if err != nil {
+		return nil, fmt.Errorf("encoding node patch: %w", err)
+	}
+	return data, nil
+}
