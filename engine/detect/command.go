@@ -58,14 +58,17 @@ type CommandError struct {
 func (e *CommandError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "reboot sentinel command %q", strings.Join(e.Argv, " "))
-	switch {
-	case e.TimedOut:
+	if e.TimedOut {
 		b.WriteString(": timed out")
+	}
+	var exitErr *exec.ExitError
+	switch {
+	case e.Err != nil && !errors.As(e.Err, &exitErr):
+		fmt.Fprintf(&b, ": %v", e.Err)
 	case e.ExitCode >= 0:
 		fmt.Fprintf(&b, ": exit code %d (want 0 = reboot needed or 1 = not needed)", e.ExitCode)
-	}
-	if e.Err != nil && !(e.ExitCode >= 0 && !e.TimedOut) {
-		fmt.Fprintf(&b, ": %v", e.Err)
+	case e.Err != nil:
+		fmt.Fprintf(&b, ": %v", e.Err) // e.g. signal: killed
 	}
 	if e.Stderr != "" {
 		fmt.Fprintf(&b, ": stderr: %s", e.Stderr)
@@ -155,7 +158,7 @@ func (c *CommandSentinel) Check(ctx context.Context) State {
 			// util-linux nsenter exits 1 when it cannot enter the namespace (not
 			// hostPID, missing privileges): that is not the command's answer.
 			if c.Nsenter && strings.HasPrefix(cerr.Stderr, "nsenter: ") {
-				cerr.Err = errors.New("nsenter failed")
+				cerr.Err = errors.New("nsenter could not enter the host mount namespace (exit code 1; the agent needs hostPID and privileges)")
 				return State{Reason: ReasonCommandError, Err: cerr, Since: now}
 			}
 			return State{Reason: ReasonCommandNotNeeded, Since: now}

@@ -142,7 +142,7 @@ func TestCommandSentinelNsenter(t *testing.T) {
 	failing := filepath.Join(dir, "nsenter-fail")
 	writeScript(t, failing, `echo "nsenter: reassociate to namespace 'ns/mnt' failed: Operation not permitted" >&2; exit 1`)
 	s := (&CommandSentinel{Command: []string{"true"}, Nsenter: true, NsenterPath: failing}).Check(context.Background())
-	if s.Needed || s.Err == nil || s.Reason != ReasonCommandError || !strings.Contains(s.Err.Error(), "Operation not permitted") {
+	if s.Needed || s.Err == nil || s.Reason != ReasonCommandError || !strings.Contains(s.Err.Error(), "Operation not permitted") || !strings.Contains(s.Err.Error(), "could not enter the host mount namespace") {
 		t.Fatalf("nsenter failure: got %v", s)
 	}
 
