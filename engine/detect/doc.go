@@ -16,6 +16,8 @@
 //     Needed, so that the agent reports it (events, metrics) instead of silently
 //     treating the node as up to date. [SplitCommand] splits kured's string form.
 //
+// [FromKured] builds the detector that kured's two flags describe.
+//
 // A detector's Run sends the first observed [State] and then only changes (see
 // [State.Same]), never duplicates. Check observes once, for eval and status. Time is
 // read from a k8s.io/utils/clock clock so that tests drive the periods with a fake one.
