@@ -32,9 +32,11 @@ var t0 = time.Date(2026, 11, 21, 3, 0, 0, 0, time.UTC)
 // server's for the purpose of this package: Create sets a resourceVersion,
 // and Update is rejected with 409 unless it carries the current one. The
 // stock fake accepts any Update, which would make every race test vacuous.
+// The simple tracker is used because field management (NewClientset) costs
+// milliseconds per write and would swamp the hand-off measurement.
 func newClient(t testing.TB, objs ...runtime.Object) *fake.Clientset {
 	t.Helper()
-	cs := fake.NewClientset(objs...)
+	cs := fake.NewSimpleClientset(objs...)
 	gvr := coordinationv1.SchemeGroupVersion.WithResource("leases")
 	gr := gvr.GroupResource()
 	tracker := cs.Tracker()
