@@ -1,0 +1,710 @@
+package source
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+	"k8s.io/client-go/tools/record"
+	testingclock "k8s.io/utils/clock/testing"
+
+	"github.com/rebootgate/rebootgate/engine/decision"
+	"github.com/rebootgate/rebootgate/engine/facts"
+	"github.com/rebootgate/rebootgate/engine/metrics"
+)
+
+const (
+	testNS   = "rebootgate"
+	testNode = "node-1"
+	header   = "apiVersion: rebootgate.io/v1alpha1\nkind: RebootGateConfig\n"
+)
+
+// freezeV1 adds a deny; brokenFreeze fails to parse on line 4.
+const (
+	freezeV1 = `package rebootgate
+
+deny contains msg if {
+	msg := "maintenance freeze v1"
+}
+`
+	freezeV2 = `package rebootgate
+
+deny contains msg if {
+	msg := "maintenance freeze v2"
+}
+`
+	brokenFreeze = `package rebootgate
+
+deny contains msg if {
+	msg := "unterminated
+}
+`
+)
+
+// waitTimeout bounds every eventually-style wait; the loads take milliseconds.
+const waitTimeout = 20 * time.Second
+
+var testTime = time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+
+type harness struct {
+	t        *testing.T
+	src      *Source
+	client   *fake.Clientset
+	clock    *testingclock.FakeClock
+	recorder *record.FakeRecorder
+	metrics  *metrics.Metrics
+	ctx      context.Context
+}
+
+type harnessOpts struct {
+	configPath string
+	jitter     time.Duration // 0: none (tests of the jitter set it)
+	objects    []*corev1.ConfigMap
+}
+
+func start(t *testing.T, o harnessOpts) *harness {
+	t.Helper()
+	var objs []runtime.Object
+	for _, cm := range o.objects {
+		objs = append(objs, cm)
+	}
+	client := fake.NewClientset(objs...)
+	clk := testingclock.NewFakeClock(testTime)
+	rec := record.NewFakeRecorder(1000)
+	rec.IncludeObject = true
+	m, err := metrics.New(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	jitter := o.jitter
+	if jitter == 0 {
+		jitter = -1
+	}
+	src, err := New(Config{
+		Client:       client,
+		Clock:        clk,
+		Logger:       slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		NodeName:     testNode,
+		Namespaces:   []string{testNS},
+		ConfigPath:   o.configPath,
+		StatusJitter: jitter,
+		Recorder:     rec,
+		Metrics:      m,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		src.Run(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done // Run waits for its writers and watcher, so nothing logs after the test
+	})
+	return &harness{t: t, src: src, client: client, clock: clk, recorder: rec, metrics: m, ctx: ctx}
+}
+
+// testLog sends the Source's log lines to the test's log.
+type testLog struct{ t *testing.T }
+
+func (l testLog) Write(p []byte) (int, error) {
+	l.t.Log(strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
+}
+
+var _ io.Writer = testLog{}
+
+func policyConfigMap(name string, data map[string]string) *corev1.ConfigMap {
+	return &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: testNS, Name: name, UID: types.UID("uid-" + name),
+			Labels: map[string]string{PolicyLabel: PolicyLabelValue},
+		},
+		Data: data,
+	}
+}
+
+func testFacts() *facts.Facts {
+	return &facts.Facts{Node: &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: testNode},
+		Status: corev1.NodeStatus{
+			Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}},
+			NodeInfo:   corev1.NodeSystemInfo{BootID: "b1", KernelVersion: "6.8.0-1021-azure"},
+		},
+	}}
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", waitTimeout, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// reasons decides with the Source and returns "source: message" for each reason.
+func (h *harness) reasons() []string {
+	d := h.src.Decide(h.ctx, testFacts(), testTime)
+	var out []string
+	for _, r := range d.Reasons {
+		out = append(out, r.Source+": "+r.Message)
+	}
+	return out
+}
+
+func (h *harness) waitReasons(what string, want ...string) {
+	h.t.Helper()
+	eventually(h.t, what, func() bool { return slices.Equal(h.reasons(), want) })
+}
+
+// status is the status annotation on the ConfigMap, read from the fake API server.
+func (h *harness) status(name string) string {
+	cm, err := h.client.CoreV1().ConfigMaps(testNS).Get(h.ctx, name, metav1.GetOptions{})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return cm.Annotations[StatusAnnotation]
+}
+
+func (h *harness) waitStatus(name, want string) {
+	h.t.Helper()
+	eventually(h.t, fmt.Sprintf("status of %s to be %s", name, want), func() bool { return h.status(name) == want })
+}
+
+// patches counts the PATCH requests on ConfigMaps.
+func (h *harness) patches() int {
+	n := 0
+	for _, a := range h.client.Actions() {
+		if a.GetVerb() == "patch" && a.GetResource().Resource == "configmaps" {
+			n++
+		}
+	}
+	return n
+}
+
+// events drains the events recorded so far.
+func (h *harness) events() []string {
+	var out []string
+	for {
+		select {
+		case e := <-h.recorder.Events:
+			out = append(out, e)
+		default:
+			return out
+		}
+	}
+}
+
+// waitEvent waits for an event containing every one of parts and returns it.
+func (h *harness) waitEvent(parts ...string) string {
+	h.t.Helper()
+	deadline := time.After(waitTimeout)
+	for {
+		select {
+		case e := <-h.recorder.Events:
+			if containsAll(e, parts...) {
+				return e
+			}
+			h.t.Logf("other event: %s", e)
+		case <-deadline:
+			h.t.Fatalf("timed out waiting for an event with %q", parts)
+		}
+	}
+}
+
+func containsAll(s string, parts ...string) bool {
+	for _, p := range parts {
+		if !strings.Contains(s, p) {
+			return false
+		}
+	}
+	return true
+}
+
+func (h *harness) update(cm *corev1.ConfigMap) {
+	h.t.Helper()
+	cur, err := h.client.CoreV1().ConfigMaps(cm.Namespace).Get(h.ctx, cm.Name, metav1.GetOptions{})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	cur.Data = cm.Data
+	if _, err := h.client.CoreV1().ConfigMaps(cm.Namespace).Update(h.ctx, cur, metav1.UpdateOptions{}); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+func (h *harness) policyStatus() float64 {
+	return metricValue(h.t, h.metrics.PolicyStatus.WithLabelValues(testNode)).GetGauge().GetValue()
+}
+
+func (h *harness) loadErrors() float64 {
+	return metricValue(h.t, h.metrics.PolicyLoadErrors.WithLabelValues(testNode)).GetCounter().GetValue()
+}
+
+func metricValue(t *testing.T, m prometheus.Metric) *dto.Metric {
+	t.Helper()
+	var out dto.Metric
+	if err := m.Write(&out); err != nil {
+		t.Fatal(err)
+	}
+	return &out
+}
+
+var (
+	statusOK      = `{"status":"ok"}`
+	deniedFreeze1 = "policy: maintenance freeze v1"
+	deniedFreeze2 = "policy: maintenance freeze v2"
+)
+
+func TestInitialLoad(t *testing.T) {
+	h := start(t, harnessOpts{objects: []*corev1.ConfigMap{
+		policyConfigMap("freeze", map[string]string{"freeze.rego": freezeV1, "README.md": "not a module"}),
+	}})
+	h.waitReasons("the ConfigMap's deny", deniedFreeze1)
+	h.waitStatus("freeze", statusOK)
+	if got := h.policyStatus(); got != 1 {
+		t.Errorf("PolicyStatus = %v, want 1", got)
+	}
+	e, err := h.src.Current()
+	if err != nil || e == nil {
+		t.Fatalf("Current() = %v, %v; want an engine", e, err)
+	}
+	if e.Config().Pools[0].Name != "default" {
+		t.Errorf("config in force has pool %q; want the default config", e.Config().Pools[0].Name)
+	}
+}
+
+func TestGoodPolicyAddsDeny(t *testing.T) {
+	h := start(t, harnessOpts{})
+	h.waitReasons("the default gate to allow")
+	select {
+	case <-h.src.Changed():
+	case <-time.After(waitTimeout):
+		t.Fatal("no change notification for the first load")
+	}
+	cm := policyConfigMap("freeze", map[string]string{"freeze.rego": freezeV1})
+	if _, err := h.client.CoreV1().ConfigMaps(testNS).Create(h.ctx, cm, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-h.src.Changed():
+	case <-time.After(waitTimeout):
+		t.Fatal("no change notification for the new policy")
+	}
+	h.waitReasons("the new deny", deniedFreeze1)
+	h.waitStatus("freeze", statusOK)
+}
+
+func TestBrokenPolicyKeepsLastGoodThenFixed(t *testing.T) {
+	h := start(t, harnessOpts{objects: []*corev1.ConfigMap{
+		policyConfigMap("freeze", map[string]string{"freeze.rego": freezeV1}),
+		policyConfigMap("innocent", map[string]string{"other.rego": "package rebootgate\n"}),
+	}})
+	h.waitReasons("the first policy", deniedFreeze1)
+	h.waitStatus("freeze", statusOK)
+	h.waitStatus("innocent", statusOK)
+	h.events()
+
+	h.update(policyConfigMap("freeze", map[string]string{"freeze.rego": brokenFreeze}))
+	eventually(t, "an error status with file:line", func() bool {
+		return strings.HasPrefix(h.status("freeze"), `{"status":"error","error":"rebootgate/freeze/freeze.rego:4: rego_parse_error: `)
+	})
+	t.Logf("status: %s", h.status("freeze"))
+	ev := h.waitEvent("Warning PolicyError rebootgate/freeze/freeze.rego:4:", "last good policies stay in force", "kind=ConfigMap")
+	t.Logf("event: %s", ev)
+	if got := h.status("innocent"); got != statusOK {
+		t.Errorf("the ConfigMap without errors has status %s, want %s", got, statusOK)
+	}
+	if got := h.reasons(); !slices.Equal(got, []string{deniedFreeze1}) {
+		t.Errorf("reasons with the broken policy = %q, want the last good policy's %q", got, deniedFreeze1)
+	}
+	eventually(t, "PolicyStatus 0 and one load error", func() bool { return h.policyStatus() == 0 && h.loadErrors() == 1 })
+
+	h.update(policyConfigMap("freeze", map[string]string{"freeze.rego": freezeV2}))
+	h.waitReasons("the fixed policy", deniedFreeze2)
+	h.waitStatus("freeze", statusOK)
+	if got := h.policyStatus(); got != 1 {
+		t.Errorf("PolicyStatus after the fix = %v, want 1", got)
+	}
+	for _, e := range h.events() {
+		if strings.Contains(e, ReasonPolicyError) && strings.Contains(e, "v2") {
+			t.Errorf("event after the fix: %s", e)
+		}
+	}
+}
+
+func TestCompileErrorAttributedToItsConfigMap(t *testing.T) {
+	// A type error (not a parse error): found by the compiler, located in b's module.
+	const typeError = "package rebootgate\n\ndeny contains msg if {\n\tmsg := 1 + \"x\"\n}\n"
+	h := start(t, harnessOpts{objects: []*corev1.ConfigMap{
+		policyConfigMap("a", map[string]string{"a.rego": freezeV1}),
+		policyConfigMap("b", map[string]string{"b.rego": typeError, "c.rego": brokenFreeze}),
+	}})
+	eventually(t, "b's error status", func() bool {
+		s := h.status("b")
+		return containsAll(s, `"status":"error"`, "rebootgate/b/c.rego:4:")
+	})
+	t.Logf("status of b: %s", h.status("b"))
+	h.waitStatus("a", statusOK)
+}
+
+func TestNoValidPolicyEver(t *testing.T) {
+	h := start(t, harnessOpts{objects: []*corev1.ConfigMap{
+		policyConfigMap("freeze", map[string]string{"freeze.rego": brokenFreeze}),
+	}})
+	eventually(t, "the error status", func() bool { return strings.Contains(h.status("freeze"), "freeze.rego:4:") })
+	eventually(t, "Current to report the compile error", func() bool {
+		_, err := h.src.Current()
+		return err != nil && strings.Contains(err.Error(), "freeze.rego:4:")
+	})
+	e, err := h.src.Current()
+	if e != nil || !errors.Is(err, ErrNoValidPolicy) {
+		t.Fatalf("Current() = %v, %v; want no engine and ErrNoValidPolicy", e, err)
+	}
+	if !strings.HasPrefix(err.Error(), "no valid policy has loaded: policy ConfigMaps: rebootgate/freeze/freeze.rego:4:") {
+		t.Errorf("error = %q", err)
+	}
+	d := h.src.Decide(h.ctx, testFacts(), testTime)
+	if d.Allowed || len(d.Reasons) != 1 || d.Reasons[0].Source != decision.SourceEngine || d.Reasons[0].Message != err.Error() || d.Node != testNode {
+		t.Errorf("decision = %+v; want blocked by the engine with %q", d, err)
+	}
+	h.waitEvent("no policy set has loaded yet, so every reboot is blocked")
+	if got := h.policyStatus(); got != 0 {
+		t.Errorf("PolicyStatus = %v, want 0", got)
+	}
+}
+
+func TestBeforeFirstLoadEverythingIsBlocked(t *testing.T) {
+	src, err := New(Config{Client: fake.NewClientset(), NodeName: testNode, Namespaces: []string{testNS}, Recorder: record.NewFakeRecorder(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := src.Decide(t.Context(), testFacts(), testTime)
+	if d.Allowed || len(d.Reasons) != 1 || d.Reasons[0].Source != decision.SourceEngine ||
+		!strings.HasPrefix(d.Reasons[0].Message, "no valid policy has loaded: ") {
+		t.Errorf("decision before Run = %+v", d)
+	}
+	if _, err := src.Current(); !errors.Is(err, ErrNoValidPolicy) {
+		t.Errorf("Current() error = %v, want ErrNoValidPolicy", err)
+	}
+}
+
+func TestStatusNotRewrittenWhenUnchanged(t *testing.T) {
+	cm := policyConfigMap("freeze", map[string]string{"freeze.rego": freezeV1})
+	cm.Annotations = map[string]string{StatusAnnotation: statusOK}
+	h := start(t, harnessOpts{objects: []*corev1.ConfigMap{cm, policyConfigMap("new", map[string]string{"x.rego": freezeV2})}})
+	h.waitReasons("both policies", deniedFreeze1, deniedFreeze2)
+	h.waitStatus("new", statusOK)
+	if got := h.patches(); got != 1 {
+		t.Fatalf("%d PATCHes after the first load; want 1 (only the ConfigMap without a status)", got)
+	}
+	// More reloads with nothing changed: an unrelated label, a config poll.
+	cur, err := h.client.CoreV1().ConfigMaps(testNS).Get(h.ctx, "freeze", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur.Labels["team"] = "platform"
+	if _, err := h.client.CoreV1().ConfigMaps(testNS).Update(h.ctx, cur, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the informer to see the label", func() bool {
+		c := h.src.collectPolicies().configMaps[testNS+"/freeze"]
+		return c != nil && c.Labels["team"] == "platform"
+	})
+	h.clock.Step(DefaultConfigPollInterval)
+	h.waitReasons("the same policies", deniedFreeze1, deniedFreeze2)
+	h.waitIdle()
+	if got := h.patches(); got != 1 {
+		t.Errorf("%d PATCHes after reloads with no change; want still 1", got)
+	}
+}
+
+// waitIdle waits until the Run loop has no reload queued and no status write pending.
+func (h *harness) waitIdle() {
+	h.t.Helper()
+	eventually(h.t, "no reload queued and no status write pending", func() bool {
+		h.src.status.mu.Lock()
+		pending := len(h.src.status.pending)
+		h.src.status.mu.Unlock()
+		return pending == 0 && len(h.src.kick) == 0
+	})
+}
+
+func TestJitterSkipsWriteAnotherAgentMade(t *testing.T) {
+	const jitter = 5 * time.Second
+	h := start(t, harnessOpts{jitter: jitter, objects: []*corev1.ConfigMap{
+		policyConfigMap("freeze", map[string]string{"freeze.rego": freezeV1}),
+	}})
+	h.waitReasons("the policy", deniedFreeze1)
+	eventually(t, "the status writer to wait out its jitter", h.clock.HasWaiters)
+
+	// Another agent writes the same status meanwhile (an Update, so it is not counted
+	// as our PATCH).
+	cur, err := h.client.CoreV1().ConfigMaps(testNS).Get(h.ctx, "freeze", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur.Annotations = map[string]string{StatusAnnotation: statusOK}
+	if _, err := h.client.CoreV1().ConfigMaps(testNS).Update(h.ctx, cur, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the informer to see the other agent's status", func() bool {
+		c := h.src.collectPolicies().configMaps[testNS+"/freeze"]
+		return c != nil && c.Annotations[StatusAnnotation] == statusOK
+	})
+	h.clock.Step(jitter)
+	h.waitIdle()
+	if got := h.patches(); got != 0 {
+		t.Errorf("%d PATCHes; want 0: another agent wrote the status during the jitter", got)
+	}
+
+	// A change nobody else writes is written once the jitter has passed.
+	h.update(policyConfigMap("freeze", map[string]string{"freeze.rego": brokenFreeze}))
+	eventually(t, "the status writer to wait out its jitter", func() bool {
+		h.src.status.mu.Lock()
+		defer h.src.status.mu.Unlock()
+		return len(h.src.status.pending) == 1
+	})
+	eventually(t, "the error status", func() bool {
+		h.clock.Step(jitter) // the writer may not have started its timer yet
+		return strings.Contains(h.status("freeze"), "freeze.rego:4:")
+	})
+	if got := h.patches(); got != 1 {
+		t.Errorf("%d PATCHes; want 1", got)
+	}
+}
+
+func TestStatusNotFoughtOver(t *testing.T) {
+	h := start(t, harnessOpts{objects: []*corev1.ConfigMap{
+		policyConfigMap("freeze", map[string]string{"freeze.rego": freezeV1}),
+	}})
+	h.waitStatus("freeze", statusOK)
+	// An agent of another version disagrees and writes its own status.
+	cur, err := h.client.CoreV1().ConfigMaps(testNS).Get(h.ctx, "freeze", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur.Annotations[StatusAnnotation] = `{"status":"error","error":"says another version"}`
+	if _, err := h.client.CoreV1().ConfigMaps(testNS).Update(h.ctx, cur, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the informer to see it", func() bool {
+		c := h.src.collectPolicies().configMaps[testNS+"/freeze"]
+		return c != nil && c.Annotations[StatusAnnotation] != statusOK
+	})
+	h.clock.Step(DefaultConfigPollInterval)
+	h.waitIdle()
+	if got := h.patches(); got != 1 {
+		t.Errorf("%d PATCHes; want 1: this agent already wrote its status for these policies", got)
+	}
+}
+
+// kubeletDir lays out a config directory the way the kubelet mounts a ConfigMap:
+// config.yaml -> ..data/config.yaml, ..data -> ..<version>. Updates swap ..data
+// atomically.
+type kubeletDir struct {
+	t       *testing.T
+	dir     string
+	version int
+}
+
+func newKubeletDir(t *testing.T, content string) *kubeletDir {
+	k := &kubeletDir{t: t, dir: t.TempDir()}
+	k.write(content)
+	if err := os.Symlink(filepath.Join("..data", "config.yaml"), filepath.Join(k.dir, "config.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func (k *kubeletDir) path() string { return filepath.Join(k.dir, "config.yaml") }
+
+func (k *kubeletDir) write(content string) {
+	k.t.Helper()
+	k.version++
+	version := fmt.Sprintf("..2026_11_24_10_00_%02d.%d", k.version, k.version)
+	if err := os.Mkdir(filepath.Join(k.dir, version), 0o755); err != nil {
+		k.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(k.dir, version, "config.yaml"), []byte(content), 0o644); err != nil {
+		k.t.Fatal(err)
+	}
+	tmp := filepath.Join(k.dir, "..data_tmp")
+	if err := os.Symlink(version, tmp); err != nil {
+		k.t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(k.dir, "..data")); err != nil {
+		k.t.Fatal(err)
+	}
+}
+
+// configWithCondition is a config whose one pool has a condition that is false, so its
+// message shows which config is in force.
+func configWithCondition(name, expression string) string {
+	return header + fmt.Sprintf(`pools:
+- name: all
+  conditions:
+  - name: %s
+    expression: %q
+    message: %s is in force
+`, name, expression, name)
+}
+
+func TestConfigFileChangeReloads(t *testing.T) {
+	k := newKubeletDir(t, configWithCondition("v1", "false"))
+	h := start(t, harnessOpts{configPath: k.path()})
+	h.waitReasons("config v1", "condition/v1: v1 is in force")
+	k.write(configWithCondition("v2", "false"))
+	// The fake clock never fires the poll: only the fsnotify watch can see this.
+	h.waitReasons("config v2 via the watch", "condition/v2: v2 is in force")
+	e, err := h.src.Current()
+	if err != nil || e.Config().Pools[0].Name != "all" {
+		t.Fatalf("Current() = %v, %v", e, err)
+	}
+}
+
+func TestConfigPollFindsLateDirectory(t *testing.T) {
+	// The directory does not exist at start: no watch, no config, everything blocked.
+	k := &kubeletDir{t: t, dir: filepath.Join(t.TempDir(), "config")}
+	h := start(t, harnessOpts{configPath: k.path()})
+	ev := h.waitEvent("Warning ConfigError config "+k.path(), "no config has loaded yet", "kind=Node")
+	t.Logf("event: %s", ev)
+	eventually(t, "the missing config to block every reboot", func() bool {
+		got := h.reasons()
+		return len(got) == 1 && strings.HasPrefix(got[0], "engine: no valid policy has loaded: config "+k.path()+": ")
+	})
+	if err := os.Mkdir(k.dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	k.write(configWithCondition("late", "false"))
+	if err := os.Symlink(filepath.Join("..data", "config.yaml"), k.path()); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the poll to load the late config", func() bool {
+		h.clock.Step(DefaultConfigPollInterval)
+		return slices.Equal(h.reasons(), []string{"condition/late: late is in force"})
+	})
+	// The poll also started the watch, so later updates need no poll.
+	k.write(configWithCondition("watched", "false"))
+	h.waitReasons("the update via the watch", "condition/watched: watched is in force")
+}
+
+func TestBadConfigKeepsLastGood(t *testing.T) {
+	k := newKubeletDir(t, configWithCondition("v1", "false"))
+	h := start(t, harnessOpts{configPath: k.path(), objects: []*corev1.ConfigMap{
+		policyConfigMap("freeze", map[string]string{"freeze.rego": freezeV1}),
+	}})
+	h.waitReasons("config v1", "condition/v1: v1 is in force", deniedFreeze1)
+	h.waitStatus("freeze", statusOK)
+
+	for i, bad := range []struct{ name, content, want string }{
+		{"unknown key", header + "pools:\n- name: all\n  colour: blue\n", "pools[0].colour"},
+		{"bad CEL", configWithCondition("v2", "node.nope +"), "pools[0].conditions[0].expression"},
+	} {
+		t.Run(bad.name, func(t *testing.T) {
+			k.write(bad.content)
+			ev := h.waitEvent("Warning ConfigError config "+k.path()+": "+bad.want, "last good config stays in force", "kind=Node")
+			t.Logf("event: %s", ev)
+			if got := h.reasons(); !slices.Equal(got, []string{"condition/v1: v1 is in force", deniedFreeze1}) {
+				t.Errorf("reasons = %q; want config v1 still in force", got)
+			}
+			// The metrics are set at the end of the load that emitted the event.
+			eventually(t, "PolicyStatus 0 and one more load error", func() bool {
+				return h.policyStatus() == 0 && h.loadErrors() == float64(i+1)
+			})
+		})
+	}
+	// A config error is not the policies' fault.
+	if got := h.status("freeze"); got != statusOK {
+		t.Errorf("policy status after config errors = %s, want %s", got, statusOK)
+	}
+	k.write(configWithCondition("v3", "false"))
+	h.waitReasons("config v3", "condition/v3: v3 is in force", deniedFreeze1)
+	eventually(t, "PolicyStatus 1", func() bool { return h.policyStatus() == 1 })
+}
+
+func TestGoodConfigNotHeldBackByBrokenPolicy(t *testing.T) {
+	k := newKubeletDir(t, configWithCondition("v1", "false"))
+	h := start(t, harnessOpts{configPath: k.path(), objects: []*corev1.ConfigMap{
+		policyConfigMap("freeze", map[string]string{"freeze.rego": freezeV1}),
+	}})
+	h.waitReasons("config v1", "condition/v1: v1 is in force", deniedFreeze1)
+	h.update(policyConfigMap("freeze", map[string]string{"freeze.rego": brokenFreeze}))
+	eventually(t, "the error status", func() bool { return strings.Contains(h.status("freeze"), "freeze.rego:4:") })
+	k.write(configWithCondition("v2", "false"))
+	h.waitReasons("config v2 with the last good policy", "condition/v2: v2 is in force", deniedFreeze1)
+}
+
+func TestOtherNamespacesAndLabels(t *testing.T) {
+	unlabelled := policyConfigMap("unlabelled", map[string]string{"x.rego": brokenFreeze})
+	unlabelled.Labels = nil
+	elsewhere := policyConfigMap("elsewhere", map[string]string{"x.rego": brokenFreeze})
+	elsewhere.Namespace = "kube-system"
+	tests := policyConfigMap("tests", map[string]string{"x_test.rego": brokenFreeze, "x.rego": freezeV1})
+	h := start(t, harnessOpts{objects: []*corev1.ConfigMap{unlabelled, elsewhere, tests}})
+	h.waitReasons("only the labelled ConfigMap in the agent's namespace", deniedFreeze1)
+	h.waitStatus("tests", statusOK)
+	h.waitIdle()
+	for _, a := range h.client.Actions() {
+		if p, ok := a.(k8stesting.PatchAction); ok && p.GetName() != "tests" {
+			t.Errorf("PATCH of %s/%s", p.GetNamespace(), p.GetName())
+		}
+		if l, ok := a.(k8stesting.ListAction); ok {
+			if l.GetNamespace() != testNS || l.GetListRestrictions().Labels.String() != PolicyLabel+"="+PolicyLabelValue {
+				t.Errorf("list in %q with selector %q; want %q with %s=%s", l.GetNamespace(), l.GetListRestrictions().Labels, testNS, PolicyLabel, PolicyLabelValue)
+			}
+		}
+	}
+}
+
+func TestStatusValue(t *testing.T) {
+	if got := StatusValue(""); got != statusOK {
+		t.Errorf("ok = %s", got)
+	}
+	if got, want := StatusValue(`a.rego:3: x <y> & "z"`), `{"status":"error","error":"a.rego:3: x <y> & \"z\""}`; got != want {
+		t.Errorf("error = %s, want %s", got, want)
+	}
+}
+
+func TestNewValidates(t *testing.T) {
+	good := Config{Client: fake.NewClientset(), NodeName: testNode, Namespaces: []string{testNS}, Recorder: record.NewFakeRecorder(1)}
+	for name, mutate := range map[string]func(*Config){
+		"no client":         func(c *Config) { c.Client = nil },
+		"no node":           func(c *Config) { c.NodeName = "" },
+		"no recorder":       func(c *Config) { c.Recorder = nil },
+		"no namespaces":     func(c *Config) { c.Namespaces = nil },
+		"invalid namespace": func(c *Config) { c.Namespaces = []string{"Not_A_Namespace"} },
+	} {
+		c := good
+		mutate(&c)
+		if _, err := New(c); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+	if _, err := New(good); err != nil {
+		t.Error(err)
+	}
+}
