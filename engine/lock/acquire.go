@@ -52,6 +52,7 @@ func (s *Semaphore) Acquire(ctx context.Context, slots func() int) (*Held, error
 	woken := false // jitter applies only to attempts prompted by an event or timer
 	errDelay := time.Duration(0)
 	for {
+		recheck := s.recheckChan() // before slots(): a Recheck after this point wakes us
 		in.now = s.clock.Now()
 		in.slots = slots()
 		in.leases = poolLeases(s.pool, store.List())
@@ -89,11 +90,32 @@ func (s *Semaphore) Acquire(ctx context.Context, slots func() int) (*Held, error
 				p.wakeNoLaterThan(in.now.Add(errDelay))
 			}
 		}
-		if err := s.wait(ctx, changed, p.wakeAt); err != nil {
+		if err := s.wait(ctx, changed, recheck, p.wakeAt); err != nil {
 			return nil, fmt.Errorf("acquire slot in pool %q: %w", s.pool, err)
 		}
 		woken = true
 	}
+}
+
+// Recheck wakes every waiting Acquire to call its slots func again. Call it
+// when the slot count may have changed without any Lease changing, e.g. when
+// a percentage concurrency is resolved against a pool that just grew.
+func (s *Semaphore) Recheck() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.recheck != nil {
+		close(s.recheck)
+		s.recheck = nil
+	}
+}
+
+func (s *Semaphore) recheckChan() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.recheck == nil {
+		s.recheck = make(chan struct{})
+	}
+	return s.recheck
 }
 
 // TryAcquire makes one attempt, from one List, to take a slot out of slots.
@@ -180,16 +202,29 @@ func (s *Semaphore) Resume(ctx context.Context) (*Held, bool, error) {
 // planChecked plans and, if the plan is blocked by holders that missed a
 // renewal, asks whether their nodes still exist and plans again.
 func (s *Semaphore) planChecked(ctx context.Context, in *planInput) (plan, error) {
-	p := s.plan(in, rand.IntN)
-	if p.ok || len(p.suspects) == 0 {
-		return p, nil
+	// Each round checks only holders not checked before, and a verdict can
+	// unblock the next stage (a gone slot holder, then its stale slot-key
+	// mutex), so a few rounds settle it.
+	for range 3 {
+		p := s.plan(in, rand.IntN)
+		if p.ok || len(p.suspects) == 0 {
+			return p, nil
+		}
+		if err := s.checkNodes(ctx, in, p.suspects); err != nil {
+			return plan{}, err
+		}
 	}
-	for _, l := range p.suspects {
+	return s.plan(in, rand.IntN), nil
+}
+
+// checkNodes records whether the holders of suspects still exist.
+func (s *Semaphore) checkNodes(ctx context.Context, in *planInput, suspects []*coordinationv1.Lease) error {
+	for _, l := range suspects {
 		holder := holderOf(l)
 		exists, err := s.nodeExists(ctx, holder)
 		if err != nil {
 			if ctx.Err() != nil {
-				return plan{}, ctx.Err()
+				return ctx.Err()
 			}
 			// Assume it exists: the lease's expiry still frees the slot.
 			s.log.Warn("checking whether a slot holder's node exists failed", "lease", l.Name, "slotHolder", holder, "error", err)
@@ -200,7 +235,7 @@ func (s *Semaphore) planChecked(ctx context.Context, in *planInput) (plan, error
 		}
 		in.nodeGone[verdictKey(l)] = !exists
 	}
-	return s.plan(in, rand.IntN), nil
+	return nil
 }
 
 // execute performs a plan: the slot-key mutex first, then the slot.
@@ -404,9 +439,9 @@ func isKeyLease(pool, name string) bool {
 	return len(name) == len(prefix)+keyHashLen && name[:len(prefix)] == prefix
 }
 
-// wait returns when the pool's Leases changed, at wakeAt (if not zero), or
-// with ctx's error.
-func (s *Semaphore) wait(ctx context.Context, changed <-chan struct{}, wakeAt time.Time) error {
+// wait returns when the pool's Leases changed, on Recheck, at wakeAt (if not
+// zero), or with ctx's error.
+func (s *Semaphore) wait(ctx context.Context, changed, recheck <-chan struct{}, wakeAt time.Time) error {
 	var fire <-chan time.Time
 	if !wakeAt.IsZero() {
 		t := s.clock.NewTimer(max(wakeAt.Sub(s.clock.Now()), time.Millisecond))
@@ -417,6 +452,7 @@ func (s *Semaphore) wait(ctx context.Context, changed <-chan struct{}, wakeAt ti
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-changed:
+	case <-recheck:
 	case <-fire:
 	}
 	return nil

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -76,6 +77,9 @@ type Semaphore struct {
 	slotValue  string
 	keyName    string // "" without a slot value
 	log        *slog.Logger
+
+	mu      sync.Mutex
+	recheck chan struct{} // closed by Recheck; nil until someone waits
 }
 
 // maxSlotSuffix is the longest suffix after "rebootgate-<pool>-": "key-" plus

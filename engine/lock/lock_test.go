@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,7 +13,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
+	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	k8stesting "k8s.io/client-go/testing"
 	testingclock "k8s.io/utils/clock/testing"
 )
@@ -53,8 +54,18 @@ func TestNewValidates(t *testing.T) {
 // TestTryAcquireRace: many nodes race for 2 slots of an empty pool at the
 // same instant; the API server's optimistic concurrency lets exactly 2 win.
 func TestTryAcquireRace(t *testing.T) {
+	t.Run("empty pool (creates)", func(t *testing.T) { testTryAcquireRace(t, false) })
+	t.Run("free leases (guarded updates)", func(t *testing.T) { testTryAcquireRace(t, true) })
+}
+
+func testTryAcquireRace(t *testing.T, existing bool) {
 	cs := newClient(t)
 	clk := testingclock.NewFakeClock(t0)
+	if existing {
+		for i := range 2 {
+			mustRelease(t, mustTry(t, newSem(t, cs, clk, fmt.Sprintf("earlier-%d", i)), 2))
+		}
+	}
 	const nodes = 16
 	var wins atomic.Int32
 	var wg sync.WaitGroup
@@ -110,6 +121,15 @@ func TestNeverMoreThanSlots(t *testing.T) {
 					m := maxInside.Load()
 					if n <= m || maxInside.CompareAndSwap(m, n) {
 						break
+					}
+				}
+				// Per-slot Leases can never show more holders than slots; the
+				// real invariant is that nobody overwrites a holder while it
+				// holds, which only the guarded writes ensure.
+				for range 3 {
+					runtime.Gosched()
+					if got := holderOf(getLease(t, cs, h.Name())); got != s.holder {
+						t.Errorf("%s holds %s but the API says %q", s.holder, h.Name(), got)
 					}
 				}
 				if got := heldCount(t, cs); got > slots {
@@ -545,7 +565,7 @@ func TestLost(t *testing.T) {
 		h := mustTry(t, newSem(t, cs, clk, "a"), 1)
 		var failing atomic.Bool
 		failing.Store(true)
-		cs.PrependReactor("update", "leases", func(k8stesting.Action) (bool, runtime.Object, error) {
+		cs.PrependReactor("update", "leases", func(k8stesting.Action) (bool, k8sruntime.Object, error) {
 			if failing.Load() {
 				return true, nil, apierrors.NewServiceUnavailable("etcd is sad")
 			}
@@ -648,4 +668,56 @@ func TestLeaseNames(t *testing.T) {
 	if !isKeyLease("workers", k) || k == keyLeaseName("workers", "zone-b") {
 		t.Errorf("key lease name %q", k)
 	}
+}
+
+// TestRecheck: a waiter blocked by a slot count of 0 re-reads it on Recheck,
+// since a changed pool size produces no Lease event.
+func TestRecheck(t *testing.T) {
+	cs := newClient(t)
+	clk := testingclock.NewFakeClock(t0)
+	s := newSem(t, cs, clk, "a")
+	var slots atomic.Int32
+	var reads atomic.Int32
+	ch := acquireAsync(context.Background(), s, func() int { reads.Add(1); return int(slots.Load()) })
+	eventually(t, "first attempt", func() bool { return reads.Load() == 1 })
+	never(t, "acquired with 0 slots", received(ch))
+	slots.Store(1)
+	s.Recheck()
+	eventually(t, "acquire after Recheck", received(ch))
+	if r := <-ch; r.err != nil {
+		t.Fatal(r.err)
+	} else {
+		mustRelease(t, r.held)
+	}
+	if clk.HasWaiters() {
+		t.Errorf("timers left: %d", clk.Waiters())
+	}
+}
+
+// TestDeletedNodeHoldingKeyAndSlot: a deleted node held both its zone's
+// mutex and a slot; both are reclaimed in one go, not at the mutex's expiry.
+func TestDeletedNodeHoldingKeyAndSlot(t *testing.T) {
+	cs := newClient(t)
+	clk := testingclock.NewFakeClock(t0)
+	zoneA := func(c *Config) { c.SlotValue = "zone-a" }
+	gone := newSem(t, cs, testingclock.NewFakeClock(t0.Add(-testTTL/2)), "gone", zoneA)
+	mustTry(t, gone, 1) // its clock never moves again: it stopped renewing
+	var checked sync.Map
+	b := newSem(t, cs, clk, "b", zoneA, func(c *Config) {
+		c.NodeExists = func(_ context.Context, name string) (bool, error) {
+			checked.Store(name, true)
+			return name != "gone", nil
+		}
+	})
+	h, ok, err := b.TryAcquire(context.Background(), 1)
+	if err != nil || !ok {
+		t.Fatalf("TryAcquire: ok=%v err=%v", ok, err)
+	}
+	if _, ok := checked.Load("gone"); !ok {
+		t.Errorf("holder's node was never checked")
+	}
+	if k := getLease(t, cs, keyLeaseName(testPool, "zone-a")); holderOf(k) != "b" {
+		t.Errorf("mutex holder %q", holderOf(k))
+	}
+	mustRelease(t, h)
 }
