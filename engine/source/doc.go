@@ -14,7 +14,8 @@
 // On every change a new decision.Engine is built from the config, the embedded default
 // gate and every policy module. One that compiles replaces the engine in force
 // atomically; one that does not leaves the last good engine in force, and the failure is
-// logged, counted in the metrics and reported as a Kubernetes Event. The config and the
+// logged, counted in the metrics and reported as a Kubernetes Event: ConfigError on the
+// agent's Node, PolicyError on the ConfigMap at fault. The config and the
 // policy set each keep their own last good version: a broken policy does not hold back a
 // good config change, nor the other way round. Until a valid engine has ever loaded,
 // [Source.Current] returns an error wrapping [ErrNoValidPolicy] and [Source.Decide]
@@ -26,5 +27,7 @@
 // status, so an agent writes only when its informer cache shows a different value, waits
 // a random jitter first and checks the cache again afterwards: the first writer's change
 // reaches the others' caches during their jitter, so a cluster of thousands of agents
-// sends about one PATCH per change rather than one per agent.
+// sends about one PATCH per change rather than one per agent. The agent whose PATCH puts
+// an error status on a ConfigMap is the one that emits its PolicyError event, so events
+// scale the same way.
 package source

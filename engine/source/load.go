@@ -45,12 +45,10 @@ type loader struct {
 	policyErr error
 	// engineConfig is the config of the engine in force.
 	engineConfig *config.Resolved
-	// policyEvents maps a ConfigMap (ns/name) to the message of its last PolicyError
-	// event.
-	policyEvents map[string]string
+	// setEvent is the message of the last PolicyError event on the Node, for errors
+	// with no ConfigMap to report them on.
+	setEvent string
 }
-
-func (l *loader) init() { l.policyEvents = map[string]string{} }
 
 // policySet is the policy ConfigMaps in the informer caches and their modules.
 type policySet struct {
@@ -126,6 +124,7 @@ func (s *Source) load(ctx context.Context, wg *sync.WaitGroup) {
 	}
 	s.policyStatusMetric(e != nil && l.configErr == nil && l.policyErr == nil, failed)
 	s.reconcileStatuses(ctx, wg, set)
+	s.loads.Add(1)
 }
 
 // loadConfig reads the config file if its content changed, and makes it the config in
@@ -193,10 +192,13 @@ func (s *Source) loadPolicies(ctx context.Context, set *policySet) int {
 		// gives the ConfigMaps their status.
 		_, err = policy.Compile(ctx, modules)
 	}
-	s.status.setDesired(statuses(err, set), set.hash)
+	inForce := "the last good policies stay in force"
+	if !l.haveGoodModules && err != nil {
+		inForce = "no policy set has loaded yet, so every reboot is blocked"
+	}
+	s.status.setDesired(statuses(err, set), set.hash, inForce)
 	if err == nil {
-		l.goodModules, l.haveGoodModules, l.policyErr = set.modules, true, nil
-		clear(l.policyEvents)
+		l.goodModules, l.haveGoodModules, l.policyErr, l.setEvent = set.modules, true, nil, ""
 		if engine != nil {
 			s.setEngine(engine)
 			l.engineConfig = l.config
@@ -206,12 +208,13 @@ func (s *Source) loadPolicies(ctx context.Context, set *policySet) int {
 	}
 
 	l.policyErr = fmt.Errorf("policy ConfigMaps: %w", err)
-	inForce := "the last good policies stay in force"
-	if !l.haveGoodModules {
-		inForce = "no policy set has loaded yet, so every reboot is blocked"
-	}
 	s.log.Error("policies not loaded; "+inForce, "error", err)
-	s.policyEvents(set, inForce)
+	if msg := l.policyErr.Error(); len(set.configMaps) == 0 && msg != l.setEvent {
+		// Only the embedded gate was compiled, so no ConfigMap is at fault and no
+		// status write will report it (cannot happen with a released build).
+		l.setEvent = msg
+		s.recorder.Eventf(s.nodeRef, corev1.EventTypeWarning, ReasonPolicyError, "%s; %s", msg, inForce)
+	}
 	if l.config != nil && l.haveGoodModules && l.engineConfig != l.config {
 		// The config changed and is good: put it in force with the last good
 		// policies rather than hold it back for someone else's broken module.
@@ -225,34 +228,6 @@ func (s *Source) loadPolicies(ctx context.Context, set *policySet) int {
 		s.log.Info("new config in force with the last good policies", "modules", len(l.goodModules))
 	}
 	return 1
-}
-
-// policyEvents emits a PolicyError event on each ConfigMap whose status is an error,
-// once per distinct message.
-func (s *Source) policyEvents(set *policySet, inForce string) {
-	l := &s.loader
-	errs := s.status.errors()
-	for key := range l.policyEvents {
-		if _, still := errs[key]; !still {
-			delete(l.policyEvents, key)
-		}
-	}
-	for key, msg := range errs {
-		cm, ok := set.configMaps[key]
-		if !ok || l.policyEvents[key] == msg {
-			continue
-		}
-		l.policyEvents[key] = msg
-		ref := &corev1.ObjectReference{
-			Kind: "ConfigMap", APIVersion: "v1",
-			Namespace: cm.Namespace, Name: cm.Name, UID: cm.UID, ResourceVersion: cm.ResourceVersion,
-		}
-		s.recorder.Eventf(ref, corev1.EventTypeWarning, ReasonPolicyError, "%s; %s", msg, inForce)
-	}
-	if len(set.configMaps) == 0 && l.policyErr != nil {
-		// Only the embedded gate was compiled, so no ConfigMap is at fault.
-		s.recorder.Eventf(s.nodeRef, corev1.EventTypeWarning, ReasonPolicyError, "%s; %s", l.policyErr, inForce)
-	}
 }
 
 // statuses attributes a compile error to the ConfigMaps whose modules it is in; an

@@ -128,6 +128,8 @@ type Source struct {
 
 	loader loader
 	status statusWriter
+	// loads counts finished loads, so tests can wait for one.
+	loads atomic.Uint64
 }
 
 // inForce is an engine, or the reason there is none.
@@ -194,7 +196,6 @@ func New(cfg Config) (*Source, error) {
 		changed:      make(chan struct{}, 1),
 		kick:         make(chan struct{}, 1),
 	}
-	s.loader.init()
 	s.status.init()
 	s.current.Store(&inForce{err: fmt.Errorf("%w: %w", ErrNoValidPolicy, errNotReadYet)})
 

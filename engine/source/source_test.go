@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	corev1 "k8s.io/api/core/v1"
@@ -27,6 +29,7 @@ import (
 	"github.com/rebootgate/rebootgate/engine/decision"
 	"github.com/rebootgate/rebootgate/engine/facts"
 	"github.com/rebootgate/rebootgate/engine/metrics"
+	"github.com/rebootgate/rebootgate/engine/policy"
 )
 
 const (
@@ -357,18 +360,45 @@ func TestBrokenPolicyKeepsLastGoodThenFixed(t *testing.T) {
 }
 
 func TestCompileErrorAttributedToItsConfigMap(t *testing.T) {
-	// A type error (not a parse error): found by the compiler, located in b's module.
+	// A type error, found by the compiler after every module parsed.
 	const typeError = "package rebootgate\n\ndeny contains msg if {\n\tmsg := 1 + \"x\"\n}\n"
 	h := start(t, harnessOpts{objects: []*corev1.ConfigMap{
 		policyConfigMap("a", map[string]string{"a.rego": freezeV1}),
-		policyConfigMap("b", map[string]string{"b.rego": typeError, "c.rego": brokenFreeze}),
+		policyConfigMap("b", map[string]string{"b1.rego": "package rebootgate\n", "b2.rego": typeError}),
 	}})
-	eventually(t, "b's error status", func() bool {
-		s := h.status("b")
-		return containsAll(s, `"status":"error"`, "rebootgate/b/c.rego:4:")
-	})
-	t.Logf("status of b: %s", h.status("b"))
+	h.waitStatus("b", `{"status":"error","error":"rebootgate/b/b2.rego:4: rego_type_error: plus: invalid argument(s)"}`)
 	h.waitStatus("a", statusOK)
+	h.waitEvent("Warning PolicyError rebootgate/b/b2.rego:4:", "kind=ConfigMap")
+}
+
+func TestStatusesAttribution(t *testing.T) {
+	set := &policySet{
+		owner: map[string]string{"ns/a/a.rego": "ns/a", "ns/b/b.rego": "ns/b"},
+		configMaps: map[string]*corev1.ConfigMap{
+			"ns/a": {}, "ns/b": {},
+		},
+	}
+	loc := func(file string, row int) *ast.Location { return &ast.Location{File: file, Row: row} }
+	err := fmt.Errorf("wrapped: %w", &policy.CompileError{Errors: ast.Errors{
+		{Code: "rego_type_error", Message: "in a", Location: loc("ns/a/a.rego", 3)},
+		{Code: "rego_type_error", Message: "in the default gate", Location: loc("policies/gate.rego", 12)},
+		{Code: "rego_compile_error", Message: "nowhere"},
+	}})
+	got := statuses(err, set)
+	want := map[string]string{
+		"ns/a": "ns/a/a.rego:3: rego_type_error: in a; policies/gate.rego:12: rego_type_error: in the default gate; rego_compile_error: nowhere",
+		"ns/b": "policies/gate.rego:12: rego_type_error: in the default gate; rego_compile_error: nowhere",
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("statuses = %q\nwant %q", got, want)
+	}
+	got = statuses(errors.New("preparing data.rebootgate.deny: boom"), set)
+	if got["ns/a"] != "preparing data.rebootgate.deny: boom" || got["ns/b"] != got["ns/a"] {
+		t.Errorf("a set error without modules goes to every ConfigMap; got %q", got)
+	}
+	if got := statuses(nil, set); !maps.Equal(got, map[string]string{"ns/a": "", "ns/b": ""}) {
+		t.Errorf("no error: %q", got)
+	}
 }
 
 func TestNoValidPolicyEver(t *testing.T) {
@@ -442,14 +472,17 @@ func TestStatusNotRewrittenWhenUnchanged(t *testing.T) {
 	}
 }
 
-// waitIdle waits until the Run loop has no reload queued and no status write pending.
+// waitIdle makes the Run loop load once more and waits for that load and for every
+// status write it scheduled to finish, so that counting requests afterwards is fair.
 func (h *harness) waitIdle() {
 	h.t.Helper()
-	eventually(h.t, "no reload queued and no status write pending", func() bool {
+	n := h.src.loads.Load()
+	h.src.reload()
+	eventually(h.t, "a load and its status writes to finish", func() bool {
 		h.src.status.mu.Lock()
 		pending := len(h.src.status.pending)
 		h.src.status.mu.Unlock()
-		return pending == 0 && len(h.src.kick) == 0
+		return h.src.loads.Load() > n && pending == 0
 	})
 }
 
@@ -459,7 +492,8 @@ func TestJitterSkipsWriteAnotherAgentMade(t *testing.T) {
 		policyConfigMap("freeze", map[string]string{"freeze.rego": freezeV1}),
 	}})
 	h.waitReasons("the policy", deniedFreeze1)
-	eventually(t, "the status writer to wait out its jitter", h.clock.HasWaiters)
+	// Two timers: the config poll's and the status writer's jitter.
+	eventually(t, "the status writer to wait out its jitter", func() bool { return h.clock.Waiters() == 2 })
 
 	// Another agent writes the same status meanwhile (an Update, so it is not counted
 	// as our PATCH).
@@ -494,6 +528,26 @@ func TestJitterSkipsWriteAnotherAgentMade(t *testing.T) {
 	})
 	if got := h.patches(); got != 1 {
 		t.Errorf("%d PATCHes; want 1", got)
+	}
+}
+
+func TestNoWriteNorEventWhenStatusAlreadyShowsError(t *testing.T) {
+	cm := policyConfigMap("freeze", map[string]string{"freeze.rego": brokenFreeze})
+	cm.Annotations = map[string]string{StatusAnnotation: StatusValue(
+		"rebootgate/freeze/freeze.rego:4: rego_parse_error: non-terminated string; rebootgate/freeze/freeze.rego:4: rego_parse_error: illegal token")}
+	h := start(t, harnessOpts{objects: []*corev1.ConfigMap{cm}})
+	eventually(t, "the compile error", func() bool {
+		_, err := h.src.Current()
+		return err != nil && strings.Contains(err.Error(), "freeze.rego:4:")
+	})
+	h.waitIdle()
+	if got := h.patches(); got != 0 {
+		t.Errorf("%d PATCHes; want 0: the status already shows the error", got)
+	}
+	for _, e := range h.events() {
+		if strings.Contains(e, ReasonPolicyError) {
+			t.Errorf("event %q; want none: the agent that wrote the status reported it", e)
+		}
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -49,6 +50,8 @@ type statusWriter struct {
 	// errMsgs maps ns/name to the error of each ConfigMap whose status is an error.
 	errMsgs map[string]string
 	setHash string
+	// consequence ends a PolicyError event: what is in force instead.
+	consequence string
 	// pending marks ConfigMaps with a writer waiting out its jitter.
 	pending map[string]bool
 	// written is what this agent already wrote to each ConfigMap. An agent writes a
@@ -68,11 +71,12 @@ func (w *statusWriter) init() {
 	w.written = map[string]writeMark{}
 }
 
-// setDesired records each ConfigMap's error message ("" for ok) for the set setHash.
-func (w *statusWriter) setDesired(errMsgs map[string]string, setHash string) {
+// setDesired records each ConfigMap's error message ("" for ok) for the set setHash,
+// and what stays in force when there are errors.
+func (w *statusWriter) setDesired(errMsgs map[string]string, setHash, consequence string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.setHash = setHash
+	w.setHash, w.consequence = setHash, consequence
 	clear(w.desired)
 	clear(w.errMsgs)
 	for key, msg := range errMsgs {
@@ -86,17 +90,6 @@ func (w *statusWriter) setDesired(errMsgs map[string]string, setHash string) {
 			delete(w.written, key) // the ConfigMap is gone or no longer labelled
 		}
 	}
-}
-
-// errors returns a copy of the error messages by ConfigMap.
-func (w *statusWriter) errors() map[string]string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	out := make(map[string]string, len(w.errMsgs))
-	for k, v := range w.errMsgs {
-		out[k] = v
-	}
-	return out
 }
 
 // reconcileStatuses schedules a write for each ConfigMap whose cached annotation is not
@@ -122,6 +115,11 @@ func (s *Source) reconcileStatuses(ctx context.Context, wg *sync.WaitGroup, set 
 // writeStatus waits a random jitter, then writes the ConfigMap's status unless the cache
 // shows that another agent already has, or that the policies changed meanwhile (the load
 // that change triggers decides again).
+//
+// The agent whose write puts an error status on the ConfigMap also emits the
+// PolicyError event there. Every agent compiles the same modules to the same error, so
+// an event from each would be thousands of copies of one message on one object; tying
+// the event to the write makes it about one per change, like the write.
 func (s *Source) writeStatus(ctx context.Context, key string) {
 	w := &s.status
 	if s.jitter > 0 {
@@ -142,6 +140,7 @@ func (s *Source) writeStatus(ctx context.Context, key string) {
 	cm, exists := set.configMaps[key]
 	want, known := w.desired[key]
 	mark := writeMark{set.hash, want}
+	errMsg, consequence := w.errMsgs[key], w.consequence
 	if !exists || !known || set.hash != w.setHash || cm.Annotations[StatusAnnotation] == want || w.written[key] == mark {
 		w.mu.Unlock()
 		return
@@ -162,6 +161,13 @@ func (s *Source) writeStatus(ctx context.Context, key string) {
 	switch {
 	case err == nil:
 		s.log.Info("policy status written", "configMap", key, "status", want)
+		if errMsg != "" {
+			ref := &corev1.ObjectReference{
+				Kind: "ConfigMap", APIVersion: "v1",
+				Namespace: cm.Namespace, Name: cm.Name, UID: cm.UID,
+			}
+			s.recorder.Eventf(ref, corev1.EventTypeWarning, ReasonPolicyError, "%s; %s", errMsg, consequence)
+		}
 	case apierrors.IsNotFound(err):
 		// Deleted meanwhile; the informer will drop it.
 	default:
