@@ -157,6 +157,10 @@ func (s *Source) loadConfig(ctx context.Context) int {
 		// something the policy ConfigMaps would be blamed for.
 		_, err = decision.New(ctx, cfg, policy.DefaultModules())
 	}
+	if ctx.Err() != nil {
+		l.configRead = false // shutting down: read it again if ever asked to
+		return 0
+	}
 	if err != nil {
 		l.configErr = fmt.Errorf("config %s: %w", s.configPath, err)
 		inForce := "the last good config stays in force"
@@ -192,9 +196,14 @@ func (s *Source) loadPolicies(ctx context.Context, set *policySet) int {
 		// gives the ConfigMaps their status.
 		_, err = policy.Compile(ctx, modules)
 	}
+	if ctx.Err() != nil {
+		// Shutting down: a compile cut short says nothing about the policies.
+		l.tried = false
+		return 0
+	}
 	inForce := "the last good policies stay in force"
-	if !l.haveGoodModules && err != nil {
-		inForce = "no policy set has loaded yet, so every reboot is blocked"
+	if current, _ := s.Current(); current == nil {
+		inForce = "no valid policy has loaded yet, so every reboot is blocked"
 	}
 	s.status.setDesired(statuses(err, set), set.hash, inForce)
 	if err == nil {

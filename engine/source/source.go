@@ -296,6 +296,9 @@ func (s *Source) Decide(ctx context.Context, f *facts.Facts, now time.Time) deci
 // Blocked is the decision while no valid engine has loaded: reboot denied, with err's
 // text as the one reason from source "engine".
 func Blocked(node string, now time.Time, err error) decision.Decision {
+	if err == nil {
+		err = ErrNoValidPolicy
+	}
 	return decision.Decision{
 		Node:       node,
 		At:         now.Format(time.RFC3339),

@@ -421,7 +421,7 @@ func TestNoValidPolicyEver(t *testing.T) {
 	if d.Allowed || len(d.Reasons) != 1 || d.Reasons[0].Source != decision.SourceEngine || d.Reasons[0].Message != err.Error() || d.Node != testNode {
 		t.Errorf("decision = %+v; want blocked by the engine with %q", d, err)
 	}
-	h.waitEvent("no policy set has loaded yet, so every reboot is blocked")
+	h.waitEvent("no valid policy has loaded yet, so every reboot is blocked")
 	if got := h.policyStatus(); got != 0 {
 		t.Errorf("PolicyStatus = %v, want 0", got)
 	}
