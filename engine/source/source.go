@@ -107,7 +107,6 @@ type Source struct {
 	log          *slog.Logger
 	nodeName     string
 	nodeRef      *corev1.ObjectReference
-	namespaces   []string
 	configPath   string
 	pollInterval time.Duration
 	jitter       time.Duration
@@ -186,7 +185,6 @@ func New(cfg Config) (*Source, error) {
 		log:          cfg.Logger.With("component", "source"),
 		nodeName:     cfg.NodeName,
 		nodeRef:      cfg.NodeRef,
-		namespaces:   namespaces,
 		configPath:   cfg.ConfigPath,
 		pollInterval: cfg.ConfigPollInterval,
 		jitter:       cfg.StatusJitter,
