@@ -45,14 +45,15 @@ fi
 
 if [[ -x "$TESTBED_BIN/kwokctl" && -d "$KWOK_WORKDIR/clusters/$TESTBED_CLUSTER" ]]; then
   log "deleting kwok cluster $TESTBED_CLUSTER"
-  "$TESTBED_BIN/kwokctl" delete cluster --name "$TESTBED_CLUSTER" >&2 || log "kwokctl delete failed; continuing"
+  "$TESTBED_BIN/kwokctl" delete cluster --name "$TESTBED_CLUSTER" >&2 9>&- || log "kwokctl delete failed; continuing"
 fi
 
-# Anything still running one of our cached binaries is ours: kill it.
+# Anything still running one of our cached binaries (or kwokctl's copies of them
+# in the state directory) is ours: kill it.
 left=""
 for exe in /proc/[0-9]*/exe; do
   target="$(readlink "$exe" 2>/dev/null || true)"
-  [[ "$target" == "$TESTBED_BIN/"* ]] || continue
+  [[ "$target" == "$TESTBED_BIN/"* || "$target" == "$TESTBED_STATE/"* ]] || continue
   pid="${exe#/proc/}"; pid="${pid%/exe}"
   left+=" $pid"
 done

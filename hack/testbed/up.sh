@@ -72,7 +72,7 @@ ensure_cluster() {
     --kwok-controller-binary "$TESTBED_BIN/kwok" \
     --kube-authorization \
     --kubeconfig "" \
-    --wait 2m >&2
+    --wait 2m >&2 9>&-
   cp "$CLUSTER_DIR/kubeconfig.yaml" "$KUBECONFIG_PATH.tmp" && mv "$KUBECONFIG_PATH.tmp" "$KUBECONFIG_PATH"
   local deadline=$((SECONDS + 120))
   until cluster_healthy; do
@@ -193,13 +193,14 @@ daemon_alive() {
 
 start_daemon() {
   local pidfile=$1 logfile=$2; shift 2
-  setsid nohup "$@" >"$logfile" 2>&1 </dev/null &
+  # 9>&-: daemons must not inherit (and hold) the bed's lock.
+  setsid nohup "$@" >"$logfile" 2>&1 </dev/null 9>&- &
   echo $! >"$pidfile"
 }
 
 wait_http() {
   local url=$1 what=$2 deadline=$((SECONDS + 60))
-  until curl -fsS -o /dev/null "$url"; do
+  until curl -fsS -o /dev/null "$url" 2>/dev/null; do
     ((SECONDS < deadline)) || die "$what not ready at $url after 60s"
     sleep 0.5
   done

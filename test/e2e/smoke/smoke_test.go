@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
@@ -278,6 +279,13 @@ func testSimulatorReboots(t *testing.T, flipReady bool) {
 	}
 	if n.Status.NodeInfo.BootID != r.NewBootID {
 		t.Fatalf("node boot ID %s, want %s", n.Status.NodeInfo.BootID, r.NewBootID)
+	}
+	if flipReady {
+		for _, c := range n.Status.Conditions {
+			if c.Type == corev1.NodeReady && c.LastTransitionTime.Time.Before(r.DownAt.Add(-time.Second)) {
+				t.Errorf("Ready lastTransitionTime %s is before the reboot (%s)", c.LastTransitionTime, r.DownAt)
+			}
+		}
 	}
 	if v, ok := n.Annotations[testbed.PoweredOffAnnotation]; ok {
 		t.Errorf("node still annotated %s=%s", testbed.PoweredOffAnnotation, v)
