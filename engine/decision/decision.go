@@ -52,6 +52,7 @@ type Engine struct {
 	cfg   *config.Resolved
 	pools []*pool
 	gate  *policy.Gate
+	conv  input.Converter
 }
 
 type pool struct {
@@ -168,7 +169,12 @@ func (e *Engine) Evaluate(ctx context.Context, f *facts.Facts, now time.Time) Ev
 	}
 	doc.Schedule = scheduleState(p.cfg, now)
 	d.NextAllowed = doc.Schedule.NextAllowed
-	in := doc.Value(p.params)
+	in := doc.Value(input.Parts{
+		Params: p.params,
+		Node:   e.conv.NodeTerm(f.Node, &doc.Node),
+		Pods:   e.conv.PodsTerm(f.Pods, doc.Pods),
+		Alerts: e.conv.AlertsTerm(doc.Alerts),
+	})
 
 	msgs, err := e.gate.Deny(ctx, in, now)
 	if err != nil {

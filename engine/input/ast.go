@@ -12,7 +12,7 @@ import (
 // Conversion to ast.Value is written out by hand: it avoids the reflection and JSON
 // round trip of ast.InterfaceToValue, which dominates a decision's cost otherwise.
 
-func str(s string) *ast.Term { return ast.InternedTerm(s) }
+func str(s string) *ast.Term { return ast.StringTerm(s) }
 
 func boolean(b bool) *ast.Term { return ast.InternedTerm(b) }
 
@@ -25,7 +25,23 @@ func integer(i int64) *ast.Term {
 
 func obj(items ...[2]*ast.Term) *ast.Term { return ast.ObjectTerm(items...) }
 
-func item(key string, value *ast.Term) [2]*ast.Term { return [2]*ast.Term{str(key), value} }
+// keyTerms are the document's field names, made once: OPA never mutates input terms,
+// so every object can share them, which saves an allocation per field per decision.
+var keyTerms = func() map[string]*ast.Term {
+	m := map[string]*ast.Term{}
+	for _, k := range []string{"active", "alerts", "annotations", "arch", "architecture", "blackouts", "blockSilenced", "bootID", "build", "closesAt", "concurrency", "conditions", "containerRuntimeVersion", "custom", "date", "days", "duration", "durationSeconds", "effect", "end", "endNs", "endSeconds", "endTime", "error", "errors", "expression", "families", "family", "filterMatchOnly", "filterRegexp", "firingOnly", "generation", "holdAnnotation", "image", "index", "kernelVersion", "key", "kind", "kubeletVersion", "label", "labels", "machineID", "message", "minDate", "name", "namespace", "nextAllowed", "nextOpening", "node", "nodeImage", "nodeInfo", "ns", "openedAt", "operatingSystem", "operator", "os", "osImage", "ownerKind", "ownerName", "params", "parsed", "patch", "phase", "podSelectors", "pods", "pool", "ready", "reason", "requirements", "result", "rfc3339", "runtime", "schedule", "selector", "silenced", "sku", "source", "start", "startNs", "startSeconds", "startTime", "state", "status", "systemUUID", "taints", "time", "timeZone", "type", "unschedulable", "value", "values", "windows"} {
+		m[k] = ast.StringTerm(k)
+	}
+	return m
+}()
+
+func item(key string, value *ast.Term) [2]*ast.Term {
+	k, ok := keyTerms[key]
+	if !ok {
+		k = ast.StringTerm(key)
+	}
+	return [2]*ast.Term{k, value}
+}
 
 func stringMap(m map[string]string) *ast.Term {
 	o := ast.NewObjectWithCapacity(len(m))
@@ -51,18 +67,36 @@ func listOf[T any](list []T, conv func(*T) *ast.Term) *ast.Term {
 	return ast.ArrayTerm(a...)
 }
 
-// Value converts the document to an OPA value. params is the pre-converted
-// Params (see ParamsValue), so that the static part is converted once per pool.
-func (d *Document) Value(params *ast.Term) ast.Value {
+// Parts are pre-converted parts of a document; nil parts are converted from the
+// Document's fields.
+type Parts struct {
+	// Params is the pool's static part (see ParamsValue), converted once per pool.
+	Params *ast.Term
+	Node   *ast.Term
+	Pods   *ast.Term
+	Alerts *ast.Term
+}
+
+// Value converts the document to an OPA value.
+func (d *Document) Value(parts Parts) ast.Value {
+	if parts.Node == nil {
+		parts.Node = d.Node.term()
+	}
+	if parts.Pods == nil {
+		parts.Pods = listOf(d.Pods, (*Pod).term)
+	}
+	if parts.Alerts == nil {
+		parts.Alerts = listOf(d.Alerts, alertTerm)
+	}
 	return ast.NewObject(
-		item("node", d.Node.term()),
+		item("node", parts.Node),
 		item("pool", d.Pool.term()),
-		item("pods", listOf(d.Pods, (*Pod).term)),
-		item("alerts", listOf(d.Alerts, alertTerm)),
+		item("pods", parts.Pods),
+		item("alerts", parts.Alerts),
 		item("errors", obj(item("alerts", str(d.Errors.Alerts)))),
 		item("time", obj(item("rfc3339", str(d.Time.RFC3339)), item("ns", integer(d.Time.Ns)))),
 		item("schedule", d.Schedule.term()),
-		item("params", params),
+		item("params", parts.Params),
 	)
 }
 

@@ -110,7 +110,7 @@ type patchMeta struct {
 }
 
 type patchSpec struct {
-	Unschedulable *bool          `json:"unschedulable,omitempty"`
+	Unschedulable *bool           `json:"unschedulable,omitempty"`
 	Taints        *[]corev1.Taint `json:"taints,omitempty"`
 }
 

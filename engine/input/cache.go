@@ -1,0 +1,119 @@
+package input
+
+import (
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/rebootgate/rebootgate/engine/facts"
+)
+
+// Converter converts facts to OPA values, reusing the values of objects that did not
+// change since the previous decision. An agent re-decides about the same node with
+// mostly the same pods and alerts, and building OPA objects is most of a decision's
+// cost. Each cache keeps only what the last conversion used, so memory stays bounded
+// by one node's facts. A Converter is safe for concurrent use.
+type Converter struct {
+	mu     sync.Mutex
+	pods   map[objectVersion]*ast.Term
+	alerts map[string]*ast.Term
+	node   struct {
+		key  objectVersion
+		term *ast.Term
+	}
+}
+
+// objectVersion identifies one version of an API object.
+type objectVersion struct {
+	uid             types.UID
+	resourceVersion string
+}
+
+func versionOf(uid types.UID, rv string) (objectVersion, bool) {
+	return objectVersion{uid, rv}, uid != "" && rv != ""
+}
+
+// NodeTerm converts the node, reusing the last value while the Node's version is the
+// same. Objects without a UID and resourceVersion (read from files) are not cached.
+func (c *Converter) NodeTerm(n *corev1.Node, node *Node) *ast.Term {
+	key, cacheable := versionOf(n.UID, n.ResourceVersion)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cacheable && c.node.term != nil && c.node.key == key {
+		return c.node.term
+	}
+	t := node.term()
+	if cacheable {
+		c.node.key, c.node.term = key, t
+	}
+	return t
+}
+
+// PodsTerm converts pods; pods[i] and converted[i] are the same pod.
+func (c *Converter) PodsTerm(pods []corev1.Pod, converted []Pod) *ast.Term {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	next := make(map[objectVersion]*ast.Term, len(pods))
+	terms := make([]*ast.Term, len(pods))
+	for i := range pods {
+		key, cacheable := versionOf(pods[i].UID, pods[i].ResourceVersion)
+		t := c.pods[key]
+		if !cacheable || t == nil {
+			t = converted[i].term()
+		}
+		if cacheable {
+			next[key] = t
+		}
+		terms[i] = t
+	}
+	c.pods = next
+	return ast.ArrayTerm(terms...)
+}
+
+// AlertsTerm converts alerts, keyed by their content (alerts have no version).
+func (c *Converter) AlertsTerm(alerts []facts.Alert) *ast.Term {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	next := make(map[string]*ast.Term, len(alerts))
+	terms := make([]*ast.Term, len(alerts))
+	var b strings.Builder
+	for i := range alerts {
+		key := alertKey(&b, &alerts[i])
+		t := c.alerts[key]
+		if t == nil {
+			t = alertTerm(&alerts[i])
+		}
+		next[key] = t
+		terms[i] = t
+	}
+	c.alerts = next
+	return ast.ArrayTerm(terms...)
+}
+
+func alertKey(b *strings.Builder, a *facts.Alert) string {
+	b.Reset()
+	keys := make([]string, 0, len(a.Labels))
+	for k := range a.Labels {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	b.WriteString(a.Name)
+	b.WriteByte(0)
+	b.WriteString(a.State)
+	b.WriteByte(0)
+	b.WriteString(a.Source)
+	if a.Silenced {
+		b.WriteString("\x00s")
+	}
+	for _, k := range keys {
+		b.WriteByte(0)
+		b.WriteString(k)
+		b.WriteByte('=')
+		b.WriteString(a.Labels[k])
+	}
+	return b.String()
+}
