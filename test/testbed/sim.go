@@ -96,7 +96,9 @@ type Reboot struct {
 	// RequestedAt is when the simulator saw the hook's request, DownAt when
 	// the agent had stopped, UpAt when the agent was started again.
 	RequestedAt, DownAt, UpAt time.Time
-	OldBootID, NewBootID      string
+	// NotReadyAt is when the API showed the Node NotReady (FlipReady only).
+	NotReadyAt           time.Time
+	OldBootID, NewBootID string
 	// Args are the arguments the agent passed to the hook (first call).
 	Args string
 }
@@ -600,6 +602,7 @@ func (s *Simulator) reboot(ctx context.Context, n *simNode, args string) error {
 		if _, err := s.bed.WaitNode(ctx, n.name, 30*time.Second, "NotReady", NodeNotReady); err != nil {
 			return err
 		}
+		ev.NotReadyAt = time.Now()
 	}
 	if err := os.Remove(n.sentinel); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove sentinel: %w", err)
