@@ -379,3 +379,15 @@ func (b *Bed) Evict(ctx context.Context, namespace, pod string) error {
 
 // EvictionBlocked reports whether an eviction error means a PDB refused it.
 func EvictionBlocked(err error) bool { return apierrors.IsTooManyRequests(err) }
+
+// NewDaemonSet builds a DaemonSet (pods on every node, as kwok runs them) whose
+// pods carry labels, e.g. the kured DaemonSet that holds kured's lock annotation.
+func NewDaemonSet(namespace, name string, labels map[string]string) *appsv1.DaemonSet {
+	return &appsv1.DaemonSet{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name, Labels: labels},
+		Spec: appsv1.DaemonSetSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: podSpec(labels),
+		},
+	}
+}

@@ -11,8 +11,11 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/rebootgate/rebootgate/test/testbed"
 )
@@ -75,6 +78,66 @@ func TestDeploymentRunsOnChosenNodes(t *testing.T) {
 		if !contains(chosen, p.Spec.NodeName) {
 			t.Errorf("pod %s on %q, want one of %v", p.Name, p.Spec.NodeName, chosen)
 		}
+	}
+}
+
+func TestDaemonSetOnEveryNode(t *testing.T) {
+	bed := testbed.Shared(t)
+	ctx := context.Background()
+	ns := bed.Namespace(t)
+	nodes, err := bed.NodeNames(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	labels := map[string]string{"app": "agent"}
+	if _, err := bed.Client.AppsV1().DaemonSets(ns).Create(ctx, testbed.NewDaemonSet(ns, "agent", labels), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// Every bed node gets one (nodes that other tests add may get one too).
+	err = testbed.Poll(ctx, 2*time.Minute, "a running agent pod on every bed node", func(ctx context.Context) (bool, error) {
+		pods, err := bed.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=agent"})
+		if err != nil {
+			return false, err
+		}
+		running := map[string]bool{}
+		for i := range pods.Items {
+			if testbed.PodRunning(&pods.Items[i]) {
+				running[pods.Items[i].Spec.NodeName] = true
+			}
+		}
+		for _, n := range nodes {
+			if !running[n] {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestServiceAccountKubeconfigHasRBAC(t *testing.T) {
+	bed := testbed.Shared(t)
+	ctx := context.Background()
+	ns := bed.Namespace(t)
+	path, err := bed.ServiceAccountKubeconfig(ctx, ns, "agent", t.TempDir(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sa, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sa.CoreV1().Nodes().List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
+		t.Fatalf("list nodes as an unprivileged service account: %v, want Forbidden", err)
+	}
+	if _, err := sa.CoreV1().ServiceAccounts(ns).Get(ctx, "agent", metav1.GetOptions{}); !apierrors.IsForbidden(err) {
+		t.Fatalf("get own service account without a Role: %v, want Forbidden", err)
 	}
 }
 
