@@ -594,11 +594,21 @@ func (s *Simulator) reboot(ctx context.Context, n *simNode, args string) error {
 	}
 	s.stopAgent(n)
 	ev.DownAt = time.Now()
+	poweredOff := false
 	nodes := s.bed.Client.CoreV1().Nodes()
 	if s.cfg.FlipReady {
 		if err := s.patchNode(ctx, n.name, false, map[string]any{"metadata": map[string]any{"annotations": map[string]any{PoweredOffAnnotation: "true"}}}); err != nil {
 			return err
 		}
+		poweredOff = true
+		// A reboot cut short (Stop, errors) must not leave the node NotReady.
+		defer func() {
+			if poweredOff {
+				cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				_ = s.patchNode(cctx, n.name, false, map[string]any{"metadata": map[string]any{"annotations": map[string]any{PoweredOffAnnotation: nil}}})
+			}
+		}()
 		if _, err := s.bed.WaitNode(ctx, n.name, 30*time.Second, "NotReady", NodeNotReady); err != nil {
 			return err
 		}
@@ -618,6 +628,7 @@ func (s *Simulator) reboot(ctx context.Context, n *simNode, args string) error {
 		if err := s.patchNode(ctx, n.name, false, map[string]any{"metadata": map[string]any{"annotations": map[string]any{PoweredOffAnnotation: nil}}}); err != nil {
 			return err
 		}
+		poweredOff = false
 	}
 	// Back up when the API shows the new boot ID (and Ready); re-assert the
 	// boot ID if anything wrote an old status over it.
