@@ -375,3 +375,6 @@ func mergeCustom(global, pool map[string]any) map[string]any {
 	}
 	return out
 }
+
+// IsPercentage reports whether the concurrency depends on the pool's size.
+func (p *ResolvedPool) IsPercentage() bool { return p.Concurrency.Type == intstr.String }

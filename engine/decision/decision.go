@@ -2,10 +2,12 @@ package decision
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+	corev1 "k8s.io/api/core/v1"
 
 	"github.com/rebootgate/rebootgate/engine/celeval"
 	"github.com/rebootgate/rebootgate/engine/config"
@@ -251,4 +253,25 @@ func scheduleState(p *config.ResolvedPool, now time.Time) input.Schedule {
 		s.NextAllowed = t.Format(time.RFC3339)
 	}
 	return s
+}
+
+// PoolOf returns the pool that owns the node, or an error naming why none does.
+func (e *Engine) PoolOf(n *corev1.Node, now time.Time) (*config.ResolvedPool, error) {
+	node := input.NodeFrom(n, e.cfg.NodeImageLabel)
+	p, reason := e.selectPool(&celeval.Vars{Node: &node, Now: now})
+	if p == nil {
+		return nil, errors.New(reason.Message)
+	}
+	return p.cfg, nil
+}
+
+// PoolSize counts the nodes the pool owns, for a percentage concurrency.
+func (e *Engine) PoolSize(nodes []*corev1.Node, pool string, now time.Time) int {
+	count := 0
+	for _, n := range nodes {
+		if p, err := e.PoolOf(n, now); err == nil && p.Name == pool {
+			count++
+		}
+	}
+	return count
 }

@@ -263,6 +263,15 @@ func (p *Pipeline) reboot(ctx context.Context, st State, slot Slot) (State, Outc
 		if st, err = p.save(ctx, st, nil); err != nil {
 			return st, "", err
 		}
+		// The agent dies with the host and cannot renew its slot while it is down: extend
+		// the slot over the expected downtime so no other node starts meanwhile.
+		if ext, ok := slot.(interface {
+			Extend(ctx context.Context, ttl time.Duration) error
+		}); ok && slot != nil {
+			if err := ext.Extend(ctx, p.cfg.RebootTimeout+p.cfg.ReadyTimeout); err != nil {
+				p.cfg.Logger.Warn("could not extend the slot over the reboot", "node", p.cfg.NodeName, "err", err)
+			}
+		}
 		p.event(corev1.EventTypeNormal, ReasonRebooting, "rebooting (%s), attempt %d", p.cfg.Rebooter, st.Attempts)
 		if err := p.cfg.Rebooter.Reboot(ctx); err != nil {
 			p.event(corev1.EventTypeWarning, ReasonRebootFailed, "%v", err)

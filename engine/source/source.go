@@ -338,3 +338,19 @@ func (s *Source) policyStatusMetric(ok bool, failedLoads int) {
 		s.metrics.PolicyLoadErrors.WithLabelValues(s.nodeName).Add(float64(failedLoads))
 	}
 }
+
+// WaitCurrent is Current after the first load has finished (or ctx is done), for
+// callers that must not act on the "not read yet" state, such as resuming a reboot.
+func (s *Source) WaitCurrent(ctx context.Context) (*decision.Engine, error) {
+	for {
+		e, err := s.Current()
+		if !errors.Is(err, errNotReadYet) {
+			return e, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-s.clock.After(50 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,185 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/rebootgate/rebootgate/engine/agent"
+	"github.com/rebootgate/rebootgate/engine/detect"
+)
+
+// agentOptions are the flags of `rebootgate agent`; they bind onto agent.Config.
+type agentOptions struct {
+	cfg              agent.Config
+	kubeconfig       string
+	rebootCommand    string
+	preLabels        []string
+	postLabels       []string
+	metricsHost      string
+	metricsPort      int
+	logFormat        string
+	logLevel         string
+	drainGracePeriod int
+	drainTimeout     time.Duration
+	skipWaitTimeout  int
+}
+
+func newAgentCommand() *cobra.Command {
+	o := &agentOptions{}
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run the per-node agent (a DaemonSet on every Linux node)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return o.run(cmd.Context(), cmd.ErrOrStderr())
+		},
+	}
+	f := cmd.Flags()
+	c := &o.cfg
+	f.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster)")
+	f.StringVar(&c.NodeName, "node-id", "", "this node's name (default: env KURED_NODE_ID or NODE_NAME)")
+	f.StringVar(&c.Namespace, "namespace", "", "namespace of the slot Leases and policy ConfigMaps (default: env POD_NAMESPACE)")
+	f.StringSliceVar(&c.PolicyNamespaces, "policy-namespace", nil, "namespaces with policy ConfigMaps labelled rebootgate.io/policy=rego (default: --namespace)")
+	f.StringVar(&c.ConfigPath, "config", "", "RebootGateConfig file, reloaded on change (default: one pool, any time)")
+	f.BoolVar(&c.DryRun, "dry-run", false, "decide and report only: never cordon, drain or reboot")
+	f.StringVar(&c.SentinelPath, "reboot-sentinel", "/var/run/reboot-required", "file whose existence means a reboot is needed")
+	f.StringVar(&c.SentinelCommand, "reboot-sentinel-command", "", "command instead of the file: exit 0 = needed, 1 = not needed, anything else is an error")
+	f.DurationVar(&c.SentinelPeriod, "sentinel-period", 0, "sentinel command period and sentinel file fallback check (default 1m / 5m)")
+	f.BoolVar(&c.Nsenter, "nsenter", true, "run the sentinel and reboot commands in the host's mount namespace (nsenter -m/proc/1/ns/mnt)")
+	f.StringVar(&c.Alerts.Prometheus.URL, "prometheus-url", "", "Prometheus URL; firing ALERTS block reboots")
+	f.StringVar(&c.Alerts.Alertmanager.URL, "alertmanager-url", "", "Alertmanager URL; its alerts block reboots, silenced ones only with blockSilenced")
+	f.DurationVar(&c.LockTTL, "lock-ttl", 0, "slot Lease duration while held, renewed every third of it (default 2m)")
+	f.DurationVar(&c.LockJitter, "lock-jitter", 0, "random delay before taking a freed slot (default 500ms)")
+	f.IntVar(&o.drainGracePeriod, "drain-grace-period", -1, "pod termination grace period in seconds; -1 = each pod's own")
+	f.DurationVar(&o.drainTimeout, "drain-timeout", 0, "timeout of one drain attempt; 0 = none")
+	f.StringVar(&c.Drain.PodSelector, "drain-pod-selector", "", "only drain pods with these labels")
+	f.IntVar(&o.skipWaitTimeout, "skip-wait-for-delete-timeout", 0, "ignore pods whose deletion started more than this many seconds ago")
+	f.DurationVar(&c.Drain.Delay, "drain-delay", 0, "wait before draining")
+	f.IntVar(&c.Drain.Attempts, "drain-attempts", 3, "drain attempts before giving up (uncordon, then release the slot)")
+	f.DurationVar(&c.Drain.RetryDelay, "drain-retry-delay", 30*time.Second, "pause between drain attempts")
+	f.BoolVar(&c.ForceReboot, "force-reboot", false, "reboot even if the drain fails")
+	f.StringVar(&c.RebootMethod, "reboot-method", "command", "command or signal")
+	f.StringVar(&o.rebootCommand, "reboot-command", "/bin/systemctl reboot", "reboot command (method command), run through nsenter unless --nsenter=false")
+	f.IntVar(&c.RebootSignal, "reboot-signal", 39, "signal sent to PID 1 (method signal); 39 = SIGRTMIN+5")
+	f.DurationVar(&c.RebootDelay, "reboot-delay", 0, "wait between the drain and the reboot")
+	f.DurationVar(&c.RebootTimeout, "reboot-timeout", 10*time.Minute, "how long to wait for a new boot ID before asking again")
+	f.IntVar(&c.RebootAttempts, "reboot-attempts", 3, "reboot requests before giving up")
+	f.DurationVar(&c.ReadyTimeout, "ready-timeout", 10*time.Minute, "how long to wait for Ready after the reboot before warning")
+	f.DurationVar(&c.Soak, "soak", 0, "how long the node must stay healthy before it is uncordoned")
+	f.DurationVar(&c.LoopBackoff, "loop-backoff", time.Hour, "least time between two reboots of a node (reboot-loop protection)")
+	f.DurationVar(&c.RecheckInterval, "recheck-interval", time.Minute, "re-decide this often while a needed reboot is blocked")
+	f.StringSliceVar(&o.preLabels, "pre-reboot-node-labels", nil, "labels (k=v) set before cordoning")
+	f.StringSliceVar(&o.postLabels, "post-reboot-node-labels", nil, "labels (k=v) set after uncordoning")
+	f.StringVar(&c.PreferNoScheduleTaint, "prefer-no-schedule-taint", "", "taint key (PreferNoSchedule) set while rebooting")
+	f.StringVar(&o.metricsHost, "metrics-host", "", "address /metrics, /healthz and /readyz listen on")
+	f.IntVar(&o.metricsPort, "metrics-port", 8080, "port of /metrics; 0 disables")
+	f.StringVar(&o.logFormat, "log-format", "text", "text or json")
+	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	return cmd
+}
+
+func (o *agentOptions) run(ctx context.Context, stderr io.Writer) error {
+	log, err := newLogger(stderr, o.logFormat, o.logLevel)
+	if err != nil {
+		return badInput("%w", err)
+	}
+	c := &o.cfg
+	c.NodeName = firstNonEmpty(c.NodeName, os.Getenv("KURED_NODE_ID"), os.Getenv("NODE_NAME"))
+	c.Namespace = firstNonEmpty(c.Namespace, os.Getenv("POD_NAMESPACE"))
+	if c.RebootCommand, err = detect.SplitCommand(o.rebootCommand); err != nil {
+		return badInput("--reboot-command: %w", err)
+	}
+	if c.PreRebootLabels, err = parseLabels("--pre-reboot-node-labels", o.preLabels); err != nil {
+		return err
+	}
+	if c.PostRebootLabels, err = parseLabels("--post-reboot-node-labels", o.postLabels); err != nil {
+		return err
+	}
+	c.Drain.GracePeriod = time.Duration(o.drainGracePeriod) * time.Second
+	c.Drain.Timeout = o.drainTimeout
+	c.Drain.SkipWaitForDeleteTimeout = time.Duration(o.skipWaitTimeout) * time.Second
+	if o.metricsPort > 0 {
+		c.MetricsAddress = net.JoinHostPort(o.metricsHost, strconv.Itoa(o.metricsPort))
+	}
+	client, err := newClient(o.kubeconfig, "rebootgate-agent/"+c.NodeName)
+	if err != nil {
+		return badInput("%w", err)
+	}
+	a, err := agent.New(*c, client, log)
+	if err != nil {
+		return badInput("%w", err)
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	return a.Run(ctx)
+}
+
+func newClient(kubeconfig, userAgent string) (kubernetes.Interface, error) {
+	var cfg *rest.Config
+	var err error
+	if kubeconfig == "" && os.Getenv("KUBERNETES_SERVICE_HOST") != "" {
+		cfg, err = rest.InClusterConfig()
+	} else {
+		rules := clientcmd.NewDefaultClientConfigLoadingRules()
+		rules.ExplicitPath = kubeconfig
+		cfg, err = clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig: %w", err)
+	}
+	cfg.UserAgent = userAgent
+	return kubernetes.NewForConfig(cfg)
+}
+
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %q is not debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format: %q is not text or json", format)
+}
+
+func parseLabels(flag string, items []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, it := range items {
+		k, v, ok := strings.Cut(it, "=")
+		if !ok || k == "" {
+			return nil, badInput("%s: %q is not key=value", flag, it)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+func firstNonEmpty(values ...string) string {
+	for _, v := range values {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}

@@ -1,0 +1,549 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	listersv1 "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/utils/clock"
+
+	"github.com/rebootgate/rebootgate/engine/alerts"
+	"github.com/rebootgate/rebootgate/engine/config"
+	"github.com/rebootgate/rebootgate/engine/decision"
+	"github.com/rebootgate/rebootgate/engine/detect"
+	"github.com/rebootgate/rebootgate/engine/facts"
+	"github.com/rebootgate/rebootgate/engine/lock"
+	"github.com/rebootgate/rebootgate/engine/metrics"
+	"github.com/rebootgate/rebootgate/engine/pipeline"
+	"github.com/rebootgate/rebootgate/engine/source"
+)
+
+// Agent is one node's agent.
+type Agent struct {
+	cfg      Config
+	client   kubernetes.Interface
+	clock    clock.WithTicker
+	log      *slog.Logger
+	registry *prometheus.Registry
+	metrics  *metrics.Metrics
+	events   record.EventBroadcaster
+	recorder record.EventRecorder
+	nodeRef  *corev1.ObjectReference
+
+	source   *source.Source
+	detector detect.Detector
+	alerts   *alerts.Gatherer
+
+	nodes listersv1.NodeLister
+	pods  listersv1.PodLister
+	pokes chan struct{}
+	ready atomic.Bool
+
+	semMu sync.Mutex
+	sems  map[string]*lock.Semaphore
+
+	// Loop state, owned by Run's goroutine.
+	needed       detect.State
+	lastReport   string
+	lastRequired *bool
+}
+
+// New builds an agent. It makes no API requests.
+func New(cfg Config, client kubernetes.Interface, log *slog.Logger) (*Agent, error) {
+	cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	a := &Agent{
+		cfg: cfg, client: client, clock: clock.RealClock{}, log: log.With("node", cfg.NodeName),
+		registry: prometheus.NewRegistry(), pokes: make(chan struct{}, 1), sems: map[string]*lock.Semaphore{},
+		// Kubelet records Node events with the node name as UID; so do we, so they show
+		// in kubectl describe node.
+		nodeRef: &corev1.ObjectReference{Kind: "Node", Name: cfg.NodeName, UID: types.UID(cfg.NodeName)},
+	}
+	var err error
+	if a.metrics, err = metrics.New(a.registry); err != nil {
+		return nil, fmt.Errorf("registering metrics: %w", err)
+	}
+	a.registry.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	a.events = record.NewBroadcaster()
+	a.recorder = a.events.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "rebootgate", Host: cfg.NodeName})
+	a.source, err = source.New(source.Config{
+		Client: client, Clock: a.clock, Logger: a.log, NodeName: cfg.NodeName, NodeRef: a.nodeRef,
+		Namespaces: cfg.PolicyNamespaces, ConfigPath: cfg.ConfigPath, Recorder: a.recorder, Metrics: a.metrics,
+	})
+	if err != nil {
+		return nil, err
+	}
+	a.detector, err = detect.FromKured(cfg.SentinelPath, cfg.SentinelCommand, detect.Options{
+		Period: cfg.SentinelPeriod, NoNsenter: !cfg.Nsenter, Clock: a.clock, Logger: a.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Alerts.Prometheus.URL != "" || cfg.Alerts.Alertmanager.URL != "" {
+		if cfg.Alerts.Logger == nil {
+			cfg.Alerts.Logger = a.log
+		}
+		if a.alerts, err = alerts.New(cfg.Alerts); err != nil {
+			return nil, err
+		}
+	}
+	return a, nil
+}
+
+// Registry is the agent's metrics registry.
+func (a *Agent) Registry() *prometheus.Registry { return a.registry }
+
+// Run runs the agent until ctx is done.
+func (a *Agent) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	a.events.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: a.client.CoreV1().Events("")})
+	defer a.events.Shutdown()
+
+	if a.cfg.MetricsAddress != "" {
+		srv := &http.Server{Addr: a.cfg.MetricsAddress, Handler: a.handler(), ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				a.log.Error("metrics server stopped", "address", a.cfg.MetricsAddress, "err", err)
+			}
+		}()
+		defer srv.Close()
+	}
+	if err := a.startInformers(ctx); err != nil {
+		return err
+	}
+	go a.source.Run(ctx)
+	states := make(chan detect.State, 1)
+	go func() {
+		if err := a.detector.Run(ctx, states); err != nil {
+			a.log.Error("reboot detection stopped", "err", err)
+		}
+	}()
+	a.ready.Store(true)
+	a.log.Info("agent started", "dryRun", a.cfg.DryRun, "sentinel", a.cfg.SentinelPath, "sentinelCommand", a.cfg.SentinelCommand)
+
+	if err := a.resume(ctx); err != nil {
+		a.log.Error("resuming the interrupted reboot failed", "err", err)
+	}
+	recheck := a.clock.NewTimer(time.Hour)
+	recheck.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case st := <-states:
+			a.setNeeded(ctx, st)
+		case <-a.pokes:
+		case <-a.source.Changed():
+		case <-recheck.C():
+		}
+		if !a.needed.Needed {
+			continue
+		}
+		if next := a.cycle(ctx); next > 0 {
+			recheck.Reset(next)
+		}
+	}
+}
+
+func (a *Agent) poke() {
+	select {
+	case a.pokes <- struct{}{}:
+	default:
+	}
+}
+
+// startInformers watches this Node and the pods bound to it, and nothing else.
+func (a *Agent) startInformers(ctx context.Context) error {
+	nodeFactory := informers.NewSharedInformerFactoryWithOptions(a.client, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+		o.FieldSelector = fields.OneTermEqualSelector("metadata.name", a.cfg.NodeName).String()
+	}))
+	podFactory := informers.NewSharedInformerFactoryWithOptions(a.client, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+		o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", a.cfg.NodeName).String()
+	}))
+	nodeInformer := nodeFactory.Core().V1().Nodes()
+	podInformer := podFactory.Core().V1().Pods()
+	handler := cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { a.poke() },
+		UpdateFunc: func(old, cur any) { a.onUpdate(old, cur) },
+		DeleteFunc: func(any) { a.poke() },
+	}
+	if _, err := nodeInformer.Informer().AddEventHandler(handler); err != nil {
+		return fmt.Errorf("watching node %s: %w", a.cfg.NodeName, err)
+	}
+	if _, err := podInformer.Informer().AddEventHandler(handler); err != nil {
+		return fmt.Errorf("watching pods on node %s: %w", a.cfg.NodeName, err)
+	}
+	a.nodes, a.pods = nodeInformer.Lister(), podInformer.Lister()
+	nodeFactory.Start(ctx.Done())
+	podFactory.Start(ctx.Done())
+	for typ, ok := range nodeFactory.WaitForCacheSync(ctx.Done()) {
+		if !ok {
+			return fmt.Errorf("syncing the %v informer: %w", typ, ctx.Err())
+		}
+	}
+	for typ, ok := range podFactory.WaitForCacheSync(ctx.Done()) {
+		if !ok {
+			return fmt.Errorf("syncing the %v informer: %w", typ, ctx.Err())
+		}
+	}
+	return nil
+}
+
+// onUpdate ignores Node heartbeats: only a change that can matter to a decision
+// (labels, annotations, taints, schedulability, conditions' status) pokes the loop.
+func (a *Agent) onUpdate(old, cur any) {
+	on, ok1 := old.(*corev1.Node)
+	cn, ok2 := cur.(*corev1.Node)
+	if ok1 && ok2 && !nodeChangeMatters(on, cn) {
+		return
+	}
+	a.poke()
+}
+
+func nodeChangeMatters(a, b *corev1.Node) bool {
+	if !labels.Equals(a.Labels, b.Labels) || !labels.Equals(a.Annotations, b.Annotations) ||
+		a.Spec.Unschedulable != b.Spec.Unschedulable || len(a.Spec.Taints) != len(b.Spec.Taints) ||
+		a.Status.NodeInfo.BootID != b.Status.NodeInfo.BootID || len(a.Status.Conditions) != len(b.Status.Conditions) {
+		return true
+	}
+	for i := range a.Status.Conditions {
+		if a.Status.Conditions[i].Type != b.Status.Conditions[i].Type || a.Status.Conditions[i].Status != b.Status.Conditions[i].Status {
+			return true
+		}
+	}
+	return false
+}
+
+func (a *Agent) node() (*corev1.Node, error) { return a.nodes.Get(a.cfg.NodeName) }
+
+// gather collects the facts of a decision: the Node and pods from the informers'
+// caches, alerts (cached briefly) only when configured.
+func (a *Agent) gather(ctx context.Context) (*facts.Facts, error) {
+	n, err := a.node()
+	if err != nil {
+		return nil, fmt.Errorf("node %s: %w", a.cfg.NodeName, err)
+	}
+	list, err := a.pods.List(labels.Everything())
+	if err != nil {
+		return nil, fmt.Errorf("pods on node %s: %w", a.cfg.NodeName, err)
+	}
+	f := &facts.Facts{Node: n, Pods: make([]corev1.Pod, len(list))}
+	for i, p := range list {
+		f.Pods[i] = *p
+	}
+	if a.alerts != nil {
+		a.alerts.Fill(ctx, f)
+	}
+	return f, nil
+}
+
+// decide is the engine's decision plus the agent's own rule against reboot loops.
+func (a *Agent) decide(ctx context.Context) decision.Decision {
+	now := a.clock.Now()
+	f, err := a.gather(ctx)
+	if err != nil {
+		return source.Blocked(a.cfg.NodeName, now, err)
+	}
+	d := a.source.Decide(ctx, f, now)
+	if last := pipeline.StateOf(f.Node).LastReboot; !last.IsZero() && now.Sub(last) < a.cfg.LoopBackoff {
+		d.Allowed = false
+		d.Reasons = append(d.Reasons, decision.Reason{Source: decision.SourceEngine, Message: fmt.Sprintf(
+			"rebooted at %s and a reboot is still required: waiting until %s before rebooting again (reboot loop protection)",
+			last.Format(time.RFC3339), last.Add(a.cfg.LoopBackoff).Format(time.RFC3339))})
+	}
+	return d
+}
+
+// cycle decides and, when allowed, takes a slot and reboots. It returns when to decide
+// again while the reboot stays blocked (0: only on events).
+func (a *Agent) cycle(ctx context.Context) time.Duration {
+	d := a.decide(ctx)
+	a.report(ctx, d)
+	if !d.Allowed {
+		return a.nextCheck(d)
+	}
+	engine, err := a.source.Current()
+	if err != nil {
+		return a.cfg.RecheckInterval
+	}
+	n, err := a.node()
+	if err != nil {
+		return a.cfg.RecheckInterval
+	}
+	pool, err := engine.PoolOf(n, a.clock.Now())
+	if err != nil {
+		return a.cfg.RecheckInterval
+	}
+	slots := func() int { return a.slots(ctx, engine, pool) }
+	if a.cfg.DryRun {
+		a.dryRunSlots(ctx, pool, slots())
+		return a.cfg.RecheckInterval
+	}
+	sem, err := a.semaphore(pool, n)
+	if err != nil {
+		a.log.Error("slot semaphore", "pool", pool.Name, "err", err)
+		return a.cfg.RecheckInterval
+	}
+	// Wait for a slot at most until the next re-check, so a gate that closes meanwhile
+	// is noticed; the wait itself is a watch, not polling.
+	actx, cancel := context.WithTimeout(ctx, a.cfg.RecheckInterval)
+	held, err := sem.Acquire(actx, slots)
+	cancel()
+	if err != nil {
+		if ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) {
+			a.log.Error("taking a slot failed", "pool", pool.Name, "err", err)
+			a.metrics.Errors.WithLabelValues(a.cfg.NodeName, "lock").Inc()
+		}
+		return time.Second
+	}
+	a.runPipeline(ctx, pool.Name, held)
+	return time.Second
+}
+
+// nextCheck is when a blocked decision is worth re-deciding: when the window opens,
+// and meanwhile every RecheckInterval (alerts and pods may clear).
+func (a *Agent) nextCheck(d decision.Decision) time.Duration {
+	next := a.cfg.RecheckInterval
+	if t, err := time.Parse(time.RFC3339, d.NextAllowed); err == nil {
+		if until := t.Sub(a.clock.Now()); until > 0 && until < next {
+			next = until + time.Duration(rand.Int64N(int64(time.Second)))
+		}
+	}
+	return next
+}
+
+// slots resolves the pool's concurrency; a percentage needs the pool's size, read from
+// the apiserver's watch cache (resourceVersion=0), and only then.
+func (a *Agent) slots(ctx context.Context, engine *decision.Engine, pool *config.ResolvedPool) int {
+	if !pool.IsPercentage() {
+		return pool.Slots(0)
+	}
+	list, err := a.client.CoreV1().Nodes().List(ctx, metav1.ListOptions{ResourceVersion: "0"})
+	if err != nil {
+		a.log.Warn("counting the pool's nodes failed: no slot this time", "pool", pool.Name, "err", err)
+		return 0
+	}
+	nodes := make([]*corev1.Node, len(list.Items))
+	for i := range list.Items {
+		nodes[i] = &list.Items[i]
+	}
+	return pool.Slots(engine.PoolSize(nodes, pool.Name, a.clock.Now()))
+}
+
+func (a *Agent) semaphore(pool *config.ResolvedPool, n *corev1.Node) (*lock.Semaphore, error) {
+	value := ""
+	if pool.SlotKey != "" {
+		value = n.Labels[pool.SlotKey]
+	}
+	key := pool.Name + "\x00" + value
+	a.semMu.Lock()
+	defer a.semMu.Unlock()
+	if s, ok := a.sems[key]; ok {
+		return s, nil
+	}
+	s, err := lock.New(lock.Config{
+		Client: a.client, Namespace: a.cfg.Namespace, Pool: pool.Name, Holder: a.cfg.NodeName,
+		TTL: a.cfg.LockTTL, Jitter: a.cfg.LockJitter, Clock: a.clock, SlotValue: value, Logger: a.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	a.sems[key] = s
+	return s, nil
+}
+
+func (a *Agent) dryRunSlots(ctx context.Context, pool *config.ResolvedPool, slots int) {
+	holders, err := lock.Holders(ctx, a.client, a.cfg.Namespace, pool.Name)
+	if err != nil {
+		a.log.Warn("dry-run: reading the pool's slots failed", "pool", pool.Name, "err", err)
+		return
+	}
+	a.log.Info("dry-run: would take a slot and reboot", "pool", pool.Name, "slots", slots, "held", len(holders), "slotFree", len(holders) < slots)
+}
+
+// resume finishes a pipeline an earlier agent started (it was killed by the reboot,
+// crashed or was restarted).
+func (a *Agent) resume(ctx context.Context) error {
+	n, err := a.node()
+	if err != nil {
+		return err
+	}
+	if pipeline.StateOf(n).Phase == pipeline.PhaseIdle {
+		return nil
+	}
+	if a.cfg.DryRun {
+		a.log.Warn("dry-run: the node is in the middle of a reboot started by a non-dry-run agent; leaving it alone", "phase", pipeline.StateOf(n).Phase)
+		return nil
+	}
+	engine, err := a.source.WaitCurrent(ctx)
+	if err != nil {
+		return err
+	}
+	pool, err := engine.PoolOf(n, a.clock.Now())
+	if err != nil {
+		return err
+	}
+	sem, err := a.semaphore(pool, n)
+	if err != nil {
+		return err
+	}
+	held, ok, err := sem.Resume(ctx)
+	if err != nil {
+		return err
+	}
+	var slot pipeline.Slot
+	if ok {
+		slot = held
+	}
+	a.log.Info("resuming the reboot", "phase", pipeline.StateOf(n).Phase, "slot", ok)
+	a.runPipeline(ctx, pool.Name, slot)
+	return nil
+}
+
+func (a *Agent) runPipeline(ctx context.Context, pool string, slot pipeline.Slot) {
+	start := a.clock.Now()
+	if slot != nil {
+		a.metrics.SlotsHeld.WithLabelValues(a.cfg.NodeName, pool).Set(1)
+		defer a.metrics.SlotsHeld.WithLabelValues(a.cfg.NodeName, pool).Set(0)
+	}
+	p, err := pipeline.New(a.pipelineConfig(pool))
+	if err != nil {
+		a.log.Error("pipeline", "err", err)
+		return
+	}
+	outcome, err := p.Run(ctx, slot)
+	a.setPhase(pipeline.PhaseIdle)
+	if err != nil {
+		if ctx.Err() == nil {
+			a.log.Error("reboot pipeline failed", "err", err)
+			a.metrics.Errors.WithLabelValues(a.cfg.NodeName, "pipeline").Inc()
+		}
+		return
+	}
+	a.log.Info("reboot pipeline finished", "outcome", outcome, "took", a.clock.Since(start).Round(time.Millisecond))
+	if outcome == pipeline.OutcomeRebooted {
+		a.metrics.TotalDuration.WithLabelValues(a.cfg.NodeName, pool).Observe(a.clock.Since(start).Seconds())
+	}
+}
+
+func (a *Agent) pipelineConfig(pool string) pipeline.Config {
+	var rebooter pipeline.Rebooter = &pipeline.CommandRebooter{Command: a.cfg.RebootCommand, Nsenter: a.cfg.Nsenter}
+	if a.cfg.RebootMethod == "signal" {
+		rebooter = &pipeline.SignalRebooter{Signal: syscall.Signal(a.cfg.RebootSignal)}
+	}
+	drainStart := time.Time{}
+	return pipeline.Config{
+		Client: a.client, NodeName: a.cfg.NodeName, Node: a.node, Clock: a.clock, Logger: a.log, Recorder: a.recorder,
+		Drainer: &timedDrainer{
+			inner: &pipeline.KubectlDrainer{Client: a.client, Options: a.cfg.Drain, Logger: a.log, Sleep: a.sleep},
+			observe: func(d time.Duration) {
+				a.metrics.DrainDuration.WithLabelValues(a.cfg.NodeName, pool).Observe(d.Seconds())
+			},
+			clock: a.clock,
+		},
+		Rebooter:              rebooter,
+		Gate:                  a.decide,
+		RebootRequired:        func(ctx context.Context) (bool, error) { st := a.detector.Check(ctx); return st.Needed, st.Err },
+		PreRebootLabels:       a.cfg.PreRebootLabels,
+		PostRebootLabels:      a.cfg.PostRebootLabels,
+		PreferNoScheduleTaint: a.cfg.PreferNoScheduleTaint,
+		ForceReboot:           a.cfg.ForceReboot,
+		RebootDelay:           a.cfg.RebootDelay,
+		RebootTimeout:         a.cfg.RebootTimeout,
+		RebootAttempts:        a.cfg.RebootAttempts,
+		ReadyTimeout:          a.cfg.ReadyTimeout,
+		Soak:                  a.cfg.Soak,
+		OnPhase: func(ph pipeline.Phase) {
+			a.setPhase(ph)
+			switch ph {
+			case pipeline.PhaseRebooting:
+				drainStart = a.clock.Now()
+			case pipeline.PhaseVerifying:
+				if !drainStart.IsZero() {
+					a.metrics.RebootDuration.WithLabelValues(a.cfg.NodeName, pool).Observe(a.clock.Since(drainStart).Seconds())
+				}
+			}
+		},
+	}
+}
+
+func (a *Agent) setPhase(ph pipeline.Phase) {
+	for _, p := range pipeline.Phases {
+		v := 0.0
+		if p == ph {
+			v = 1
+		}
+		a.metrics.Phase.WithLabelValues(a.cfg.NodeName, string(p)).Set(v)
+	}
+}
+
+func (a *Agent) sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-a.clock.After(d):
+		return nil
+	}
+}
+
+// timedDrainer observes the drain's duration.
+type timedDrainer struct {
+	inner   pipeline.Drainer
+	observe func(time.Duration)
+	clock   clock.PassiveClock
+}
+
+func (t *timedDrainer) Drain(ctx context.Context, node string) error {
+	start := t.clock.Now()
+	err := t.inner.Drain(ctx, node)
+	t.observe(t.clock.Since(start))
+	return err
+}
+
+// handler serves /metrics, /healthz and /readyz.
+func (a *Agent) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", metricsHandler(a.registry))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !a.ready.Load() {
+			http.Error(w, "informers not synced", http.StatusServiceUnavailable)
+			return
+		}
+		if _, err := a.source.Current(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	return mux
+}

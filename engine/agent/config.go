@@ -1,0 +1,126 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/rebootgate/rebootgate/engine/alerts"
+	"github.com/rebootgate/rebootgate/engine/pipeline"
+)
+
+// Config is every setting of the agent; the command line binds its flags onto it.
+type Config struct {
+	// NodeName is this node (kured's --node-id; from the downward API).
+	NodeName string
+	// Namespace holds the pools' Leases and, by default, the policy ConfigMaps.
+	Namespace string
+	// PolicyNamespaces hold policy ConfigMaps; default: Namespace.
+	PolicyNamespaces []string
+	// ConfigPath is the RebootGateConfig file (a mounted ConfigMap); empty = defaults.
+	ConfigPath string
+	// DryRun decides and reports, and never cordons, drains or reboots.
+	DryRun bool
+
+	// SentinelPath is the file whose existence means a reboot is needed.
+	SentinelPath string
+	// SentinelCommand, if set, replaces the file: exit 0 = needed, 1 = not needed.
+	SentinelCommand string
+	// SentinelPeriod is the command's period and the file's fallback check period.
+	SentinelPeriod time.Duration
+	// Nsenter runs the sentinel and reboot commands in the host's mount namespace.
+	Nsenter bool
+
+	// Alerts are the Prometheus and Alertmanager endpoints; both empty = no alerts.
+	Alerts alerts.Config
+
+	// LockTTL is the slot Lease duration while held; LockJitter spreads waiters.
+	LockTTL    time.Duration
+	LockJitter time.Duration
+
+	Drain pipeline.DrainOptions
+
+	// RebootMethod is "command" or "signal".
+	RebootMethod  string
+	RebootCommand []string
+	RebootSignal  int
+	// RebootDelay waits between the drain and the reboot.
+	RebootDelay    time.Duration
+	RebootTimeout  time.Duration
+	RebootAttempts int
+	ForceReboot    bool
+	ReadyTimeout   time.Duration
+	Soak           time.Duration
+	// LoopBackoff is the least time between two reboots of this node, so a sentinel
+	// that survives a reboot cannot cause a reboot loop.
+	LoopBackoff time.Duration
+	// RecheckInterval re-decides while a reboot is needed but blocked (alerts and pods
+	// change without telling us about time; windows do).
+	RecheckInterval time.Duration
+
+	PreRebootLabels       map[string]string
+	PostRebootLabels      map[string]string
+	PreferNoScheduleTaint string
+
+	// MetricsAddress serves /metrics, /healthz and /readyz; empty disables it.
+	MetricsAddress string
+}
+
+// Defaults fills unset fields.
+func (c *Config) Defaults() {
+	if c.SentinelPath == "" && c.SentinelCommand == "" {
+		c.SentinelPath = "/var/run/reboot-required"
+	}
+	if len(c.PolicyNamespaces) == 0 && c.Namespace != "" {
+		c.PolicyNamespaces = []string{c.Namespace}
+	}
+	if c.RebootMethod == "" {
+		c.RebootMethod = "command"
+	}
+	if len(c.RebootCommand) == 0 {
+		c.RebootCommand = []string{"/bin/systemctl", "reboot"}
+	}
+	if c.RebootSignal == 0 {
+		c.RebootSignal = 39 // SIGRTMIN+5: systemd reboots
+	}
+	if c.RebootTimeout == 0 {
+		c.RebootTimeout = 10 * time.Minute
+	}
+	if c.RebootAttempts == 0 {
+		c.RebootAttempts = 3
+	}
+	if c.ReadyTimeout == 0 {
+		c.ReadyTimeout = 10 * time.Minute
+	}
+	if c.LoopBackoff == 0 {
+		c.LoopBackoff = time.Hour
+	}
+	if c.RecheckInterval == 0 {
+		c.RecheckInterval = time.Minute
+	}
+	if c.Drain.Attempts == 0 {
+		c.Drain.Attempts = 3
+	}
+	if c.Drain.RetryDelay == 0 {
+		c.Drain.RetryDelay = 30 * time.Second
+	}
+}
+
+// Validate names the first bad setting.
+func (c *Config) Validate() error {
+	switch {
+	case c.NodeName == "":
+		return errors.New("node name: is required (--node-id or env KURED_NODE_ID / NODE_NAME)")
+	case c.Namespace == "":
+		return errors.New("namespace: is required (--namespace or env POD_NAMESPACE)")
+	case c.RebootMethod != "command" && c.RebootMethod != "signal":
+		return fmt.Errorf("reboot method: %q is not command or signal", c.RebootMethod)
+	case c.RebootSignal < 1 || c.RebootSignal > 64:
+		return fmt.Errorf("reboot signal: %d is not a signal number", c.RebootSignal)
+	case c.RebootAttempts < 1:
+		return fmt.Errorf("reboot attempts: %d is less than 1", c.RebootAttempts)
+	case c.LockTTL != 0 && c.LockTTL < 15*time.Second:
+		return fmt.Errorf("lock TTL: %v is shorter than 15s", c.LockTTL)
+	}
+	return nil
+}

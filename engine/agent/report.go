@@ -1,0 +1,167 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"net/http"
+
+	"github.com/rebootgate/rebootgate/engine/decision"
+	"github.com/rebootgate/rebootgate/engine/detect"
+)
+
+// Keys and reasons the agent writes on its Node.
+const (
+	AnnotationDecision       = "rebootgate.io/decision"
+	AnnotationRebootRequired = "rebootgate.io/reboot-required"
+	ConditionRebootRequired  = corev1.NodeConditionType("RebootRequired")
+	ReasonRebootAllowed      = "RebootAllowed"
+	ReasonRebootBlocked      = "RebootBlocked"
+	ReasonSentinelError      = "SentinelError"
+)
+
+func metricsHandler(reg *prometheus.Registry) http.Handler {
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
+}
+
+// reportedDecision is what the decision annotation holds.
+type reportedDecision struct {
+	Allowed     bool              `json:"allowed"`
+	Pool        string            `json:"pool"`
+	Reasons     []decision.Reason `json:"reasons"`
+	At          string            `json:"at"`
+	NextAllowed string            `json:"nextAllowed,omitempty"`
+	DryRun      bool              `json:"dryRun,omitempty"`
+}
+
+// report publishes a decision. The metric and a debug log line come with every
+// decision; the Event, the annotation and an info log line only when the decision's
+// content (allowed, pool, reasons) changes, so a blocked node re-deciding every minute
+// makes no event storm and no API writes.
+func (a *Agent) report(ctx context.Context, d decision.Decision) {
+	allowed := 0.0
+	result := "blocked"
+	if d.Allowed {
+		allowed, result = 1, "allowed"
+	}
+	a.metrics.GateDecision.WithLabelValues(a.cfg.NodeName, d.Pool).Set(allowed)
+	a.metrics.GateDecisions.WithLabelValues(a.cfg.NodeName, d.Pool, result).Inc()
+	messages := make([]string, len(d.Reasons))
+	for i, r := range d.Reasons {
+		messages[i] = r.Source + ": " + r.Message
+	}
+	key := fmt.Sprintf("%v|%s|%s", d.Allowed, d.Pool, strings.Join(messages, "\n"))
+	if key == a.lastReport {
+		a.log.Debug("decision unchanged", "allowed", d.Allowed, "pool", d.Pool)
+		return
+	}
+	a.lastReport = key
+	if d.Allowed {
+		a.log.Info("reboot allowed", "pool", d.Pool, "dryRun", a.cfg.DryRun)
+		a.recorder.Eventf(a.nodeRef, corev1.EventTypeNormal, ReasonRebootAllowed, "reboot allowed by pool %s%s", d.Pool, dryRunSuffix(a.cfg.DryRun))
+	} else {
+		a.log.Info("reboot blocked", "pool", d.Pool, "reasons", messages, "dryRun", a.cfg.DryRun)
+		a.recorder.Eventf(a.nodeRef, corev1.EventTypeNormal, ReasonRebootBlocked, "reboot blocked%s: %s", dryRunSuffix(a.cfg.DryRun), strings.Join(messages, "; "))
+	}
+	data, err := json.Marshal(reportedDecision{Allowed: d.Allowed, Pool: d.Pool, Reasons: d.Reasons, At: d.At, NextAllowed: d.NextAllowed, DryRun: a.cfg.DryRun})
+	if err != nil {
+		a.log.Error("encoding the decision", "err", err)
+		return
+	}
+	if err := a.patchAnnotations(ctx, map[string]*string{AnnotationDecision: ptr(string(data))}); err != nil {
+		a.log.Warn("writing the decision annotation failed", "err", err)
+		a.lastReport = "" // try again next time
+	}
+}
+
+func dryRunSuffix(dry bool) string {
+	if dry {
+		return " (dry-run: nothing will be done)"
+	}
+	return ""
+}
+
+// setNeeded records a change of the detector's state: metric, annotation and the
+// RebootRequired condition, each written only when it changes.
+func (a *Agent) setNeeded(ctx context.Context, st detect.State) {
+	a.needed = st
+	v := 0.0
+	if st.Needed {
+		v = 1
+	}
+	a.metrics.RebootRequired.WithLabelValues(a.cfg.NodeName).Set(v)
+	if st.Err != nil {
+		a.metrics.SentinelErrors.WithLabelValues(a.cfg.NodeName).Inc()
+		a.recorder.Eventf(a.nodeRef, corev1.EventTypeWarning, ReasonSentinelError, "reboot detection failed (not counted as reboot required): %v", st.Err)
+		a.log.Warn("reboot detection failed", "err", st.Err)
+	}
+	if a.lastRequired != nil && *a.lastRequired == st.Needed {
+		return
+	}
+	a.log.Info("reboot required changed", "required", st.Needed, "reason", st.Reason)
+	var value *string
+	if st.Needed {
+		value = ptr(a.clock.Now().UTC().Format(time.RFC3339))
+	}
+	if err := a.patchAnnotations(ctx, map[string]*string{AnnotationRebootRequired: value}); err != nil {
+		a.log.Warn("writing the reboot-required annotation failed", "err", err)
+		return
+	}
+	if err := a.patchCondition(ctx, st); err != nil {
+		a.log.Warn("writing the RebootRequired condition failed", "err", err)
+		return
+	}
+	a.lastRequired = ptr(st.Needed)
+	if !st.Needed {
+		a.lastReport = ""
+	}
+}
+
+func (a *Agent) patchAnnotations(ctx context.Context, values map[string]*string) error {
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": values}})
+	if err != nil {
+		return err
+	}
+	_, err = a.client.CoreV1().Nodes().Patch(ctx, a.cfg.NodeName, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: "rebootgate-agent"})
+	return err
+}
+
+// patchCondition sets the RebootRequired condition the way node-problem-detector sets
+// its conditions: a strategic merge patch of status.conditions, keyed by type.
+func (a *Agent) patchCondition(ctx context.Context, st detect.State) error {
+	status, msg := corev1.ConditionFalse, "no reboot is required"
+	if st.Needed {
+		status, msg = corev1.ConditionTrue, "a reboot is required"
+	}
+	if st.Err != nil {
+		msg = "reboot detection failed: " + st.Err.Error()
+	}
+	now := metav1.NewTime(a.clock.Now())
+	cond := corev1.NodeCondition{
+		Type: ConditionRebootRequired, Status: status, Reason: orDefault(st.Reason, "RebootRequired"), Message: msg,
+		LastHeartbeatTime: now, LastTransitionTime: now,
+	}
+	patch, err := json.Marshal(map[string]any{"status": map[string]any{"conditions": []corev1.NodeCondition{cond}}})
+	if err != nil {
+		return err
+	}
+	_, err = a.client.CoreV1().Nodes().PatchStatus(ctx, a.cfg.NodeName, patch)
+	return err
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func ptr[T any](v T) *T { return &v }
