@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
+	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
 	k8stesting "k8s.io/client-go/testing"
 	testingclock "k8s.io/utils/clock/testing"
 )
@@ -40,7 +42,9 @@ func newClient(t testing.TB, objs ...runtime.Object) *fake.Clientset {
 	gvr := coordinationv1.SchemeGroupVersion.WithResource("leases")
 	gr := gvr.GroupResource()
 	tracker := cs.Tracker()
-	var mu sync.Mutex // makes check-and-write atomic, as etcd's compare-and-swap is
+	// The fake already runs reactors under one lock; mu makes the
+	// check-and-write atomicity explicit, as etcd's compare-and-swap is.
+	var mu sync.Mutex
 	var version int64 = 1000
 	cs.PrependReactor("create", "leases", func(a k8stesting.Action) (bool, runtime.Object, error) {
 		mu.Lock()
@@ -202,4 +206,46 @@ func heldCount(t testing.TB, cs *fake.Clientset) int {
 		t.Fatalf("Holders: %v", err)
 	}
 	return len(hs)
+}
+
+// barrierClient delays Lease Lists until n of them are in flight.
+type barrierClient struct {
+	*fake.Clientset
+	barrier *listBarrier
+}
+
+type listBarrier struct {
+	n     int32
+	count atomic.Int32
+	all   chan struct{}
+}
+
+func (c *barrierClient) CoordinationV1() coordinationv1client.CoordinationV1Interface {
+	return barrierCoordination{c.Clientset.CoordinationV1(), c.barrier}
+}
+
+type barrierCoordination struct {
+	coordinationv1client.CoordinationV1Interface
+	barrier *listBarrier
+}
+
+func (b barrierCoordination) Leases(ns string) coordinationv1client.LeaseInterface {
+	return barrierLeases{b.CoordinationV1Interface.Leases(ns), b.barrier}
+}
+
+type barrierLeases struct {
+	coordinationv1client.LeaseInterface
+	barrier *listBarrier
+}
+
+func (b barrierLeases) List(ctx context.Context, opts metav1.ListOptions) (*coordinationv1.LeaseList, error) {
+	list, err := b.LeaseInterface.List(ctx, opts)
+	if b.barrier.count.Add(1) == b.barrier.n {
+		close(b.barrier.all)
+	}
+	select {
+	case <-b.barrier.all:
+	case <-time.After(5 * time.Second):
+	}
+	return list, err
 }

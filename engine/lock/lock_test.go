@@ -67,11 +67,16 @@ func testTryAcquireRace(t *testing.T, existing bool) {
 		}
 	}
 	const nodes = 16
+	// Hold every List until all nodes have listed, so that they all plan on
+	// the same snapshot and really collide on the writes. (A reactor cannot
+	// do this: the fake runs reactors under one lock.)
+	barrier := &listBarrier{n: nodes, all: make(chan struct{})}
+	client := &barrierClient{Clientset: cs, barrier: barrier}
 	var wins atomic.Int32
 	var wg sync.WaitGroup
 	start := make(chan struct{})
 	for i := range nodes {
-		s := newSem(t, cs, clk, fmt.Sprintf("node-%d", i))
+		s := newSem(t, cs, clk, fmt.Sprintf("node-%d", i), func(c *Config) { c.Client = client })
 		wg.Go(func() {
 			<-start
 			_, ok, err := s.TryAcquire(context.Background(), 2)
