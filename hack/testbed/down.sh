@@ -45,7 +45,7 @@ fi
 
 if [[ -x "$TESTBED_BIN/kwokctl" && -d "$KWOK_WORKDIR/clusters/$TESTBED_CLUSTER" ]]; then
   log "deleting kwok cluster $TESTBED_CLUSTER"
-  "$TESTBED_BIN/kwokctl" delete cluster --name "$TESTBED_CLUSTER" >&2 9>&- || log "kwokctl delete failed; continuing"
+  "$TESTBED_BIN/kwokctl" --v WARN delete cluster --name "$TESTBED_CLUSTER" >&2 9>&- || log "kwokctl delete failed; continuing"
 fi
 
 # Anything still running one of our cached binaries (or kwokctl's copies of them

@@ -12,7 +12,6 @@ TESTBED_CLUSTER="${TESTBED_CLUSTER:-rebootgate}"
 export KWOK_WORKDIR="$TESTBED_STATE/kwok"
 PROM_PORT="${PROM_PORT:-19090}"
 AM_PORT="${AM_PORT:-19093}"
-TARGET_PORT="${TARGET_PORT:-19099}"
 
 log() { printf '[testbed] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }

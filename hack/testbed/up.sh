@@ -62,7 +62,7 @@ ensure_cluster() {
     "$KWOKCTL" delete cluster --name "$TESTBED_CLUSTER" >&2 || rm -rf "$CLUSTER_DIR"
   fi
   log "creating kwok cluster $TESTBED_CLUSTER"
-  "$KWOKCTL" create cluster --name "$TESTBED_CLUSTER" \
+  "$KWOKCTL" --v WARN create cluster --name "$TESTBED_CLUSTER" \
     --config "$TESTBED_ROOT/hack/testbed/kwok.yaml" \
     --runtime binary \
     --kube-apiserver-binary "$TESTBED_BIN/kube-apiserver" \
