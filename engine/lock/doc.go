@@ -27,7 +27,16 @@
 //     cost of at most one GET per suspect lease per waiter.
 //   - A Lease with index >= the current slot count is never taken, and live
 //     holders of such slots still count against the limit: when concurrency
-//     shrinks, the extra holders drain naturally.
+//     shrinks, the extra holders drain naturally. (That count is read from
+//     the cache, so two waiters may each fill a slot below the new limit
+//     while an old holder above it finishes: the total never exceeds the
+//     larger of the old and new counts, and each slot always has at most one
+//     holder.) The count is re-read on
+//     every attempt; a count that changes without any Lease changing (a
+//     percentage of a pool that grew) is picked up on [Semaphore.Recheck].
+//   - Jitter trades hand-off latency for conflicts: waiters whose jitter
+//     ends before the winner's write reaches them make a write that fails
+//     with 409. For pools of thousands of waiting nodes, raise it.
 //   - With a slot value (for example the node's zone), a node first takes a
 //     per-value mutex Lease rebootgate-<pool>-key-<hash> and only then a
 //     slot, and gives them up in the reverse order. That makes "at most one
