@@ -43,7 +43,8 @@ type Agent struct {
 	cfg      Config
 	client   kubernetes.Interface
 	clock    clock.WithTicker
-	log      *slog.Logger
+	log      *slog.Logger // with the node attribute
+	baseLog  *slog.Logger // for packages that add the node themselves
 	registry *prometheus.Registry
 	metrics  *metrics.Metrics
 	events   record.EventBroadcaster
@@ -78,7 +79,7 @@ func New(cfg Config, client kubernetes.Interface, log *slog.Logger) (*Agent, err
 		log = slog.Default()
 	}
 	a := &Agent{
-		cfg: cfg, client: client, clock: clock.RealClock{}, log: log.With("node", cfg.NodeName),
+		cfg: cfg, client: client, clock: clock.RealClock{}, log: log.With("node", cfg.NodeName), baseLog: log,
 		registry: prometheus.NewRegistry(), pokes: make(chan struct{}, 1), sems: map[string]*lock.Semaphore{},
 		// Kubelet records Node events with the node name as UID; so do we, so they show
 		// in kubectl describe node.
@@ -144,6 +145,11 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.log.Error("reboot detection stopped", "err", err)
 		}
 	}()
+	// Decide only once the config and policies have been read: a decision before that
+	// would report a spurious "no valid policy" block.
+	if _, err := a.source.WaitCurrent(ctx); err != nil && ctx.Err() != nil {
+		return nil
+	}
 	a.ready.Store(true)
 	a.log.Info("agent started", "dryRun", a.cfg.DryRun, "sentinel", a.cfg.SentinelPath, "sentinelCommand", a.cfg.SentinelCommand)
 
@@ -323,6 +329,9 @@ func (a *Agent) cycle(ctx context.Context) time.Duration {
 		return time.Second
 	}
 	a.runPipeline(ctx, pool.Name, held)
+	// The loop was busy while the pipeline ran: read the sentinel again rather than
+	// act on the state from before the reboot.
+	a.setNeeded(ctx, a.detector.Check(ctx))
 	return time.Second
 }
 
@@ -459,9 +468,9 @@ func (a *Agent) pipelineConfig(pool string) pipeline.Config {
 	}
 	drainStart := time.Time{}
 	return pipeline.Config{
-		Client: a.client, NodeName: a.cfg.NodeName, Node: a.node, Clock: a.clock, Logger: a.log, Recorder: a.recorder,
+		Client: a.client, NodeName: a.cfg.NodeName, Node: a.node, Clock: a.clock, Logger: a.baseLog, Recorder: a.recorder,
 		Drainer: &timedDrainer{
-			inner: &pipeline.KubectlDrainer{Client: a.client, Options: a.cfg.Drain, Logger: a.log, Sleep: a.sleep},
+			inner: &pipeline.KubectlDrainer{Client: a.client, Options: a.cfg.Drain, Logger: a.baseLog, Sleep: a.sleep},
 			observe: func(d time.Duration) {
 				a.metrics.DrainDuration.WithLabelValues(a.cfg.NodeName, pool).Observe(d.Seconds())
 			},

@@ -1,0 +1,319 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/rebootgate/rebootgate/engine/pipeline"
+	"github.com/rebootgate/rebootgate/test/testbed"
+)
+
+const twoPools = `- name: system
+  selector: 'node.labels[?"agentpool"] == optional.of("system")'
+  concurrency: 1
+- name: user
+  selector: 'node.labels[?"agentpool"] == optional.of("user")'
+  concurrency: 2
+`
+
+// TestRollingReboot reboots 6 nodes in two pools with concurrency 1 and 2: the limits
+// hold at every sample, every node reboots exactly once, and all end uncordoned.
+func TestRollingReboot(t *testing.T) {
+	c := newCluster(t, map[string]int{"system": 2, "user": 4})
+	cfg := c.writeConfig(twoPools, "")
+	sim := c.simulate(testbed.SimConfig{Command: c.agentCommand(cfg), FlipReady: true})
+	s := c.sample()
+	start := time.Now()
+	for _, n := range c.allNodes() {
+		if err := sim.SetRebootRequired(n, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := sim.WaitForReboots(context.Background(), 6, 4*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range c.allNodes() {
+		c.waitNode(n, time.Minute, "uncordoned and idle", func(n *corev1.Node) bool {
+			return !n.Spec.Unschedulable && pipeline.StateOf(n).Phase == pipeline.PhaseIdle
+		})
+	}
+	busy := s.maxBusy()
+	t.Logf("rolling reboot of 6 nodes took %s; most nodes rebooting at once: %v", time.Since(start).Round(time.Second), busy)
+	if busy["system"] > 1 || busy["user"] > 2 {
+		t.Errorf("concurrency exceeded: %v (limits system=1 user=2)", busy)
+	}
+	if busy["user"] < 2 {
+		t.Logf("note: the user pool never used both slots at once (%v)", busy)
+	}
+	per := map[string]int{}
+	for _, r := range sim.Reboots() {
+		per[r.Node]++
+		if r.OldBootID == r.NewBootID {
+			t.Errorf("%s: boot ID did not change", r.Node)
+		}
+	}
+	for _, n := range c.allNodes() {
+		if per[n] != 1 {
+			t.Errorf("%s rebooted %d times, want 1", n, per[n])
+		}
+		node := c.node(n)
+		if node.Status.NodeInfo.BootID == "" || node.Annotations[pipeline.AnnotationLastReboot] == "" {
+			t.Errorf("%s: last reboot not recorded: %v", n, node.Annotations)
+		}
+	}
+}
+
+// TestDryRunTouchesNothing: decisions are reported, nothing is cordoned or rebooted.
+func TestDryRunTouchesNothing(t *testing.T) {
+	c := newCluster(t, map[string]int{"user": 2})
+	cfg := c.writeConfig(twoPools, "")
+	sim := c.simulate(testbed.SimConfig{Command: c.agentCommand(cfg, "--dry-run")})
+	for _, n := range c.allNodes() {
+		if err := sim.SetRebootRequired(n, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range c.allNodes() {
+		node := c.waitNode(n, time.Minute, "a dry-run decision", func(n *corev1.Node) bool {
+			return strings.Contains(decisionOf(n), `"dryRun":true`)
+		})
+		var d struct {
+			Allowed bool   `json:"allowed"`
+			Pool    string `json:"pool"`
+		}
+		if err := json.Unmarshal([]byte(decisionOf(node)), &d); err != nil || !d.Allowed || d.Pool != "user" {
+			t.Errorf("%s: decision %s", n, decisionOf(node))
+		}
+		if !hasCondition(node, "RebootRequired", corev1.ConditionTrue) {
+			t.Errorf("%s: no RebootRequired=True condition", n)
+		}
+	}
+	// Give a wrongly acting agent time to act, then check nothing happened.
+	time.Sleep(3 * time.Second)
+	for _, n := range c.allNodes() {
+		node := c.node(n)
+		if node.Spec.Unschedulable || pipeline.StateOf(node).Phase != pipeline.PhaseIdle {
+			t.Errorf("%s touched in dry-run: unschedulable=%v phase=%q", n, node.Spec.Unschedulable, pipeline.StateOf(node).Phase)
+		}
+	}
+	if r := sim.Reboots(); len(r) != 0 {
+		t.Errorf("dry-run rebooted: %v", r)
+	}
+	events, err := c.bed.Client.CoreV1().Events("default").List(context.Background(), metav1.ListOptions{FieldSelector: "involvedObject.name=" + c.allNodes()[0] + ",reason=RebootAllowed"})
+	if err != nil || len(events.Items) != 1 {
+		t.Errorf("want exactly one RebootAllowed event (deduplicated), got %d (%v)", len(events.Items), err)
+	}
+}
+
+func hasCondition(n *corev1.Node, typ string, status corev1.ConditionStatus) bool {
+	for _, c := range n.Status.Conditions {
+		if string(c.Type) == typ {
+			return c.Status == status
+		}
+	}
+	return false
+}
+
+// TestAdminCordonStays: a node an admin cordoned reboots but stays cordoned.
+func TestAdminCordonStays(t *testing.T) {
+	c := newCluster(t, map[string]int{"user": 1})
+	n := c.allNodes()[0]
+	node := c.node(n)
+	node.Spec.Unschedulable = true
+	if _, err := c.bed.Client.CoreV1().Nodes().Update(context.Background(), node, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	sim := c.simulate(testbed.SimConfig{Command: c.agentCommand(c.writeConfig(twoPools, ""))})
+	if err := sim.SetRebootRequired(n, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sim.WaitForReboots(context.Background(), 1, 2*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	after := c.waitNode(n, time.Minute, "idle after the reboot", func(n *corev1.Node) bool {
+		return pipeline.StateOf(n).Phase == pipeline.PhaseIdle && n.Annotations[pipeline.AnnotationLastReboot] != ""
+	})
+	if !after.Spec.Unschedulable {
+		t.Error("the admin's cordon was undone")
+	}
+}
+
+// TestBlockingPod: a running pod matching a blocking selector holds the reboot until
+// it is gone.
+func TestBlockingPod(t *testing.T) {
+	c := newCluster(t, map[string]int{"user": 1})
+	n := c.allNodes()[0]
+	ctx := context.Background()
+	pod := testbed.NewPod(c.ns, "backup", n, map[string]string{"app": "backup"})
+	if _, err := c.bed.Client.CoreV1().Pods(c.ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.bed.WaitPodsRunning(ctx, c.ns, "app=backup", 1, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	cfg := c.writeConfig(twoPools, "blockers:\n  pods:\n    selectors: [\"app in (backup,restore)\"]\n")
+	sim := c.simulate(testbed.SimConfig{Command: c.agentCommand(cfg)})
+	if err := sim.SetRebootRequired(n, true); err != nil {
+		t.Fatal(err)
+	}
+	c.waitNode(n, time.Minute, "blocked by the pod", func(n *corev1.Node) bool {
+		return strings.Contains(decisionOf(n), "matches blocking selector")
+	})
+	if len(sim.Reboots()) != 0 {
+		t.Fatal("rebooted despite the blocking pod")
+	}
+	if err := c.bed.Client.CoreV1().Pods(c.ns).Delete(ctx, "backup", metav1.DeleteOptions{GracePeriodSeconds: new(int64)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sim.WaitForReboots(ctx, 1, 2*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestPDBProtectedDrain: a Deployment guarded by a PDB is drained without the PDB
+// being violated: evictions wait until replacements run elsewhere.
+func TestPDBProtectedDrain(t *testing.T) {
+	c := newCluster(t, map[string]int{"user": 2})
+	nodes := c.allNodes()
+	ctx := context.Background()
+	labels := map[string]string{"app": "web-" + c.id}
+	if _, err := c.bed.Client.AppsV1().Deployments(c.ns).Create(ctx, testbed.NewDeployment(c.ns, "web", 2, labels, nodes...), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.bed.WaitDeploymentAvailable(ctx, c.ns, "web", 2*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.bed.Client.PolicyV1().PodDisruptionBudgets(c.ns).Create(ctx, testbed.NewPDB(c.ns, "web", labels, intstr.FromInt32(1)), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.bed.WaitPDB(ctx, c.ns, "web", 2, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	// Watch the PDB's currentHealthy while both nodes reboot one after the other.
+	violated := make(chan string, 1)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			pods, err := c.bed.Client.CoreV1().Pods(c.ns).List(ctx, metav1.ListOptions{LabelSelector: "app=web-" + c.id})
+			if err != nil {
+				continue
+			}
+			running := 0
+			for i := range pods.Items {
+				if testbed.PodRunning(&pods.Items[i]) && pods.Items[i].DeletionTimestamp == nil {
+					running++
+				}
+			}
+			if running < 1 {
+				select {
+				case violated <- "no web pod running":
+				default:
+				}
+			}
+		}
+	}()
+	sim := c.simulate(testbed.SimConfig{Command: c.agentCommand(c.writeConfig(twoPools, ""))})
+	for _, n := range nodes {
+		if err := sim.SetRebootRequired(n, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := sim.WaitForReboots(ctx, 2, 4*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case why := <-violated:
+		t.Errorf("PDB violated: %s", why)
+	default:
+	}
+}
+
+// TestBrokenPolicyKeepsLastGood: a policy ConfigMap that does not compile leaves the
+// last good policy in force and gets an error status with file:line.
+func TestBrokenPolicyKeepsLastGood(t *testing.T) {
+	c := newCluster(t, map[string]int{"user": 1})
+	n := c.allNodes()[0]
+	ctx := context.Background()
+	cms := c.bed.Client.CoreV1().ConfigMaps(c.ns)
+	good := &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: "freeze", Labels: map[string]string{"rebootgate.io/policy": "rego"}},
+		Data:       map[string]string{"freeze.rego": "package rebootgate\n\ndeny contains \"change freeze\" if true\n"},
+	}
+	if _, err := cms.Create(ctx, good, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	sim := c.simulate(testbed.SimConfig{Command: c.agentCommand(c.writeConfig(twoPools, ""))})
+	if err := sim.SetRebootRequired(n, true); err != nil {
+		t.Fatal(err)
+	}
+	c.waitNode(n, time.Minute, "blocked by the freeze policy", func(n *corev1.Node) bool {
+		return strings.Contains(decisionOf(n), "change freeze")
+	})
+	waitStatus := func(want string) {
+		t.Helper()
+		err := testbed.Poll(ctx, time.Minute, "policy status "+want, func(ctx context.Context) (bool, error) {
+			cm, err := cms.Get(ctx, "freeze", metav1.GetOptions{})
+			return err == nil && strings.Contains(cm.Annotations["rebootgate.io/policy-status"], want), nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitStatus(`"status":"ok"`)
+	broken := good.DeepCopy()
+	broken.Data["freeze.rego"] = "package rebootgate\n\ndeny contains msg if {\n\tmsg := nope(1)\n}\n"
+	cur, err := cms.Get(ctx, "freeze", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken.ResourceVersion = cur.ResourceVersion
+	if _, err := cms.Update(ctx, broken, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus("freeze.rego:4")
+	// The last good policy (the freeze) is still in force: no reboot.
+	time.Sleep(3 * time.Second)
+	if len(sim.Reboots()) != 0 || !strings.Contains(decisionOf(c.node(n)), "change freeze") {
+		t.Fatalf("the broken policy replaced the last good one: %s", decisionOf(c.node(n)))
+	}
+	if err := cms.Delete(ctx, "freeze", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sim.WaitForReboots(ctx, 1, 2*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestAgentKilledDuringRebootResumes: the agent is SIGKILLed right after asking for
+// the reboot (the simulator kills it as the host goes down, with no grace), and the
+// next agent finishes the job.
+func TestAgentKilledDuringRebootResumes(t *testing.T) {
+	c := newCluster(t, map[string]int{"user": 1})
+	n := c.allNodes()[0]
+	sim := c.simulate(testbed.SimConfig{Command: c.agentCommand(c.writeConfig(twoPools, "")), ShutdownGrace: time.Millisecond, FlipReady: true})
+	if err := sim.SetRebootRequired(n, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sim.WaitForReboots(context.Background(), 1, 2*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	after := c.waitNode(n, time.Minute, "uncordoned and idle", func(n *corev1.Node) bool {
+		return !n.Spec.Unschedulable && pipeline.StateOf(n).Phase == pipeline.PhaseIdle
+	})
+	if after.Annotations[pipeline.AnnotationLastReboot] == "" {
+		t.Error("the resumed agent did not record the reboot")
+	}
+}

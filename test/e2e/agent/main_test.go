@@ -1,0 +1,230 @@
+// Package agent runs rebootgate's agent on the test bed: one real agent process per
+// simulated node, against a real apiserver, with the node simulator standing in for the
+// hosts' reboots. It runs only under `make test-e2e` (REBOOTGATE_E2E set).
+package agent
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/rebootgate/rebootgate/engine/pipeline"
+	"github.com/rebootgate/rebootgate/test/testbed"
+)
+
+// binary is the rebootgate binary built for this suite.
+var binary string
+
+func TestMain(m *testing.M) {
+	if os.Getenv(testbed.EnvE2E) != "" {
+		dir, err := os.MkdirTemp("", "rebootgate-e2e-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		binary = filepath.Join(dir, "rebootgate")
+		cmd := exec.Command("go", "build", "-o", binary, "github.com/rebootgate/rebootgate/cmd/rebootgate")
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "building rebootgate:", err)
+			os.Exit(1)
+		}
+		defer os.RemoveAll(dir)
+	}
+	code := testbed.Main(m)
+	os.Exit(code)
+}
+
+// cluster is one test's nodes, namespace and config.
+type cluster struct {
+	t     *testing.T
+	bed   *testbed.Bed
+	ns    string
+	id    string
+	nodes map[string][]string // pool → node names
+	dir   string
+}
+
+// newCluster creates fresh kwok nodes for the test, perPool nodes in each pool, spread
+// over three zones, labelled with the test's id so pool selectors see only them.
+func newCluster(t *testing.T, perPool map[string]int) *cluster {
+	bed := testbed.Shared(t)
+	c := &cluster{t: t, bed: bed, ns: bed.Namespace(t), id: testbed.NewUUID()[:6], nodes: map[string][]string{}, dir: t.TempDir()}
+	pools := make([]string, 0, len(perPool))
+	for p := range perPool {
+		pools = append(pools, p)
+	}
+	slices.Sort(pools)
+	for _, pool := range pools {
+		for i := range perPool[pool] {
+			name := fmt.Sprintf("e2e-%s-%s-%d", c.id, pool, i)
+			n := testbed.NewNode(name, pool, fmt.Sprintf("eastus-%d", i%3+1))
+			n.Labels["e2e-run"] = c.id
+			bed.CreateNode(t, n)
+			c.nodes[pool] = append(c.nodes[pool], name)
+		}
+	}
+	return c
+}
+
+func (c *cluster) allNodes() []string {
+	var all []string
+	for _, names := range c.nodes {
+		all = append(all, names...)
+	}
+	slices.Sort(all)
+	return all
+}
+
+// writeConfig writes a RebootGateConfig whose pools select this test's nodes by their
+// agentpool label; body is YAML appended under each pool (indent 2).
+func (c *cluster) writeConfig(pools string, rest string) string {
+	path := filepath.Join(c.dir, "config.yaml")
+	doc := "apiVersion: rebootgate.io/v1alpha1\nkind: RebootGateConfig\npools:\n" + pools + rest
+	if err := os.WriteFile(path, []byte(doc), 0o644); err != nil {
+		c.t.Fatal(err)
+	}
+	return path
+}
+
+// agentCommand is the agent's command line under the simulator.
+func (c *cluster) agentCommand(configPath string, extra ...string) []string {
+	args := []string{
+		binary, "agent",
+		"--node-id", testbed.PhNode,
+		"--namespace", c.ns,
+		"--kubeconfig", testbed.PhKubeconfig,
+		"--config", configPath,
+		"--reboot-sentinel", testbed.PhSentinel,
+		"--reboot-command", testbed.PhRebootHook,
+		"--nsenter=false",
+		"--metrics-port", "0",
+		"--lock-ttl", "20s",
+		"--lock-jitter", "100ms",
+		"--recheck-interval", "2s",
+		"--sentinel-period", "2s",
+		"--reboot-timeout", "20s",
+		"--ready-timeout", "1m",
+		"--loop-backoff", "2m",
+		"--drain-timeout", "30s",
+		"--drain-retry-delay", "1s",
+		"--log-level", "debug",
+	}
+	return append(args, extra...)
+}
+
+func (c *cluster) simulate(cfg testbed.SimConfig) *testbed.Simulator {
+	if cfg.Nodes == nil {
+		cfg.Nodes = c.allNodes()
+	}
+	if cfg.RebootDelay == 0 {
+		cfg.RebootDelay = time.Second
+	}
+	sim := c.bed.StartSimulator(c.t, cfg)
+	c.t.Cleanup(func() {
+		if c.t.Failed() {
+			for _, n := range cfg.Nodes {
+				if data, err := os.ReadFile(sim.LogPath(n)); err == nil {
+					c.t.Logf("--- agent log of %s (last 4 KiB) ---\n%s", n, tail(string(data), 4096))
+				}
+			}
+		}
+	})
+	return sim
+}
+
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[len(s)-n:]
+}
+
+func (c *cluster) node(name string) *corev1.Node {
+	n, err := c.bed.Client.CoreV1().Nodes().Get(context.Background(), name, metav1.GetOptions{})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return n
+}
+
+// waitNode waits for a condition on one node.
+func (c *cluster) waitNode(name string, timeout time.Duration, what string, cond func(*corev1.Node) bool) *corev1.Node {
+	c.t.Helper()
+	n, err := c.bed.WaitNode(context.Background(), name, timeout, what, cond)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return n
+}
+
+func decisionOf(n *corev1.Node) string { return n.Annotations["rebootgate.io/decision"] }
+
+// sampler records, every 50ms, how many of the test's nodes of each pool are inside
+// the reboot pipeline (a phase annotation is set only while a slot is held), and the
+// most ever seen at once.
+type sampler struct {
+	mu   sync.Mutex
+	max  map[string]int
+	stop chan struct{}
+	done chan struct{}
+}
+
+func (c *cluster) sample() *sampler {
+	s := &sampler{max: map[string]int{}, stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		for {
+			select {
+			case <-s.stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			list, err := c.bed.Client.CoreV1().Nodes().List(context.Background(), metav1.ListOptions{LabelSelector: "e2e-run=" + c.id})
+			if err != nil {
+				continue
+			}
+			busy := map[string]int{}
+			for _, n := range list.Items {
+				if pipeline.StateOf(&n).Phase != pipeline.PhaseIdle || n.Spec.Unschedulable {
+					busy[n.Labels[testbed.PoolLabel]]++
+				}
+			}
+			s.mu.Lock()
+			for p, v := range busy {
+				s.max[p] = max(s.max[p], v)
+			}
+			s.mu.Unlock()
+		}
+	}()
+	c.t.Cleanup(s.finish)
+	return s
+}
+
+func (s *sampler) finish() {
+	select {
+	case <-s.stop:
+	default:
+		close(s.stop)
+	}
+	<-s.done
+}
+
+func (s *sampler) maxBusy() map[string]int {
+	s.finish()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.max
+}
+
+func contains(s, sub string) bool { return strings.Contains(s, sub) }
