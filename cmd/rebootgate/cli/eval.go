@@ -29,6 +29,13 @@ type evalOptions struct {
 	Policies   []string
 	At         string
 	Output     string
+
+	// Live mode: gather the facts from a cluster as the agent does.
+	Kubeconfig       string
+	NodeName         string
+	PolicyNamespaces []string
+	PrometheusURL    string
+	AlertmanagerURL  string
 }
 
 func newEvalCommand() *cobra.Command {
@@ -55,6 +62,11 @@ It exits 0 when a decision was reached, allowed or not, and 2 for bad input.
 	f.StringArrayVar(&o.Policies, "policy", nil, "extra Rego file or directory, added to the default gate (repeatable)")
 	f.StringVar(&o.At, "at", "", "evaluation time, RFC 3339 (default: now)")
 	f.StringVarP(&o.Output, "output", "o", "table", "output format: table, json or input")
+	f.StringVar(&o.Kubeconfig, "kubeconfig", "", "live mode: kubeconfig of the cluster (default: $KUBECONFIG or ~/.kube/config)")
+	f.StringVar(&o.NodeName, "node-name", "", "live mode: read this Node, its pods and (with URLs) alerts from the cluster instead of files")
+	f.StringSliceVar(&o.PolicyNamespaces, "policy-namespace", nil, "live mode: also load policy ConfigMaps (label rebootgate.io/policy=rego) from these namespaces")
+	f.StringVar(&o.PrometheusURL, "prometheus-url", "", "live mode: query Prometheus for ALERTS")
+	f.StringVar(&o.AlertmanagerURL, "alertmanager-url", "", "live mode: ask Alertmanager for its alerts")
 	return cmd
 }
 
@@ -82,11 +94,23 @@ func (o *evalOptions) run(ctx context.Context, out io.Writer) error {
 			return badInput("%s: %w", o.ConfigPath, unwrapPathError(err))
 		}
 	}
-	f, err := o.loadFacts()
-	if err != nil {
-		return err
+	var f *facts.Facts
+	var live []policy.Module
+	if o.NodeName != "" {
+		if o.NodePath != "" {
+			return badInput("--node and --node-name: use one (a file, or a node of the cluster)")
+		}
+		var err error
+		if f, live, err = o.gatherLive(ctx); err != nil {
+			return err
+		}
+	} else {
+		var err error
+		if f, err = o.loadFacts(); err != nil {
+			return err
+		}
 	}
-	modules := policy.DefaultModules()
+	modules := append(policy.DefaultModules(), live...)
 	if len(o.Policies) > 0 {
 		extra, err := policy.LoadPaths(o.Policies)
 		if err != nil {
@@ -130,7 +154,7 @@ func (o *evalOptions) run(ctx context.Context, out io.Writer) error {
 
 func (o *evalOptions) loadFacts() (*facts.Facts, error) {
 	if o.NodePath == "" {
-		return nil, badInput("--node: is required (a Node as printed by kubectl get node NAME -o yaml)")
+		return nil, badInput("--node: is required (a Node as printed by kubectl get node NAME -o yaml), or --node-name with a cluster")
 	}
 	data, err := os.ReadFile(o.NodePath)
 	if err != nil {
