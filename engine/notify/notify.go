@@ -123,7 +123,11 @@ func New(cfg Config) (Notifier, error) {
 	for i, u := range urls {
 		s, err := newSender(u, svcLog)
 		if err != nil {
-			return nil, fmt.Errorf("notify: URL #%d (%s): %w", i+1, Redact(u), err)
+			label := Redact(u)
+			if !strings.Contains(u, "://") {
+				label = "no scheme" // could be a bare token: don't echo it
+			}
+			return nil, fmt.Errorf("notify: URL #%d (%s): %w", i+1, label, err)
 		}
 		n.senders = append(n.senders, s)
 	}
@@ -170,7 +174,7 @@ func (n *shoutrrrNotifier) Notify(ctx context.Context, ev Event) (err error) {
 		if e == nil {
 			continue
 		}
-		e = fmt.Errorf("%s: %s", n.senders[i].name, Redact(e.Error()))
+		e = redacted{prefix: n.senders[i].name + ": ", err: e, secrets: n.senders[i].secrets}
 		n.log.Warn("notification failed", "kind", ev.Kind, "node", ev.Node, "err", e)
 		failed = append(failed, e)
 	}
@@ -180,3 +184,13 @@ func (n *shoutrrrNotifier) Notify(ctx context.Context, ev Event) (err error) {
 	n.log.Debug("notification sent", "kind", ev.Kind, "node", ev.Node, "services", len(n.senders))
 	return nil
 }
+
+// redacted shows err without URLs or URL secrets, but still unwraps to it.
+type redacted struct {
+	prefix  string
+	err     error
+	secrets []string
+}
+
+func (r redacted) Error() string { return r.prefix + scrub(Redact(r.err.Error()), r.secrets) }
+func (r redacted) Unwrap() error { return r.err }

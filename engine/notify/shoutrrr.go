@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"sort"
 	"strings"
 
 	"github.com/nicholas-fedor/shoutrrr/pkg/router"
@@ -22,9 +23,10 @@ var errBusy = errors.New("dropped: earlier notifications to this URL are still b
 
 // sender is one shoutrrr service, for one URL.
 type sender struct {
-	name  string // the URL without secrets, for logs and errors
-	svc   types.Service
-	slots chan struct{}
+	name    string   // the URL without secrets, for logs and errors
+	secrets []string // parts of the URL that errors must not show
+	svc     types.Service
+	slots   chan struct{}
 }
 
 // newSender initializes the shoutrrr service for rawURL. Plain service URLs are
@@ -63,10 +65,12 @@ func newSender(rawURL string, log types.StdLogger) (s *sender, err error) {
 	} else {
 		svc, err = r.Locate(rawURL)
 	}
+	secrets := urlSecrets(u)
 	if err != nil {
-		return nil, errors.New(Redact(err.Error()))
+		// Some services quote the token they reject.
+		return nil, errors.New(scrub(Redact(err.Error()), secrets))
 	}
-	return &sender{name: Redact(rawURL), svc: svc, slots: make(chan struct{}, maxInFlight)}, nil
+	return &sender{name: Redact(rawURL), secrets: secrets, svc: svc, slots: make(chan struct{}, maxInFlight)}, nil
 }
 
 // send hands msg to the service and waits for it or for ctx. A send outlasting ctx keeps
@@ -142,4 +146,48 @@ func Redact(s string) string {
 		}
 		return out
 	})
+}
+
+// minSecret is the shortest URL part treated as secret by scrub; shorter ones are too
+// likely to be ordinary words of an error message.
+const minSecret = 6
+
+// urlSecrets lists the parts of u that may be credentials: user info, path segments,
+// query values and fragment, longest first.
+func urlSecrets(u *url.URL) []string {
+	var out []string
+	add := func(s string) {
+		if len(s) >= minSecret {
+			out = append(out, s)
+		}
+	}
+	if u.User != nil {
+		add(u.User.String())
+		add(u.User.Username())
+		if p, ok := u.User.Password(); ok {
+			add(p)
+		}
+	}
+	for _, seg := range strings.Split(u.Path, "/") {
+		add(seg)
+	}
+	for _, vs := range u.Query() {
+		for _, v := range vs {
+			add(v)
+		}
+	}
+	add(u.Fragment)
+	if u.Opaque != "" {
+		add(u.Opaque)
+	}
+	sort.Slice(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
+	return out
+}
+
+// scrub replaces every secret in s by "…".
+func scrub(s string, secrets []string) string {
+	for _, sec := range secrets {
+		s = strings.ReplaceAll(s, sec, "…")
+	}
+	return s
 }
