@@ -25,7 +25,8 @@
 // Templates are parsed once, by New or ParseTemplates, and executed against a sample
 // event there too, so a misspelt field (.Nodes) is a startup error rather than a missing
 // notification; the error names the flag (--message-template-drain …) and the template
-// problem. Should a template still fail when a notification is sent, the default
+// problem (the BlockedTooLong template's flag is --message-template-blocked-too-long;
+// see FlagName). Should a template still fail when a notification is sent, the default
 // template of that kind is used instead and the failure is logged.
 //
 // # URLs
@@ -38,7 +39,11 @@
 // nothing (templates are still checked).
 //
 // URLs carry secrets (webhook tokens, passwords), so they are never logged or put in an
-// error whole: only the scheme and host are shown (see Redact).
+// error whole: only the scheme and host are shown (see Redact), and parts of the URL
+// (user info, path segments, query values) are scrubbed from service errors, some of
+// which quote the token they reject. A URL shoutrrr cannot initialize is a New error;
+// a panic inside shoutrrr (its router dereferences nil for some bad "generic+https://"
+// URLs) is recovered into that error.
 //
 // # Sending
 //
