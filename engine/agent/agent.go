@@ -34,6 +34,7 @@ import (
 	"github.com/rebootgate/rebootgate/engine/facts"
 	"github.com/rebootgate/rebootgate/engine/lock"
 	"github.com/rebootgate/rebootgate/engine/metrics"
+	"github.com/rebootgate/rebootgate/engine/notify"
 	"github.com/rebootgate/rebootgate/engine/pipeline"
 	"github.com/rebootgate/rebootgate/engine/source"
 )
@@ -54,6 +55,8 @@ type Agent struct {
 	source   *source.Source
 	detector detect.Detector
 	alerts   *alerts.Gatherer
+	notifier notify.Notifier
+	blocked  *notify.BlockedTooLong
 
 	nodes listersv1.NodeLister
 	pods  listersv1.PodLister
@@ -104,6 +107,15 @@ func New(cfg Config, client kubernetes.Interface, log *slog.Logger) (*Agent, err
 	})
 	if err != nil {
 		return nil, err
+	}
+	if cfg.Notify.Logger == nil {
+		cfg.Notify.Logger = a.log
+	}
+	if a.notifier, err = notify.New(cfg.Notify); err != nil {
+		return nil, err
+	}
+	if cfg.BlockedTooLong > 0 {
+		a.blocked = notify.NewBlockedTooLong(cfg.BlockedTooLong)
 	}
 	if cfg.Alerts.Prometheus.URL != "" || cfg.Alerts.Alertmanager.URL != "" {
 		if cfg.Alerts.Logger == nil {
@@ -291,6 +303,9 @@ func (a *Agent) decide(ctx context.Context) decision.Decision {
 func (a *Agent) cycle(ctx context.Context) time.Duration {
 	d := a.decide(ctx)
 	a.report(ctx, d)
+	if a.blocked != nil && a.blocked.Observe(a.clock.Now(), true, d) {
+		_ = a.notifier.Notify(ctx, notify.Event{Kind: notify.KindBlockedTooLong, Node: a.cfg.NodeName, Pool: d.Pool, Decision: &d, Since: a.blocked.Since()})
+	}
 	if !d.Allowed {
 		return a.nextCheck(d)
 	}
@@ -488,6 +503,13 @@ func (a *Agent) pipelineConfig(pool string) pipeline.Config {
 		RebootAttempts:        a.cfg.RebootAttempts,
 		ReadyTimeout:          a.cfg.ReadyTimeout,
 		Soak:                  a.cfg.Soak,
+		OnStep: func(ctx context.Context, step pipeline.Step) {
+			kind := map[pipeline.Step]notify.Kind{
+				pipeline.StepDrain: notify.KindDrain, pipeline.StepReboot: notify.KindReboot, pipeline.StepUncordon: notify.KindUncordon,
+			}[step]
+			// Errors are logged by the notifier; a notification never stops a reboot.
+			_ = a.notifier.Notify(ctx, notify.Event{Kind: kind, Node: a.cfg.NodeName, Pool: pool})
+		},
 		OnPhase: func(ph pipeline.Phase) {
 			a.setPhase(ph)
 			switch ph {

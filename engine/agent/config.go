@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/rebootgate/rebootgate/engine/alerts"
+	"github.com/rebootgate/rebootgate/engine/notify"
 	"github.com/rebootgate/rebootgate/engine/pipeline"
 )
 
@@ -64,6 +65,11 @@ type Config struct {
 
 	// MetricsAddress serves /metrics, /healthz and /readyz; empty disables it.
 	MetricsAddress string
+
+	// Notify configures notifications (shoutrrr URLs and message templates).
+	Notify notify.Config
+	// BlockedTooLong notifies once when a needed reboot stays blocked this long; 0 = never.
+	BlockedTooLong time.Duration
 }
 
 // Defaults fills unset fields.

@@ -122,6 +122,9 @@ func (a *Agent) setNeeded(ctx context.Context, st detect.State) {
 	a.lastRequired = ptr(st.Needed)
 	if !st.Needed {
 		a.lastReport = ""
+		if a.blocked != nil {
+			a.blocked.Observe(a.clock.Now(), false, decision.Decision{})
+		}
 	}
 }
 

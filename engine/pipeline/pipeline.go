@@ -93,6 +93,26 @@ type Config struct {
 	PollInterval time.Duration
 	// OnPhase is told each phase change (metrics).
 	OnPhase func(Phase)
+	// OnStep, if set, is told when draining starts, right before the reboot request,
+	// and after the uncordon (notifications). It runs synchronously: before a reboot,
+	// the process may not live long after it returns.
+	OnStep func(ctx context.Context, step Step)
+}
+
+// Step is a moment worth telling people about.
+type Step string
+
+// Steps.
+const (
+	StepDrain    Step = "drain"
+	StepReboot   Step = "reboot"
+	StepUncordon Step = "uncordon"
+)
+
+func (p *Pipeline) step(ctx context.Context, s Step) {
+	if p.cfg.OnStep != nil {
+		p.cfg.OnStep(ctx, s)
+	}
 }
 
 // Pipeline reboots one node. Methods are not safe for concurrent use; the agent runs one
@@ -214,6 +234,7 @@ func (p *Pipeline) cordon(ctx context.Context, st State) (State, error) {
 
 func (p *Pipeline) drain(ctx context.Context, st State, slot Slot) (State, Outcome, error) {
 	p.event(corev1.EventTypeNormal, ReasonDraining, "draining for reboot")
+	p.step(ctx, StepDrain)
 	err := p.cfg.Drainer.Drain(ctx, p.cfg.NodeName)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -273,6 +294,7 @@ func (p *Pipeline) reboot(ctx context.Context, st State, slot Slot) (State, Outc
 			}
 		}
 		p.event(corev1.EventTypeNormal, ReasonRebooting, "rebooting (%s), attempt %d", p.cfg.Rebooter, st.Attempts)
+		p.step(ctx, StepReboot)
 		if err := p.cfg.Rebooter.Reboot(ctx); err != nil {
 			p.event(corev1.EventTypeWarning, ReasonRebootFailed, "%v", err)
 		}
@@ -370,6 +392,9 @@ func (p *Pipeline) finish(ctx context.Context, st State, slot Slot, labels map[s
 	}
 	if st.CordonedByUs {
 		p.event(corev1.EventTypeNormal, ReasonUncordoned, "uncordoned")
+	}
+	if st.Phase == PhaseVerifying {
+		p.step(ctx, StepUncordon)
 	}
 	return p.release(ctx, slot)
 }

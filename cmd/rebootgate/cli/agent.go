@@ -87,6 +87,13 @@ func newAgentCommand() *cobra.Command {
 	f.StringVar(&c.PreferNoScheduleTaint, "prefer-no-schedule-taint", "", "taint key (PreferNoSchedule) set while rebooting")
 	f.StringVar(&o.metricsHost, "metrics-host", "", "address /metrics, /healthz and /readyz listen on")
 	f.IntVar(&o.metricsPort, "metrics-port", 8080, "port of /metrics; 0 disables")
+	f.StringArrayVar(&c.Notify.URLs, "notify-url", nil, "shoutrrr URL for notifications (repeatable), e.g. slack://…, teams://…, smtp://…")
+	f.StringVar(&c.Notify.SlackHookURL, "slack-hook-url", "", "deprecated: a Slack incoming-webhook URL (use --notify-url)")
+	f.StringVar(&c.Notify.Templates.Drain, "message-template-drain", "", "drain message: a Go template over .Node .Pool .Decision, or kured's printf form with %s")
+	f.StringVar(&c.Notify.Templates.Reboot, "message-template-reboot", "", "reboot message (as --message-template-drain)")
+	f.StringVar(&c.Notify.Templates.Uncordon, "message-template-uncordon", "", "uncordon message (as --message-template-drain)")
+	f.StringVar(&c.Notify.Templates.BlockedTooLong, "message-template-blocked-too-long", "", "message when a needed reboot stays blocked for --blocked-too-long")
+	f.DurationVar(&c.BlockedTooLong, "blocked-too-long", 24*time.Hour, "notify once when a needed reboot stays blocked this long; 0 = never")
 	f.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
