@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/rebootgate/rebootgate/engine/alerts"
+	"github.com/rebootgate/rebootgate/engine/lock"
 	"github.com/rebootgate/rebootgate/engine/notify"
 	"github.com/rebootgate/rebootgate/engine/pipeline"
 )
@@ -125,8 +126,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("reboot signal: %d is not a signal number", c.RebootSignal)
 	case c.RebootAttempts < 1:
 		return fmt.Errorf("reboot attempts: %d is less than 1", c.RebootAttempts)
-	case c.LockTTL != 0 && c.LockTTL < 15*time.Second:
-		return fmt.Errorf("lock TTL: %v is shorter than 15s", c.LockTTL)
+	case c.LockTTL != 0 && c.LockTTL <= 4*lock.DefaultSkew:
+		return fmt.Errorf("lock TTL: %v is not longer than %v (4 × the %v clock-skew allowance)", c.LockTTL, 4*lock.DefaultSkew, lock.DefaultSkew)
 	}
 	return nil
 }

@@ -109,7 +109,7 @@ func (c *cluster) agentCommand(configPath string, extra ...string) []string {
 		"--reboot-command", testbed.PhRebootHook,
 		"--nsenter=false",
 		"--metrics-port", "0",
-		"--lock-ttl", "20s",
+		"--lock-ttl", "30s",
 		"--lock-jitter", "100ms",
 		"--recheck-interval", "2s",
 		"--sentinel-period", "2s",
