@@ -63,3 +63,12 @@ testbed-down:
 ## test-e2e: e2e suites under test/ on the bed; starts it if needed and then tears it down.
 test-e2e:
 	@NODES=$(NODES) GO=$(GO) $(TESTBED)/e2e.sh
+
+## bench-rollout: a rolling reboot on the test bed: N nodes, concurrency C, reboot delay D.
+N ?= 30
+C ?= 1
+D ?= 5s
+.PHONY: bench-rollout
+bench-rollout:
+	@set -o pipefail; NODES=$(NODES) GO=$(GO) E2E_FLAGS="-run TestRollout -v -timeout 60m" REBOOTGATE_BENCH_ROLLOUT=1 N=$(N) C=$(C) D=$(D) \
+		E2E_PACKAGES=./test/bench/rollout $(TESTBED)/e2e.sh 2>&1 | grep -E '^(rollout|per-node|idle agent|--- FAIL|FAIL|ok)'

@@ -93,6 +93,11 @@ func New(cfg Config, client kubernetes.Interface, log *slog.Logger) (*Agent, err
 		return nil, fmt.Errorf("registering metrics: %w", err)
 	}
 	a.registry.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	if cfg.APIRequests != nil {
+		if err := a.registry.Register(cfg.APIRequests); err != nil {
+			return nil, fmt.Errorf("registering the API request counter: %w", err)
+		}
+	}
 	a.events = record.NewBroadcaster()
 	a.recorder = a.events.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "rebootgate", Host: cfg.NodeName})
 	a.source, err = source.New(source.Config{

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/rebootgate/rebootgate/engine/alerts"
 	"github.com/rebootgate/rebootgate/engine/lock"
 	"github.com/rebootgate/rebootgate/engine/notify"
@@ -71,6 +73,9 @@ type Config struct {
 	Notify notify.Config
 	// BlockedTooLong notifies once when a needed reboot stays blocked this long; 0 = never.
 	BlockedTooLong time.Duration
+
+	// APIRequests, if set, is served on /metrics (see metrics.NewAPIRequests).
+	APIRequests prometheus.Collector
 }
 
 // Defaults fills unset fields.

@@ -100,3 +100,13 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 	}
 	return m, nil
 }
+
+// NewAPIRequests counts the agent's requests to the API server by HTTP method and
+// whether they are watches. It lives outside Metrics because the client that it
+// counts for is built before the agent; register it with the agent's registry.
+func NewAPIRequests() *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: Namespace, Name: "api_requests_total",
+		Help: "Requests to the Kubernetes API server by HTTP method and whether they are watches.",
+	}, []string{"method", "watch"})
+}

@@ -18,5 +18,5 @@ fi
 
 cd "$TESTBED_ROOT"
 # -p 1: suites share one cluster and its nodes, so packages run one at a time.
-REBOOTGATE_E2E=1 TESTBED_KEEP=1 ${GO:-go} test -p 1 -count=1 -timeout "${E2E_TIMEOUT:-45m}" ${E2E_FLAGS:-} ./test/...
+REBOOTGATE_E2E=1 TESTBED_KEEP=1 ${GO:-go} test -p 1 -count=1 -timeout "${E2E_TIMEOUT:-45m}" ${E2E_FLAGS:-} ${E2E_PACKAGES:-./test/...}
 if ((started)); then log "e2e passed; tearing the bed down"; fi

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -29,6 +30,7 @@ const (
 	PhDir        = "{dir}"         // the node's private directory (also the working directory)
 	PhKubeconfig = "{kubeconfig}"  // the bed's admin kubeconfig
 	PhBootID     = "{boot-id}"     // the node's boot ID at this start
+	PhPort       = "{port}"        // a free loopback port, fixed per node (e.g. for /metrics)
 )
 
 // Environment variables set for every agent process (besides SimConfig.Env).
@@ -135,6 +137,7 @@ type Simulator struct {
 
 type simNode struct {
 	name, dir, sentinel, hook, requests, logPath, pidFile string
+	port                                                 int
 
 	// guarded by Simulator.mu
 	cmd       *exec.Cmd
@@ -194,6 +197,9 @@ func (b *Bed) NewSimulator(ctx context.Context, cfg SimConfig) (*Simulator, erro
 			logPath:  filepath.Join(dir, "agent.log"),
 			pidFile:  filepath.Join(pidDir, s.id+"-"+name+".pid"),
 			bootID:   node.Status.NodeInfo.BootID,
+		}
+		if n.port, err = freePort(); err != nil {
+			return nil, fmt.Errorf("simulator: node %s: %w", name, err)
 		}
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, fmt.Errorf("simulator: %w", err)
@@ -430,8 +436,21 @@ func (s *Simulator) fail(err error) {
 func (s *Simulator) substitute(n *simNode, v string) string {
 	return strings.NewReplacer(
 		PhNode, n.name, PhSentinel, n.sentinel, PhRebootHook, n.hook, PhDir, n.dir,
-		PhKubeconfig, s.bed.Kubeconfig, PhBootID, n.bootID,
+		PhKubeconfig, s.bed.Kubeconfig, PhBootID, n.bootID, PhPort, strconv.Itoa(n.port),
 	).Replace(v)
+}
+
+// Port is the node's {port}.
+func (s *Simulator) Port(node string) int { return s.node(node).port }
+
+// freePort asks the kernel for a free loopback port.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("finding a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func (s *Simulator) startAgent(n *simNode) error {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -20,6 +22,7 @@ import (
 
 	"github.com/rebootgate/rebootgate/engine/agent"
 	"github.com/rebootgate/rebootgate/engine/detect"
+	"github.com/rebootgate/rebootgate/engine/metrics"
 )
 
 // agentOptions are the flags of `rebootgate agent`; they bind onto agent.Config.
@@ -122,7 +125,8 @@ func (o *agentOptions) run(ctx context.Context, stderr io.Writer) error {
 	if o.metricsPort > 0 {
 		c.MetricsAddress = net.JoinHostPort(o.metricsHost, strconv.Itoa(o.metricsPort))
 	}
-	client, err := newClient(o.kubeconfig, "rebootgate-agent/"+c.NodeName)
+	c.APIRequests = metrics.NewAPIRequests()
+	client, err := newCountingClient(o.kubeconfig, "rebootgate-agent/"+c.NodeName, c.APIRequests.(*prometheus.CounterVec))
 	if err != nil {
 		return badInput("%w", err)
 	}
@@ -139,6 +143,12 @@ func (o *agentOptions) run(ctx context.Context, stderr io.Writer) error {
 }
 
 func newClient(kubeconfig, userAgent string) (kubernetes.Interface, error) {
+	return newCountingClient(kubeconfig, userAgent, nil)
+}
+
+// newCountingClient builds a client; with counter, every request is counted by method
+// and watch, which is how the agent proves it makes no periodic requests when idle.
+func newCountingClient(kubeconfig, userAgent string, counter *prometheus.CounterVec) (kubernetes.Interface, error) {
 	var cfg *rest.Config
 	var err error
 	if kubeconfig == "" && os.Getenv("KUBERNETES_SERVICE_HOST") != "" {
@@ -152,8 +162,20 @@ func newClient(kubeconfig, userAgent string) (kubernetes.Interface, error) {
 		return nil, fmt.Errorf("kubeconfig: %w", err)
 	}
 	cfg.UserAgent = userAgent
+	if counter != nil {
+		cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
+			return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+				counter.WithLabelValues(r.Method, strconv.FormatBool(r.URL.Query().Get("watch") == "true")).Inc()
+				return rt.RoundTrip(r)
+			})
+		})
+	}
 	return kubernetes.NewForConfig(cfg)
 }
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	var lvl slog.Level
