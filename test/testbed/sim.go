@@ -137,7 +137,7 @@ type Simulator struct {
 
 type simNode struct {
 	name, dir, sentinel, hook, requests, logPath, pidFile string
-	port                                                 int
+	port                                                  int
 
 	// guarded by Simulator.mu
 	cmd       *exec.Cmd
