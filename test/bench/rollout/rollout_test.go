@@ -11,7 +11,6 @@ import (
 	"math"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -35,20 +34,14 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "rollout: %s is not set, skipping (run `make bench-rollout`)\n", envBench)
 		os.Exit(0)
 	}
-	dir, err := os.MkdirTemp("", "rebootgate-bench-")
-	if err != nil {
+	var cleanup func()
+	var err error
+	if binary, cleanup, err = testbed.BuildBinary(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	binary = filepath.Join(dir, "rebootgate")
-	cmd := exec.Command("go", "build", "-o", binary, "github.com/rebootgate/rebootgate/cmd/rebootgate")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building rebootgate:", err)
-		os.Exit(1)
-	}
 	code := testbed.Main(m)
-	os.RemoveAll(dir)
+	cleanup()
 	os.Exit(code)
 }
 

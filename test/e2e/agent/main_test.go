@@ -7,7 +7,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -26,22 +25,16 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
+	cleanup := func() {}
 	if os.Getenv(testbed.EnvE2E) != "" {
-		dir, err := os.MkdirTemp("", "rebootgate-e2e-")
-		if err != nil {
+		var err error
+		if binary, cleanup, err = testbed.BuildBinary(); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
-		binary = filepath.Join(dir, "rebootgate")
-		cmd := exec.Command("go", "build", "-o", binary, "github.com/rebootgate/rebootgate/cmd/rebootgate")
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		if err := cmd.Run(); err != nil {
-			fmt.Fprintln(os.Stderr, "building rebootgate:", err)
-			os.Exit(1)
-		}
-		defer os.RemoveAll(dir)
 	}
 	code := testbed.Main(m)
+	cleanup()
 	os.Exit(code)
 }
 

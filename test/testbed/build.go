@@ -1,0 +1,25 @@
+package testbed
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+)
+
+// BuildBinary builds the rebootgate binary into a new temporary directory for a suite's
+// TestMain, returning its path and a cleanup that removes it.
+func BuildBinary() (path string, cleanup func(), err error) {
+	dir, err := os.MkdirTemp("", "rebootgate-e2e-")
+	if err != nil {
+		return "", nil, fmt.Errorf("building rebootgate: %w", err)
+	}
+	path = filepath.Join(dir, "rebootgate")
+	cmd := exec.Command("go", "build", "-o", path, "github.com/rebootgate/rebootgate/cmd/rebootgate")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		os.RemoveAll(dir)
+		return "", nil, fmt.Errorf("building rebootgate: %w", err)
+	}
+	return path, func() { os.RemoveAll(dir) }, nil
+}
