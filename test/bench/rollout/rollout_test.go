@@ -145,15 +145,16 @@ pools:
 	const window = 60 * time.Second
 	time.Sleep(window)
 	after := scrapeAll(t, sim, idle)
-	var rss []float64
+	var rss, anon []float64
 	var nonWatch, watch []float64
 	for _, name := range idle {
-		rss = append(rss, rssMiB(t, sim.State(name).PID))
+		total, private := rssMiB(t, sim.State(name).PID)
+		rss, anon = append(rss, total), append(anon, private)
 		nonWatch = append(nonWatch, (after[name]["false"]-before[name]["false"])*float64(time.Hour/window))
 		watch = append(watch, (after[name]["true"]-before[name]["true"])*float64(time.Hour/window))
 	}
-	fmt.Printf("idle agent: rss=%.1fMiB (median of %d) api_requests_per_hour non-watch=%.0f watch=%.0f (median, from a %s window)\n",
-		median(rss), len(idle), median(nonWatch), median(watch), window)
+	fmt.Printf("idle agent: rss=%.1fMiB (private %.1fMiB; the rest is the mapped binary) median of %d; api_requests_per_hour non-watch=%.0f watch=%.0f (median, from a %s window)\n",
+		median(rss), median(anon), len(idle), median(nonWatch), median(watch), window)
 }
 
 // waitDone waits until n reboots have happened and the nodes are idle and uncordoned.
@@ -209,18 +210,26 @@ func scrapeAll(t *testing.T, sim *testbed.Simulator, names []string) map[string]
 	return out
 }
 
-func rssMiB(t *testing.T, pid int) float64 {
+// rssMiB returns a process's resident memory and its private (anonymous) part.
+func rssMiB(t *testing.T, pid int) (total, private float64) {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, line := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(line, "VmRSS:") {
-			kb, _ := strconv.ParseFloat(strings.Fields(line)[1], 64)
-			return kb / 1024
+		fields := strings.Fields(line)
+		if len(fields) < 2 {
+			continue
+		}
+		kb, _ := strconv.ParseFloat(fields[1], 64)
+		switch fields[0] {
+		case "VmRSS:":
+			total = kb / 1024
+		case "RssAnon:":
+			private = kb / 1024
 		}
 	}
-	return 0
+	return total, private
 }
 
 func median(v []float64) float64 {
