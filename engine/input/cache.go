@@ -1,8 +1,7 @@
 package input
 
 import (
-	"sort"
-	"strings"
+	"maps"
 	"sync"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -20,7 +19,7 @@ import (
 type Converter struct {
 	mu     sync.Mutex
 	pods   map[objectVersion]*ast.Term
-	alerts map[string]*ast.Term
+	alerts map[alertKey][]cachedAlert
 	node   struct {
 		key  objectVersion
 		term *ast.Term
@@ -74,46 +73,42 @@ func (c *Converter) PodsTerm(pods []corev1.Pod, converted []Pod) *ast.Term {
 	return ast.ArrayTerm(terms...)
 }
 
-// AlertsTerm converts alerts, keyed by their content (alerts have no version).
+// AlertsTerm converts alerts, reusing the value of an alert equal to one of the last
+// conversion (alerts have no version). The cache key is cheap (no label sorting) and a
+// hit is confirmed by comparing the labels, so it is exact.
 func (c *Converter) AlertsTerm(alerts []facts.Alert) *ast.Term {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	next := make(map[string]*ast.Term, len(alerts))
+	next := make(map[alertKey][]cachedAlert, len(alerts))
 	terms := make([]*ast.Term, len(alerts))
-	var b strings.Builder
 	for i := range alerts {
-		key := alertKey(&b, &alerts[i])
-		t := c.alerts[key]
-		if t == nil {
-			t = alertTerm(&alerts[i])
+		a := &alerts[i]
+		key := alertKey{a.Name, a.State, a.Source, a.Silenced, len(a.Labels)}
+		var t *ast.Term
+		for _, cached := range c.alerts[key] {
+			if maps.Equal(cached.labels, a.Labels) {
+				t = cached.term
+				break
+			}
 		}
-		next[key] = t
+		if t == nil {
+			t = alertTerm(a)
+		}
+		next[key] = append(next[key], cachedAlert{labels: a.Labels, term: t})
 		terms[i] = t
 	}
 	c.alerts = next
 	return ast.ArrayTerm(terms...)
 }
 
-func alertKey(b *strings.Builder, a *facts.Alert) string {
-	b.Reset()
-	keys := make([]string, 0, len(a.Labels))
-	for k := range a.Labels {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	b.WriteString(a.Name)
-	b.WriteByte(0)
-	b.WriteString(a.State)
-	b.WriteByte(0)
-	b.WriteString(a.Source)
-	if a.Silenced {
-		b.WriteString("\x00s")
-	}
-	for _, k := range keys {
-		b.WriteByte(0)
-		b.WriteString(k)
-		b.WriteByte('=')
-		b.WriteString(a.Labels[k])
-	}
-	return b.String()
+// alertKey narrows the search for an equal alert; labels decide.
+type alertKey struct {
+	name, state, source string
+	silenced            bool
+	labels              int
+}
+
+type cachedAlert struct {
+	labels map[string]string
+	term   *ast.Term
 }

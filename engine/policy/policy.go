@@ -138,6 +138,9 @@ func Compile(ctx context.Context, modules []Module) (*Gate, error) {
 		rego.Compiler(compiler),
 		rego.SetRegoVersion(ast.RegoV1),
 		rego.StrictBuiltinErrors(true),
+		// Hand the deny set back as OPA's own value: converting it to Go maps and
+		// slices would allocate for every decision only to be read once.
+		rego.GenerateJSON(func(t *ast.Term, _ *rego.EvalContext) (any, error) { return t, nil }),
 	).PrepareForEval(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("preparing %s: %w", Query, err)
@@ -160,29 +163,34 @@ func (g *Gate) Deny(ctx context.Context, in ast.Value, now time.Time) ([]string,
 	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
 		return nil, nil // no module defines deny: nothing denies
 	}
-	var msgs []string
-	switch v := rs[0].Expressions[0].Value.(type) {
-	case []any:
-		for _, el := range v {
-			msgs = append(msgs, message(el))
-		}
-	default:
-		return nil, fmt.Errorf("%s is a %T, want a set of messages", Query, v)
+	t, ok := rs[0].Expressions[0].Value.(*ast.Term)
+	if !ok {
+		return nil, fmt.Errorf("%s: unexpected result %T", Query, rs[0].Expressions[0].Value)
 	}
+	set, ok := t.Value.(ast.Set)
+	if !ok {
+		return nil, fmt.Errorf("%s is a %s, want a set of messages", Query, ast.ValueName(t.Value))
+	}
+	msgs := make([]string, 0, set.Len())
+	set.Foreach(func(el *ast.Term) { msgs = append(msgs, message(el.Value)) })
 	sort.Strings(msgs)
 	return msgs, nil
 }
 
-func message(v any) string {
+// message reads one deny element: a string, or an object with a "msg" or "message"
+// string; anything else is printed as Rego.
+func message(v ast.Value) string {
 	switch m := v.(type) {
-	case string:
-		return m
-	case map[string]any:
+	case ast.String:
+		return string(m)
+	case ast.Object:
 		for _, k := range []string{"msg", "message"} {
-			if s, ok := m[k].(string); ok {
-				return s
+			if t := m.Get(ast.StringTerm(k)); t != nil {
+				if s, ok := t.Value.(ast.String); ok {
+					return string(s)
+				}
 			}
 		}
 	}
-	return fmt.Sprint(v)
+	return v.String()
 }
