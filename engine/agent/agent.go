@@ -498,6 +498,7 @@ func (a *Agent) pipelineConfig(pool string) pipeline.Config {
 		},
 		Rebooter:              rebooter,
 		Gate:                  a.decide,
+		HealthGate:            a.healthGate,
 		RebootRequired:        func(ctx context.Context) (bool, error) { st := a.detector.Check(ctx); return st.Needed, st.Err },
 		PreRebootLabels:       a.cfg.PreRebootLabels,
 		PostRebootLabels:      a.cfg.PostRebootLabels,
@@ -582,4 +583,36 @@ func (a *Agent) handler() http.Handler {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	return mux
+}
+
+// healthGate runs the pool's post-reboot health checks. The pool's nodes are read from
+// the apiserver's watch cache, and only when the pool has checks.
+func (a *Agent) healthGate(ctx context.Context) (bool, string) {
+	engine, err := a.source.Current()
+	if err != nil {
+		return false, err.Error()
+	}
+	f, err := a.gather(ctx)
+	if err != nil {
+		return false, err.Error()
+	}
+	now := a.clock.Now()
+	pool, err := engine.PoolOf(f.Node, now)
+	if err != nil {
+		return false, err.Error()
+	}
+	if len(pool.HealthGate) == 0 {
+		return true, ""
+	}
+	list, err := a.client.CoreV1().Nodes().List(ctx, metav1.ListOptions{ResourceVersion: "0"})
+	if err != nil {
+		return false, "listing the pool's nodes: " + err.Error()
+	}
+	var poolNodes []*corev1.Node
+	for i := range list.Items {
+		if p, err := engine.PoolOf(&list.Items[i], now); err == nil && p.Name == pool.Name {
+			poolNodes = append(poolNodes, &list.Items[i])
+		}
+	}
+	return engine.HealthCheck(f, poolNodes, now)
 }

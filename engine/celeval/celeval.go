@@ -24,6 +24,7 @@ const CostLimit = 1_000_000
 type Env struct {
 	selector  *cel.Env
 	condition *cel.Env
+	health    *cel.Env
 }
 
 // NewEnv builds the environment once per process (or per config load).
@@ -61,7 +62,22 @@ func NewEnv() (*Env, error) {
 	if err != nil {
 		return nil, fmt.Errorf("building the CEL condition environment: %w", err)
 	}
-	return &Env{selector: base, condition: cond}, nil
+	health, err := cond.Extend(cel.Variable("poolNodes", cel.ListType(cel.ObjectType("input.Node"))))
+	if err != nil {
+		return nil, fmt.Errorf("building the CEL health-gate environment: %w", err)
+	}
+	return &Env{selector: base, condition: cond, health: health}, nil
+}
+
+// CompileHealthCheck compiles a post-reboot health check: a bool expression that also
+// sees poolNodes, the nodes of the pool.
+func (e *Env) CompileHealthCheck(expr string) (*Program, error) {
+	return compile(e.health, expr, cel.BoolType)
+}
+
+// CompileHealthMessage compiles a health check's messageExpression.
+func (e *Env) CompileHealthMessage(expr string) (*Program, error) {
+	return compile(e.health, expr, cel.StringType)
 }
 
 // Program is a compiled expression.
@@ -123,15 +139,18 @@ type Vars struct {
 	Alerts []facts.Alert
 	Pool   map[string]string
 	Now    time.Time
+	// PoolNodes is set for health checks only.
+	PoolNodes []input.Node
 }
 
 func (v *Vars) activation() map[string]any {
 	return map[string]any{
-		"node":   v.Node,
-		"now":    v.Now,
-		"pods":   v.Pods,
-		"alerts": v.Alerts,
-		"pool":   v.Pool,
+		"node":      v.Node,
+		"now":       v.Now,
+		"pods":      v.Pods,
+		"alerts":    v.Alerts,
+		"pool":      v.Pool,
+		"poolNodes": v.PoolNodes,
 	}
 }
 

@@ -37,6 +37,7 @@ type ResolvedPool struct {
 	Concurrency intstr.IntOrString
 	SlotKey     string
 	Conditions  []Condition
+	HealthGate  []Condition
 	// Windows are the parsed windows, aligned with Params.Windows.
 	Windows   []schedule.Window
 	Blackouts []schedule.Blackout
@@ -129,6 +130,7 @@ func resolvePool(p *Pool, path string, e *errs) ResolvedPool {
 		Selector:   orDefault(strings.TrimSpace(p.Selector), "true"),
 		SlotKey:    p.SlotKey,
 		Conditions: p.Conditions,
+		HealthGate: p.HealthGate,
 		Params:     &input.Params{},
 	}
 	switch msgs := validation.IsDNS1123Label(p.Name); {
@@ -173,23 +175,8 @@ func resolvePool(p *Pool, path string, e *errs) ResolvedPool {
 			Name: b.Name, Start: b.Start, End: b.End, StartNs: start.UnixNano(), EndNs: end.UnixNano(),
 		})
 	}
-	names := map[string]bool{}
-	for i, c := range p.Conditions {
-		cpath := fmt.Sprintf("%s.conditions[%d]", path, i)
-		switch {
-		case c.Name == "":
-			e.add(cpath+".name", "is required")
-		case names[c.Name]:
-			e.add(cpath+".name", "%q is used twice in this pool", c.Name)
-		}
-		names[c.Name] = true
-		if strings.TrimSpace(c.Expression) == "" {
-			e.add(cpath+".expression", "is required")
-		}
-		if c.Message != "" && c.MessageExpression != "" {
-			e.add(cpath+".messageExpression", "set message or messageExpression, not both")
-		}
-	}
+	validateConditions(p.Conditions, path+".conditions", e)
+	validateConditions(p.HealthGate, path+".healthGate", e)
 	rp.Params.NodeImage = input.NodeImage{Families: []string{}}
 	if ni := p.NodeImage; ni != nil {
 		if ni.Families != nil {
@@ -378,3 +365,24 @@ func mergeCustom(global, pool map[string]any) map[string]any {
 
 // IsPercentage reports whether the concurrency depends on the pool's size.
 func (p *ResolvedPool) IsPercentage() bool { return p.Concurrency.Type == intstr.String }
+
+// validateConditions checks names (required, unique) and expressions (required).
+func validateConditions(conds []Condition, path string, e *errs) {
+	names := map[string]bool{}
+	for i, c := range conds {
+		cpath := fmt.Sprintf("%s[%d]", path, i)
+		switch {
+		case c.Name == "":
+			e.add(cpath+".name", "is required")
+		case names[c.Name]:
+			e.add(cpath+".name", "%q is used twice in this list", c.Name)
+		}
+		names[c.Name] = true
+		if strings.TrimSpace(c.Expression) == "" {
+			e.add(cpath+".expression", "is required")
+		}
+		if c.Message != "" && c.MessageExpression != "" {
+			e.add(cpath+".messageExpression", "set message or messageExpression, not both")
+		}
+	}
+}

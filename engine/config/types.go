@@ -43,10 +43,13 @@ type Pool struct {
 	Concurrency *intstr.IntOrString `json:"concurrency,omitempty"`
 	// SlotKey is a node label (e.g. topology.kubernetes.io/zone): at most one node per
 	// value of it reboots at a time.
-	SlotKey    string         `json:"slotKey,omitempty"`
-	Windows    []Window       `json:"windows,omitempty"`
-	Blackouts  []Blackout     `json:"blackouts,omitempty"`
-	Conditions []Condition    `json:"conditions,omitempty"`
+	SlotKey    string      `json:"slotKey,omitempty"`
+	Windows    []Window    `json:"windows,omitempty"`
+	Blackouts  []Blackout  `json:"blackouts,omitempty"`
+	Conditions []Condition `json:"conditions,omitempty"`
+	// HealthGate checks (CEL, also seeing poolNodes) must all be true after a reboot
+	// before the node is uncordoned and the slot released.
+	HealthGate []Condition    `json:"healthGate,omitempty"`
 	NodeImage  *NodeImage     `json:"nodeImage,omitempty"`
 	Custom     map[string]any `json:"custom,omitempty"`
 }

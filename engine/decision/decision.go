@@ -61,6 +61,7 @@ type pool struct {
 	cfg        *config.ResolvedPool
 	selector   *celeval.Program
 	conditions []condition
+	health     []condition
 	params     *ast.Term
 }
 
@@ -102,6 +103,19 @@ func New(ctx context.Context, cfg *config.Resolved, modules []policy.Module) (*E
 				}
 			}
 			p.conditions = append(p.conditions, cond)
+		}
+		for j, c := range rp.HealthGate {
+			cpath := fmt.Sprintf("%s.healthGate[%d]", path, j)
+			check := condition{cfg: c}
+			if check.program, err = env.CompileHealthCheck(c.Expression); err != nil {
+				fail(cpath+".expression", fmt.Errorf("pool %q health check %q: %w", rp.Name, c.Name, err))
+			}
+			if c.MessageExpression != "" {
+				if check.message, err = env.CompileHealthMessage(c.MessageExpression); err != nil {
+					fail(cpath+".messageExpression", fmt.Errorf("pool %q health check %q: %w", rp.Name, c.Name, err))
+				}
+			}
+			p.health = append(p.health, check)
 		}
 		if p.params, err = input.ParamsValue(rp.Params); err != nil {
 			fail(path, err)
@@ -274,4 +288,35 @@ func (e *Engine) PoolSize(nodes []*corev1.Node, pool string, now time.Time) int 
 		}
 	}
 	return count
+}
+
+// HealthCheck evaluates the pool's post-reboot health gate on fresh facts and the
+// pool's nodes. ok is true when every check is true (or there are none); why names
+// the first failing check.
+func (e *Engine) HealthCheck(f *facts.Facts, poolNodes []*corev1.Node, now time.Time) (ok bool, why string) {
+	node := input.NodeFrom(f.Node, e.cfg.NodeImageLabel)
+	vars := &celeval.Vars{Node: &node, Now: now}
+	p, reason := e.selectPool(vars)
+	if p == nil {
+		return false, reason.Message
+	}
+	if len(p.health) == 0 {
+		return true, ""
+	}
+	vars.Pods = input.PodsFrom(f.Pods)
+	vars.Alerts = f.Alerts
+	if vars.Alerts == nil {
+		vars.Alerts = []facts.Alert{}
+	}
+	vars.Pool = map[string]string{"name": p.cfg.Name, "concurrency": p.cfg.Concurrency.String()}
+	vars.PoolNodes = make([]input.Node, 0, len(poolNodes))
+	for _, n := range poolNodes {
+		vars.PoolNodes = append(vars.PoolNodes, input.NodeFrom(n, e.cfg.NodeImageLabel))
+	}
+	for _, c := range p.health {
+		if res := c.evaluate(vars); !res.Result {
+			return false, res.Message
+		}
+	}
+	return true, ""
 }

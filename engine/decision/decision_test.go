@@ -273,3 +273,33 @@ blockers:
 		t.Fatalf("input does not match policies/input.schema.json: %v\ninput: %s", rs, ev.Input)
 	}
 }
+
+func TestHealthCheck(t *testing.T) {
+	e := newEngine(t, `
+pools:
+- name: p
+  healthGate:
+  - name: pool-ready
+    expression: 'poolNodes.all(n, n.ready)'
+    messageExpression: '"not Ready: " + poolNodes.filter(n, !n.ready).map(n, n.name).join(", ")'
+  - name: no-page
+    expression: '!alerts.exists(a, a.labels[?"severity"] == optional.of("page"))'
+    message: a paging alert fires
+`)
+	self := testNode("n1", nil)
+	down := testNode("n2", nil)
+	down.Status.Conditions[0].Status = corev1.ConditionFalse
+	if ok, why := e.HealthCheck(&facts.Facts{Node: self}, []*corev1.Node{self, down}, at); ok || why != "not Ready: n2" {
+		t.Errorf("with a NotReady node: ok=%v why=%q", ok, why)
+	}
+	alerts := []facts.Alert{{Name: "X", State: "firing", Labels: map[string]string{"severity": "page"}}}
+	if ok, why := e.HealthCheck(&facts.Facts{Node: self, Alerts: alerts}, []*corev1.Node{self}, at); ok || why != "a paging alert fires" {
+		t.Errorf("with a paging alert: ok=%v why=%q", ok, why)
+	}
+	if ok, why := e.HealthCheck(&facts.Facts{Node: self}, []*corev1.Node{self}, at); !ok {
+		t.Errorf("healthy: ok=%v why=%q", ok, why)
+	}
+	if ok, _ := newEngine(t, "").HealthCheck(&facts.Facts{Node: self}, nil, at); !ok {
+		t.Error("a pool without a health gate must pass")
+	}
+}
