@@ -102,7 +102,7 @@ func New(cfg Config, client kubernetes.Interface, log *slog.Logger) (*Agent, err
 	a.recorder = a.events.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "rebootgate", Host: cfg.NodeName})
 	a.source, err = source.New(source.Config{
 		Client: client, Clock: a.clock, Logger: a.log, NodeName: cfg.NodeName, NodeRef: a.nodeRef,
-		Namespaces: cfg.PolicyNamespaces, ConfigPath: cfg.ConfigPath, Recorder: a.recorder, Metrics: a.metrics,
+		Namespaces: cfg.PolicyNamespaces, ConfigPath: cfg.ConfigPath, Config: cfg.InlineConfig, Recorder: a.recorder, Metrics: a.metrics,
 	})
 	if err != nil {
 		return nil, err

@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rebootgate/rebootgate/engine/alerts"
+	"github.com/rebootgate/rebootgate/engine/config"
 	"github.com/rebootgate/rebootgate/engine/lock"
 	"github.com/rebootgate/rebootgate/engine/notify"
 	"github.com/rebootgate/rebootgate/engine/pipeline"
@@ -23,6 +24,9 @@ type Config struct {
 	PolicyNamespaces []string
 	// ConfigPath is the RebootGateConfig file (a mounted ConfigMap); empty = defaults.
 	ConfigPath string
+	// InlineConfig is used when ConfigPath is empty (built from kured's schedule and
+	// blocker flags); nil means config.Default().
+	InlineConfig *config.Resolved
 	// DryRun decides and reports, and never cordons, drains or reboots.
 	DryRun bool
 

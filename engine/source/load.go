@@ -133,7 +133,10 @@ func (s *Source) loadConfig(ctx context.Context) int {
 	l := &s.loader
 	if s.configPath == "" {
 		if l.config == nil {
-			l.config = config.Default()
+			l.config = s.inline
+			if l.config == nil {
+				l.config = config.Default()
+			}
 		}
 		return 0
 	}

@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/clock"
 
+	"github.com/rebootgate/rebootgate/engine/config"
 	"github.com/rebootgate/rebootgate/engine/decision"
 	"github.com/rebootgate/rebootgate/engine/facts"
 	"github.com/rebootgate/rebootgate/engine/input"
@@ -84,8 +85,11 @@ type Config struct {
 	NodeRef *corev1.ObjectReference
 	// Namespaces hold the policy ConfigMaps; normally just the agent's namespace.
 	Namespaces []string
-	// ConfigPath is the config file. Empty means config.Default().
+	// ConfigPath is the config file. Empty means Config.
 	ConfigPath string
+	// Config is the fixed config used when ConfigPath is empty (the agent's kured
+	// flags build one); nil means config.Default().
+	Config *config.Resolved
 	// ConfigPollInterval is how often the config file is re-read in case a watch event
 	// was missed; failed status writes are retried at the same pace. Default
 	// DefaultConfigPollInterval.
@@ -108,6 +112,7 @@ type Source struct {
 	nodeName     string
 	nodeRef      *corev1.ObjectReference
 	configPath   string
+	inline       *config.Resolved
 	pollInterval time.Duration
 	jitter       time.Duration
 	recorder     EventRecorder
@@ -186,6 +191,7 @@ func New(cfg Config) (*Source, error) {
 		nodeName:     cfg.NodeName,
 		nodeRef:      cfg.NodeRef,
 		configPath:   cfg.ConfigPath,
+		inline:       cfg.Config,
 		pollInterval: cfg.ConfigPollInterval,
 		jitter:       cfg.StatusJitter,
 		recorder:     cfg.Recorder,

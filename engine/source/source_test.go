@@ -26,6 +26,7 @@ import (
 	"k8s.io/client-go/tools/record"
 	testingclock "k8s.io/utils/clock/testing"
 
+	"github.com/rebootgate/rebootgate/engine/config"
 	"github.com/rebootgate/rebootgate/engine/decision"
 	"github.com/rebootgate/rebootgate/engine/facts"
 	"github.com/rebootgate/rebootgate/engine/metrics"
@@ -77,6 +78,7 @@ type harness struct {
 
 type harnessOpts struct {
 	configPath string
+	inline     *config.Resolved
 	jitter     time.Duration // 0: none (tests of the jitter set it)
 	objects    []*corev1.ConfigMap
 }
@@ -106,6 +108,7 @@ func start(t *testing.T, o harnessOpts) *harness {
 		NodeName:     testNode,
 		Namespaces:   []string{testNS},
 		ConfigPath:   o.configPath,
+		Config:       o.inline,
 		StatusJitter: jitter,
 		Recorder:     rec,
 		Metrics:      m,
@@ -761,4 +764,16 @@ func TestNewValidates(t *testing.T) {
 	if _, err := New(good); err != nil {
 		t.Error(err)
 	}
+}
+
+func TestInlineConfigWithoutPath(t *testing.T) {
+	cfg, err := config.Parse([]byte("apiVersion: rebootgate.io/v1alpha1\nkind: RebootGateConfig\npools:\n- name: default\n  windows:\n  - days: mon\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := start(t, harnessOpts{inline: cfg})
+	eventually(t, "a decision from the inline config", func() bool {
+		r := h.reasons()
+		return len(r) == 1 && strings.Contains(r[0], "outside every reboot window")
+	})
 }
