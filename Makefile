@@ -72,3 +72,8 @@ D ?= 5s
 bench-rollout:
 	@set -o pipefail; NODES=$(NODES) GO=$(GO) E2E_FLAGS="-run TestRollout -v -timeout 60m" REBOOTGATE_BENCH_ROLLOUT=1 N=$(N) C=$(C) D=$(D) \
 		E2E_PACKAGES=./test/bench/rollout $(TESTBED)/e2e.sh 2>&1 | grep -E '^(rollout|per-node|idle agent|--- FAIL|FAIL|ok)'
+
+## demo: a live rolling reboot of 8 simulated nodes in 2 pools on the test bed.
+.PHONY: demo
+demo:
+	$(GO) run ./test/demo
