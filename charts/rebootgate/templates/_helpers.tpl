@@ -1,0 +1,162 @@
+{{/* Chart name, truncated to the 63 characters of a DNS label. */}}
+{{- define "rebootgate.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name: release-chart, or the release name when it already holds the chart's. */}}
+{{- define "rebootgate.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "rebootgate.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "rebootgate.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "rebootgate.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "rebootgate.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: rebootgate
+{{- end }}
+
+{{- define "rebootgate.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "rebootgate.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "rebootgate.image" -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion | toString) }}
+{{- end }}
+
+{{/* The reboot method, which also selects the security mode: command or signal. */}}
+{{- define "rebootgate.rebootMethod" -}}
+{{- .Values.configuration.rebootMethod | default "command" }}
+{{- end }}
+
+{{/*
+kured's chart flags, in kured's order: configuration.<camelCase> renders --<kebab-case>.
+rebootSentinel, useRebootSentinelHostPath, metricsPort and rebootMethod are handled
+separately (the sentinel mount, the probes' port, the security mode).
+*/}}
+{{- define "rebootgate.kuredFlags" -}}
+{{- list
+  "period" "dsNamespace" "dsName" "lockAnnotation" "lockTtl" "lockReleaseDelay" "concurrency"
+  "rebootDays" "startTime" "endTime" "timeZone"
+  "blockingPodSelector" "prometheusUrl" "alertFilterRegexp" "alertFilterMatchOnly" "alertFiringOnly"
+  "drainGracePeriod" "drainTimeout" "drainPodSelector" "skipWaitForDeleteTimeout" "drainDelay" "forceReboot"
+  "rebootSentinelCommand" "rebootCommand" "rebootSignal" "rebootDelay"
+  "annotateNodes" "preRebootNodeLabels" "postRebootNodeLabels" "preferNoScheduleTaint"
+  "notifyUrl" "slackHookUrl" "messageTemplateDrain" "messageTemplateReboot" "messageTemplateUncordon"
+  "metricsHost" "logFormat" | toJson }}
+{{- end }}
+
+{{/* camelCase → kebab-case: prometheusUrl → prometheus-url. */}}
+{{- define "rebootgate.kebab" -}}
+{{- regexReplaceAll "([a-z0-9])([A-Z])" . "${1}-${2}" | lower }}
+{{- end }}
+
+{{/*
+One flag as kured's chart renders it: a list repeats the flag; a bool renders
+--flag=true only when true (kured's flags all default to false); a string or number
+renders when non-empty and non-zero, so the agent's default applies otherwise.
+Input: dict "flag" "name" "value" v.
+*/}}
+{{- define "rebootgate.flag" -}}
+{{- $v := .value }}
+{{- if kindIs "slice" $v }}
+{{- range $v }}
+- {{ printf "--%s=%v" $.flag . | quote }}
+{{- end }}
+{{- else if kindIs "bool" $v }}
+{{- if $v }}
+- {{ printf "--%s=true" .flag | quote }}
+{{- end }}
+{{- else if kindIs "string" $v }}
+{{- if ne $v "" }}
+- {{ printf "--%s=%s" .flag $v | quote }}
+{{- end }}
+{{- else if or (kindIs "float64" $v) (kindIs "int64" $v) (kindIs "int" $v) }}
+{{- if ne (toString $v) "0" }}
+- {{ printf "--%s=%v" .flag $v | quote }}
+{{- end }}
+{{- else if not (kindIs "invalid" $v) }}
+- {{ printf "--%s=%v" .flag $v | quote }}
+{{- end }}
+{{- end }}
+
+{{/* The sentinel file the agent watches (inside the container). */}}
+{{- define "rebootgate.sentinelPath" -}}
+{{- $s := .Values.configuration.rebootSentinel | default "/var/run/reboot-required" }}
+{{- if .Values.configuration.useRebootSentinelHostPath }}
+{{- printf "/sentinel/%s" (base $s) }}
+{{- else }}
+{{- $s }}
+{{- end }}
+{{- end }}
+
+{{/* The agent's arguments. */}}
+{{- define "rebootgate.args" -}}
+- agent
+- {{ printf "--reboot-method=%s" (include "rebootgate.rebootMethod" .) | quote }}
+- {{ printf "--reboot-sentinel=%s" (include "rebootgate.sentinelPath" .) | quote }}
+- {{ printf "--metrics-port=%v" .Values.configuration.metricsPort | quote }}
+{{- if .Values.config }}
+- "--config=/etc/rebootgate/config.yaml"
+{{- end }}
+{{- range .Values.policyNamespaces }}
+- {{ printf "--policy-namespace=%s" . | quote }}
+{{- end }}
+{{- if .Values.policyNamespaces }}
+- "--policy-namespace=$(POD_NAMESPACE)"
+{{- end }}
+{{- if .Values.dryRun }}
+- "--dry-run=true"
+{{- end }}
+{{- if and .Values.logLevel (ne .Values.logLevel "info") }}
+- {{ printf "--log-level=%s" .Values.logLevel | quote }}
+{{- end }}
+{{- $c := .Values.configuration }}
+{{- range include "rebootgate.kuredFlags" . | fromJsonArray }}
+{{- if hasKey $c . }}
+{{- include "rebootgate.flag" (dict "flag" (include "rebootgate.kebab" .) "value" (get $c .)) }}
+{{- end }}
+{{- end }}
+{{- range $k, $v := .Values.extraArgs }}
+{{- if kindIs "slice" $v }}
+{{- range $v }}
+- {{ printf "--%s=%v" $k . | quote }}
+{{- end }}
+{{- else if kindIs "bool" $v }}
+- {{ printf "--%s=%t" $k $v | quote }}
+{{- else if or (kindIs "invalid" $v) (eq (toString $v) "") }}
+- {{ printf "--%s" $k | quote }}
+{{- else }}
+- {{ printf "--%s=%v" $k $v | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The container's securityContext for the reboot method, with the user's overrides. */}}
+{{- define "rebootgate.containerSecurityContext" -}}
+{{- $base := dict }}
+{{- if eq (include "rebootgate.rebootMethod" .) "signal" }}
+{{- $base = dict "privileged" false "allowPrivilegeEscalation" false "readOnlyRootFilesystem" true "runAsUser" 0 "runAsNonRoot" false "capabilities" (dict "drop" (list "ALL") "add" (list "KILL")) "seccompProfile" (dict "type" "RuntimeDefault") }}
+{{- else }}
+{{- $base = dict "privileged" true "readOnlyRootFilesystem" true "runAsUser" 0 "runAsNonRoot" false }}
+{{- end }}
+{{- toYaml (mergeOverwrite $base (deepCopy .Values.containerSecurityContext)) }}
+{{- end }}
