@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -39,6 +40,17 @@ type agentOptions struct {
 	drainGracePeriod int
 	drainTimeout     time.Duration
 	skipWaitTimeout  int
+
+	// kured's flags that have no field of their own in agent.Config.
+	sched            kuredSchedule
+	period           time.Duration
+	lockReleaseDelay time.Duration
+	dsNamespace      string
+	dsName           string
+	lockAnnotation   string
+	annotateNodes    bool
+	// lookupEnv reads the KURED_* variables; os.LookupEnv unless a test sets it.
+	lookupEnv func(string) (string, bool)
 }
 
 func newAgentCommand() *cobra.Command {
@@ -47,8 +59,17 @@ func newAgentCommand() *cobra.Command {
 		Use:   "agent",
 		Short: "Run the per-node agent (a DaemonSet on every Linux node)",
 		Args:  cobra.NoArgs,
+		Long: `agent runs on every node: it notices that a reboot is needed, decides with the
+config and policies in force, takes a slot of the node's pool and cordons, drains and
+reboots the node, then uncordons it and releases the slot.
+
+It is a drop-in for kured: every kured flag is accepted under kured's name, and also
+from env KURED_<FLAG_IN_UPPER_SNAKE> (the env wins, as in kured). Without --config,
+kured's schedule, blocker and concurrency flags (--reboot-days, --start-time, --end-time,
+--time-zone, --concurrency, --blocking-pod-selector, --alert-filter-*) make one pool,
+"default", owning every node; with --config they are an error, the file says it all.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return o.run(cmd.Context(), cmd.ErrOrStderr())
+			return o.run(cmd.Context(), cmd.Flags(), cmd.ErrOrStderr())
 		},
 	}
 	f := cmd.Flags()
@@ -65,7 +86,13 @@ func newAgentCommand() *cobra.Command {
 	f.BoolVar(&c.Nsenter, "nsenter", true, "run the sentinel and reboot commands in the host's mount namespace (nsenter -m/proc/1/ns/mnt)")
 	f.StringVar(&c.Alerts.Prometheus.URL, "prometheus-url", "", "Prometheus URL; firing ALERTS block reboots")
 	f.StringVar(&c.Alerts.Alertmanager.URL, "alertmanager-url", "", "Alertmanager URL; its alerts block reboots, silenced ones only with blockSilenced")
-	f.DurationVar(&c.LockTTL, "lock-ttl", 0, "slot Lease duration while held, renewed every third of it (default 2m)")
+	f.DurationVar(&c.LockTTL, "lock-ttl", 0, "slot Lease duration while held, renewed every third of it; 0 = 2m (kured's 0, never expires, is what a renewed Lease does while its holder lives; a dead holder's slot is reclaimed)")
+	f.DurationVar(&o.lockReleaseDelay, "lock-release-delay", 0, "kured: wait after the reboot before releasing the lock; the same as --soak (wait before uncordoning and releasing the slot)")
+	f.StringVar(&o.dsNamespace, "ds-namespace", "kube-system", "kured only, ignored: the lock is a coordination.k8s.io Lease per pool slot in --namespace, not a DaemonSet annotation")
+	f.StringVar(&o.dsName, "ds-name", "kured", "kured only, ignored (see --ds-namespace)")
+	f.StringVar(&o.lockAnnotation, "lock-annotation", "weave.works/kured-node-lock", "kured only, ignored (see --ds-namespace)")
+	f.DurationVar(&o.period, "period", 0, "kured's main-loop period (1h in kured). rebootgate is event-driven and uses it only as the re-check period while a needed reboot is blocked: the same as --recheck-interval")
+	o.sched.bind(f)
 	f.DurationVar(&c.LockJitter, "lock-jitter", 0, "random delay before taking a freed slot (default 500ms)")
 	f.IntVar(&o.drainGracePeriod, "drain-grace-period", -1, "pod termination grace period in seconds; -1 = each pod's own")
 	f.DurationVar(&o.drainTimeout, "drain-timeout", 0, "timeout of one drain attempt; 0 = none")
@@ -87,6 +114,7 @@ func newAgentCommand() *cobra.Command {
 	f.DurationVar(&c.RecheckInterval, "recheck-interval", time.Minute, "re-decide this often while a needed reboot is blocked")
 	f.StringSliceVar(&o.preLabels, "pre-reboot-node-labels", nil, "labels (k=v) set before cordoning")
 	f.StringSliceVar(&o.postLabels, "post-reboot-node-labels", nil, "labels (k=v) set after uncordoning")
+	f.BoolVar(&o.annotateNodes, "annotate-nodes", false, "kured only, accepted: rebootgate always annotates nodes (rebootgate.io/phase, rebootgate.io/decision, rebootgate.io/reboot-required, ...)")
 	f.StringVar(&c.PreferNoScheduleTaint, "prefer-no-schedule-taint", "", "taint key (PreferNoSchedule) set while rebooting")
 	f.StringVar(&o.metricsHost, "metrics-host", "", "address /metrics, /healthz and /readyz listen on")
 	f.IntVar(&o.metricsPort, "metrics-port", 8080, "port of /metrics; 0 disables")
@@ -102,11 +130,43 @@ func newAgentCommand() *cobra.Command {
 	return cmd
 }
 
-func (o *agentOptions) run(ctx context.Context, stderr io.Writer) error {
+func (o *agentOptions) run(ctx context.Context, fs *pflag.FlagSet, stderr io.Writer) error {
+	lookup := o.lookupEnv
+	if lookup == nil {
+		lookup = os.LookupEnv
+	}
+	if err := applyKuredEnv(fs, lookup); err != nil {
+		return err
+	}
 	log, err := newLogger(stderr, o.logFormat, o.logLevel)
 	if err != nil {
 		return badInput("%w", err)
 	}
+	if err := o.prepare(fs, log); err != nil {
+		return err
+	}
+	c := &o.cfg
+	c.APIRequests = metrics.NewAPIRequests()
+	client, err := newCountingClient(o.kubeconfig, "rebootgate-agent/"+c.NodeName, c.APIRequests.(*prometheus.CounterVec))
+	if err != nil {
+		return badInput("%w", err)
+	}
+	a, err := agent.New(*c, client, log)
+	if err != nil {
+		return badInput("%w", err)
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	return a.Run(ctx)
+}
+
+// prepare turns the parsed flags (the KURED_* env already applied) into o.cfg, without
+// touching the cluster.
+func (o *agentOptions) prepare(fs *pflag.FlagSet, log *slog.Logger) error {
+	var err error
 	c := &o.cfg
 	c.NodeName = firstNonEmpty(c.NodeName, os.Getenv("KURED_NODE_ID"), os.Getenv("NODE_NAME"))
 	c.Namespace = firstNonEmpty(c.Namespace, os.Getenv("POD_NAMESPACE"))
@@ -125,21 +185,7 @@ func (o *agentOptions) run(ctx context.Context, stderr io.Writer) error {
 	if o.metricsPort > 0 {
 		c.MetricsAddress = net.JoinHostPort(o.metricsHost, strconv.Itoa(o.metricsPort))
 	}
-	c.APIRequests = metrics.NewAPIRequests()
-	client, err := newCountingClient(o.kubeconfig, "rebootgate-agent/"+c.NodeName, c.APIRequests.(*prometheus.CounterVec))
-	if err != nil {
-		return badInput("%w", err)
-	}
-	a, err := agent.New(*c, client, log)
-	if err != nil {
-		return badInput("%w", err)
-	}
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	return a.Run(ctx)
+	return o.prepareKured(fs, log)
 }
 
 func newClient(kubeconfig, userAgent string) (kubernetes.Interface, error) {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/rebootgate/rebootgate/engine/config"
 	"github.com/rebootgate/rebootgate/engine/decision"
@@ -36,6 +37,11 @@ type evalOptions struct {
 	PolicyNamespaces []string
 	PrometheusURL    string
 	AlertmanagerURL  string
+
+	// Sched is kured's schedule, blocker and concurrency flags: a config without --config.
+	Sched kuredSchedule
+	// inline is the config the kured flags made, if any.
+	inline *config.Resolved
 }
 
 func newEvalCommand() *cobra.Command {
@@ -48,10 +54,16 @@ a Node (kubectl get node X -o yaml), its pods (kubectl get pods -o yaml), and al
 Prometheus /api/v1/query response for ALERTS or an Alertmanager /api/v2/alerts response).
 
 It exits 0 when a decision was reached, allowed or not, and 2 for bad input.
--o input prints the document the Rego gate sees, for writing and testing policies.`,
+-o input prints the document the Rego gate sees, for writing and testing policies.
+
+Instead of --config, kured's flags (--reboot-days, --start-time, --end-time, --time-zone,
+--concurrency, --blocking-pod-selector, --alert-filter-*) answer "would my kured settings
+allow a reboot now?", e.g.
+  rebootgate eval --node n.yaml --reboot-days mon,tue --start-time 9pm --end-time 5am \
+    --time-zone America/Los_Angeles --at 2019-04-04T00:49:00-07:00`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return o.run(cmd.Context(), cmd.OutOrStdout())
+			return o.runFlags(cmd.Context(), cmd.Flags(), cmd.OutOrStdout())
 		},
 	}
 	f := cmd.Flags()
@@ -67,7 +79,19 @@ It exits 0 when a decision was reached, allowed or not, and 2 for bad input.
 	f.StringSliceVar(&o.PolicyNamespaces, "policy-namespace", nil, "live mode: also load policy ConfigMaps (label rebootgate.io/policy=rego) from these namespaces")
 	f.StringVar(&o.PrometheusURL, "prometheus-url", "", "live mode: query Prometheus for ALERTS")
 	f.StringVar(&o.AlertmanagerURL, "alertmanager-url", "", "live mode: ask Alertmanager for its alerts")
+	o.Sched.bind(f)
 	return cmd
+}
+
+// runFlags is run with kured's schedule and blocker flags, which need to know which
+// flags were given.
+func (o *evalOptions) runFlags(ctx context.Context, fs *pflag.FlagSet, out io.Writer) error {
+	inline, err := o.Sched.resolve(fs, o.ConfigPath)
+	if err != nil {
+		return err
+	}
+	o.inline = inline
+	return o.run(ctx, out)
 }
 
 func (o *evalOptions) run(ctx context.Context, out io.Writer) error {
@@ -88,6 +112,9 @@ func (o *evalOptions) run(ctx context.Context, out io.Writer) error {
 		now = t
 	}
 	cfg := config.Default()
+	if o.inline != nil {
+		cfg = o.inline
+	}
 	if o.ConfigPath != "" {
 		var err error
 		if cfg, err = config.Load(o.ConfigPath); err != nil {

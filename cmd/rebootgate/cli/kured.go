@@ -1,0 +1,270 @@
+package cli
+
+import (
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+
+	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/rebootgate/rebootgate/engine/config"
+)
+
+// kuredFlag is one flag of kured (release 1.23) and how rebootgate maps it.
+type kuredFlag struct {
+	// Name is kured's flag name, without dashes; `rebootgate agent` has a flag by it.
+	Name string
+	// Maps says what rebootgate does with it (the README's migration table says the same).
+	Maps string
+}
+
+// kuredFlags is every kured flag, in kured's order. `rebootgate agent` accepts each
+// under kured's name and also from env KURED_<NAME_IN_UPPER_SNAKE>, the env winning as in
+// kured; the tests check every one is in `rebootgate agent --help` and the README.
+var kuredFlags = []kuredFlag{
+	{"reboot-sentinel", "same"},
+	{"reboot-sentinel-command", "same; an exit code other than 0 or 1 is an error that blocks, not \"not needed\""},
+	{"period", "re-check period while a needed reboot is blocked (--recheck-interval); rebootgate is event-driven"},
+	{"ds-namespace", "ignored: the lock is a coordination.k8s.io Lease per pool slot"},
+	{"ds-name", "ignored: the lock is a coordination.k8s.io Lease per pool slot"},
+	{"lock-annotation", "ignored: the lock is a coordination.k8s.io Lease per pool slot"},
+	{"lock-ttl", "slot Lease duration, renewed while held; 0 (kured: never expires) = 2m"},
+	{"lock-release-delay", "--soak: wait after the reboot before uncordoning and releasing the slot"},
+	{"concurrency", "the default pool's concurrency (also a percentage, e.g. 10%)"},
+	{"reboot-days", "the default pool's daily window: days"},
+	{"start-time", "the default pool's daily window: startTime"},
+	{"end-time", "the default pool's daily window: endTime"},
+	{"time-zone", "the default pool's daily window: timeZone"},
+	{"blocking-pod-selector", "blockers.pods.selectors"},
+	{"prometheus-url", "same (firing ALERTS block; a query error blocks)"},
+	{"alert-filter-regexp", "blockers.alerts.filterRegexp"},
+	{"alert-filter-match-only", "blockers.alerts.filterMatchOnly"},
+	{"alert-firing-only", "blockers.alerts.firingOnly"},
+	{"drain-grace-period", "same"},
+	{"drain-timeout", "same (per drain attempt; see --drain-attempts)"},
+	{"drain-pod-selector", "same"},
+	{"skip-wait-for-delete-timeout", "same"},
+	{"drain-delay", "same"},
+	{"force-reboot", "same"},
+	{"reboot-method", "same"},
+	{"reboot-command", "same"},
+	{"reboot-signal", "same"},
+	{"reboot-delay", "same"},
+	{"node-id", "same"},
+	{"annotate-nodes", "accepted; rebootgate always writes its own node annotations"},
+	{"pre-reboot-node-labels", "same"},
+	{"post-reboot-node-labels", "same"},
+	{"prefer-no-schedule-taint", "same"},
+	{"notify-url", "same (repeatable)"},
+	{"slack-hook-url", "same (deprecated, as in kured)"},
+	{"message-template-drain", "same (%s = node name), or a Go template"},
+	{"message-template-reboot", "same (%s = node name), or a Go template"},
+	{"message-template-uncordon", "same (%s = node name), or a Go template"},
+	{"metrics-host", "same"},
+	{"metrics-port", "same; the metrics are rebootgate's (kured_reboot_required included)"},
+	{"log-format", "same"},
+}
+
+// kuredEnvName is the env variable kured reads a flag from: KURED_ and the name in
+// upper snake case.
+func kuredEnvName(flag string) string {
+	return "KURED_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// applyKuredEnv sets every kured flag whose KURED_* variable is set (even to ""), over
+// the command line, as kured does. A list flag takes the whole value:
+// comma-separated for --reboot-days and the label flags, one item for
+// --blocking-pod-selector and --notify-url (selectors and URLs contain commas). A value
+// the flag rejects is an error naming the variable.
+func applyKuredEnv(fs *pflag.FlagSet, lookup func(string) (string, bool)) error {
+	for _, kf := range kuredFlags {
+		env := kuredEnvName(kf.Name)
+		v, ok := lookup(env)
+		if !ok {
+			continue
+		}
+		f := fs.Lookup(kf.Name)
+		if f == nil {
+			return fmt.Errorf("kured flag --%s is not defined", kf.Name) // a programming error
+		}
+		if sv, isSlice := f.Value.(pflag.SliceValue); isSlice {
+			items := []string{}
+			switch {
+			case v == "":
+			case f.Value.Type() == "stringArray":
+				items = []string{v}
+			default:
+				r, err := csv.NewReader(strings.NewReader(v)).Read()
+				if err != nil {
+					return badInput("env %s: %q is not a comma-separated list for --%s: %v", env, v, kf.Name, err)
+				}
+				items = r
+			}
+			if err := sv.Replace(items); err != nil {
+				return badInput("env %s: %q is not a valid --%s: %v", env, v, kf.Name, err)
+			}
+			f.Changed = true
+			continue
+		}
+		if err := fs.Set(kf.Name, v); err != nil {
+			return badInput("env %s: %q is not a valid --%s: %v", env, v, kf.Name, unwrapFlagError(err))
+		}
+	}
+	return nil
+}
+
+// unwrapFlagError keeps the cause of a pflag Set error (strconv's "invalid syntax"), not
+// pflag's repetition of the value.
+func unwrapFlagError(err error) error {
+	if u := errors.Unwrap(err); u != nil {
+		return u
+	}
+	return err
+}
+
+// kuredSchedule is kured's schedule, blocker and concurrency flags. They make one pool,
+// "default", owning every node, with one daily window, and the global blockers: the
+// config a kured user had, without writing a config file.
+type kuredSchedule struct {
+	concurrency          string
+	rebootDays           []string
+	startTime            string
+	endTime              string
+	timeZone             string
+	podSelectors         []string
+	alertFilterRegexp    string
+	alertFilterMatchOnly bool
+	alertFiringOnly      bool
+}
+
+// Flag names of kuredSchedule, with the config fields they set.
+const (
+	flagConcurrency          = "concurrency"
+	flagRebootDays           = "reboot-days"
+	flagStartTime            = "start-time"
+	flagEndTime              = "end-time"
+	flagTimeZone             = "time-zone"
+	flagBlockingPodSelector  = "blocking-pod-selector"
+	flagAlertFilterRegexp    = "alert-filter-regexp"
+	flagAlertFilterMatchOnly = "alert-filter-match-only"
+	flagAlertFiringOnly      = "alert-firing-only"
+)
+
+// kuredScheduleFlags are the kuredSchedule flags, in the order errors name them.
+var kuredScheduleFlags = []string{
+	flagConcurrency, flagRebootDays, flagStartTime, flagEndTime, flagTimeZone,
+	flagBlockingPodSelector, flagAlertFilterRegexp, flagAlertFilterMatchOnly, flagAlertFiringOnly,
+}
+
+// windowFlags are the flags that make the daily window; without any of them the pool
+// may reboot at any time (kured's defaults mean the same).
+var windowFlags = []string{flagRebootDays, flagStartTime, flagEndTime, flagTimeZone}
+
+// bind adds the flags with kured's defaults.
+func (k *kuredSchedule) bind(f *pflag.FlagSet) {
+	f.StringVar(&k.concurrency, flagConcurrency, "1", "nodes of the default pool rebooting at once: a count, or a percentage of the pool's nodes (e.g. 10%)")
+	f.StringSliceVar(&k.rebootDays, flagRebootDays, []string{"su", "mo", "tu", "we", "th", "fr", "sa"}, "days reboots may start: su|sun|sunday … sa|sat|saturday or 0-6, comma-separated")
+	f.StringVar(&k.startTime, flagStartTime, "0:00", "start of the daily reboot window (17:00, 5pm, 05:30pm); after --end-time it crosses midnight")
+	f.StringVar(&k.endTime, flagEndTime, "23:59:59", "end of the daily reboot window, inclusive")
+	f.StringVar(&k.timeZone, flagTimeZone, "UTC", "time zone of the window: an IANA name (Europe/Berlin) or Local")
+	f.StringArrayVar(&k.podSelectors, flagBlockingPodSelector, nil, "label selector; a running pod on the node matching it blocks the reboot (repeatable)")
+	f.StringVar(&k.alertFilterRegexp, flagAlertFilterRegexp, "", "alerts whose name matches this regexp do not block (see --alert-filter-match-only)")
+	f.BoolVar(&k.alertFilterMatchOnly, flagAlertFilterMatchOnly, false, "invert --alert-filter-regexp: only matching alerts block")
+	f.BoolVar(&k.alertFiringOnly, flagAlertFiringOnly, false, "only firing alerts block, not pending ones")
+}
+
+// set returns the flags given (on the command line or from env), as "--name".
+func (k *kuredSchedule) set(f *pflag.FlagSet) []string {
+	var out []string
+	for _, name := range kuredScheduleFlags {
+		if f.Changed(name) {
+			out = append(out, "--"+name)
+		}
+	}
+	return out
+}
+
+// config is the RebootGateConfig the flags stand for.
+func (k *kuredSchedule) config(f *pflag.FlagSet) *config.Config {
+	concurrency := intstr.Parse(strings.TrimSpace(k.concurrency))
+	pool := config.Pool{Name: config.DefaultPoolName, Selector: "true", Concurrency: &concurrency}
+	for _, name := range windowFlags {
+		if f.Changed(name) {
+			days := config.Days(k.rebootDays)
+			if len(days) == 0 {
+				// An empty --reboot-days is no day at all, as in kured (never), while a
+				// window without days means every day.
+				days = config.Days{""}
+			}
+			pool.Windows = []config.Window{{Days: days, StartTime: k.startTime, EndTime: k.endTime, TimeZone: k.timeZone}}
+			break
+		}
+	}
+	return &config.Config{
+		APIVersion: config.APIVersion,
+		Kind:       config.Kind,
+		Pools:      []config.Pool{pool},
+		Blockers: config.Blockers{
+			Pods: config.PodBlockers{Selectors: k.podSelectors},
+			Alerts: config.AlertBlockers{
+				FilterRegexp: k.alertFilterRegexp, FilterMatchOnly: k.alertFilterMatchOnly, FiringOnly: k.alertFiringOnly,
+			},
+		},
+	}
+}
+
+// resolve builds and validates the config from the flags. It returns nil when none of
+// them was given (the caller then uses configPath, or the default config), and an error
+// when they were given together with --config: the file would silently win otherwise.
+func (k *kuredSchedule) resolve(f *pflag.FlagSet, configPath string) (*config.Resolved, error) {
+	set := k.set(f)
+	if len(set) == 0 {
+		return nil, nil
+	}
+	if configPath != "" {
+		return nil, badInput("--config and %s: use one (move the schedule and blockers into the config file, or drop --config)", strings.Join(set, ", "))
+	}
+	r, err := config.Resolve(k.config(f))
+	if err != nil {
+		return nil, badInput("%w", flagErrors(err))
+	}
+	return r, nil
+}
+
+// fieldFlags maps a generated config's field paths to the flags that set them.
+var fieldFlags = []struct {
+	path *regexp.Regexp
+	flag string
+}{
+	{regexp.MustCompile(`^pools\[0\]\.concurrency$`), flagConcurrency},
+	{regexp.MustCompile(`^pools\[0\]\.windows\[0\]\.days$`), flagRebootDays},
+	{regexp.MustCompile(`^pools\[0\]\.windows\[0\]\.startTime$`), flagStartTime},
+	{regexp.MustCompile(`^pools\[0\]\.windows\[0\]\.endTime$`), flagEndTime},
+	{regexp.MustCompile(`^pools\[0\]\.windows\[0\]\.timeZone$`), flagTimeZone},
+	{regexp.MustCompile(`^blockers\.pods\.selectors\[\d+\]$`), flagBlockingPodSelector},
+	{regexp.MustCompile(`^blockers\.alerts\.filterRegexp$`), flagAlertFilterRegexp},
+}
+
+// flagErrors renames the config's field errors after the flags, keeping the config's
+// messages (which quote the bad value): `--start-time: "5:00pm" is not a time (...)`.
+func flagErrors(err error) error {
+	var list config.ErrorList
+	if !errors.As(err, &list) {
+		return err
+	}
+	out := make(config.ErrorList, 0, len(list))
+	for _, fe := range list {
+		path := fe.Path
+		for _, m := range fieldFlags {
+			if m.path.MatchString(path) {
+				path = "--" + m.flag
+				break
+			}
+		}
+		out = append(out, &config.FieldError{Path: path, Msg: fe.Msg})
+	}
+	return out
+}
