@@ -19,7 +19,7 @@ build:
 	$(GO) build -o $(BIN)/rebootgate ./cmd/rebootgate
 
 ## test: everything CI runs — unit tests with fuzz seeds, stock `opa test`, e2e on the test bed.
-test: test-unit test-policies test-e2e
+test: test-unit test-policies test-chart test-e2e
 
 ## test-unit: the fast loop (Go unit tests; fuzz seed corpora run as ordinary tests).
 test-unit:
@@ -77,3 +77,17 @@ bench-rollout:
 .PHONY: demo
 demo:
 	$(GO) run ./test/demo
+
+## Helm chart (charts/rebootgate): helm is built from source, cached in _output/bin.
+HELM_VERSION := v3.22.0
+HELM := $(BIN)/helm
+.PHONY: test-chart
+
+$(HELM):
+	$(GO) install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+
+## test-chart: helm lint and the chart's golden, RBAC and security tests (no test bed;
+## the chart's e2e suite, test/chart/e2e, runs in test-e2e).
+test-chart: $(HELM)
+	$(HELM) lint --strict charts/rebootgate
+	HELM=$(HELM) $(GO) test -count=1 ./test/chart/

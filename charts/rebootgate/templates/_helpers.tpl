@@ -38,8 +38,25 @@ app.kubernetes.io/part-of: rebootgate
 {{- end }}
 {{- end }}
 
+{{/*
+The image: the command method needs nsenter, which only the image variant built from the
+Dockerfile's rebootgate-nsenter stage has (tag + image.nsenterTagSuffix); the signal
+method runs the distroless image.
+*/}}
 {{- define "rebootgate.image" -}}
-{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion | toString) }}
+{{- $tag := .Values.image.tag | default .Chart.AppVersion | toString }}
+{{- if eq (include "rebootgate.rebootMethod" .) "command" }}
+{{- $tag = printf "%s%s" $tag (.Values.image.nsenterTagSuffix | default "") }}
+{{- end }}
+{{- printf "%s:%s" .Values.image.repository $tag }}
+{{- end }}
+
+{{/*
+The configuration keys whose flags make the agent's default pool and blockers; the
+agent refuses them together with --config (one source of truth).
+*/}}
+{{- define "rebootgate.scheduleKeys" -}}
+{{- list "concurrency" "rebootDays" "startTime" "endTime" "timeZone" "blockingPodSelector" "alertFilterRegexp" "alertFilterMatchOnly" "alertFiringOnly" | toJson }}
 {{- end }}
 
 {{/* The reboot method, which also selects the security mode: command or signal. */}}
