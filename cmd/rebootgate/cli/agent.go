@@ -53,8 +53,10 @@ type agentOptions struct {
 	lookupEnv func(string) (string, bool)
 }
 
-func newAgentCommand() *cobra.Command {
-	o := &agentOptions{}
+func newAgentCommand() *cobra.Command { return newAgentCommandFor(&agentOptions{}) }
+
+// newAgentCommandFor binds the flags onto o (tests set o.lookupEnv).
+func newAgentCommandFor(o *agentOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Run the per-node agent (a DaemonSet on every Linux node)",
@@ -131,18 +133,8 @@ kured's schedule, blocker and concurrency flags (--reboot-days, --start-time, --
 }
 
 func (o *agentOptions) run(ctx context.Context, fs *pflag.FlagSet, stderr io.Writer) error {
-	lookup := o.lookupEnv
-	if lookup == nil {
-		lookup = os.LookupEnv
-	}
-	if err := applyKuredEnv(fs, lookup); err != nil {
-		return err
-	}
-	log, err := newLogger(stderr, o.logFormat, o.logLevel)
+	log, err := o.configure(fs, stderr)
 	if err != nil {
-		return badInput("%w", err)
-	}
-	if err := o.prepare(fs, log); err != nil {
 		return err
 	}
 	c := &o.cfg
@@ -163,8 +155,28 @@ func (o *agentOptions) run(ctx context.Context, fs *pflag.FlagSet, stderr io.Wri
 	return a.Run(ctx)
 }
 
-// prepare turns the parsed flags (the KURED_* env already applied) into o.cfg, without
-// touching the cluster.
+// configure applies the KURED_* env over the parsed flags and turns them into o.cfg,
+// without touching the cluster. It returns the logger the flags ask for.
+func (o *agentOptions) configure(fs *pflag.FlagSet, stderr io.Writer) (*slog.Logger, error) {
+	lookup := o.lookupEnv
+	if lookup == nil {
+		lookup = os.LookupEnv
+	}
+	var err error
+	if o.sched.env, err = applyKuredEnv(fs, lookup); err != nil {
+		return nil, err
+	}
+	log, err := newLogger(stderr, o.logFormat, o.logLevel)
+	if err != nil {
+		return nil, badInput("%w", err)
+	}
+	if err := o.prepare(fs, log); err != nil {
+		return nil, err
+	}
+	return log, nil
+}
+
+// prepare turns the parsed flags into o.cfg.
 func (o *agentOptions) prepare(fs *pflag.FlagSet, log *slog.Logger) error {
 	var err error
 	c := &o.cfg

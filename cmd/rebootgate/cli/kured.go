@@ -64,7 +64,7 @@ var kuredFlags = []kuredFlag{
 	{"message-template-reboot", "same (%s = node name), or a Go template"},
 	{"message-template-uncordon", "same (%s = node name), or a Go template"},
 	{"metrics-host", "same"},
-	{"metrics-port", "same; the metrics are rebootgate's (kured_reboot_required included)"},
+	{"metrics-port", "same; kured_reboot_required{node} is rebootgate_reboot_required{node}, beside the other rebootgate_* metrics"},
 	{"log-format", "same"},
 }
 
@@ -79,7 +79,9 @@ func kuredEnvName(flag string) string {
 // comma-separated for --reboot-days and the label flags, one item for
 // --blocking-pod-selector and --notify-url (selectors and URLs contain commas). A value
 // the flag rejects is an error naming the variable.
-func applyKuredEnv(fs *pflag.FlagSet, lookup func(string) (string, bool)) error {
+// It returns the variables it applied, by flag name.
+func applyKuredEnv(fs *pflag.FlagSet, lookup func(string) (string, bool)) (map[string]string, error) {
+	applied := map[string]string{}
 	for _, kf := range kuredFlags {
 		env := kuredEnvName(kf.Name)
 		v, ok := lookup(env)
@@ -88,7 +90,7 @@ func applyKuredEnv(fs *pflag.FlagSet, lookup func(string) (string, bool)) error 
 		}
 		f := fs.Lookup(kf.Name)
 		if f == nil {
-			return fmt.Errorf("kured flag --%s is not defined", kf.Name) // a programming error
+			return nil, fmt.Errorf("kured flag --%s is not defined", kf.Name) // a programming error
 		}
 		if sv, isSlice := f.Value.(pflag.SliceValue); isSlice {
 			items := []string{}
@@ -99,21 +101,20 @@ func applyKuredEnv(fs *pflag.FlagSet, lookup func(string) (string, bool)) error 
 			default:
 				r, err := csv.NewReader(strings.NewReader(v)).Read()
 				if err != nil {
-					return badInput("env %s: %q is not a comma-separated list for --%s: %v", env, v, kf.Name, err)
+					return nil, badInput("env %s: %q is not a comma-separated list for --%s: %v", env, v, kf.Name, err)
 				}
 				items = r
 			}
 			if err := sv.Replace(items); err != nil {
-				return badInput("env %s: %q is not a valid --%s: %v", env, v, kf.Name, err)
+				return nil, badInput("env %s: %q is not a valid --%s: %v", env, v, kf.Name, err)
 			}
 			f.Changed = true
-			continue
+		} else if err := fs.Set(kf.Name, v); err != nil {
+			return nil, badInput("env %s: %q is not a valid --%s: %v", env, v, kf.Name, unwrapFlagError(err))
 		}
-		if err := fs.Set(kf.Name, v); err != nil {
-			return badInput("env %s: %q is not a valid --%s: %v", env, v, kf.Name, unwrapFlagError(err))
-		}
+		applied[kf.Name] = env
 	}
-	return nil
+	return applied, nil
 }
 
 // unwrapFlagError keeps the cause of a pflag Set error (strconv's "invalid syntax"), not
@@ -138,6 +139,8 @@ type kuredSchedule struct {
 	alertFilterRegexp    string
 	alertFilterMatchOnly bool
 	alertFiringOnly      bool
+	// env names the KURED_* variable a flag's value came from, for error messages.
+	env map[string]string
 }
 
 // Flag names of kuredSchedule, with the config fields they set.
@@ -229,7 +232,7 @@ func (k *kuredSchedule) resolve(f *pflag.FlagSet, configPath string) (*config.Re
 	}
 	r, err := config.Resolve(k.config(f))
 	if err != nil {
-		return nil, badInput("%w", flagErrors(err))
+		return nil, badInput("%w", flagErrors(err, k.env))
 	}
 	return r, nil
 }
@@ -249,8 +252,9 @@ var fieldFlags = []struct {
 }
 
 // flagErrors renames the config's field errors after the flags, keeping the config's
-// messages (which quote the bad value): `--start-time: "5:00pm" is not a time (...)`.
-func flagErrors(err error) error {
+// messages (which quote the bad value): `--start-time: "5:00pm" is not a time (...)`, or
+// `--start-time (env KURED_START_TIME): ...` when the value came from env.
+func flagErrors(err error, env map[string]string) error {
 	var list config.ErrorList
 	if !errors.As(err, &list) {
 		return err
@@ -261,6 +265,9 @@ func flagErrors(err error) error {
 		for _, m := range fieldFlags {
 			if m.path.MatchString(path) {
 				path = "--" + m.flag
+				if v, ok := env[m.flag]; ok {
+					path += " (env " + v + ")"
+				}
 				break
 			}
 		}
