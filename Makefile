@@ -19,7 +19,7 @@ build:
 	$(GO) build -o $(BIN)/rebootgate ./cmd/rebootgate
 
 ## test: everything CI runs — unit tests with fuzz seeds, stock `opa test`, e2e on the test bed.
-test: test-unit test-policies test-chart test-e2e
+test: test-unit test-policies image-check test-chart test-e2e
 
 ## test-unit: the fast loop (Go unit tests; fuzz seed corpora run as ordinary tests).
 test-unit:
@@ -77,6 +77,23 @@ bench-rollout:
 .PHONY: demo
 demo:
 	$(GO) run ./test/demo
+
+## build-static: the image's binary (the Dockerfile runs this target).
+VERSION ?= dev
+STATIC_OUT ?= $(OUT)/image/rebootgate
+.PHONY: build-static image-check
+build-static:
+	CGO_ENABLED=0 GOOS=linux $(GO) build -trimpath \
+		-ldflags "-s -w -X github.com/rebootgate/rebootgate/cmd/rebootgate/cli.Version=$(VERSION)" \
+		-o $(STATIC_OUT) ./cmd/rebootgate
+
+## image-check: no Docker engine here, so check the Dockerfile with BuildKit's parser and
+## build the same static binary it builds; prove it is static and carries its time zones.
+image-check: build-static
+	cd hack/imagecheck && $(GO) run . ../../Dockerfile build rebootgate rebootgate-nsenter
+	cd hack/imagecheck && $(GO) run . -static $(STATIC_OUT)
+	ZONEINFO=/nonexistent $(STATIC_OUT) eval --node cmd/rebootgate/cli/testdata/node.yaml \
+		--config examples/aks/config.yaml --at 2026-11-24T23:30:00+01:00 -o json | grep -q '"allowed": true'
 
 ## Helm chart (charts/rebootgate): helm is built from source, cached in _output/bin.
 HELM_VERSION := v3.22.0

@@ -1,0 +1,30 @@
+# syntax=docker/dockerfile:1
+# rebootgate image. Two final stages:
+#   rebootgate (default, last): distroless/static, non-root — the `signal` reboot
+#     method (SIGRTMIN+5 to PID 1 with hostPID and CAP_KILL) and sentinel files;
+#   rebootgate-nsenter (--target rebootgate-nsenter): Debian slim, whose util-linux
+#     provides nsenter — needed by the `command` reboot method and sentinel commands,
+#     which run in the host's mount namespace (privileged + hostPID).
+# The binary is static (CGO_ENABLED=0) and embeds the time-zone database (time/tzdata),
+# so reboot windows in any IANA zone work without /usr/share/zoneinfo.
+
+ARG GO_VERSION=1.26
+
+FROM golang:${GO_VERSION}-bookworm AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+ARG VERSION=dev
+# The same command as `make build-static`, so `make image-check` builds what this does.
+RUN make build-static VERSION=${VERSION} STATIC_OUT=/out/rebootgate
+
+FROM debian:bookworm-slim AS rebootgate-nsenter
+COPY --from=build /out/rebootgate /usr/local/bin/rebootgate
+ENTRYPOINT ["/usr/local/bin/rebootgate"]
+CMD ["agent"]
+
+FROM gcr.io/distroless/static-debian12:nonroot AS rebootgate
+COPY --from=build /out/rebootgate /usr/local/bin/rebootgate
+ENTRYPOINT ["/usr/local/bin/rebootgate"]
+CMD ["agent"]
