@@ -91,32 +91,10 @@ func New(ctx context.Context, cfg *config.Resolved, modules []policy.Module) (*E
 		if p.selector, err = env.CompileSelector(rp.Selector); err != nil {
 			fail(path+".selector", fmt.Errorf("pool %q: %q: %w", rp.Name, rp.Selector, err))
 		}
-		for j, c := range rp.Conditions {
-			cpath := fmt.Sprintf("%s.conditions[%d]", path, j)
-			cond := condition{cfg: c}
-			if cond.program, err = env.CompileCondition(c.Expression); err != nil {
-				fail(cpath+".expression", fmt.Errorf("pool %q condition %q: %w", rp.Name, c.Name, err))
-			}
-			if c.MessageExpression != "" {
-				if cond.message, err = env.CompileMessage(c.MessageExpression); err != nil {
-					fail(cpath+".messageExpression", fmt.Errorf("pool %q condition %q: %w", rp.Name, c.Name, err))
-				}
-			}
-			p.conditions = append(p.conditions, cond)
-		}
-		for j, c := range rp.HealthGate {
-			cpath := fmt.Sprintf("%s.healthGate[%d]", path, j)
-			check := condition{cfg: c}
-			if check.program, err = env.CompileHealthCheck(c.Expression); err != nil {
-				fail(cpath+".expression", fmt.Errorf("pool %q health check %q: %w", rp.Name, c.Name, err))
-			}
-			if c.MessageExpression != "" {
-				if check.message, err = env.CompileHealthMessage(c.MessageExpression); err != nil {
-					fail(cpath+".messageExpression", fmt.Errorf("pool %q health check %q: %w", rp.Name, c.Name, err))
-				}
-			}
-			p.health = append(p.health, check)
-		}
+		p.conditions = compileChecks(rp.Conditions, path+".conditions", fmt.Sprintf("pool %q condition", rp.Name),
+			env.CompileCondition, env.CompileMessage, fail)
+		p.health = compileChecks(rp.HealthGate, path+".healthGate", fmt.Sprintf("pool %q health check", rp.Name),
+			env.CompileHealthCheck, env.CompileHealthMessage, fail)
 		if p.params, err = input.ParamsValue(rp.Params); err != nil {
 			fail(path, err)
 		}
@@ -129,6 +107,28 @@ func New(ctx context.Context, cfg *config.Resolved, modules []policy.Module) (*E
 		return nil, err
 	}
 	return e, nil
+}
+
+// compileChecks compiles CEL checks (conditions or health checks) and their message
+// expressions, reporting each failure with its field path.
+func compileChecks(checks []config.Condition, path, what string,
+	compile, compileMessage func(string) (*celeval.Program, error), fail func(string, error)) []condition {
+	out := make([]condition, 0, len(checks))
+	for j, c := range checks {
+		cpath := fmt.Sprintf("%s[%d]", path, j)
+		check := condition{cfg: c}
+		var err error
+		if check.program, err = compile(c.Expression); err != nil {
+			fail(cpath+".expression", fmt.Errorf("%s %q: %w", what, c.Name, err))
+		}
+		if c.MessageExpression != "" {
+			if check.message, err = compileMessage(c.MessageExpression); err != nil {
+				fail(cpath+".messageExpression", fmt.Errorf("%s %q: %w", what, c.Name, err))
+			}
+		}
+		out = append(out, check)
+	}
+	return out
 }
 
 // Config is the config the engine was built from.
@@ -158,12 +158,7 @@ func (e *Engine) Evaluate(ctx context.Context, f *facts.Facts, now time.Time) Ev
 		return Evaluation{Decision: d}
 	}
 	d.Pool = p.cfg.Name
-	vars.Pods = input.PodsFrom(f.Pods)
-	vars.Alerts = f.Alerts
-	if vars.Alerts == nil {
-		vars.Alerts = []facts.Alert{}
-	}
-	vars.Pool = map[string]string{"name": p.cfg.Name, "concurrency": p.cfg.Concurrency.String()}
+	p.fill(vars, f)
 
 	for _, c := range p.conditions {
 		res := c.evaluate(vars)
@@ -303,12 +298,7 @@ func (e *Engine) HealthCheck(f *facts.Facts, poolNodes []*corev1.Node, now time.
 	if len(p.health) == 0 {
 		return true, ""
 	}
-	vars.Pods = input.PodsFrom(f.Pods)
-	vars.Alerts = f.Alerts
-	if vars.Alerts == nil {
-		vars.Alerts = []facts.Alert{}
-	}
-	vars.Pool = map[string]string{"name": p.cfg.Name, "concurrency": p.cfg.Concurrency.String()}
+	p.fill(vars, f)
 	vars.PoolNodes = make([]input.Node, 0, len(poolNodes))
 	for _, n := range poolNodes {
 		vars.PoolNodes = append(vars.PoolNodes, input.NodeFrom(n, e.cfg.NodeImageLabel))
@@ -319,4 +309,14 @@ func (e *Engine) HealthCheck(f *facts.Facts, poolNodes []*corev1.Node, now time.
 		}
 	}
 	return true, ""
+}
+
+// fill sets what conditions and health checks see beyond node and now.
+func (p *pool) fill(vars *celeval.Vars, f *facts.Facts) {
+	vars.Pods = input.PodsFrom(f.Pods)
+	vars.Alerts = f.Alerts
+	if vars.Alerts == nil {
+		vars.Alerts = []facts.Alert{}
+	}
+	vars.Pool = map[string]string{"name": p.cfg.Name, "concurrency": p.cfg.Concurrency.String()}
 }
