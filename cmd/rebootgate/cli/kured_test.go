@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	"sigs.k8s.io/yaml"
 
 	"github.com/rebootgate/rebootgate/engine/config"
 	"github.com/rebootgate/rebootgate/engine/decision"
@@ -275,21 +276,30 @@ func TestKuredFlagsEqualConfigFile(t *testing.T) {
 			if a, b := fromFlags.Pools[0].Concurrency, fromFile.Pools[0].Concurrency; a != b {
 				t.Errorf("concurrency %v, file %v", a.String(), b.String())
 			}
-			e1, err := decision.New(t.Context(), fromFlags, policy.DefaultModules())
+			// The agent logs the flags' config as a file; it must read back the same.
+			doc, err := yaml.Marshal(fromFlags.Source)
 			if err != nil {
 				t.Fatal(err)
 			}
-			e2, err := decision.New(t.Context(), fromFile, policy.DefaultModules())
+			logged, err := config.Parse(doc)
 			if err != nil {
-				t.Fatal(err)
+				t.Fatalf("the logged config does not parse: %v\n%s", err, doc)
+			}
+			engines := map[string]*decision.Engine{}
+			for what, cfg := range map[string]*config.Resolved{"flags": fromFlags, "file": fromFile, "logged": logged} {
+				if engines[what], err = decision.New(t.Context(), cfg, policy.DefaultModules()); err != nil {
+					t.Fatal(err)
+				}
 			}
 			for fname, f := range factSets {
 				for _, at := range times {
 					now, _ := time.Parse(time.RFC3339, at)
-					d1, _ := json.Marshal(e1.Evaluate(t.Context(), f, now).Decision)
-					d2, _ := json.Marshal(e2.Evaluate(t.Context(), f, now).Decision)
-					if !bytes.Equal(d1, d2) {
-						t.Errorf("%s at %s:\nflags %s\nfile  %s", fname, at, d1, d2)
+					want, _ := json.Marshal(engines["file"].Evaluate(t.Context(), f, now).Decision)
+					for _, what := range []string{"flags", "logged"} {
+						got, _ := json.Marshal(engines[what].Evaluate(t.Context(), f, now).Decision)
+						if !bytes.Equal(got, want) {
+							t.Errorf("%s at %s:\n%-6s %s\nfile   %s", fname, at, what, got, want)
+						}
 					}
 				}
 			}
