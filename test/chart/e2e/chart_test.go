@@ -1,0 +1,471 @@
+// Package e2e applies the Helm chart to the test bed: every golden values file through
+// `kubectl apply --dry-run=server`, a real `helm install`, and a real agent running
+// with exactly the chart's RBAC (the ServiceAccount's token) through a drain and reboot
+// under the node simulator. kwok does not run the DaemonSet's containers; the API
+// objects must still be accepted. It runs only under `make test-e2e` (REBOOTGATE_E2E).
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+
+	"github.com/rebootgate/rebootgate/test/chart"
+	"github.com/rebootgate/rebootgate/test/testbed"
+)
+
+// binary is the rebootgate binary built for this suite.
+var binary string
+
+func TestMain(m *testing.M) {
+	cleanup := func() {}
+	if os.Getenv(testbed.EnvE2E) != "" {
+		var err error
+		if binary, cleanup, err = testbed.BuildBinary(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+	}
+	code := testbed.Main(m)
+	cleanup()
+	os.Exit(code)
+}
+
+type env struct {
+	bed               *testbed.Bed
+	root, chart, helm string
+}
+
+func setup(t *testing.T) env {
+	t.Helper()
+	root, err := chart.Root()
+	if err != nil {
+		t.Fatal(err)
+	}
+	helm, ok := chart.Helm(root)
+	if !ok {
+		t.Fatalf("no helm at %s and $HELM unset: run `make test-chart` first (it installs helm)", helm)
+	}
+	return env{bed: testbed.Shared(t), root: root, chart: chart.Dir(root), helm: helm}
+}
+
+// run runs a command against the bed and returns its stdout.
+func (e env) run(t *testing.T, stdin []byte, name string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+e.bed.Kubeconfig)
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%s %s: %v\n%s%s", name, strings.Join(args, " "), err, stdout.String(), stderr.String())
+	}
+	return stdout.String()
+}
+
+// The bed has no Prometheus operator. These stand-in CRDs accept any spec, so the dry
+// run checks that the ServiceMonitor and PrometheusRule are well-formed objects of the
+// right group, version and kind — not the operator's own schema.
+const monitoringCRDs = `
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: servicemonitors.monitoring.coreos.com
+spec:
+  group: monitoring.coreos.com
+  scope: Namespaced
+  names: {plural: servicemonitors, singular: servicemonitor, kind: ServiceMonitor, listKind: ServiceMonitorList}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec: {type: object, x-kubernetes-preserve-unknown-fields: true}
+---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: prometheusrules.monitoring.coreos.com
+spec:
+  group: monitoring.coreos.com
+  scope: Namespaced
+  names: {plural: prometheusrules, singular: prometheusrule, kind: PrometheusRule, listKind: PrometheusRuleList}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec: {type: object, x-kubernetes-preserve-unknown-fields: true}
+`
+
+func (e env) monitoringCRDs(t *testing.T) {
+	t.Helper()
+	e.run(t, []byte(monitoringCRDs), "kubectl", "apply", "-f", "-")
+	e.run(t, nil, "kubectl", "wait", "--for=condition=Established", "--timeout=60s",
+		"crd/servicemonitors.monitoring.coreos.com", "crd/prometheusrules.monitoring.coreos.com")
+}
+
+// TestServerDryRun renders every golden values file into a fresh namespace and has the
+// apiserver validate and admit each object without persisting it.
+func TestServerDryRun(t *testing.T) {
+	e := setup(t)
+	e.monitoringCRDs(t)
+	files, err := filepath.Glob(filepath.Join("..", "testdata", "*.values.yaml"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no values files: %v", err)
+	}
+	for _, f := range files {
+		name := strings.TrimSuffix(filepath.Base(f), ".values.yaml")
+		t.Run(name, func(t *testing.T) {
+			ns := e.bed.Namespace(t)
+			// Namespaces the values name must exist for the dry run; use fresh ones.
+			extra := []string{"--set", "metrics.namespace=" + ns,
+				"--set", fmt.Sprintf("policyNamespaces={%s,%s}", e.bed.Namespace(t), e.bed.Namespace(t))}
+			if name != "config" {
+				extra = extra[:2]
+			}
+			out, err := chart.Template(e.helm, e.chart, "rg-"+ns, ns, append([]string{"-f", f}, extra...)...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			objs, err := chart.Split(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res := e.run(t, out, "kubectl", "apply", "--dry-run=server", "-f", "-")
+			if got := strings.Count(res, "(server dry run)"); got != len(objs) {
+				t.Errorf("server dry run accepted %d objects, rendered %d:\n%s", got, len(objs), res)
+			}
+			t.Logf("%s: %d objects accepted by the apiserver (dry run)", name, len(objs))
+		})
+	}
+}
+
+// install runs `helm install` of the chart into a fresh namespace and uninstalls it at
+// cleanup (the ClusterRole and its binding are cluster-scoped). It returns the namespace,
+// the release name and helm's output (with the NOTES).
+func (e env) install(t *testing.T, args ...string) (ns, release, out string) {
+	t.Helper()
+	ns = e.bed.Namespace(t)
+	release = "rg-" + ns
+	out = e.run(t, nil, e.helm, append([]string{"install", release, e.chart, "--namespace", ns}, args...)...)
+	t.Cleanup(func() {
+		cmd := exec.Command(e.helm, "uninstall", release, "--namespace", ns, "--wait", "--timeout", "2m")
+		cmd.Env = append(os.Environ(), "KUBECONFIG="+e.bed.Kubeconfig)
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("helm uninstall %s: %v\n%s", release, err, b)
+		}
+	})
+	return ns, release, out
+}
+
+// TestHelmInstall installs the chart for real (signal method, monitoring on, a policy
+// from --set-file) and checks every object exists and the DaemonSet controller places a
+// pod on each Linux node.
+func TestHelmInstall(t *testing.T) {
+	e := setup(t)
+	e.monitoringCRDs(t)
+	ctx := context.Background()
+	ns, release, out := e.install(t,
+		"-f", filepath.Join("..", "testdata", "signal.values.yaml"),
+		"--set-file", "policies.backup="+filepath.Join(e.root, "examples", "backup-job", "backup.rego"))
+	if !strings.Contains(out, "STATUS: deployed") || !strings.Contains(out, "Reboot method: signal") {
+		t.Errorf("helm install output lacks the status or the NOTES:\n%s", out)
+	}
+	full := release + "-rebootgate"
+	c := e.bed.Client
+	if _, err := c.CoreV1().ServiceAccounts(ns).Get(ctx, full, metav1.GetOptions{}); err != nil {
+		t.Error(err)
+	}
+	if _, err := c.RbacV1().ClusterRoles().Get(ctx, full, metav1.GetOptions{}); err != nil {
+		t.Error(err)
+	}
+	if _, err := c.RbacV1().Roles(ns).Get(ctx, full, metav1.GetOptions{}); err != nil {
+		t.Error(err)
+	}
+	cm, err := c.CoreV1().ConfigMaps(ns).Get(ctx, full+"-policy-backup", metav1.GetOptions{})
+	if err != nil {
+		t.Error(err)
+	} else if cm.Labels["rebootgate.io/policy"] != "rego" {
+		t.Errorf("policy ConfigMap labels %v", cm.Labels)
+	}
+	dyn, err := dynamic.NewForConfig(e.bed.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, res := range []string{"servicemonitors", "prometheusrules"} {
+		gvr := schema.GroupVersionResource{Group: "monitoring.coreos.com", Version: "v1", Resource: res}
+		var u *unstructured.Unstructured
+		if u, err = dyn.Resource(gvr).Namespace(ns).Get(ctx, full, metav1.GetOptions{}); err != nil {
+			t.Errorf("%s: %v", res, err)
+		} else if u.GetLabels()["release"] != "kube-prometheus-stack" {
+			t.Errorf("%s labels %v", res, u.GetLabels())
+		}
+	}
+	// The DaemonSet controller schedules a pod on every Linux node (kwok marks them
+	// running without running anything).
+	nodes, err := c.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: "kubernetes.io/os=linux"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = testbed.Poll(ctx, 2*time.Minute, "DaemonSet scheduled on every Linux node", func(ctx context.Context) (bool, error) {
+		ds, err := c.AppsV1().DaemonSets(ns).Get(ctx, full, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		st := ds.Status
+		return st.ObservedGeneration >= ds.Generation && st.DesiredNumberScheduled > 0 &&
+			st.CurrentNumberScheduled == st.DesiredNumberScheduled && int(st.DesiredNumberScheduled) <= len(nodes.Items), nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pods, err := c.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/instance=" + release})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pods.Items {
+		sc := p.Spec.Containers[0].SecurityContext
+		if !p.Spec.HostPID || sc == nil || sc.Privileged == nil || *sc.Privileged || sc.Capabilities == nil || len(sc.Capabilities.Add) != 1 {
+			t.Errorf("pod %s: admitted spec lost the signal-mode security context: hostPID=%v %+v", p.Name, p.Spec.HostPID, sc)
+		}
+	}
+	t.Logf("installed %s: DaemonSet pods on %d of %d Linux nodes", release, len(pods.Items), len(nodes.Items))
+}
+
+// TestChartRBACIsEnough runs a real agent as the chart's ServiceAccount (a token, so
+// exactly the chart's RBAC) on a fresh simulated node and reboots it: slot Lease, node
+// patches and condition, cordon, a drain that evicts a Deployment's pod and looks up the
+// DaemonSet of the chart's own pod on that node, events, and the policy ConfigMap's status
+// annotation. Any missing permission shows up as a Forbidden in the agent's log or a
+// reboot that never happens.
+func TestChartRBACIsEnough(t *testing.T) {
+	e := setup(t)
+	sc := e.rebootScenario(t, nil)
+	ctx := context.Background()
+	c := e.bed.Client
+	if _, err := sc.sim.WaitForReboots(ctx, 1, 2*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.bed.WaitNode(ctx, sc.node, 2*time.Minute, "uncordoned and idle after the reboot", func(n *corev1.Node) bool {
+		return !n.Spec.Unschedulable && n.Annotations["rebootgate.io/phase"] == ""
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// The workload pod was evicted (its replacement has another name).
+	if _, err := c.CoreV1().Pods(sc.ns).Get(ctx, sc.webPod, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("pod %s still exists after the drain (err %v)", sc.webPod, err)
+	}
+	// The policy ConfigMap's status was written by an agent (configmaps patch).
+	err := testbed.Poll(ctx, time.Minute, "policy status annotation", func(ctx context.Context) (bool, error) {
+		cm, err := c.CoreV1().ConfigMaps(sc.ns).Get(ctx, sc.full+"-policy-backup", metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		return strings.Contains(cm.Annotations["rebootgate.io/policy-status"], `"ok"`), nil
+	})
+	if err != nil {
+		t.Error(err)
+	}
+	// Events about the node were recorded (events create).
+	evs, err := c.CoreV1().Events(metav1.NamespaceAll).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + sc.node + ",reason=Rebooted"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs.Items) == 0 {
+		t.Error("no Rebooted event on the node")
+	}
+	if err := sc.sim.Err(); err != nil {
+		t.Error(err)
+	}
+	log := sc.log(t)
+	for _, want := range []string{"ignoring DaemonSet-managed Pods", "evicting pod " + sc.ns + "/" + sc.webPod} {
+		if !bytes.Contains(log, []byte(want)) {
+			t.Errorf("agent log lacks %q: the drain did not meet both kinds of pod", want)
+		}
+	}
+	for _, line := range strings.Split(string(log), "\n") {
+		if strings.Contains(strings.ToLower(line), "forbidden") {
+			t.Errorf("agent hit a missing permission: %s", line)
+		}
+	}
+}
+
+// TestDrainNeedsDaemonSetGet is the control for the least obvious rule: without apps
+// daemonsets get, kubectl's drain cannot look up the DaemonSet of the chart's own pod on
+// the node, the drain fails, and the node is not rebooted.
+func TestDrainNeedsDaemonSetGet(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	sc := e.rebootScenario(t, func(ctx context.Context, role string) {
+		cr, err := e.bed.Client.RbacV1().ClusterRoles().Get(ctx, role, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		kept := cr.Rules[:0]
+		for _, r := range cr.Rules {
+			if !slices.Contains(r.Resources, "daemonsets") {
+				kept = append(kept, r)
+			}
+		}
+		cr.Rules = kept
+		if _, err := e.bed.Client.RbacV1().ClusterRoles().Update(ctx, cr, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}, "--drain-attempts", "1")
+	err := testbed.Poll(ctx, 2*time.Minute, "drain failed and given up", func(ctx context.Context) (bool, error) {
+		n, err := e.bed.Client.CoreV1().Nodes().Get(ctx, sc.node, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		return !n.Spec.Unschedulable && n.Annotations["rebootgate.io/phase"] == "" && bytes.Contains(sc.log(t), []byte("DrainFailed")), nil
+	})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, tail(string(sc.log(t)), 4096))
+	}
+	if n := len(sc.sim.Reboots()); n != 0 {
+		t.Errorf("%d reboots without daemonsets get, want 0", n)
+	}
+	if log := sc.log(t); !bytes.Contains(log, []byte("daemonsets.apps")) || !bytes.Contains(bytes.ToLower(log), []byte("forbidden")) {
+		t.Errorf("agent log has no Forbidden on daemonsets.apps:\n%s", tail(string(log), 4096))
+	}
+}
+
+// scenario is one chart install with a real agent on one fresh node.
+type scenario struct {
+	ns, full, node, webPod string
+	sim                    *testbed.Simulator
+}
+
+func (sc *scenario) log(t *testing.T) []byte {
+	t.Helper()
+	b, err := os.ReadFile(sc.sim.LogPath(sc.node))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// rebootScenario installs the chart, creates a fresh node carrying the chart's DaemonSet
+// pod and a Deployment's pod, lets mutate change the ClusterRole, starts a real agent on
+// the node as the chart's ServiceAccount, and marks the node reboot-required.
+func (e env) rebootScenario(t *testing.T, mutate func(ctx context.Context, clusterRole string), extraArgs ...string) *scenario {
+	t.Helper()
+	ctx := context.Background()
+	// Only this test's node is in the pool, so nothing else on the bed is touched.
+	values := filepath.Join(t.TempDir(), "values.yaml")
+	if err := os.WriteFile(values, []byte("config:\n  pools:\n  - name: chart\n    selector: 'node.labels[?\"e2e-chart\"].hasValue()'\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ns, release, _ := e.install(t, "-f", values,
+		"--set-file", "policies.backup="+filepath.Join(e.root, "examples", "backup-job", "backup.rego"))
+	sc := &scenario{ns: ns, full: release + "-rebootgate", node: "e2e-chart-" + strings.ToLower(testbed.NewUUID()[:6])}
+	c := e.bed.Client
+
+	n := testbed.NewNode(sc.node, "user", "eastus-1")
+	n.Labels["e2e-chart"] = "true"
+	e.bed.CreateNode(t, n)
+
+	// The chart's DaemonSet pod on the node: the drain must skip it, which needs the
+	// DaemonSet get permission.
+	err := testbed.Poll(ctx, time.Minute, "chart's DaemonSet pod running on "+sc.node, func(ctx context.Context) (bool, error) {
+		pods, err := c.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + sc.node})
+		if err != nil {
+			return false, err
+		}
+		return len(pods.Items) == 1 && testbed.PodRunning(&pods.Items[0]), nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A workload pod on the node that the drain evicts (pods/eviction, then pods get
+	// while waiting for it to go).
+	labels := map[string]string{"app": "web"}
+	if _, err := c.AppsV1().Deployments(ns).Create(ctx, testbed.NewDeployment(ns, "web", 1, labels, sc.node), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	web, err := e.bed.WaitPodsRunning(ctx, ns, "app=web", 1, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc.webPod = web[0].Name
+	if mutate != nil {
+		mutate(ctx, sc.full)
+	}
+
+	// The agent authenticates with the ServiceAccount's token: the chart's RBAC only.
+	kubeconfig, err := e.bed.ServiceAccountKubeconfig(ctx, ns, sc.full, t.TempDir(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm, err := c.CoreV1().ConfigMaps(ns).Get(ctx, sc.full+"-config", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cm.Data["config.yaml"]), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sc.sim = e.bed.StartSimulator(t, testbed.SimConfig{
+		Nodes: []string{sc.node},
+		Command: append([]string{binary, "agent",
+			"--node-id", testbed.PhNode,
+			"--namespace", ns,
+			"--kubeconfig", kubeconfig,
+			"--config", cfgPath,
+			"--reboot-sentinel", testbed.PhSentinel,
+			"--reboot-command", testbed.PhRebootHook,
+			"--nsenter=false",
+			"--metrics-port", "0",
+			"--lock-ttl", "30s",
+			"--lock-jitter", "100ms",
+			"--recheck-interval", "2s",
+			"--sentinel-period", "2s",
+			"--reboot-timeout", "20s",
+			"--ready-timeout", "1m",
+			"--drain-timeout", "30s",
+			"--drain-retry-delay", "1s",
+			"--log-level", "debug",
+		}, extraArgs...),
+		RebootDelay: time.Second,
+		FlipReady:   true,
+	})
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("--- agent log (last 6 KiB) ---\n%s", tail(string(sc.log(t)), 6144))
+		}
+	})
+	if err := sc.sim.SetRebootRequired(sc.node, true); err != nil {
+		t.Fatal(err)
+	}
+	return sc
+}
+
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[len(s)-n:]
+}
