@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -58,10 +59,23 @@ func setup(t *testing.T) env {
 	}
 	helm, ok := chart.Helm(root)
 	if !ok {
-		t.Fatalf("no helm at %s and $HELM unset: run `make test-chart` first (it installs helm)", helm)
+		// `make test-e2e` alone on a fresh machine: build helm with the Makefile's rule.
+		helmOnce.Do(func() {
+			cmd := exec.Command("make", "--no-print-directory", "-C", root, helm)
+			cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+			helmErr = cmd.Run()
+		})
+		if helmErr != nil {
+			t.Fatalf("building helm (make %s): %v", helm, helmErr)
+		}
 	}
 	return env{bed: testbed.Shared(t), root: root, chart: chart.Dir(root), helm: helm}
 }
+
+var (
+	helmOnce sync.Once
+	helmErr  error
+)
 
 // run runs a command against the bed and returns its stdout.
 func (e env) run(t *testing.T, stdin []byte, name string, args ...string) string {
