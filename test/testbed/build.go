@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"testing"
 )
 
 // BuildBinary builds the rebootgate binary into a new temporary directory for a suite's
@@ -22,4 +23,20 @@ func BuildBinary() (path string, cleanup func(), err error) {
 		return "", nil, fmt.Errorf("building rebootgate: %w", err)
 	}
 	return path, func() { os.RemoveAll(dir) }, nil
+}
+
+// MainWithBinary is Main for suites that run the rebootgate binary: when the suite
+// runs at all, it builds the binary first and stores its path in *binary.
+func MainWithBinary(m *testing.M, binary *string) int {
+	if os.Getenv(EnvE2E) == "" {
+		return Main(m) // skips, without building anything
+	}
+	path, cleanup, err := BuildBinary()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer cleanup()
+	*binary = path
+	return Main(m)
 }

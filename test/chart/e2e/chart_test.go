@@ -32,19 +32,7 @@ import (
 // binary is the rebootgate binary built for this suite.
 var binary string
 
-func TestMain(m *testing.M) {
-	cleanup := func() {}
-	if os.Getenv(testbed.EnvE2E) != "" {
-		var err error
-		if binary, cleanup, err = testbed.BuildBinary(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-	}
-	code := testbed.Main(m)
-	cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testbed.MainWithBinary(m, &binary)) }
 
 type env struct {
 	bed               *testbed.Bed
