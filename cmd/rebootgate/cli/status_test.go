@@ -25,7 +25,7 @@ func TestStatusTable(t *testing.T) {
 				"rebootgate.io/decision": `{"allowed":true,"pool":"user","reasons":[]}`,
 				"rebootgate.io/phase":    "Draining",
 			}},
-			Spec: corev1.NodeSpec{Unschedulable: true},
+			Spec:   corev1.NodeSpec{Unschedulable: true},
 			Status: corev1.NodeStatus{Conditions: []corev1.NodeCondition{{Type: "RebootRequired", Status: corev1.ConditionTrue}}},
 		},
 		&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n3"}},
