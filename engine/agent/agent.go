@@ -336,13 +336,9 @@ func (a *Agent) cycle(ctx context.Context) time.Duration {
 		a.log.Error("slot semaphore", "pool", pool.Name, "err", err)
 		return a.cfg.RecheckInterval
 	}
-	// Wait for a slot at most until the next re-check, so a gate that closes meanwhile
-	// is noticed; the wait itself is a watch, not polling.
-	actx, cancel := context.WithTimeout(ctx, a.cfg.RecheckInterval)
-	held, err := sem.Acquire(actx, slots)
-	cancel()
+	held, err := a.acquire(ctx, sem, slots)
 	if err != nil {
-		if ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) {
+		if ctx.Err() == nil && !errors.Is(err, context.Canceled) {
 			a.log.Error("taking a slot failed", "pool", pool.Name, "err", err)
 			a.metrics.Errors.WithLabelValues(a.cfg.NodeName, "lock").Inc()
 		}
@@ -353,6 +349,57 @@ func (a *Agent) cycle(ctx context.Context) time.Duration {
 	// act on the state from before the reboot.
 	a.setNeeded(ctx, a.detector.Check(ctx))
 	return time.Second
+}
+
+// acquire waits for a slot — a watch on the pool's Leases — for as long as the reboot
+// stays allowed. Meanwhile it re-decides every RecheckInterval, keeping the reported
+// decision fresh, and gives up as soon as the gate closes. (The pipeline re-checks the
+// gate after taking the slot anyway; this only avoids holding a slot for nothing.)
+func (a *Agent) acquire(ctx context.Context, sem *lock.Semaphore, slots func() int) (*lock.Held, error) {
+	actx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	watcherDone := make(chan struct{})
+	go func() {
+		defer close(watcherDone)
+		for {
+			select {
+			case <-actx.Done():
+				return
+			case <-a.clock.After(a.cfg.RecheckInterval):
+			}
+			d := a.gate(actx)
+			if actx.Err() != nil {
+				return
+			}
+			// Run's goroutine is blocked in Acquire below, so reporting from here does
+			// not race with it; watcherDone orders it before Run goes on.
+			a.report(actx, d)
+			if !d.Allowed {
+				cancel()
+				return
+			}
+		}
+	}()
+	held, err := sem.Acquire(actx, slots)
+	cancel()
+	<-watcherDone
+	return held, err
+}
+
+// gate is the decision the pipeline re-checks: the engine's, and the reboot must still
+// be required — a sentinel that went away while the node waited for a slot must not
+// lead to a reboot.
+func (a *Agent) gate(ctx context.Context) decision.Decision {
+	d := a.decide(ctx)
+	if st := a.detector.Check(ctx); !st.Needed {
+		d.Allowed = false
+		msg := "a reboot is no longer required"
+		if st.Err != nil {
+			msg = "reboot detection failed: " + st.Err.Error()
+		}
+		d.Reasons = append(d.Reasons, decision.Reason{Source: decision.SourceEngine, Message: msg})
+	}
+	return d
 }
 
 // nextCheck is when a blocked decision is worth re-deciding: when the window opens,
@@ -497,7 +544,7 @@ func (a *Agent) pipelineConfig(pool string) pipeline.Config {
 			clock: a.clock,
 		},
 		Rebooter:              rebooter,
-		Gate:                  a.decide,
+		Gate:                  a.gate,
 		HealthGate:            a.healthGate,
 		RebootRequired:        func(ctx context.Context) (bool, error) { st := a.detector.Check(ctx); return st.Needed, st.Err },
 		PreRebootLabels:       a.cfg.PreRebootLabels,
