@@ -9,10 +9,12 @@ import (
 	"testing"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 
+	"github.com/rebootgate/rebootgate/engine/lock"
 	"github.com/rebootgate/rebootgate/engine/pipeline"
 )
 
@@ -104,5 +106,75 @@ func waitFor(t *testing.T, ctx context.Context, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		case <-time.After(20 * time.Millisecond):
 		}
+	}
+}
+
+// TestSentinelGoneWhileWaitingForSlot: a node waiting for a busy slot whose sentinel
+// disappears must not reboot when the slot frees.
+func TestSentinelGoneWhileWaitingForSlot(t *testing.T) {
+	dir := t.TempDir()
+	sentinel := filepath.Join(dir, "reboot-required")
+	requested := filepath.Join(dir, "reboot-requested")
+	other := "n2"
+	renew := metav1.NewMicroTime(time.Now())
+	ttl := int32(120)
+	client := fake.NewClientset(
+		&corev1.Node{
+			ObjectMeta: metav1.ObjectMeta{Name: "n1"},
+			Status: corev1.NodeStatus{
+				NodeInfo:   corev1.NodeSystemInfo{BootID: "boot-1"},
+				Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}},
+			},
+		},
+		&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: other}},
+		&coordinationv1.Lease{
+			ObjectMeta: metav1.ObjectMeta{Name: "rebootgate-default-0", Namespace: "rebootgate", Labels: map[string]string{lock.LabelPool: "default"}},
+			Spec:       coordinationv1.LeaseSpec{HolderIdentity: &other, RenewTime: &renew, AcquireTime: &renew, LeaseDurationSeconds: &ttl},
+		},
+	)
+	if err := os.WriteFile(sentinel, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(Config{
+		NodeName: "n1", Namespace: "rebootgate", SentinelPath: sentinel,
+		RebootCommand: []string{"touch", requested}, RecheckInterval: 200 * time.Millisecond, LockJitter: -1,
+	}, client, slog.New(slog.NewTextHandler(testWriter{t}, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	waitFor(t, ctx, "an allowed decision", func() bool {
+		n, err := client.CoreV1().Nodes().Get(ctx, "n1", metav1.GetOptions{})
+		return err == nil && strings.Contains(n.Annotations[AnnotationDecision], `"allowed":true`)
+	})
+	if err := os.Remove(sentinel); err != nil {
+		t.Fatal(err)
+	}
+	// Free the slot: the waiting agent may take it, but must not reboot.
+	l, err := client.CoordinationV1().Leases("rebootgate").Get(ctx, "rebootgate-default-0", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Spec.HolderIdentity = nil
+	if _, err := client.CoordinationV1().Leases("rebootgate").Update(ctx, l, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "the reboot-required condition to clear", func() bool {
+		n, err := client.CoreV1().Nodes().Get(ctx, "n1", metav1.GetOptions{})
+		return err == nil && n.Annotations[AnnotationRebootRequired] == ""
+	})
+	time.Sleep(500 * time.Millisecond) // a few re-check intervals for a wrong reboot to show
+	if _, err := os.Stat(requested); err == nil {
+		t.Fatal("rebooted although the reboot was no longer required")
+	}
+	if n, _ := client.CoreV1().Nodes().Get(ctx, "n1", metav1.GetOptions{}); n.Spec.Unschedulable {
+		t.Fatal("cordoned although the reboot was no longer required")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }
