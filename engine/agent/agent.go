@@ -66,6 +66,9 @@ type Agent struct {
 	semMu sync.Mutex
 	sems  map[string]*lock.Semaphore
 
+	poolSizeMu sync.Mutex
+	poolSize   poolSizeCache
+
 	// Loop state, owned by Run's goroutine.
 	needed       detect.State
 	lastReport   string
@@ -378,6 +381,8 @@ func (a *Agent) acquire(ctx context.Context, sem *lock.Semaphore, slots func() i
 				cancel()
 				return
 			}
+			// A percentage pool may have grown without any Lease event.
+			sem.Recheck()
 		}
 	}()
 	held, err := sem.Acquire(actx, slots)
@@ -420,6 +425,15 @@ func (a *Agent) slots(ctx context.Context, engine *decision.Engine, pool *config
 	if !pool.IsPercentage() {
 		return pool.Slots(0)
 	}
+	// The lock asks on every Lease event; counting the pool reads every Node, so the
+	// count is reused for a re-check interval (the acquire loop calls Recheck after
+	// each interval, so a grown pool's new slots are still seen).
+	now := a.clock.Now()
+	a.poolSizeMu.Lock()
+	defer a.poolSizeMu.Unlock()
+	if c := a.poolSize; c.pool == pool.Name && c.engine == engine && now.Sub(c.at) < a.cfg.RecheckInterval {
+		return pool.Slots(c.size)
+	}
 	list, err := a.client.CoreV1().Nodes().List(ctx, metav1.ListOptions{ResourceVersion: "0"})
 	if err != nil {
 		a.log.Warn("counting the pool's nodes failed: no slot this time", "pool", pool.Name, "err", err)
@@ -429,7 +443,17 @@ func (a *Agent) slots(ctx context.Context, engine *decision.Engine, pool *config
 	for i := range list.Items {
 		nodes[i] = &list.Items[i]
 	}
-	return pool.Slots(engine.PoolSize(nodes, pool.Name, a.clock.Now()))
+	size := engine.PoolSize(nodes, pool.Name, now)
+	a.poolSize = poolSizeCache{pool: pool.Name, engine: engine, size: size, at: now}
+	return pool.Slots(size)
+}
+
+// poolSizeCache is the last count of a percentage pool's nodes.
+type poolSizeCache struct {
+	pool   string
+	engine *decision.Engine
+	size   int
+	at     time.Time
 }
 
 func (a *Agent) semaphore(pool *config.ResolvedPool, n *corev1.Node) (*lock.Semaphore, error) {

@@ -140,3 +140,25 @@ func TestAgentKilledDuringDrainResumes(t *testing.T) {
 		return !n.Spec.Unschedulable && pipeline.StateOf(n).Phase == pipeline.PhaseIdle
 	})
 }
+
+// TestPercentageConcurrency: "50%" of a 4-node pool lets 2 reboot at once, never more.
+func TestPercentageConcurrency(t *testing.T) {
+	c := newCluster(t, map[string]int{"user": 4})
+	pools := `- name: user
+  selector: 'node.labels[?"e2e-run"] == optional.of("` + c.id + `")'
+  concurrency: "50%"
+`
+	sim := c.simulate(testbed.SimConfig{Command: c.agentCommand(c.writeConfig(pools, "")), RebootDelay: 2 * time.Second})
+	s := c.sample()
+	for _, n := range c.allNodes() {
+		if err := sim.SetRebootRequired(n, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := sim.WaitForReboots(context.Background(), 4, 3*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if busy := s.maxBusy(); busy["user"] > 2 || busy["user"] < 1 {
+		t.Errorf("most nodes rebooting at once: %v, want at most 2 (50%% of 4)", busy)
+	}
+}
