@@ -140,7 +140,21 @@ pools:
 	// Idle agents: every node rebooted and no reboot is needed. Measure RSS and the
 	// API requests over a minute, extrapolated to an hour.
 	idle := names[:min(5, len(names))]
-	time.Sleep(5 * time.Second) // let the restarted agents settle after their last reboot
+	// The window starts once every measured agent is ready (informers synced, policies
+	// loaded) after its last restart, so start-up requests are not counted.
+	for _, name := range idle {
+		url := fmt.Sprintf("http://127.0.0.1:%d/readyz", sim.Port(name))
+		if err := testbed.Poll(ctx, time.Minute, name+" ready", func(context.Context) (bool, error) {
+			resp, err := http.Get(url)
+			if err != nil {
+				return false, nil
+			}
+			resp.Body.Close()
+			return resp.StatusCode == http.StatusOK, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	before := scrapeAll(t, sim, idle)
 	const window = 60 * time.Second
 	time.Sleep(window)

@@ -95,8 +95,11 @@ func TestDryRunTouchesNothing(t *testing.T) {
 			t.Errorf("%s: no RebootRequired=True condition", n)
 		}
 	}
-	// Give a wrongly acting agent time to act, then check nothing happened.
-	time.Sleep(3 * time.Second)
+	// Each agent passes the point where it would take a slot and reboot twice; only
+	// then is "nothing happened" evidence.
+	for _, n := range c.allNodes() {
+		c.waitLog(sim, n, "dry-run: would take a slot and reboot", 2)
+	}
 	for _, n := range c.allNodes() {
 		node := c.node(n)
 		if node.Spec.Unschedulable || pipeline.StateOf(node).Phase != pipeline.PhaseIdle {
@@ -284,8 +287,10 @@ func TestBrokenPolicyKeepsLastGood(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitStatus("freeze.rego:4")
-	// The last good policy (the freeze) is still in force: no reboot.
-	time.Sleep(3 * time.Second)
+	c.waitLog(sim, n, "policies not loaded", 1)
+	// The agent decides again after rejecting the broken policy: the last good policy
+	// (the freeze) must still be the one in force, so no reboot.
+	c.waitLog(sim, n, "decision unchanged", logCount(sim, n, "decision unchanged")+1)
 	if len(sim.Reboots()) != 0 || !strings.Contains(decisionOf(c.node(n)), "change freeze") {
 		t.Fatalf("the broken policy replaced the last good one: %s", decisionOf(c.node(n)))
 	}

@@ -209,3 +209,22 @@ func (s *sampler) maxBusy() map[string]int {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// waitLog waits until the node's agent log holds at least n occurrences of what: the
+// agent's own account that it reached a point, instead of a guess at how long that takes.
+func (c *cluster) waitLog(sim *testbed.Simulator, node, what string, n int) {
+	c.t.Helper()
+	err := testbed.Poll(context.Background(), time.Minute, fmt.Sprintf("%d× %q in the agent log of %s", n, what, node), func(context.Context) (bool, error) {
+		data, err := os.ReadFile(sim.LogPath(node))
+		return err == nil && strings.Count(string(data), what) >= n, nil
+	})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// logCount counts what in the node's agent log so far.
+func logCount(sim *testbed.Simulator, node, what string) int {
+	data, _ := os.ReadFile(sim.LogPath(node))
+	return strings.Count(string(data), what)
+}
