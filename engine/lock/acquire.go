@@ -48,7 +48,7 @@ func (s *Semaphore) Acquire(ctx context.Context, slots func() int) (*Held, error
 	if err != nil {
 		return nil, fmt.Errorf("acquire slot in pool %q: %w", s.pool, err)
 	}
-	in := planInput{avoid: map[string]string{}, nodeGone: map[string]bool{}}
+	in := planInput{avoid: map[string]string{}, verdicts: map[string]verdict{}}
 	woken := false // jitter applies only to attempts prompted by an event or timer
 	errDelay := time.Duration(0)
 	for {
@@ -56,10 +56,13 @@ func (s *Semaphore) Acquire(ctx context.Context, slots func() int) (*Held, error
 		in.now = s.clock.Now()
 		in.slots = slots()
 		in.leases = poolLeases(s.pool, store.List())
+		in.observedAt = s.observe(in.now, in.leases)
+		pruneVerdicts(&in)
 		p, err := s.planChecked(ctx, &in)
 		if err != nil {
 			return nil, fmt.Errorf("acquire slot in pool %q: %w", s.pool, err)
 		}
+		s.reportStuck(p.stuck)
 		if p.ok && woken && s.jitter > 0 {
 			// Every waiter got the same event; spreading their attempts lets
 			// one win cleanly and the others see its write before trying.
@@ -120,17 +123,21 @@ func (s *Semaphore) recheckChan() <-chan struct{} {
 
 // TryAcquire makes one attempt, from one List, to take a slot out of slots.
 // It returns ok=false without error when every slot is busy or another node
-// won the race.
+// won the race. A foreign Lease is never reclaimed the first time this
+// Semaphore sees its current version (see Config.Skew): repeated calls on one
+// Semaphore can reclaim one that stopped changing.
 func (s *Semaphore) TryAcquire(ctx context.Context, slots int) (*Held, bool, error) {
 	leases, err := s.listPool(ctx)
 	if err != nil {
 		return nil, false, fmt.Errorf("try to acquire slot in pool %q: %w", s.pool, err)
 	}
-	in := planInput{now: s.clock.Now(), slots: slots, leases: leases, nodeGone: map[string]bool{}}
+	now := s.clock.Now()
+	in := planInput{now: now, slots: slots, leases: leases, observedAt: s.observe(now, leases), verdicts: map[string]verdict{}}
 	p, err := s.planChecked(ctx, &in)
 	if err != nil {
 		return nil, false, fmt.Errorf("try to acquire slot in pool %q: %w", s.pool, err)
 	}
+	s.reportStuck(p.stuck)
 	if !p.ok {
 		return nil, false, nil
 	}
@@ -172,10 +179,11 @@ func (s *Semaphore) Resume(ctx context.Context) (*Held, bool, error) {
 		return nil, false, nil
 	}
 	now := s.clock.Now()
+	observedAt := s.observe(now, leases)
 	var heldKey *coordinationv1.Lease
 	if s.keyName != "" {
-		in := planInput{now: now, leases: leases, nodeGone: map[string]bool{}}
-		if st, _, _ := s.classify(&in, key); st == stateLive {
+		in := planInput{now: now, leases: leases, observedAt: observedAt}
+		if s.classify(&in, key).state == stateLive {
 			// Someone else has the mutex: keep the slot anyway (our reboot
 			// may be half done) but say so; this needs a human.
 			s.log.Warn("resumed slot but the slot-key mutex belongs to another node", "lease", s.keyName, "keyHolder", holderOf(key))
@@ -199,41 +207,42 @@ func (s *Semaphore) Resume(ctx context.Context) (*Held, bool, error) {
 	return s.newHeld(renewed, index, heldKey), true, nil
 }
 
-// planChecked plans and, if the plan is blocked by holders that missed a
-// renewal, asks whether their nodes still exist and plans again.
+// planChecked plans and, if the plan is blocked by Leases that stopped being
+// renewed, asks about their holders and plans again.
 func (s *Semaphore) planChecked(ctx context.Context, in *planInput) (plan, error) {
 	// Each round checks only holders not checked before, and a verdict can
 	// unblock the next stage (a gone slot holder, then its stale slot-key
 	// mutex), so a few rounds settle it.
 	for range 3 {
 		p := s.plan(in, rand.IntN)
-		if p.ok || len(p.suspects) == 0 {
+		if p.ok || len(p.checks) == 0 {
 			return p, nil
 		}
-		if err := s.checkNodes(ctx, in, p.suspects); err != nil {
+		if err := s.checkHolders(ctx, in, p.checks); err != nil {
 			return plan{}, err
 		}
 	}
 	return s.plan(in, rand.IntN), nil
 }
 
-// checkNodes records whether the holders of suspects still exist.
-func (s *Semaphore) checkNodes(ctx context.Context, in *planInput, suspects []*coordinationv1.Lease) error {
-	for _, l := range suspects {
+// checkHolders records a HolderStatus verdict for each of leases' holders.
+func (s *Semaphore) checkHolders(ctx context.Context, in *planInput, leases []*coordinationv1.Lease) error {
+	for _, l := range leases {
 		holder := holderOf(l)
-		exists, err := s.nodeExists(ctx, holder)
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			// Assume it exists: the lease's expiry still frees the slot.
-			s.log.Warn("checking whether a slot holder's node exists failed", "lease", l.Name, "slotHolder", holder, "error", err)
-			exists = true
+		st, err := s.holderStatus(ctx, holder)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return ctx.Err()
+		case err != nil:
+			// Fail closed: taking the slot of a holder that may be down
+			// could put two nodes of the pool down at once. The check is
+			// repeated after a TTL.
+			s.log.Warn("checking on a slot holder failed; its slot stays taken", "lease", l.Name, "slotHolder", holder, "error", err)
+			st = HolderStatus{Exists: true, Busy: true}
+		case !st.Exists:
+			s.log.Info("slot holder's node is gone; its lease can be reclaimed", "lease", l.Name, "slotHolder", holder)
 		}
-		if !exists {
-			s.log.Info("slot holder's node is gone; reclaiming its lease", "lease", l.Name, "slotHolder", holder)
-		}
-		in.nodeGone[verdictKey(l)] = !exists
+		in.verdicts[l.Name] = verdict{key: verdictKey(l), status: st, at: in.now}
 	}
 	return nil
 }
@@ -266,13 +275,9 @@ func (s *Semaphore) execute(ctx context.Context, p *plan) (*Held, error) {
 // Lease does not exist). The write is a Create or an Update guarded by cur's
 // resourceVersion, so it fails with a raceLostError if anyone wrote first.
 func (s *Semaphore) claim(ctx context.Context, name string, cur *coordinationv1.Lease, now time.Time) (*coordinationv1.Lease, error) {
-	return s.writeHolder(ctx, name, cur, now, s.ttl)
-}
-
-func (s *Semaphore) writeHolder(ctx context.Context, name string, cur *coordinationv1.Lease, now time.Time, ttl time.Duration) (*coordinationv1.Lease, error) {
 	leases := s.client.CoordinationV1().Leases(s.namespace)
 	mt := metav1.NewMicroTime(now)
-	seconds := ttlSeconds(ttl)
+	seconds := ttlSeconds(s.ttl)
 	if cur == nil {
 		l := &coordinationv1.Lease{
 			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: s.namespace, Labels: map[string]string{LabelPool: s.pool}},

@@ -27,7 +27,7 @@ const (
 // required; everything else has a default.
 type Config struct {
 	// Client talks to the API server. Only Leases in Namespace are written;
-	// Nodes are read by the default NodeExists.
+	// Nodes are read by the default HolderStatus.
 	Client kubernetes.Interface
 	// Namespace holds the pool's Leases (normally the agent's namespace).
 	Namespace string
@@ -43,18 +43,32 @@ type Config struct {
 	// watch event suggests a free slot and before it tries to take it.
 	// Default DefaultJitter; a negative value means no jitter.
 	Jitter time.Duration
-	// Skew is the clock-skew allowance: another node's lease is treated as
-	// expired only Skew after renewTime+leaseDurationSeconds, and this node
-	// considers its own slot lost Skew before that instant. Default
+	// Skew is a safety margin on both sides of a Lease's expiry: another
+	// node's Lease counts as expired only leaseDurationSeconds+Skew after this
+	// node first saw its current version (on this node's clock, so clock
+	// offsets between nodes do not matter), and this node considers its own
+	// slot lost Skew before leaseDurationSeconds after its last renewal. The
+	// margin covers clock rate drift and the delay of the watch. Default
 	// DefaultSkew; a negative value means none. Must be less than TTL/4.
 	Skew time.Duration
 	// Clock is the source of time and timers. Default: the real clock.
 	Clock clock.WithTicker
-	// NodeExists reports whether a holder node still exists, so that a slot
-	// held by a deleted node can be reclaimed before its TTL. Default: a GET
-	// of the Node served from the watch cache (resourceVersion=0); NotFound
-	// means it does not exist.
-	NodeExists func(ctx context.Context, name string) (bool, error)
+	// HolderStatus reports on the node holding a foreign Lease that has
+	// stopped being renewed: a slot whose holder node is gone is reclaimed
+	// early, one whose holder is mid-reboot stays taken however long that
+	// lasts (see [HolderStatus]). Default: [HolderStatusOf] a GET of the Node
+	// served from the watch cache (resourceVersion=0); NotFound means it does
+	// not exist. An error counts as "exists and busy": the slot stays taken.
+	HolderStatus func(ctx context.Context, node string) (HolderStatus, error)
+	// OnStuckHolder, if set, is told that a slot Lease has expired but stays
+	// taken because its holder is still mid-reboot (it has not come back):
+	// the rollout of the pool stops there until it does. since is when the
+	// holder entered its current phase (its phase-since annotation) or, if
+	// that is unknown, its Lease's last renewTime by the holder's clock. It
+	// is called at most once per Lease, holder and acquisition per
+	// Semaphore, from the goroutine running Acquire or TryAcquire, so it
+	// must not block for long.
+	OnStuckHolder func(lease, holder string, since time.Time)
 	// SlotValue, if set, is this node's value of the pool's slot key (for
 	// example its zone): at most one node per value holds a slot at a time.
 	SlotValue string
@@ -65,21 +79,31 @@ type Config struct {
 // Semaphore is one node's handle on one pool's slots. It is safe for
 // concurrent use, though a node normally holds at most one slot.
 type Semaphore struct {
-	client     kubernetes.Interface
-	namespace  string
-	pool       string
-	holder     string
-	ttl        time.Duration
-	jitter     time.Duration
-	skew       time.Duration
-	clock      clock.WithTicker
-	nodeExists func(ctx context.Context, name string) (bool, error)
-	slotValue  string
-	keyName    string // "" without a slot value
-	log        *slog.Logger
+	client       kubernetes.Interface
+	namespace    string
+	pool         string
+	holder       string
+	ttl          time.Duration
+	jitter       time.Duration
+	skew         time.Duration
+	clock        clock.WithTicker
+	holderStatus func(ctx context.Context, node string) (HolderStatus, error)
+	onStuck      func(lease, holder string, since time.Time)
+	slotValue    string
+	keyName      string // "" without a slot value
+	log          *slog.Logger
 
 	mu      sync.Mutex
 	recheck chan struct{} // closed by Recheck; nil until someone waits
+	// observed records, per foreign-held Lease of the pool, the version last
+	// seen and when (on this node's clock) it was first seen: expiry is
+	// judged from that, never from the holder's clock. Shared by every
+	// Acquire, TryAcquire and Resume of this Semaphore; entries of Leases no
+	// longer in the pool or no longer foreign-held are dropped.
+	observed map[string]observation
+	// stuckReported maps a slot Lease name to the stuckKey last reported to
+	// OnStuckHolder, so that one stuck holding is reported once.
+	stuckReported map[string]string
 }
 
 // maxSlotSuffix is the longest suffix after "rebootgate-<pool>-": "key-" plus
@@ -137,20 +161,23 @@ func New(cfg Config) (*Semaphore, error) {
 		cfg.Logger = slog.Default()
 	}
 	s := &Semaphore{
-		client:     cfg.Client,
-		namespace:  cfg.Namespace,
-		pool:       cfg.Pool,
-		holder:     cfg.Holder,
-		ttl:        cfg.TTL,
-		jitter:     cfg.Jitter,
-		skew:       cfg.Skew,
-		clock:      cfg.Clock,
-		nodeExists: cfg.NodeExists,
-		slotValue:  cfg.SlotValue,
-		log:        cfg.Logger.With("pool", cfg.Pool, "holder", cfg.Holder),
+		client:        cfg.Client,
+		namespace:     cfg.Namespace,
+		pool:          cfg.Pool,
+		holder:        cfg.Holder,
+		ttl:           cfg.TTL,
+		jitter:        cfg.Jitter,
+		skew:          cfg.Skew,
+		clock:         cfg.Clock,
+		holderStatus:  cfg.HolderStatus,
+		onStuck:       cfg.OnStuckHolder,
+		slotValue:     cfg.SlotValue,
+		log:           cfg.Logger.With("pool", cfg.Pool, "holder", cfg.Holder),
+		observed:      map[string]observation{},
+		stuckReported: map[string]string{},
 	}
-	if s.nodeExists == nil {
-		s.nodeExists = s.getNode
+	if s.holderStatus == nil {
+		s.holderStatus = s.getHolderStatus
 	}
 	if cfg.SlotValue != "" {
 		s.keyName = keyLeaseName(cfg.Pool, cfg.SlotValue)
@@ -158,18 +185,18 @@ func New(cfg Config) (*Semaphore, error) {
 	return s, nil
 }
 
-// getNode is the default NodeExists.
-func (s *Semaphore) getNode(ctx context.Context, name string) (bool, error) {
+// getHolderStatus is the default HolderStatus.
+func (s *Semaphore) getHolderStatus(ctx context.Context, name string) (HolderStatus, error) {
 	// resourceVersion=0 is served from the watch cache: cheap for the API
-	// server even when many waiters check the same departed holder.
-	_, err := s.client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{ResourceVersion: "0"})
+	// server even when many waiters check the same stalled holder.
+	n, err := s.client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{ResourceVersion: "0"})
 	switch {
 	case err == nil:
-		return true, nil
+		return HolderStatusOf(n), nil
 	case apierrors.IsNotFound(err):
-		return false, nil
+		return HolderStatus{}, nil
 	default:
-		return false, fmt.Errorf("get node %q: %w", name, err)
+		return HolderStatus{}, fmt.Errorf("get node %q: %w", name, err)
 	}
 }
 

@@ -18,13 +18,27 @@
 //     the same event do not stampede) and one timer for the earliest moment
 //     a foreign Lease becomes reclaimable, because expiry produces no event.
 //     A node that does not wait has no watch at all.
-//   - A Lease is reclaimable when it is free (no holder), when it has
-//     expired (renewTime + leaseDurationSeconds + skew is past on the local
-//     clock), or when its holder node no longer exists. Node existence is
-//     checked only for holders that have missed a renewal (renewTime +
-//     leaseDurationSeconds/2 is past), so a lease held by a deleted node is
-//     reclaimed after about half its TTL rather than the full TTL, at the
-//     cost of at most one GET per suspect lease per waiter.
+//   - Expiry is judged on the waiter's clock, never the holder's (as
+//     client-go's leader election does): a Semaphore records, per foreign
+//     Lease, when it first saw the Lease's current resourceVersion. A Lease
+//     is suspect leaseDurationSeconds/2 after that and expired
+//     leaseDurationSeconds+Skew after it. A holder whose clock lags keeps
+//     its slot, since each renewal is a new version; and a Lease seen for
+//     the first time starts its full duration then, so nothing is reclaimed
+//     on first sight. The record is shared by every call on the Semaphore
+//     and holds only the pool's current foreign-held Leases.
+//   - A Lease is reclaimable when it is free (no holder), when it is suspect
+//     and its holder node no longer exists, or when it has expired and its
+//     holder node is gone or idle. A holder is busy while its Node carries a
+//     non-empty rebootgate.io/phase annotation (cordoning, draining,
+//     rebooting, verifying): its slot stays taken however long it is down,
+//     so a node that does not come back halts the pool's rollout instead of
+//     letting the next node reboot. [Config.OnStuckHolder] is told once per
+//     holding, so that people are. The holder is asked about (one GET of its
+//     Node from the watch cache, [Config.HolderStatus]) when its Lease turns
+//     suspect, again when it expires, and then at most once per TTL while it
+//     stays busy, so a waiter notices when it finishes or disappears. An
+//     error counts as busy: the slot stays taken.
 //   - A Lease with index >= the current slot count is never taken, and live
 //     holders of such slots still count against the limit: when concurrency
 //     shrinks, the extra holders drain naturally. (That count is read from
@@ -45,10 +59,12 @@
 //
 // A [Held] slot is renewed every TTL/3. A renewal that fails is logged and
 // retried; if the lease cannot be renewed before it would expire (minus the
-// skew allowance), or if another node has taken it over, [Held.Lost] is
-// closed so that the pipeline can stop safely. [Held.Extend] lengthens the
-// lease before a reboot so that it does not expire while the agent is down
-// (kured #63, #955, #1129), and [Semaphore.Resume] picks it up again after
-// the restart. [Held.Release] clears the holder at once, which wakes the
-// next waiter through its watch (kured #791).
+// skew allowance), or if another node has taken it over or it was deleted,
+// [Held.Lost] is closed so that the pipeline can stop safely. [Held.Confirm]
+// renews at once and says whether the slot is held at this moment: call it
+// right before each disruptive step. A holder marks its Node with the phase
+// annotation before its first disruptive step, so that its slot stays taken
+// while it is down; [Semaphore.Resume] picks the slot up again after the
+// restart. [Held.Release] clears the holder at once, which wakes the next
+// waiter through its watch (kured #791).
 package lock

@@ -25,12 +25,11 @@ type Held struct {
 	index int
 	name  string
 
-	// mu serialises writes of the held Leases (renewals, Extend, Release) and
-	// guards the fields below.
+	// mu serialises writes of the held Leases (renewals, Confirm, Release)
+	// and guards the fields below.
 	mu          sync.Mutex
 	slot        *coordinationv1.Lease
 	key         *coordinationv1.Lease // nil without a slot value
-	ttl         time.Duration
 	lastRenewed time.Time
 	released    bool
 	err         error
@@ -49,7 +48,6 @@ func (s *Semaphore) newHeld(slot *coordinationv1.Lease, index int, key *coordina
 		name:        slot.Name,
 		slot:        slot,
 		key:         key,
-		ttl:         s.ttl,
 		lastRenewed: s.clock.Now(),
 		lost:        make(chan struct{}),
 		stop:        make(chan struct{}),
@@ -80,25 +78,29 @@ func (h *Held) Err() error {
 	return h.err
 }
 
-// Extend sets the lease duration to ttl from now on and writes it at once.
-// Call it right before rebooting with a ttl that covers the downtime, so that
-// the slot does not expire while the agent is down and another node does not
-// start a reboot meanwhile; Resume restores the configured TTL.
-func (h *Held) Extend(ctx context.Context, ttl time.Duration) error {
-	if ttl < time.Second {
-		return fmt.Errorf("extend %s: ttl %v must be at least 1s", h.name, ttl)
-	}
+// Confirm renews the held Leases now and returns nil only if that write
+// succeeded: the slot is then held for at least TTL-Skew from now, by this
+// node's clock. Call it right before each disruptive step (cordon, drain,
+// reboot request).
+//
+// If another node has taken a Lease over, or it was deleted, the slot is lost:
+// Lost is closed, Err is set and Confirm returns an error wrapping ErrLost. So
+// it does when the write keeps failing past the renewal deadline (as for the
+// background renewal). Other errors (the API server unreachable, ctx done)
+// are returned as they are: the slot may still be held, but it is not
+// confirmed. Once the slot is lost or released, Confirm always fails with an
+// error wrapping ErrLost.
+func (h *Held) Confirm(ctx context.Context) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.released {
-		return fmt.Errorf("extend %s: already released", h.name)
-	}
 	if h.err != nil {
-		return fmt.Errorf("extend %s: %w", h.name, h.err)
+		return fmt.Errorf("confirm %s: %w", h.name, h.err)
 	}
-	h.ttl = ttl
-	if err := h.renewLocked(ctx); err != nil {
-		return fmt.Errorf("extend %s: %w", h.name, err)
+	if h.released {
+		return fmt.Errorf("confirm %s: %w: released", h.name, ErrLost)
+	}
+	if err := h.renewOrLoseLocked(ctx); err != nil {
+		return fmt.Errorf("confirm %s: %w", h.name, err)
 	}
 	return nil
 }
@@ -147,10 +149,7 @@ func (h *Held) renewLoop() {
 		case <-ctx.Done():
 		}
 	}()
-	h.mu.Lock()
-	interval := h.ttl / 3
-	h.mu.Unlock()
-	t := h.s.clock.NewTimer(interval)
+	t := h.s.clock.NewTimer(h.s.ttl / 3)
 	defer t.Stop()
 	for {
 		select {
@@ -173,29 +172,45 @@ func (h *Held) renewTick(ctx context.Context) (time.Duration, bool) {
 	if h.released || h.err != nil {
 		return 0, true
 	}
-	// The renewal must succeed while the lease is still ours by every clock:
-	// Skew before it expires.
-	deadline := h.lastRenewed.Add(h.ttl - h.s.skew)
+	err := h.renewOrLoseLocked(ctx)
+	switch {
+	case err == nil:
+		return h.s.ttl / 3, false
+	case ctx.Err() != nil, h.err != nil:
+		return 0, true // Release is waiting, or the slot is lost
+	}
+	deadline := h.renewDeadlineLocked()
+	h.s.log.Warn("renewing slot failed, retrying", "lease", h.name, "error", err, "expiresIn", deadline.Sub(h.s.clock.Now()))
+	return min(renewRetry, deadline.Sub(h.s.clock.Now())), false
+}
+
+// renewDeadlineLocked is the instant by which a renewal must succeed: the
+// lease must be ours by every clock, so Skew before it expires.
+func (h *Held) renewDeadlineLocked() time.Time {
+	return h.lastRenewed.Add(h.s.ttl - h.s.skew)
+}
+
+// renewOrLoseLocked renews once, bounded by the renewal deadline, and marks
+// the slot lost (returning an error wrapping ErrLost) if a Lease was taken
+// over or deleted, or if the deadline has passed. Any other error leaves the
+// slot held but unconfirmed.
+func (h *Held) renewOrLoseLocked(ctx context.Context) error {
+	deadline := h.renewDeadlineLocked()
 	rctx, cancel := context.WithTimeout(ctx, max(deadline.Sub(h.s.clock.Now()), time.Millisecond))
 	err := h.renewLocked(rctx)
 	cancel()
 	var lost *raceLostError
 	switch {
 	case err == nil:
-		return h.ttl / 3, false
-	case ctx.Err() != nil:
-		return 0, true // Release is waiting
+		return nil
 	case errors.As(err, &lost):
-		h.loseLocked(fmt.Errorf("%w: another node took lease %s over: %w", ErrLost, lost.lease, err))
-		return 0, true
+		return h.loseLocked(fmt.Errorf("%w: another node took lease %s over, or it was deleted: %w", ErrLost, lost.lease, err))
+	case ctx.Err() != nil:
+		return err // the caller gave up (Release stops the renewal this way)
+	case !h.s.clock.Now().Before(deadline):
+		return h.loseLocked(fmt.Errorf("%w: could not renew %s before it expired: %w", ErrLost, h.name, err))
 	}
-	now := h.s.clock.Now()
-	if !now.Before(deadline) {
-		h.loseLocked(fmt.Errorf("%w: could not renew %s before it expired: %w", ErrLost, h.name, err))
-		return 0, true
-	}
-	h.s.log.Warn("renewing slot failed, retrying", "lease", h.name, "error", err, "expiresIn", deadline.Sub(now))
-	return min(renewRetry, deadline.Sub(now)), false
+	return err
 }
 
 // renewLocked writes a fresh renewTime and the current ttl into the held
@@ -205,7 +220,7 @@ func (h *Held) renewTick(ctx context.Context) (time.Duration, bool) {
 func (h *Held) renewLocked(ctx context.Context) error {
 	now := h.s.clock.Now()
 	renew := func(cur *coordinationv1.Lease) (*coordinationv1.Lease, error) {
-		out, err := h.s.writeHolder(ctx, cur.Name, cur, now, h.ttl)
+		out, err := h.s.claim(ctx, cur.Name, cur, now)
 		var lost *raceLostError
 		if !errors.As(err, &lost) || apierrors.IsNotFound(err) {
 			return out, err
@@ -220,7 +235,7 @@ func (h *Held) renewLocked(ctx context.Context) error {
 		if holderOf(fresh) != h.s.holder {
 			return nil, &raceLostError{lease: cur.Name, rv: fresh.ResourceVersion, err: fmt.Errorf("held by %q now", holderOf(fresh))}
 		}
-		return h.s.writeHolder(ctx, cur.Name, fresh, now, h.ttl)
+		return h.s.claim(ctx, cur.Name, fresh, now)
 	}
 	if h.key != nil {
 		k, err := renew(h.key)
@@ -238,8 +253,10 @@ func (h *Held) renewLocked(ctx context.Context) error {
 	return nil
 }
 
-func (h *Held) loseLocked(err error) {
+// loseLocked marks the slot lost with err (which wraps ErrLost) and returns err.
+func (h *Held) loseLocked(err error) error {
 	h.err = err
 	h.s.log.Error("lost slot", "lease", h.name, "error", err)
 	h.lostOnce.Do(func() { close(h.lost) })
+	return err
 }

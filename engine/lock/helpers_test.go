@@ -83,22 +83,30 @@ func newClient(t testing.TB, objs ...runtime.Object) *fake.Clientset {
 
 func node(name string) *corev1.Node { return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}} }
 
+// rebootingNode is a Node whose agent is mid-reboot since since.
+func rebootingNode(name string, since time.Time) *corev1.Node {
+	n := node(name)
+	n.Annotations = map[string]string{AnnotationPhase: "Rebooting", AnnotationPhaseSince: since.UTC().Format(time.RFC3339)}
+	return n
+}
+
 var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 // newSem builds a Semaphore for holder with test defaults: no jitter, the
-// given fake clock, every node existing unless mut says otherwise.
+// given fake clock, every holder node existing and idle unless mut says
+// otherwise.
 func newSem(t testing.TB, cs *fake.Clientset, clk *testingclock.FakeClock, holder string, mut ...func(*Config)) *Semaphore {
 	t.Helper()
 	cfg := Config{
-		Client:     cs,
-		Namespace:  testNS,
-		Pool:       testPool,
-		Holder:     holder,
-		TTL:        testTTL,
-		Jitter:     -1,
-		Clock:      clk,
-		NodeExists: func(context.Context, string) (bool, error) { return true, nil },
-		Logger:     discard,
+		Client:       cs,
+		Namespace:    testNS,
+		Pool:         testPool,
+		Holder:       holder,
+		TTL:          testTTL,
+		Jitter:       -1,
+		Clock:        clk,
+		HolderStatus: func(context.Context, string) (HolderStatus, error) { return HolderStatus{Exists: true}, nil },
+		Logger:       discard,
 	}
 	for _, m := range mut {
 		m(&cfg)

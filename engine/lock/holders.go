@@ -19,15 +19,17 @@ type Holder struct {
 	SlotValue string // the holder's slot-key value, if any (e.g. its zone)
 	Since     time.Time
 	Renewed   time.Time
-	// Expires is renewTime + leaseDurationSeconds by the holder's clock;
-	// others may take the slot over Skew later.
+	// Expires is renewTime + leaseDurationSeconds by the holder's clock.
+	// Waiters judge expiry by their own clocks from when they saw the Lease
+	// change, and never take the slot of a holder that is mid-reboot.
 	Expires     time.Time
 	Transitions int32 // how many times this slot has changed hands
 }
 
 // Holders lists the held slots of pool in namespace, by slot index. Slots
 // whose holder is past expiry are still listed (check Expires): whether they
-// are reclaimable also depends on the clock skew and on the holder's node.
+// are reclaimable depends on when waiters saw them change and on the
+// holder's node.
 func Holders(ctx context.Context, client kubernetes.Interface, namespace, pool string) ([]Holder, error) {
 	list, err := client.CoordinationV1().Leases(namespace).List(ctx, metav1.ListOptions{
 		LabelSelector: labels.SelectorFromSet(labels.Set{LabelPool: pool}).String(),

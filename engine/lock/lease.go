@@ -83,13 +83,3 @@ func expiresAt(l *coordinationv1.Lease) time.Time {
 	}
 	return r.Add(leaseDuration(l))
 }
-
-// suspectAt is when a healthy holder, renewing every TTL/3, would certainly
-// have renewed already; past it we ask whether the holder node still exists.
-func suspectAt(l *coordinationv1.Lease) time.Time {
-	r := renewedAt(l)
-	if r.IsZero() {
-		return time.Time{}
-	}
-	return r.Add(leaseDuration(l) / 2)
-}

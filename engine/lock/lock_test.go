@@ -220,16 +220,17 @@ func TestJitterDelaysAttempt(t *testing.T) {
 }
 
 // TestExpiredLeaseTakenOver: a lease whose holder stopped renewing (node
-// still exists) is taken over only once renewTime+TTL+skew has passed.
+// still exists, idle) is taken over only once TTL+skew have passed since the
+// waiter first saw it, and its holder is asked about again at expiry.
 func TestExpiredLeaseTakenOver(t *testing.T) {
 	cs := newClient(t)
 	clk := testingclock.NewFakeClock(t0)
 	putLease(t, cs, SlotLeaseName(testPool, 0), "stuck", t0, testTTL)
 	var checks atomic.Int32
 	b := newSem(t, cs, clk, "node-b", func(c *Config) {
-		c.NodeExists = func(_ context.Context, name string) (bool, error) {
+		c.HolderStatus = func(context.Context, string) (HolderStatus, error) {
 			checks.Add(1)
-			return true, nil
+			return HolderStatus{Exists: true}, nil
 		}
 	})
 	ch := acquireAsync(context.Background(), b, fixed(1))
@@ -239,7 +240,7 @@ func TestExpiredLeaseTakenOver(t *testing.T) {
 	if checks.Load() != 1 {
 		t.Fatalf("node existence checked %d times, want 1", checks.Load())
 	}
-	clk.Step(testTTL/2 + DefaultSkew - time.Millisecond) // expired by the holder's clock, not past the skew
+	clk.Step(testTTL/2 + DefaultSkew - time.Millisecond) // not past the skew allowance
 	eventually(t, "expiry timer re-armed", clk.HasWaiters)
 	never(t, "took over within the skew allowance", received(ch))
 	clk.Step(time.Millisecond)
@@ -247,6 +248,9 @@ func TestExpiredLeaseTakenOver(t *testing.T) {
 	r := <-ch
 	if r.err != nil {
 		t.Fatal(r.err)
+	}
+	if checks.Load() != 2 {
+		t.Errorf("holder checked %d times, want 2 (suspect, then expired)", checks.Load())
 	}
 	l := getLease(t, cs, r.held.Name())
 	if holderOf(l) != "node-b" || ptrValue(l.Spec.LeaseTransitions) != 2 || !l.Spec.AcquireTime.Time.Equal(clk.Now()) {
@@ -257,13 +261,13 @@ func TestExpiredLeaseTakenOver(t *testing.T) {
 
 // TestDeletedNodeLeaseReclaimed: a lease held by a node that no longer exists
 // is reclaimed as soon as its holder has missed a renewal, long before its
-// TTL. The default NodeExists (a GET of the Node) is used.
+// TTL. The default HolderStatus (a GET of the Node) is used.
 func TestDeletedNodeLeaseReclaimed(t *testing.T) {
 	t.Run("fresh lease, after a missed renewal", func(t *testing.T) {
 		cs := newClient(t, node("node-b"))
 		clk := testingclock.NewFakeClock(t0)
 		putLease(t, cs, SlotLeaseName(testPool, 0), "deleted-node", t0, testTTL)
-		b := newSem(t, cs, clk, "node-b", func(c *Config) { c.NodeExists = nil })
+		b := newSem(t, cs, clk, "node-b", func(c *Config) { c.HolderStatus = nil })
 		ch := acquireAsync(context.Background(), b, fixed(1))
 		eventually(t, "suspect timer", clk.HasWaiters)
 		never(t, "reclaimed a freshly renewed lease", received(ch))
@@ -278,47 +282,56 @@ func TestDeletedNodeLeaseReclaimed(t *testing.T) {
 		}
 		mustRelease(t, r.held)
 	})
-	t.Run("stale lease, at once", func(t *testing.T) {
+	t.Run("old renewTime, not on first sight", func(t *testing.T) {
 		cs := newClient(t, node("node-b"))
 		clk := testingclock.NewFakeClock(t0)
-		putLease(t, cs, SlotLeaseName(testPool, 0), "deleted-node", t0.Add(-testTTL/2), testTTL)
-		b := newSem(t, cs, clk, "node-b", func(c *Config) { c.NodeExists = nil })
+		putLease(t, cs, SlotLeaseName(testPool, 0), "deleted-node", t0.Add(-time.Hour), testTTL)
+		b := newSem(t, cs, clk, "node-b", func(c *Config) { c.HolderStatus = nil })
+		if _, ok, err := b.TryAcquire(context.Background(), 1); ok || err != nil {
+			t.Fatalf("TryAcquire on first sight: ok=%v err=%v, want not ok", ok, err)
+		}
+		clk.Step(testTTL / 2)
 		h, ok, err := b.TryAcquire(context.Background(), 1)
 		if err != nil || !ok {
-			t.Fatalf("TryAcquire: ok=%v err=%v", ok, err)
+			t.Fatalf("TryAcquire after a missed renewal: ok=%v err=%v", ok, err)
 		}
 		mustRelease(t, h)
 	})
-	t.Run("node check error keeps the lease until expiry", func(t *testing.T) {
+	t.Run("holder check error keeps the lease past expiry", func(t *testing.T) {
 		cs := newClient(t)
 		clk := testingclock.NewFakeClock(t0)
-		putLease(t, cs, SlotLeaseName(testPool, 0), "maybe", t0.Add(-testTTL/2), testTTL)
+		putLease(t, cs, SlotLeaseName(testPool, 0), "maybe", t0, testTTL)
 		b := newSem(t, cs, clk, "node-b", func(c *Config) {
-			c.NodeExists = func(context.Context, string) (bool, error) { return false, errors.New("apiserver unavailable") }
+			c.HolderStatus = func(context.Context, string) (HolderStatus, error) {
+				return HolderStatus{}, errors.New("apiserver unavailable")
+			}
 		})
-		if _, ok, err := b.TryAcquire(context.Background(), 1); ok || err != nil {
-			t.Fatalf("TryAcquire: ok=%v err=%v, want not ok and no error", ok, err)
+		for _, step := range []time.Duration{0, testTTL / 2, testTTL, 3 * time.Hour} {
+			clk.Step(step)
+			if _, ok, err := b.TryAcquire(context.Background(), 1); ok || err != nil {
+				t.Fatalf("TryAcquire %v after first sight: ok=%v err=%v, want not ok and no error", clk.Now().Sub(t0), ok, err)
+			}
 		}
 	})
 }
 
-// TestResumeAfterRestart: an agent extends its lease, "reboots" (its process
-// and renewals stop for longer than the normal TTL), and resumes the same
-// slot; meanwhile no other node could take it.
+// TestResumeAfterRestart: an agent marks its node as rebooting, "reboots"
+// (its process and renewals stop for far longer than the TTL), and resumes
+// the same slot; meanwhile no other node could take it.
 func TestResumeAfterRestart(t *testing.T) {
-	cs := newClient(t)
+	cs := newClient(t, rebootingNode("node-a", t0))
 	beforeClock := testingclock.NewFakeClock(t0)
 	a := newSem(t, cs, beforeClock, "node-a")
 	h := mustTry(t, a, 1)
-	if err := h.Extend(context.Background(), 15*time.Minute); err != nil {
-		t.Fatalf("Extend: %v", err)
-	}
 	// The old process is gone; beforeClock never moves again, so it never renews.
 
-	afterClock := testingclock.NewFakeClock(t0.Add(5 * time.Minute)) // well past the 1m TTL
-	other := newSem(t, cs, afterClock, "node-b")
-	if _, ok, err := other.TryAcquire(context.Background(), 1); ok || err != nil {
-		t.Fatalf("another node took an extended lease: ok=%v err=%v", ok, err)
+	afterClock := testingclock.NewFakeClock(t0.Add(5 * time.Minute))
+	other := newSem(t, cs, afterClock, "node-b", func(c *Config) { c.HolderStatus = nil })
+	for _, step := range []time.Duration{0, testTTL, 2 * time.Hour} {
+		afterClock.Step(step)
+		if _, ok, err := other.TryAcquire(context.Background(), 1); ok || err != nil {
+			t.Fatalf("another node took the lease of a rebooting node %v after first sight: ok=%v err=%v", afterClock.Now().Sub(t0.Add(5*time.Minute)), ok, err)
+		}
 	}
 	a2 := newSem(t, cs, afterClock, "node-a")
 	h2, ok, err := a2.Resume(context.Background())
@@ -356,8 +369,13 @@ func TestResumeAfterTakeOver(t *testing.T) {
 	cs := newClient(t)
 	a := newSem(t, cs, testingclock.NewFakeClock(t0), "node-a")
 	mustTry(t, a, 1)
-	later := testingclock.NewFakeClock(t0.Add(testTTL + DefaultSkew + time.Second))
-	hb := mustTry(t, newSem(t, cs, later, "node-b"), 1)
+	later := testingclock.NewFakeClock(t0.Add(time.Hour))
+	b := newSem(t, cs, later, "node-b")
+	if _, ok, err := b.TryAcquire(context.Background(), 1); ok || err != nil {
+		t.Fatalf("took over on first sight: ok=%v err=%v", ok, err)
+	}
+	later.Step(testTTL + DefaultSkew) // node-a is idle (not rebooting): its expired lease is free game
+	hb := mustTry(t, b, 1)
 	if _, ok, err := newSem(t, cs, later, "node-a").Resume(context.Background()); ok || err != nil {
 		t.Fatalf("Resume of a taken-over slot: ok=%v err=%v", ok, err)
 	}
@@ -709,11 +727,15 @@ func TestDeletedNodeHoldingKeyAndSlot(t *testing.T) {
 	mustTry(t, gone, 1) // its clock never moves again: it stopped renewing
 	var checked sync.Map
 	b := newSem(t, cs, clk, "b", zoneA, func(c *Config) {
-		c.NodeExists = func(_ context.Context, name string) (bool, error) {
+		c.HolderStatus = func(_ context.Context, name string) (HolderStatus, error) {
 			checked.Store(name, true)
-			return name != "gone", nil
+			return HolderStatus{Exists: name != "gone"}, nil
 		}
 	})
+	if _, ok, err := b.TryAcquire(context.Background(), 1); ok || err != nil {
+		t.Fatalf("TryAcquire on first sight: ok=%v err=%v, want not ok", ok, err)
+	}
+	clk.Step(testTTL / 2) // the holder has missed a renewal since b first saw its leases
 	h, ok, err := b.TryAcquire(context.Background(), 1)
 	if err != nil || !ok {
 		t.Fatalf("TryAcquire: ok=%v err=%v", ok, err)

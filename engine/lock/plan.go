@@ -12,7 +12,7 @@ type leaseState int
 const (
 	stateFree        leaseState = iota // absent, or no holder
 	stateMine                          // held by this node (e.g. before a restart)
-	stateReclaimable                   // expired, or its holder node is gone
+	stateReclaimable                   // expired and its holder gone or idle, or its holder gone
 	stateLive                          // held by another node that may still be working
 )
 
@@ -24,12 +24,31 @@ type planInput struct {
 	slots int
 	// leases are this pool's Leases by name, as last seen.
 	leases map[string]*coordinationv1.Lease
+	// observedAt maps a foreign-held Lease's name to when this node first saw
+	// its current version (see Semaphore.observe).
+	observedAt map[string]time.Time
 	// avoid maps a Lease name to the resourceVersion ("" for "absent") at
 	// which a write of ours lost a race: our view of it is stale, so we do
 	// not try it again before the watch shows a newer version.
 	avoid map[string]string
-	// nodeGone holds node-existence verdicts keyed by verdictKey.
-	nodeGone map[string]bool
+	// verdicts holds the latest holder check per Lease name.
+	verdicts map[string]verdict
+}
+
+// verdict is the answer of one HolderStatus check. It applies only while the
+// Lease stays at the version it was made for: a renewal proves the holder
+// alive anyway.
+type verdict struct {
+	key    string // verdictKey of the Lease when checked
+	status HolderStatus
+	at     time.Time
+}
+
+// stuckHolder is a slot Lease kept live only because its holder is busy.
+type stuckHolder struct {
+	lease, holder string
+	since         time.Time
+	key           string // stuckKey: one report per holding
 }
 
 // plan is the outcome of planning: which Leases to write, or when to look again.
@@ -42,9 +61,11 @@ type plan struct {
 	// wakeAt is the earliest instant at which a Lease that blocks us may
 	// become reclaimable without any event (zero if none).
 	wakeAt time.Time
-	// suspects are foreign Leases whose holders missed a renewal and whose
-	// node existence has not been checked yet.
-	suspects []*coordinationv1.Lease
+	// checks are foreign Leases whose holders must be asked about (see
+	// HolderStatus) before they can be judged.
+	checks []*coordinationv1.Lease
+	// stuck are the slots kept live only because their holders are busy.
+	stuck []stuckHolder
 }
 
 func (p *plan) wakeNoLaterThan(t time.Time) {
@@ -53,46 +74,87 @@ func (p *plan) wakeNoLaterThan(t time.Time) {
 	}
 }
 
-// verdictKey identifies one node-existence check: it holds until the Lease
-// changes (a renewal proves the holder alive anyway).
 func verdictKey(l *coordinationv1.Lease) string {
-	return l.Name + "@" + l.ResourceVersion + "/" + holderOf(l)
+	return l.ResourceVersion + "/" + holderOf(l)
 }
 
-// classify says what l means to s at in.now. For a live Lease it also returns
-// when it should be looked at again and whether its holder's node must be
-// checked.
-func (s *Semaphore) classify(in *planInput, l *coordinationv1.Lease) (st leaseState, wake time.Time, suspect bool) {
+// stuckKey identifies one holding of a Lease: a holder that releases and
+// takes the same slot again, and gets stuck again, is reported again.
+func stuckKey(l *coordinationv1.Lease) string {
+	acquired := ""
+	if l.Spec.AcquireTime != nil {
+		acquired = l.Spec.AcquireTime.UTC().Format(time.RFC3339Nano)
+	}
+	return holderOf(l) + "@" + acquired
+}
+
+// judgement is what classify concludes about one Lease.
+type judgement struct {
+	state leaseState
+	// wake is, for a live Lease, when to look at it again without an event.
+	wake time.Time
+	// check: the holder must be asked about before the Lease can be judged.
+	check bool
+	// stuck: live only because its holder is busy although the Lease expired.
+	stuck      bool
+	stuckSince time.Time
+}
+
+// classify says what l means to s at in.now.
+//
+// Timing is by this node's clock only: a foreign Lease is suspect from
+// leaseDuration/2 after this node first saw its current version (a healthy
+// holder renews every third of it, and each renewal is a new version), and
+// expired from leaseDuration+Skew after. A suspect Lease whose holder node is
+// gone is reclaimable; an expired one is reclaimable unless its holder is
+// busy (mid-reboot), which keeps it live however long that takes and is
+// re-checked once per TTL.
+func (s *Semaphore) classify(in *planInput, l *coordinationv1.Lease) judgement {
 	h := holderOf(l)
 	switch {
 	case h == "":
-		return stateFree, time.Time{}, false
+		return judgement{state: stateFree}
 	case h == s.holder:
-		return stateMine, time.Time{}, false
+		return judgement{state: stateMine}
 	}
-	exp := expiresAt(l)
-	if exp.IsZero() {
-		return stateReclaimable, time.Time{}, false
+	seen, ok := in.observedAt[l.Name]
+	if !ok {
+		seen = in.now // not recorded yet: this is its first sight
 	}
-	// The holder's clock may run behind ours: only Skew after its own expiry
-	// do we know it has stopped claiming the lease.
-	expired := exp.Add(s.skew)
-	if !in.now.Before(expired) {
-		return stateReclaimable, time.Time{}, false
+	d := leaseDuration(l)
+	if d <= 0 {
+		d = s.ttl // malformed (we never write one): assume ours
 	}
-	if sus := suspectAt(l); in.now.Before(sus) {
-		// Healthy holders renew before sus, and each renewal is an event that
-		// re-plans, so this timer only fires for a holder that went quiet.
-		return stateLive, sus, false
+	suspect := seen.Add(d / 2)
+	expired := seen.Add(d + s.skew)
+	if in.now.Before(suspect) {
+		// Healthy holders renew before suspect, and each renewal is an event
+		// that re-plans, so this timer only fires for a holder that went quiet.
+		return judgement{state: stateLive, wake: suspect}
 	}
-	gone, checked := in.nodeGone[verdictKey(l)]
-	switch {
-	case !checked:
-		return stateLive, expired, true
-	case gone:
-		return stateReclaimable, time.Time{}, false
+	v, checked := in.verdicts[l.Name]
+	checked = checked && v.key == verdictKey(l)
+	if in.now.Before(expired) {
+		switch {
+		case !checked:
+			return judgement{state: stateLive, wake: expired, check: true}
+		case !v.status.Exists:
+			return judgement{state: stateReclaimable}
+		}
+		return judgement{state: stateLive, wake: expired}
 	}
-	return stateLive, expired, false
+	// Expired: only a verdict made since, and within a TTL, decides.
+	if !checked || v.at.Before(expired) || !in.now.Before(v.at.Add(s.ttl)) {
+		return judgement{state: stateLive, wake: in.now, check: true}
+	}
+	if !v.status.Exists || !v.status.Busy {
+		return judgement{state: stateReclaimable}
+	}
+	since := v.status.Since
+	if since.IsZero() {
+		since = renewedAt(l)
+	}
+	return judgement{state: stateLive, wake: v.at.Add(s.ttl), stuck: true, stuckSince: since}
 }
 
 func avoided(in *planInput, name string, l *coordinationv1.Lease) bool {
@@ -119,8 +181,8 @@ func (s *Semaphore) plan(in *planInput, pick func(n int) int) plan {
 		if !ok {
 			continue
 		}
-		st, wake, suspect := s.classify(in, l)
-		switch st {
+		j := s.classify(in, l)
+		switch j.state {
 		case stateMine:
 			if mine < 0 || i < mine {
 				mine = i
@@ -129,10 +191,13 @@ func (s *Semaphore) plan(in *planInput, pick func(n int) int) plan {
 			// Live holders of slots >= slots count too: when concurrency
 			// shrinks, nobody new starts until enough of them have finished.
 			live++
-			liveHolders[holderOf(l)] = wake
-			p.wakeNoLaterThan(wake)
-			if suspect {
-				p.suspects = append(p.suspects, l)
+			liveHolders[holderOf(l)] = j.wake
+			p.wakeNoLaterThan(j.wake)
+			if j.check {
+				p.checks = append(p.checks, l)
+			}
+			if j.stuck {
+				p.stuck = append(p.stuck, stuckHolder{lease: name, holder: holderOf(l), since: j.stuckSince, key: stuckKey(l)})
 			}
 		}
 	}
@@ -149,7 +214,7 @@ func (s *Semaphore) plan(in *planInput, pick func(n int) int) plan {
 			if avoided(in, name, l) {
 				continue
 			}
-			if st, _, _ := s.classify(in, l); st == stateFree || st == stateReclaimable {
+			if st := s.classify(in, l).state; st == stateFree || st == stateReclaimable {
 				free = append(free, i)
 			}
 		}
@@ -163,12 +228,13 @@ func (s *Semaphore) plan(in *planInput, pick func(n int) int) plan {
 		if avoided(in, s.keyName, kl) {
 			return p
 		}
-		st, wake, suspect := s.classify(in, kl)
-		switch st {
+		j := s.classify(in, kl)
+		switch j.state {
 		case stateLive:
-			p.wakeNoLaterThan(wake)
-			if suspect {
-				p.suspects = append(p.suspects, kl)
+			// A stuck mutex holder is reported through its slot, not here.
+			p.wakeNoLaterThan(j.wake)
+			if j.check {
+				p.checks = append(p.checks, kl)
 			}
 			return p
 		case stateReclaimable:

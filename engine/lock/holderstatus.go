@@ -1,0 +1,54 @@
+package lock
+
+import (
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+)
+
+// Node annotations through which a holder tells waiters that it is in the
+// middle of its reboot lifecycle. The agent's pipeline writes them; they are
+// spelled out here so that the lock does not depend on the pipeline.
+const (
+	// AnnotationPhase is the holder's reboot phase (Cordoning, Draining,
+	// Rebooting, Verifying); absent or empty when no reboot is in progress.
+	AnnotationPhase = "rebootgate.io/phase"
+	// AnnotationPhaseSince is when the holder entered that phase (RFC 3339).
+	AnnotationPhaseSince = "rebootgate.io/phase-since"
+)
+
+// HolderStatus is what a waiter learns about the node holding a Lease that
+// has stopped being renewed.
+type HolderStatus struct {
+	// Exists is false when the Node object is gone: its slot is reclaimed.
+	Exists bool
+	// Busy is true when the holder is mid-reboot (its phase annotation is
+	// set): its slot stays taken however long its Lease has been expired,
+	// because the node may be down, and letting the next one reboot would
+	// put two nodes of the pool down at once.
+	Busy bool
+	// Since is when the holder entered its current phase; zero if unknown.
+	Since time.Time
+}
+
+// HolderStatusOf reads a holder's status from its Node object.
+func HolderStatusOf(n *corev1.Node) HolderStatus {
+	st := HolderStatus{Exists: true, Busy: n.Annotations[AnnotationPhase] != ""}
+	if st.Busy {
+		// A malformed timestamp only loses the "since" of the report.
+		st.Since, _ = time.Parse(time.RFC3339, n.Annotations[AnnotationPhaseSince])
+	}
+	return st
+}
+
+// LeaseRef is a reference to the Lease name in namespace, as the involved
+// object of an Event (for example, one reporting a stuck holder).
+func LeaseRef(namespace, name string) *corev1.ObjectReference {
+	return &corev1.ObjectReference{
+		APIVersion: coordinationv1.SchemeGroupVersion.String(),
+		Kind:       "Lease",
+		Namespace:  namespace,
+		Name:       name,
+	}
+}
