@@ -1,6 +1,7 @@
 package examples
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -96,6 +97,36 @@ func runExample(t *testing.T, dir string) {
 				if !slices.Equal(got, c.Reasons) {
 					t.Errorf("reasons = %q, want %q", got, c.Reasons)
 				}
+			}
+		})
+	}
+}
+
+// Every example with Rego compiles with the default gate under the agent's rules (an
+// operator's module may only add to deny) and passes its Rego tests with the embedded
+// OPA, as `rebootgate policy test --default-gate examples/<name>` runs them.
+func TestExamplePoliciesUnderAgentIsolation(t *testing.T) {
+	files, err := filepath.Glob("*/*.rego")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no example policies found: %v", err)
+	}
+	dirs := map[string]bool{}
+	for _, f := range files {
+		dirs[filepath.Dir(f)] = true
+	}
+	for dir := range dirs {
+		t.Run(dir, func(t *testing.T) {
+			extra, err := policy.LoadPaths([]string{dir})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := policy.Compile(t.Context(), append(policy.DefaultModules(), extra...)); err != nil {
+				t.Fatalf("the agent would reject %s: %v", dir, err)
+			}
+			var out bytes.Buffer
+			sum, err := policy.RunTests(t.Context(), policy.TestOptions{Paths: []string{dir}, DefaultGate: true, Output: &out})
+			if err != nil || sum.Failed+sum.Errored > 0 {
+				t.Fatalf("policy test --default-gate %s: %+v, %v\n%s", dir, sum, err, out.String())
 			}
 		})
 	}

@@ -2,7 +2,8 @@
 #
 # `deny` is a set of human-readable reasons why this node must not reboot now.
 # A node may reboot only when every CEL condition of its pool is true (checked in Go)
-# and `deny` is empty. Operators' own modules in `package rebootgate` add to the same set.
+# and `deny` is empty. Operators' own modules in `package rebootgate` add to the same set,
+# and may define nothing else in this package: every other rule here is the gate's own.
 #
 # The input document is described in INPUT.md and input.schema.json. Anything Rego cannot
 # compute (cron, the next opening, node-image parsing) arrives precomputed from Go.

@@ -99,14 +99,43 @@ func (e *CompileError) Error() string {
 	return strings.Join(msgs, "; ")
 }
 
+// DefaultEvalTimeout bounds one evaluation of the deny set unless WithEvalTimeout says
+// otherwise.
+const DefaultEvalTimeout = time.Second
+
 // Gate is a compiled, prepared decision query. It is safe for concurrent use.
 type Gate struct {
-	query   rego.PreparedEvalQuery
-	modules []string
+	query       rego.PreparedEvalQuery
+	modules     []string
+	evalTimeout time.Duration
+}
+
+// Option configures Compile.
+type Option func(*Gate)
+
+// WithEvalTimeout bounds each evaluation of the deny set (DefaultEvalTimeout if d <= 0).
+// An evaluation that runs out of time is an error, so the decision is a denial.
+func WithEvalTimeout(d time.Duration) Option {
+	return func(g *Gate) {
+		if d > 0 {
+			g.evalTimeout = d
+		}
+	}
 }
 
 // Compile parses and compiles the modules (Rego v1) and prepares the decision query.
-func Compile(ctx context.Context, modules []Module) (*Gate, error) {
+//
+// Operators' modules (every module that is not the embedded default gate) can only add
+// to the deny set: a rule of theirs that redefines a default-gate rule, defines a helper
+// in the default gate's package, or makes deny anything but a partial set is an error
+// (code IsolationErr) naming the module, line and rule. Built-ins that do I/O
+// (http.send, net.lookup_ip_addr, opa.runtime, the JSON-schema built-ins) are not
+// available to any module.
+func Compile(ctx context.Context, modules []Module, opts ...Option) (*Gate, error) {
+	g := &Gate{evalTimeout: DefaultEvalTimeout}
+	for _, o := range opts {
+		o(g)
+	}
 	parsed := make(map[string]*ast.Module, len(modules))
 	var errs ast.Errors
 	names := make([]string, 0, len(modules))
@@ -129,13 +158,24 @@ func Compile(ctx context.Context, modules []Module) (*Gate, error) {
 	if len(errs) > 0 {
 		return nil, &CompileError{Errors: errs}
 	}
-	compiler := ast.NewCompiler().WithDefaultRegoVersion(ast.RegoV1).WithStrict(false)
+	var custom []*ast.Module
+	for _, m := range modules {
+		if !isDefaultGate(m.Source) {
+			custom = append(custom, parsed[m.Name])
+		}
+	}
+	if errs := checkModules(custom); len(errs) > 0 {
+		return nil, &CompileError{Errors: errs}
+	}
+	caps := capabilities()
+	compiler := ast.NewCompiler().WithDefaultRegoVersion(ast.RegoV1).WithStrict(false).WithCapabilities(caps)
 	if compiler.Compile(parsed); compiler.Failed() {
 		return nil, &CompileError{Errors: compiler.Errors}
 	}
 	pq, err := rego.New(
 		rego.Query(Query),
 		rego.Compiler(compiler),
+		rego.Capabilities(caps),
 		rego.SetRegoVersion(ast.RegoV1),
 		rego.StrictBuiltinErrors(true),
 		// Hand the deny set back as OPA's own value: converting it to Go maps and
@@ -146,18 +186,35 @@ func Compile(ctx context.Context, modules []Module) (*Gate, error) {
 		return nil, fmt.Errorf("preparing %s: %w", Query, err)
 	}
 	sort.Strings(names)
-	return &Gate{query: pq, modules: names}, nil
+	g.query, g.modules = pq, names
+	return g, nil
 }
 
 // Modules names the compiled modules.
 func (g *Gate) Modules() []string { return g.modules }
 
-// Deny evaluates the deny set. Elements are strings, or objects with a "msg" or
-// "message" field (Gatekeeper style); others are printed as JSON. The messages come
-// back sorted. An evaluation error is returned as an error: callers fail closed.
+// EvalTimeout is the bound on one evaluation of the deny set.
+func (g *Gate) EvalTimeout() time.Duration { return g.evalTimeout }
+
+// EvalTimeoutError is returned by Deny when the evaluation ran out of time.
+type EvalTimeoutError struct{ Limit time.Duration }
+
+func (e *EvalTimeoutError) Error() string {
+	return fmt.Sprintf("policy evaluation exceeded %s", e.Limit)
+}
+
+// Deny evaluates the deny set, within the gate's evaluation timeout. Elements are
+// strings, or objects with a "msg" or "message" field (Gatekeeper style); others are
+// printed as JSON. The messages come back sorted. An evaluation error, including running
+// out of time (*EvalTimeoutError), is returned as an error: callers fail closed.
 func (g *Gate) Deny(ctx context.Context, in ast.Value, now time.Time) ([]string, error) {
-	rs, err := g.query.Eval(ctx, rego.EvalParsedInput(in), rego.EvalTime(now))
+	evalCtx, cancel := context.WithTimeoutCause(ctx, g.evalTimeout, &EvalTimeoutError{Limit: g.evalTimeout})
+	defer cancel()
+	rs, err := g.query.Eval(evalCtx, rego.EvalParsedInput(in), rego.EvalTime(now))
 	if err != nil {
+		if cause := context.Cause(evalCtx); ctx.Err() == nil && cause != nil {
+			err = cause // our deadline, not the caller's: say so rather than "cancelled"
+		}
 		return nil, fmt.Errorf("evaluating %s: %w", Query, err)
 	}
 	if len(rs) == 0 || len(rs[0].Expressions) == 0 {

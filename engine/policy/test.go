@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"strings"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/tester"
@@ -38,6 +40,22 @@ func RunTests(ctx context.Context, o TestOptions) (TestSummary, error) {
 	if err != nil {
 		return sum, fmt.Errorf("loading %v: %w", o.Paths, err)
 	}
+	// The same isolation as the agent's: operators' modules (test files aside, which the
+	// agent never loads) may only add to deny, and no module may call an I/O built-in.
+	// The default gate loaded from disk (policies/gate.rego) is recognised by its source.
+	var custom []*ast.Module
+	for name, mod := range modules {
+		if strings.HasSuffix(name, "_test.rego") {
+			continue
+		}
+		if src, err := os.ReadFile(name); err == nil && isDefaultGate(string(src)) {
+			continue
+		}
+		custom = append(custom, mod)
+	}
+	if errs := checkModules(custom); len(errs) > 0 {
+		return sum, &CompileError{Errors: errs}
+	}
 	if o.DefaultGate {
 		for _, m := range DefaultModules() {
 			mod, err := ast.ParseModuleWithOpts(m.Name, m.Source, ast.ParserOptions{RegoVersion: ast.RegoV1})
@@ -47,7 +65,8 @@ func RunTests(ctx context.Context, o TestOptions) (TestSummary, error) {
 			modules["<embedded>/"+m.Name] = mod
 		}
 	}
-	runner := tester.NewRunner().SetStore(store).SetDefaultRegoVersion(ast.RegoV1)
+	compiler := ast.NewCompiler().WithDefaultRegoVersion(ast.RegoV1).WithCapabilities(capabilities())
+	runner := tester.NewRunner().SetCompiler(compiler).SetStore(store).SetDefaultRegoVersion(ast.RegoV1)
 	if o.Run != "" {
 		runner = runner.Filter(o.Run)
 	}
