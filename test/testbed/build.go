@@ -25,11 +25,31 @@ func BuildBinary() (path string, cleanup func(), err error) {
 	return path, func() { os.RemoveAll(dir) }, nil
 }
 
+// EnvBinary, when set, is the path of a prebuilt rebootgate binary that
+// MainWithBinary uses instead of building one from the working tree: to run a
+// suite against another version (e.g. one built from a `git worktree` of an
+// older commit, to see a fault test fail there).
+const EnvBinary = "REBOOTGATE_BIN"
+
 // MainWithBinary is Main for suites that run the rebootgate binary: when the suite
-// runs at all, it builds the binary first and stores its path in *binary.
+// runs at all, it builds the binary first (or takes $REBOOTGATE_BIN) and stores its
+// path in *binary.
 func MainWithBinary(m *testing.M, binary *string) int {
 	if os.Getenv(EnvE2E) == "" {
 		return Main(m) // skips, without building anything
+	}
+	if p := os.Getenv(EnvBinary); p != "" {
+		abs, err := filepath.Abs(p)
+		if err == nil {
+			_, err = os.Stat(abs)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "testbed: %s=%s: %v\n", EnvBinary, p, err)
+			return 1
+		}
+		fmt.Fprintf(os.Stderr, "testbed: using the rebootgate binary %s (%s)\n", abs, EnvBinary)
+		*binary = abs
+		return Main(m)
 	}
 	path, cleanup, err := BuildBinary()
 	if err != nil {
