@@ -3,12 +3,14 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/rebootgate/rebootgate/engine/pipeline"
@@ -49,8 +51,10 @@ func TestRollingReboot(t *testing.T) {
 	if busy["system"] > 1 || busy["user"] > 2 {
 		t.Errorf("concurrency exceeded: %v (limits system=1 user=2)", busy)
 	}
-	if busy["user"] < 2 {
-		t.Logf("note: the user pool never used both slots at once (%v)", busy)
+	// Four user nodes want a reboot at once and each pipeline lasts seconds: a pool
+	// with two slots must use both.
+	if busy["system"] != 1 || busy["user"] != 2 {
+		t.Errorf("most nodes rebooting at once: %v, want system=1 user=2 (the pools' limits, reached)", busy)
 	}
 	per := map[string]int{}
 	for _, r := range sim.Reboots() {
@@ -163,15 +167,14 @@ func TestBlockingPod(t *testing.T) {
 	}
 	cfg := c.writeConfig(twoPools, "blockers:\n  pods:\n    selectors: [\"app in (backup,restore)\"]\n")
 	sim := c.simulate(testbed.SimConfig{Command: c.agentCommand(cfg)})
+	b := c.watchBlocked(sim, n)
 	if err := sim.SetRebootRequired(n, true); err != nil {
 		t.Fatal(err)
 	}
 	c.waitNode(n, time.Minute, "blocked by the pod", func(n *corev1.Node) bool {
 		return strings.Contains(decisionOf(n), "matches blocking selector")
 	})
-	if len(sim.Reboots()) != 0 {
-		t.Fatal("rebooted despite the blocking pod")
-	}
+	b.holds()
 	if err := c.bed.Client.CoreV1().Pods(c.ns).Delete(ctx, "backup", metav1.DeleteOptions{GracePeriodSeconds: new(int64)}); err != nil {
 		t.Fatal(err)
 	}
@@ -181,11 +184,22 @@ func TestBlockingPod(t *testing.T) {
 }
 
 // TestPDBProtectedDrain: a Deployment guarded by a PDB is drained without the PDB
-// being violated: evictions wait until replacements run elsewhere.
+// being violated: an eviction the PDB forbids is refused (429), and the drain waits
+// until the replacement runs elsewhere. Both replicas start on one node, so its drain
+// must meet a refusal: the PDB allows one eviction, the drain evicts both pods at once.
 func TestPDBProtectedDrain(t *testing.T) {
 	c := newCluster(t, map[string]int{"user": 2})
 	nodes := c.allNodes()
 	ctx := context.Background()
+	// Both replicas on nodes[0]: nodes[1] is cordoned while they are scheduled.
+	setUnschedulable := func(name string, v bool) {
+		t.Helper()
+		patch := fmt.Sprintf(`{"spec":{"unschedulable":%v}}`, v)
+		if _, err := c.bed.Client.CoreV1().Nodes().Patch(ctx, name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setUnschedulable(nodes[1], true)
 	labels := map[string]string{"app": "web-" + c.id}
 	if _, err := c.bed.Client.AppsV1().Deployments(c.ns).Create(ctx, testbed.NewDeployment(c.ns, "web", 2, labels, nodes...), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -193,13 +207,23 @@ func TestPDBProtectedDrain(t *testing.T) {
 	if err := c.bed.WaitDeploymentAvailable(ctx, c.ns, "web", 2*time.Minute); err != nil {
 		t.Fatal(err)
 	}
+	pods, err := c.bed.WaitPodsRunning(ctx, c.ns, "app=web-"+c.id, 2, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pods {
+		if p.Spec.NodeName != nodes[0] {
+			t.Fatalf("pod %s on %s, want both on %s", p.Name, p.Spec.NodeName, nodes[0])
+		}
+	}
+	setUnschedulable(nodes[1], false)
 	if _, err := c.bed.Client.PolicyV1().PodDisruptionBudgets(c.ns).Create(ctx, testbed.NewPDB(c.ns, "web", labels, intstr.FromInt32(1)), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.bed.WaitPDB(ctx, c.ns, "web", 2, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	// Watch the PDB's currentHealthy while both nodes reboot one after the other.
+	// Watch the running web pods while both nodes reboot one after the other.
 	violated := make(chan string, 1)
 	stop := make(chan struct{})
 	defer close(stop)
@@ -228,7 +252,12 @@ func TestPDBProtectedDrain(t *testing.T) {
 			}
 		}
 	}()
-	sim := c.simulate(testbed.SimConfig{Command: c.agentCommand(c.writeConfig(twoPools, ""))})
+	// One node at a time, so that a replacement always has somewhere to run.
+	pools := `- name: user
+  selector: 'node.labels[?"e2e-run"] == optional.of("` + c.id + `")'
+  concurrency: 1
+`
+	sim := c.simulate(testbed.SimConfig{Command: c.agentCommand(c.writeConfig(pools, ""))})
 	for _, n := range nodes {
 		if err := sim.SetRebootRequired(n, true); err != nil {
 			t.Fatal(err)
@@ -241,6 +270,12 @@ func TestPDBProtectedDrain(t *testing.T) {
 	case why := <-violated:
 		t.Errorf("PDB violated: %s", why)
 	default:
+	}
+	// The drain of nodes[0] evicted its two pods at once; the PDB let one go and
+	// refused the other until its replacement ran on nodes[1]. The drain reports the
+	// apiserver's 429 answer while it retries.
+	if n := logCount(sim, nodes[0], "violate the pod's disruption budget"); n == 0 {
+		t.Errorf("the drain of %s never met a PDB refusal: no eviction was refused", nodes[0])
 	}
 }
 
@@ -259,6 +294,7 @@ func TestBrokenPolicyKeepsLastGood(t *testing.T) {
 		t.Fatal(err)
 	}
 	sim := c.simulate(testbed.SimConfig{Command: c.agentCommand(c.writeConfig(twoPools, ""))})
+	b := c.watchBlocked(sim, n)
 	if err := sim.SetRebootRequired(n, true); err != nil {
 		t.Fatal(err)
 	}
@@ -291,9 +327,10 @@ func TestBrokenPolicyKeepsLastGood(t *testing.T) {
 	// The agent decides again after rejecting the broken policy: the last good policy
 	// (the freeze) must still be the one in force, so no reboot.
 	c.waitLog(sim, n, "decision unchanged", logCount(sim, n, "decision unchanged")+1)
-	if len(sim.Reboots()) != 0 || !strings.Contains(decisionOf(c.node(n)), "change freeze") {
+	if !strings.Contains(decisionOf(c.node(n)), "change freeze") {
 		t.Fatalf("the broken policy replaced the last good one: %s", decisionOf(c.node(n)))
 	}
+	b.untouched("after the broken policy was rejected")
 	if err := cms.Delete(ctx, "freeze", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}

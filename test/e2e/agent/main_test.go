@@ -6,9 +6,12 @@ package agent
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -89,7 +92,8 @@ func (c *cluster) agentCommand(configPath string, extra ...string) []string {
 		"--reboot-sentinel", testbed.PhSentinel,
 		"--reboot-command", testbed.PhRebootHook,
 		"--nsenter=false",
-		"--metrics-port", "0",
+		"--metrics-host", "127.0.0.1",
+		"--metrics-port", testbed.PhPort,
 		"--lock-ttl", "30s",
 		"--lock-jitter", "100ms",
 		"--recheck-interval", "2s",
@@ -220,6 +224,99 @@ func (c *cluster) waitLog(sim *testbed.Simulator, node, what string, n int) {
 	})
 	if err != nil {
 		c.t.Fatal(err)
+	}
+}
+
+// decisions reads the agent's count of its decisions (rebootgate_gate_decisions_total,
+// every pool and result) from its /metrics.
+func decisions(ctx context.Context, sim *testbed.Simulator, node string) (float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/metrics", sim.Port(node)), nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	total := 0.0
+	for _, line := range strings.Split(string(body), "\n") {
+		if !strings.HasPrefix(line, "rebootgate_gate_decisions_total{") || !strings.Contains(line, `node="`+node+`"`) {
+			continue
+		}
+		f := strings.Fields(line)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err != nil {
+			return 0, fmt.Errorf("%q: %w", line, err)
+		}
+		total += v
+	}
+	return total, nil
+}
+
+// blocked is a node whose needed reboot is blocked: a recording of its changes since
+// before the sentinel was set, to prove that nothing happened to it while blocked.
+type blocked struct {
+	c    *cluster
+	sim  *testbed.Simulator
+	node string
+	rec  *testbed.NodeRecorder
+}
+
+// watchBlocked starts recording the node; call it before setting its sentinel.
+func (c *cluster) watchBlocked(sim *testbed.Simulator, node string) *blocked {
+	return &blocked{c: c, sim: sim, node: node, rec: c.bed.RecordNode(c.t, node, pipeline.AnnotationPhase)}
+}
+
+// holds waits until the agent has decided twice more after the blocked decision
+// (each a chance to act on a reboot that is needed), then checks that the node has
+// never been cordoned or entered the pipeline, holds no slot, and was not rebooted.
+func (b *blocked) holds() {
+	t := b.c.t
+	t.Helper()
+	ctx := context.Background()
+	var base float64
+	if err := testbed.Poll(ctx, time.Minute, "the agent's decision count on "+b.node, func(ctx context.Context) (bool, error) {
+		v, err := decisions(ctx, b.sim, b.node)
+		base = v
+		return err == nil && v > 0, err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := testbed.Poll(ctx, time.Minute, "two more decisions on "+b.node, func(ctx context.Context) (bool, error) {
+		v, err := decisions(ctx, b.sim, b.node)
+		return err == nil && v >= base+2, err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	b.untouched("while blocked")
+}
+
+// untouched checks that the node has not been cordoned, entered the pipeline, held a
+// slot or rebooted since the recording began.
+func (b *blocked) untouched(when string) {
+	t := b.c.t
+	t.Helper()
+	if tr, ok := b.rec.FirstSince(time.Time{}, func(tr testbed.NodeTransition) bool {
+		return tr.Unschedulable || tr.Annotations[pipeline.AnnotationPhase] != ""
+	}); ok {
+		t.Fatalf("%s: %s was cordoned or entered the pipeline at %s; changes:%s", when, b.node, tr.At.Format(time.RFC3339Nano), b.rec)
+	}
+	holders, err := b.c.bed.Client.CoordinationV1().Leases(b.c.ns).List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range holders.Items {
+		if l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity == b.node {
+			t.Fatalf("%s: %s holds the slot Lease %s", when, b.node, l.Name)
+		}
+	}
+	if r := b.sim.Reboots(); len(r) != 0 || b.sim.State(b.node).Rebooting {
+		t.Fatalf("%s: %s rebooted: %v", when, b.node, r)
 	}
 }
 
