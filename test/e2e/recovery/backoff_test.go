@@ -77,9 +77,6 @@ func TestRebootThatNeverHappensBacksOffThenHolds(t *testing.T) {
 	if c := calls(); c != 3 {
 		t.Errorf("the reboot command ran %d times, want 3 (one request per attempt)", c)
 	}
-	if got := n.Annotations[annFailures]; got != "3" {
-		t.Errorf("failures annotation %q, want 3", got)
-	}
 	if !strings.Contains(strings.ToLower(n.Annotations[annHold]), "reboot") {
 		t.Errorf("hold reason %q does not say the reboot did not happen", n.Annotations[annHold])
 	}
@@ -88,6 +85,9 @@ func TestRebootThatNeverHappensBacksOffThenHolds(t *testing.T) {
 	ctx := context.Background()
 	if v, ok, err := e.metric(ctx, "rebootgate_on_hold", map[string]string{"node": e.node}); err != nil || !ok || v != 1 {
 		t.Errorf("rebootgate_on_hold = %v (present %v, %v), want 1", v, ok, err)
+	}
+	if v, ok, err := e.metric(ctx, "rebootgate_failures_total", map[string]string{"node": e.node}); err != nil || !ok || v != 3 {
+		t.Errorf("rebootgate_failures_total = %v (present %v, %v), want 3", v, ok, err)
 	}
 	// Without the hold a fourth attempt would start within the next back-off (8s):
 	// watch for twice that.
@@ -132,10 +132,13 @@ func TestSentinelSurvivingRebootIsAFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	first := reboots[0]
-	e.waitNode(time.Minute, "with the surviving sentinel counted as a failure", func(n *corev1.Node) bool {
+	n := e.waitNode(time.Minute, "with the surviving sentinel counted as a failure", func(n *corev1.Node) bool {
 		return n.Annotations[annFailures] == "1"
 	})
-	e.requireSettled("after the first failure")
+	if _, err := time.Parse(time.RFC3339, n.Annotations[annRetryAfter]); err != nil {
+		t.Errorf("after the first failure, %s=%q: %v", annRetryAfter, n.Annotations[annRetryAfter], err)
+	}
+	e.waitSettled(30*time.Second, "after the first failure")
 	if err := e.persistSentinel(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -150,11 +153,11 @@ func TestSentinelSurvivingRebootIsAFailure(t *testing.T) {
 		t.Errorf("rebooted again %s after the first reboot, want ≥ --loop-backoff %s", gap.Round(time.Millisecond), loopBackoff)
 	}
 	rec := e.record()
-	n := e.waitHold(time.Minute, rec)
-	if got := n.Annotations[annFailures]; got != "2" {
-		t.Errorf("failures annotation %q on hold, want 2", got)
-	}
+	e.waitHold(time.Minute, rec)
 	e.waitEvent("RebootHeld", 30*time.Second)
+	if v, ok, err := e.metric(ctx, "rebootgate_failures_total", map[string]string{"node": e.node}); err != nil || !ok || v != 2 {
+		t.Errorf("rebootgate_failures_total = %v (present %v, %v), want 2 (one per surviving sentinel)", v, ok, err)
+	}
 	e.waitSettled(30*time.Second, "on hold")
 	// A third reboot could come --loop-backoff after the second: watch until then and
 	// a little more.

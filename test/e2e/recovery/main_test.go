@@ -13,7 +13,6 @@
 package recovery
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -50,7 +49,6 @@ const (
 	annHold         = "rebootgate.io/hold"
 	annFailures     = "rebootgate.io/failures"
 	annRetryAfter   = "rebootgate.io/retry-after"
-	annCordonedByUs = "rebootgate.io/cordoned-by-rebootgate"
 )
 
 // envDropUnknownFlags leaves out flags the binary under test does not know.
@@ -275,18 +273,6 @@ func (e *env) waitSettled(timeout time.Duration, why string) {
 	}
 }
 
-// requireSettled checks, now, that the node is uncordoned, idle and holds no slot.
-func (e *env) requireSettled(why string) {
-	e.t.Helper()
-	ok, state, err := e.settled(context.Background())
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if !ok {
-		e.t.Fatalf("%s: want the node uncordoned, idle and holding no slot; have %s", why, state)
-	}
-}
-
 // events lists the node's Events with reason, oldest first.
 func (e *env) events(ctx context.Context, reason string) ([]corev1.Event, error) {
 	sel := fields.Set{"involvedObject.name": e.node, "reason": reason}.AsSelector().String()
@@ -358,9 +344,10 @@ func (e *env) endpoint(ctx context.Context, path string) (int, string, error) {
 	return resp.StatusCode, string(body), err
 }
 
-// metric reads one sample of the agent's /metrics: the series name with every label
-// in labels (others may be present); ok=false when absent.
-func (e *env) metric(ctx context.Context, name string, labels map[string]string) (float64, bool, error) {
+// metric sums the samples of the agent's /metrics named name that carry every label
+// in labels (others may be present; e.g. every reason of a counter); ok=false when
+// there is none.
+func (e *env) metric(ctx context.Context, name string, labels map[string]string) (sum float64, ok bool, err error) {
 	code, body, err := e.endpoint(ctx, "/metrics")
 	if err != nil {
 		return 0, false, err
@@ -368,34 +355,26 @@ func (e *env) metric(ctx context.Context, name string, labels map[string]string)
 	if code != http.StatusOK {
 		return 0, false, fmt.Errorf("/metrics: HTTP %d", code)
 	}
-	sc := bufio.NewScanner(strings.NewReader(body))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, name+"{") && line != name && !strings.HasPrefix(line, name+" ") {
-			continue
-		}
-		series, value, ok := strings.Cut(line[len(name):], " ")
-		if !ok {
+	for _, line := range strings.Split(body, "\n") {
+		rest, found := strings.CutPrefix(line, name)
+		if !found || (rest != "" && rest[0] != '{' && rest[0] != ' ') {
 			continue
 		}
 		match := true
 		for k, v := range labels {
-			if !strings.Contains(series, k+`="`+v+`"`) {
-				match = false
-				break
-			}
+			match = match && strings.Contains(rest, k+`="`+v+`"`)
 		}
-		if !match {
+		fields := strings.Fields(rest)
+		if !match || len(fields) == 0 {
 			continue
 		}
-		f, err := strconv.ParseFloat(strings.Fields(value)[0], 64)
+		f, err := strconv.ParseFloat(fields[len(fields)-1], 64)
 		if err != nil {
-			return 0, false, fmt.Errorf("metric %s: %w", line, err)
+			return 0, false, fmt.Errorf("metric %q: %w", line, err)
 		}
-		return f, true, nil
+		sum, ok = sum+f, true
 	}
-	return 0, false, sc.Err()
+	return sum, ok, nil
 }
 
 // patchAnnotations merge-patches the node's annotations (nil deletes).
