@@ -1,6 +1,7 @@
 package testbed
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -60,7 +61,9 @@ const (
 //     become Ready again, waiting until the API shows both;
 //  6. discards reboot requests made while down and starts the agent again.
 //
-// Each completed reboot is recorded (Reboots, WaitForReboots).
+// Each completed reboot is recorded (Reboots, WaitForReboots). The host counts
+// as down from the hook's first call (timed by the hook itself) until the agent
+// has been started again (DownIntervals).
 type SimConfig struct {
 	// Command is the agent's argv, with the Ph* placeholders. Required.
 	Command []string
@@ -73,7 +76,8 @@ type SimConfig struct {
 	// Dir holds one directory per node; default: a new directory under the
 	// bed's state directory.
 	Dir string
-	// RebootDelay is how long a node stays down; default 2s.
+	// RebootDelay is how long a node stays down; default 2s. SetRebootDelay
+	// overrides it for one node.
 	RebootDelay time.Duration
 	// ShutdownDelay is the time between the hook's call and the agent being
 	// stopped (a real reboot is not instantaneous); default 0.
@@ -90,19 +94,36 @@ type SimConfig struct {
 	Output io.Writer
 	// Log receives the simulator's own log; default: the bed's.
 	Log *slog.Logger
+	// APITimeout bounds each API step of a simulated reboot (marking the Node
+	// NotReady, the new boot ID, waiting for the API to show them). Default:
+	// 30s per wait and 5 quick attempts per patch. Set it longer when the
+	// apiserver may be unavailable for a while (fault injection): patches are
+	// then retried until it passes.
+	APITimeout time.Duration
 }
 
 // Reboot is one completed simulated reboot.
 type Reboot struct {
 	Node string
-	// RequestedAt is when the simulator saw the hook's request, DownAt when
-	// the agent had stopped, UpAt when the agent was started again.
-	RequestedAt, DownAt, UpAt time.Time
+	// HookAt is when the hook was first called (the hook's own clock reading),
+	// RequestedAt when the simulator saw the request, DownAt when the agent
+	// had stopped, UpAt when the agent was started again.
+	HookAt, RequestedAt, DownAt, UpAt time.Time
 	// NotReadyAt is when the API showed the Node NotReady (FlipReady only).
 	NotReadyAt           time.Time
 	OldBootID, NewBootID string
 	// Args are the arguments the agent passed to the hook (first call).
 	Args string
+}
+
+// DownInterval is the time a simulated host was down: from the reboot hook's
+// first call until the agent was started again after the node came back
+// (Ready, with FlipReady) with a new boot ID.
+type DownInterval struct {
+	Node string
+	// From is the hook's call; To is zero while the host is still down (or
+	// when its reboot was cut short by an error or Stop).
+	From, To time.Time
 }
 
 // NodeState is a snapshot of one simulated node.
@@ -132,12 +153,16 @@ type Simulator struct {
 	changed chan struct{} // closed and replaced on every state change
 	nodes   map[string]*simNode
 	reboots []Reboot
+	down    []DownInterval
 	errs    []error
 }
 
 type simNode struct {
 	name, dir, sentinel, hook, requests, logPath, pidFile string
 	port                                                  int
+
+	// guarded by Simulator.mu
+	rebootDelay time.Duration // 0: SimConfig.RebootDelay
 
 	// guarded by Simulator.mu
 	cmd       *exec.Cmd
@@ -212,21 +237,47 @@ func (b *Bed) NewSimulator(ctx context.Context, cfg SimConfig) (*Simulator, erro
 		}
 		_ = os.Remove(n.sentinel)
 		_ = os.Remove(n.requests)
+		_ = os.Remove(hookTimesPath(n.requests))
 		s.nodes[name] = n
 	}
 	return s, nil
 }
 
-// hookScript is the reboot hook of one node: it records the request and
-// returns at once, like `systemctl reboot`.
+// hookScript is the reboot hook of one node: it records the time and the
+// request and returns at once, like `systemctl reboot`.
 func hookScript(node, requests string) string {
 	return fmt.Sprintf(`#!/bin/sh
 # Reboot hook of simulated node %[1]s (rebootgate test bed): asks the node
 # simulator to reboot this node. It returns at once, like systemctl reboot; the
 # simulator then stops the agent, "reboots" the node and starts the agent again.
+# The time goes first: the host is down from this moment.
+date +%%s.%%N >> %[3]s
 printf '%%s\n' "$*" >> %[2]s
 exit 0
-`, node, shellQuote(requests))
+`, node, shellQuote(requests), shellQuote(hookTimesPath(requests)))
+}
+
+// hookTimesPath is where the hook appends the time of each call.
+func hookTimesPath(requests string) string { return requests + ".at" }
+
+// firstHookTime reads the first time the hook recorded (Unix seconds with a
+// fraction), or returns ok=false.
+func firstHookTime(requests string) (time.Time, bool) {
+	data, err := os.ReadFile(hookTimesPath(requests))
+	if err != nil {
+		return time.Time{}, false
+	}
+	sec, frac, _ := strings.Cut(strings.TrimSpace(strings.SplitN(string(data), "\n", 2)[0]), ".")
+	s, err := strconv.ParseInt(sec, 10, 64)
+	if err != nil {
+		return time.Time{}, false
+	}
+	frac = (frac + "000000000")[:9]
+	ns, err := strconv.ParseInt(frac, 10, 64)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return time.Unix(s, ns), true
 }
 
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
@@ -358,6 +409,46 @@ func (s *Simulator) State(node string) NodeState {
 		}
 	}
 	return st
+}
+
+// DownIntervals returns every time a host went down, in the order they began,
+// including hosts still down (To zero).
+func (s *Simulator) DownIntervals() []DownInterval {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.down)
+}
+
+// SetRebootDelay sets how long node stays down on its next reboots (0: back
+// to SimConfig.RebootDelay).
+func (s *Simulator) SetRebootDelay(node string, d time.Duration) {
+	n := s.node(node)
+	s.mu.Lock()
+	n.rebootDelay = d
+	s.mu.Unlock()
+}
+
+// KillAgent sends sig to the process group of node's agent, as a crash or an
+// OOM kill would, unless the node is rebooting or its agent is not running.
+// It returns the agent's pid; ok is false when nothing was signalled. With
+// RestartOnExit the agent is started again a second after it exits.
+func (s *Simulator) KillAgent(node string, sig syscall.Signal) (pid int, ok bool, err error) {
+	n := s.node(node)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n.rebooting || n.stopping || n.cmd == nil || n.exited == nil {
+		return 0, false, nil
+	}
+	select {
+	case <-n.exited:
+		return 0, false, nil
+	default:
+	}
+	pid = n.cmd.Process.Pid
+	if err := syscall.Kill(-pid, sig); err != nil {
+		return pid, false, fmt.Errorf("kill agent of %s (pid %d): %w", node, pid, err)
+	}
+	return pid, true, nil
 }
 
 // Reboots returns the completed reboots, in order.
@@ -595,9 +686,16 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 // reboot simulates one reboot of n (see SimConfig).
 func (s *Simulator) reboot(ctx context.Context, n *simNode, args string) error {
 	ev := Reboot{Node: n.name, RequestedAt: time.Now(), Args: args}
+	ev.HookAt = ev.RequestedAt
+	if at, ok := firstHookTime(n.requests); ok && at.Before(ev.HookAt) {
+		ev.HookAt = at
+	}
 	s.mu.Lock()
 	n.rebooting = true
 	ev.OldBootID = n.bootID
+	delay := cmp.Or(n.rebootDelay, s.cfg.RebootDelay)
+	downIdx := len(s.down)
+	s.down = append(s.down, DownInterval{Node: n.name, From: ev.HookAt})
 	s.notifyLocked()
 	s.mu.Unlock()
 	s.log.Info("simulated reboot requested", "node", n.name, "args", args)
@@ -628,7 +726,7 @@ func (s *Simulator) reboot(ctx context.Context, n *simNode, args string) error {
 				_ = s.patchNode(cctx, n.name, false, map[string]any{"metadata": map[string]any{"annotations": map[string]any{PoweredOffAnnotation: nil}}})
 			}
 		}()
-		if _, err := s.bed.WaitNode(ctx, n.name, 30*time.Second, "NotReady", NodeNotReady); err != nil {
+		if _, err := s.bed.WaitNode(ctx, n.name, s.apiWait(), "NotReady", NodeNotReady); err != nil {
 			return err
 		}
 		ev.NotReadyAt = time.Now()
@@ -636,7 +734,7 @@ func (s *Simulator) reboot(ctx context.Context, n *simNode, args string) error {
 	if err := os.Remove(n.sentinel); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove sentinel: %w", err)
 	}
-	if !sleepCtx(ctx, s.cfg.RebootDelay) {
+	if !sleepCtx(ctx, delay) {
 		return ctx.Err()
 	}
 	newBoot := NewUUID()
@@ -651,7 +749,7 @@ func (s *Simulator) reboot(ctx context.Context, n *simNode, args string) error {
 	}
 	// Back up when the API shows the new boot ID (and Ready); re-assert the
 	// boot ID if anything wrote an old status over it.
-	err := Poll(ctx, 30*time.Second, "node "+n.name+" back with boot ID "+newBoot, func(ctx context.Context) (bool, error) {
+	err := Poll(ctx, s.apiWait(), "node "+n.name+" back with boot ID "+newBoot, func(ctx context.Context) (bool, error) {
 		node, err := nodes.Get(ctx, n.name, metav1.GetOptions{})
 		if err != nil {
 			return false, err
@@ -670,14 +768,17 @@ func (s *Simulator) reboot(ctx context.Context, n *simNode, args string) error {
 	s.mu.Unlock()
 	ev.NewBootID = newBoot
 	// Requests made while the node was going down died with it.
-	if err := os.Remove(n.requests); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("clear reboot requests: %w", err)
+	for _, p := range []string{n.requests, hookTimesPath(n.requests)} {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("clear reboot requests: %w", err)
+		}
 	}
 	if err := s.startAgent(n); err != nil {
 		return err
 	}
 	ev.UpAt = time.Now()
 	s.mu.Lock()
+	s.down[downIdx].To = ev.UpAt
 	s.reboots = append(s.reboots, ev)
 	s.notifyLocked()
 	s.mu.Unlock()
@@ -685,7 +786,11 @@ func (s *Simulator) reboot(ctx context.Context, n *simNode, args string) error {
 	return nil
 }
 
-// patchNode merge-patches the node (or its status subresource).
+// apiWait is how long one wait of a simulated reboot on the API may take.
+func (s *Simulator) apiWait() time.Duration { return cmp.Or(s.cfg.APITimeout, 30*time.Second) }
+
+// patchNode merge-patches the node (or its status subresource), retrying for
+// APITimeout (default: 5 attempts).
 func (s *Simulator) patchNode(ctx context.Context, name string, status bool, patch map[string]any) error {
 	data, err := json.Marshal(patch)
 	if err != nil {
@@ -696,9 +801,13 @@ func (s *Simulator) patchNode(ctx context.Context, name string, status bool, pat
 		sub = []string{"status"}
 	}
 	var last error
-	for range 5 {
+	deadline := time.Now().Add(s.cfg.APITimeout)
+	for try := 1; ; try++ {
 		if _, last = s.bed.Client.CoreV1().Nodes().Patch(ctx, name, types.MergePatchType, data, metav1.PatchOptions{}, sub...); last == nil {
 			return nil
+		}
+		if (s.cfg.APITimeout == 0 && try >= 5) || (s.cfg.APITimeout > 0 && time.Now().After(deadline)) {
+			break
 		}
 		if !sleepCtx(ctx, 200*time.Millisecond) {
 			break

@@ -66,6 +66,31 @@ func TestHookScriptRecordsRequest(t *testing.T) {
 	}
 }
 
+func TestHookScriptRecordsTime(t *testing.T) {
+	dir := t.TempDir()
+	hook := filepath.Join(dir, "reboot-hook")
+	req := filepath.Join(dir, "requests")
+	if err := os.WriteFile(hook, []byte(hookScript("n1", req)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := firstHookTime(req); ok {
+		t.Fatal("a time before the hook ran")
+	}
+	before := time.Now()
+	if out, err := exec.Command(hook).CombinedOutput(); err != nil {
+		t.Fatalf("hook: %v: %s", err, out)
+	}
+	after := time.Now()
+	time.Sleep(20 * time.Millisecond)
+	if out, err := exec.Command(hook).CombinedOutput(); err != nil {
+		t.Fatalf("hook: %v: %s", err, out)
+	}
+	at, ok := firstHookTime(req)
+	if !ok || at.Before(before.Truncate(time.Millisecond)) || at.After(after) {
+		t.Fatalf("first hook time %v (ok=%v), want the first call, between %v and %v", at, ok, before, after)
+	}
+}
+
 func TestSubstitute(t *testing.T) {
 	s := &Simulator{bed: &Bed{Kubeconfig: "/k"}}
 	n := &simNode{name: "aks-user-1", sentinel: "/d/s", hook: "/d/h", dir: "/d", bootID: "b1"}

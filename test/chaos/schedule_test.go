@@ -1,0 +1,116 @@
+package chaos
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"time"
+)
+
+// faultKind names one kind of fault the chaos rollout injects.
+type faultKind string
+
+const (
+	killAgent        faultKind = "kill-agent"        // SIGKILL of an agent's process group
+	pauseAPIServer   faultKind = "pause-apiserver"   // SIGSTOP of kube-apiserver for For
+	restartAPIServer faultKind = "restart-apiserver" // kill kube-apiserver, kwokctl start cluster
+	deleteLease      faultKind = "delete-lease"      // delete a held slot Lease
+	longDown         faultKind = "long-down"         // a host stays down Factor × its usual reboot
+	prometheusDown   faultKind = "prometheus-down"   // Prometheus stopped for For
+	brokenConfig     faultKind = "broken-config"     // invalid YAML in the config file for For
+	pausePool        faultKind = "pause-pool"        // concurrency 0 in Pool for For
+	adminCordon      faultKind = "admin-cordon"      // an admin cordons a node not mid-reboot
+)
+
+// allKinds is every fault kind, each of which a schedule holds at least once.
+var allKinds = []faultKind{killAgent, pauseAPIServer, restartAPIServer, deleteLease, longDown, prometheusDown, brokenConfig, pausePool, adminCordon}
+
+// extraKinds are drawn for the faults beyond one of each (longer windows get more).
+var extraKinds = []faultKind{killAgent, killAgent, deleteLease, killAgent, pauseAPIServer, prometheusDown, brokenConfig, pausePool}
+
+// fault is one scheduled fault. Targets are indices into a candidate list that
+// only the run knows (nodes in name order, held Leases in name order): the
+// schedule is fixed by the seed, the run starts at Target and takes the first
+// candidate that qualifies at that moment.
+type fault struct {
+	Kind   faultKind
+	At     time.Duration // offset from the start of the rollout
+	For    time.Duration // how long it lasts (pauses, outages, broken or paused config)
+	Target int
+	Pool   string  // pause-pool
+	Factor float64 // long-down: multiple of the usual reboot delay
+}
+
+func (f fault) String() string {
+	s := fmt.Sprintf("%s at=+%s", f.Kind, f.At.Round(100*time.Millisecond))
+	if f.For > 0 {
+		s += fmt.Sprintf(" for=%s", f.For.Round(100*time.Millisecond))
+	}
+	switch f.Kind {
+	case pausePool:
+		s += " pool=" + f.Pool
+	case longDown:
+		s += fmt.Sprintf(" factor=%.1f target=%d", f.Factor, f.Target)
+	case killAgent, deleteLease, adminCordon:
+		s += fmt.Sprintf(" target=%d", f.Target)
+	}
+	return s
+}
+
+// newSchedule draws the faults of one seed: one of each enabled kind plus one
+// more per 45s of window, at offsets in [3s, window), sorted by offset. The
+// same seed, window and kinds give the same schedule.
+func newSchedule(seed uint64, window time.Duration, kinds []faultKind) []fault {
+	if len(kinds) == 0 {
+		return nil
+	}
+	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	between := func(lo, hi time.Duration) time.Duration { return lo + time.Duration(r.Int64N(int64(hi-lo)+1)) }
+	list := slices.Clone(kinds)
+	for range int(window / (45 * time.Second)) {
+		if k := extraKinds[r.IntN(len(extraKinds))]; slices.Contains(kinds, k) {
+			list = append(list, k)
+		}
+	}
+	var out []fault
+	for _, k := range list {
+		f := fault{Kind: k, At: between(3*time.Second, max(window, 4*time.Second)), Target: r.IntN(1 << 16)}
+		switch k {
+		case pauseAPIServer:
+			f.For = between(10*time.Second, 90*time.Second)
+		case prometheusDown:
+			f.For = between(10*time.Second, 60*time.Second)
+		case brokenConfig, pausePool:
+			f.For = between(10*time.Second, 40*time.Second)
+		case longDown:
+			f.Factor = 4 + 2*r.Float64()
+		}
+		if k == pausePool {
+			f.Pool = pools[r.IntN(len(pools))].name
+		}
+		out = append(out, f)
+	}
+	slices.SortStableFunc(out, func(a, b fault) int { return int(a.At - b.At) })
+	return out
+}
+
+// parseKinds reads CHAOS_FAULTS: "" or "all" = every kind, "none" = no faults,
+// or a comma list of kinds.
+func parseKinds(v string) ([]faultKind, error) {
+	switch strings.TrimSpace(v) {
+	case "", "all":
+		return slices.Clone(allKinds), nil
+	case "none":
+		return nil, nil
+	}
+	var out []faultKind
+	for _, s := range strings.Split(v, ",") {
+		k := faultKind(strings.TrimSpace(s))
+		if !slices.Contains(allKinds, k) {
+			return nil, fmt.Errorf("CHAOS_FAULTS: unknown fault kind %q (kinds: %v, or all, none)", k, allKinds)
+		}
+		out = append(out, k)
+	}
+	return out, nil
+}

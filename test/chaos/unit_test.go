@@ -1,0 +1,141 @@
+package chaos
+
+import (
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// These run without the test bed: the schedule is a function of the seed, and the
+// oracle flags what it exists to flag.
+
+func TestScheduleIsSeeded(t *testing.T) {
+	a := newSchedule(7, 90*time.Second, allKinds)
+	b := newSchedule(7, 90*time.Second, allKinds)
+	if !reflect.DeepEqual(a, b) {
+		t.Fatalf("same seed, different schedules:\n%v\n%v", a, b)
+	}
+	if c := newSchedule(8, 90*time.Second, allKinds); reflect.DeepEqual(a, c) {
+		t.Fatalf("seeds 7 and 8 gave the same schedule %v", a)
+	}
+	for _, k := range allKinds {
+		if !slices.ContainsFunc(a, func(f fault) bool { return f.Kind == k }) {
+			t.Errorf("schedule lacks %s: %v", k, a)
+		}
+	}
+	for i, f := range a {
+		if f.At < 3*time.Second || f.At > 90*time.Second || (i > 0 && f.At < a[i-1].At) {
+			t.Errorf("fault %d (%v) out of the window or out of order", i, f)
+		}
+		if f.Kind == pauseAPIServer && (f.For < 10*time.Second || f.For > 90*time.Second) {
+			t.Errorf("apiserver pause %v not within 10-90s", f.For)
+		}
+	}
+	if long := newSchedule(7, 10*time.Minute, allKinds); len(long) <= len(a) {
+		t.Errorf("a 10m window has %d faults, a 90s one %d: longer soaks must get more", len(long), len(a))
+	}
+	if s := newSchedule(7, 90*time.Second, nil); len(s) != 0 {
+		t.Errorf("no kinds, yet faults %v", s)
+	}
+}
+
+func TestParseKinds(t *testing.T) {
+	if k, err := parseKinds("none"); err != nil || len(k) != 0 {
+		t.Errorf("none: %v %v", k, err)
+	}
+	if k, err := parseKinds(""); err != nil || !reflect.DeepEqual(k, allKinds) {
+		t.Errorf("empty: %v %v", k, err)
+	}
+	if k, err := parseKinds("kill-agent, delete-lease"); err != nil || !reflect.DeepEqual(k, []faultKind{killAgent, deleteLease}) {
+		t.Errorf("list: %v %v", k, err)
+	}
+	if _, err := parseKinds("kill-everything"); err == nil {
+		t.Error("an unknown kind was accepted")
+	}
+}
+
+func TestCheckI1(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+	end := at(100)
+	valid := func(s float64, system, user int) configWrite {
+		return configWrite{At: at(s), Valid: true, Concurrency: map[string]int{"system": system, "user": user}}
+	}
+	base := []configWrite{valid(0, 1, 2)}
+	cases := []struct {
+		name    string
+		downs   []downInterval
+		writes  []configWrite
+		max     map[string]int
+		flagged []string // substrings, one per expected violation
+	}{
+		{
+			name: "sequential and within limits",
+			downs: []downInterval{
+				{"s0", "system", at(1), at(5)}, {"s1", "system", at(5), at(9)},
+				{"u0", "user", at(1), at(8)}, {"u1", "user", at(2), at(6)}, {"u2", "user", at(7), at(9)},
+			},
+			writes: base,
+			max:    map[string]int{"system": 1, "user": 2},
+		},
+		{
+			name:    "two system hosts overlap by a moment",
+			downs:   []downInterval{{"s0", "system", at(1), at(5)}, {"s1", "system", at(4.9), at(9)}},
+			writes:  base,
+			max:     map[string]int{"system": 2, "user": 0},
+			flagged: []string{"2 hosts of pool system down at once (limit 1): s1 went down while s0"},
+		},
+		{
+			name:    "a host still down at the end overlaps a later one",
+			downs:   []downInterval{{"u0", "user", at(1), time.Time{}}, {"u1", "user", at(2), at(3)}, {"u2", "user", at(50), at(60)}},
+			writes:  base,
+			max:     map[string]int{"system": 0, "user": 2},
+			flagged: nil,
+		},
+		{
+			name:    "three user hosts",
+			downs:   []downInterval{{"u0", "user", at(1), time.Time{}}, {"u1", "user", at(2), at(3)}, {"u2", "user", at(2.5), at(60)}},
+			writes:  base,
+			max:     map[string]int{"system": 0, "user": 3},
+			flagged: []string{"3 hosts of pool user down at once (limit 2)"},
+		},
+		{
+			name:    "a reboot starts while the pool is paused",
+			downs:   []downInterval{{"s0", "system", at(20), at(25)}, {"u0", "user", at(20), at(25)}},
+			writes:  append(slices.Clone(base), valid(10, 0, 2), valid(30, 1, 2)),
+			max:     map[string]int{"system": 1, "user": 1},
+			flagged: []string{"s0 of pool system went down while the pool was paused (concurrency 0 written at +10.0s)"},
+		},
+		{
+			name:   "a pause the agents could not have seen yet, and a host already down",
+			downs:  []downInterval{{"s0", "system", at(10.5), at(25)}, {"u0", "user", at(5), at(25)}},
+			writes: append(slices.Clone(base), valid(10, 0, 0), valid(30, 1, 2)),
+			max:    map[string]int{"system": 1, "user": 1},
+		},
+		{
+			name:    "a broken config does not lift a pause",
+			downs:   []downInterval{{"s0", "system", at(20), at(25)}},
+			writes:  append(slices.Clone(base), valid(10, 0, 2), configWrite{At: at(15)}, valid(18, 0, 2), valid(30, 1, 2)),
+			max:     map[string]int{"system": 1, "user": 0},
+			flagged: []string{"s0 of pool system went down while the pool was paused"},
+		},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := checkI1(c.downs, c.writes, end, t0, 2*time.Second)
+			if !reflect.DeepEqual(got.MaxDown, c.max) {
+				t.Errorf("max down %v, want %v", got.MaxDown, c.max)
+			}
+			if len(got.Violations) != len(c.flagged) {
+				t.Fatalf("violations %q, want %d matching %q", got.Violations, len(c.flagged), c.flagged)
+			}
+			for i, want := range c.flagged {
+				if !strings.Contains(got.Violations[i], want) {
+					t.Errorf("violation %q does not say %q", got.Violations[i], want)
+				}
+			}
+		})
+	}
+}
