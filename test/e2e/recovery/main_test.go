@@ -45,10 +45,10 @@ func TestMain(m *testing.M) { os.Exit(testbed.MainWithBinary(m, &binary)) }
 
 // Node annotations of the agent's contract (issue 8).
 const (
-	annPhase        = "rebootgate.io/phase"
-	annHold         = "rebootgate.io/hold"
-	annFailures     = "rebootgate.io/failures"
-	annRetryAfter   = "rebootgate.io/retry-after"
+	annPhase      = "rebootgate.io/phase"
+	annHold       = "rebootgate.io/hold"
+	annFailures   = "rebootgate.io/failures"
+	annRetryAfter = "rebootgate.io/retry-after"
 )
 
 // envDropUnknownFlags leaves out flags the binary under test does not know.

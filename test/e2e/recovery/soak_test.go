@@ -5,6 +5,9 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
 	"github.com/rebootgate/rebootgate/test/testbed"
 )
 
@@ -57,5 +60,42 @@ func TestSoakRestartsAfterNotReady(t *testing.T) {
 	}
 	if got := len(e.sim.Reboots()); got != 1 {
 		t.Errorf("%d reboots, want 1", got)
+	}
+}
+
+// TestHealthGateTimeoutEscalates (finding 9): a pool health gate that does not pass
+// within --ready-timeout is reported (a HealthGateTimeout Event) rather than waited on
+// silently, and the agent keeps waiting: the node is uncordoned only after the gate
+// passes.
+func TestHealthGateTimeoutEscalates(t *testing.T) {
+	const label = "e2e-healthy"
+	e := newEnv(t)
+	e.writeConfig(`  healthGate:
+  - name: e2e-healthy
+    expression: 'node.labels[?"` + label + `"] == optional.of("yes")'
+    message: "the test has not labelled the node healthy yet"
+`)
+	rec := e.record()
+	e.start(testbed.SimConfig{Command: e.args("--ready-timeout", "5s")})
+	ctx := context.Background()
+	e.requireReboot()
+	if _, err := e.sim.WaitForReboots(ctx, 1, 2*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	ev := e.waitEvent("HealthGateTimeout", time.Minute)
+	if ev.Type != "Warning" {
+		t.Errorf("HealthGateTimeout event of type %s, want Warning", ev.Type)
+	}
+	if n := e.get(); !n.Spec.Unschedulable || phaseOf(n) != "Verifying" {
+		t.Fatalf("after HealthGateTimeout: unschedulable=%v phase=%q, want still cordoned in Verifying", n.Spec.Unschedulable, phaseOf(n))
+	}
+	passed := time.Now()
+	patch := `{"metadata":{"labels":{"` + label + `":"yes"}}}`
+	if _, err := e.bed.Client.CoreV1().Nodes().Patch(ctx, e.node, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e.waitSettled(time.Minute, "once the health gate passes")
+	if _, uncordons := rec.Cordons(); len(uncordons) != 1 || uncordons[0].Before(passed) {
+		t.Errorf("uncordons %v, want one, after the gate passed at %s; node changes:%s", uncordons, passed.Format(time.RFC3339Nano), rec)
 	}
 }
