@@ -145,6 +145,19 @@ func knownFlags() (map[string]bool, error) {
 	return helpFlags, helpErr
 }
 
+// ifKnown returns the flag and its value when the binary has the flag, else nothing:
+// for tuning that only speeds a test up (a shorter bound than the default).
+func (e *env) ifKnown(flag, value string) []string {
+	known, err := knownFlags()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if !known[strings.TrimPrefix(flag, "--")] {
+		return nil
+	}
+	return []string{flag, value}
+}
+
 // filterFlags fails the test on a flag the binary does not know — the contract's flags
 // are part of what is tested — unless RECOVERY_DROP_UNKNOWN_FLAGS is set, which leaves
 // them out (with their values) to run the behaviour checks against an older binary.

@@ -23,11 +23,11 @@ const finishBound = 90 * time.Second
 // API's answer), with the node still in Verifying. Only the removal of the phase
 // annotation is refused, so every step up to the end of Verifying goes through and
 // the denial bites exactly at the finish. clear lifts the denial.
-func (e *env) rebootIntoDeniedFinish() (clear func()) {
+func (e *env) rebootIntoDeniedFinish(extra ...string) (clear func()) {
 	e.t.Helper()
 	msg := "e2e " + e.id + ": finishing the reboot is denied for now"
 	clear = e.denyFinish(msg)
-	e.start(testbed.SimConfig{})
+	e.start(testbed.SimConfig{Command: e.args(extra...)})
 	e.requireReboot()
 	if _, err := e.sim.WaitForReboots(context.Background(), 1, 2*time.Minute); err != nil {
 		e.t.Fatal(err)
@@ -105,7 +105,8 @@ func TestRestartUnderBrokenConfigFinishesReboot(t *testing.T) {
 // and /healthz is 200 again.
 func TestHealthzAndPhaseMetricWhileStuck(t *testing.T) {
 	e := newEnv(t)
-	clear := e.rebootIntoDeniedFinish()
+	// A shorter bound than the default (2m) if the agent lets us set it.
+	clear := e.rebootIntoDeniedFinish(e.ifKnown("--unhealthy-after", "30s")...)
 	ctx := context.Background()
 	verifying := map[string]string{"node": e.node, "phase": "Verifying"}
 	checkPhase := func(when string) {
