@@ -173,6 +173,8 @@ type simNode struct {
 	rebooting bool
 	bootID    string
 	stopping  bool
+	// heldDown keeps the node powered off after RebootDelay until HoldDown(false).
+	heldDown bool
 }
 
 // NewSimulator prepares a simulator on the bed: a directory, a sentinel path
@@ -736,6 +738,9 @@ func (s *Simulator) reboot(ctx context.Context, n *simNode, args string) error {
 	}
 	if !sleepCtx(ctx, delay) {
 		return ctx.Err()
+	}
+	if err := s.waitReleased(ctx, n); err != nil { // HoldDown
+		return err
 	}
 	newBoot := NewUUID()
 	if err := s.patchNode(ctx, n.name, true, map[string]any{"status": map[string]any{"nodeInfo": map[string]any{"bootID": newBoot}}}); err != nil {

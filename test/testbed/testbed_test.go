@@ -159,3 +159,21 @@ func TestMainSkipsWithoutE2E(t *testing.T) {
 		t.Fatalf("Main without %s: %d", EnvE2E, code)
 	}
 }
+
+func TestMostDown(t *testing.T) {
+	at := func(s int) time.Time { return time.Unix(int64(s), 0) }
+	downs := []DownInterval{
+		{Node: "a", From: at(0), To: at(10)},
+		{Node: "b", From: at(10), To: at(20)}, // starts as a comes back: not overlapping
+		{Node: "c", From: at(15)},             // still down
+	}
+	if n, nodes := MostDown(downs); n != 2 || strings.Join(nodes, ",") != "b,c" {
+		t.Fatalf("MostDown = %d %v, want 2 [b c]", n, nodes)
+	}
+	if n, _ := MostDown(downs[:2]); n != 1 {
+		t.Fatalf("MostDown of back-to-back reboots = %d, want 1", n)
+	}
+	if n, _ := MostDown(nil); n != 0 {
+		t.Fatalf("MostDown(nil) = %d", n)
+	}
+}
