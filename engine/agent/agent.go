@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -61,7 +60,9 @@ type Agent struct {
 	nodes listersv1.NodeLister
 	pods  listersv1.PodLister
 	pokes chan struct{}
-	ready atomic.Bool
+	// detectorStates carries the sentinel's changes to the loop.
+	detectorStates chan detect.State
+	ready          atomic.Bool
 
 	semMu sync.Mutex
 	sems  map[string]*lock.Semaphore
@@ -69,10 +70,30 @@ type Agent struct {
 	poolSizeMu sync.Mutex
 	poolSize   poolSizeCache
 
+	executor *pipeline.Executor
+
 	// Loop state, owned by Run's goroutine.
 	needed       detect.State
 	lastReport   string
 	lastRequired *bool
+	// held is the slot this node holds (nil: none), heldRef names it.
+	held    *lock.Held
+	heldRef pipeline.SlotRef
+	// resumed: this process already looked for a slot held before it started.
+	resumed      bool
+	healthySince time.Time
+	// lastHealthWhy is the health gate's last reason, reported once per change.
+	lastHealthWhy string
+	stalled       map[string]bool // escalations already reported in this phase
+
+	// notBackSeen dedupes "has not come back" reports (lock callbacks and the loop).
+	notBackMu   sync.Mutex
+	notBackSeen map[string]bool
+
+	// Health of the reconcile loop, for /healthz.
+	loopMu       sync.Mutex
+	failingSince time.Time
+	lastErr      error
 }
 
 // New builds an agent. It makes no API requests.
@@ -86,7 +107,7 @@ func New(cfg Config, client kubernetes.Interface, log *slog.Logger) (*Agent, err
 	}
 	a := &Agent{
 		cfg: cfg, client: client, clock: clock.RealClock{}, log: log.With("node", cfg.NodeName), baseLog: log,
-		registry: prometheus.NewRegistry(), pokes: make(chan struct{}, 1), sems: map[string]*lock.Semaphore{},
+		registry: prometheus.NewRegistry(), pokes: make(chan struct{}, 1), detectorStates: make(chan detect.State, 1), sems: map[string]*lock.Semaphore{},
 		// Kubelet records Node events with the node name as UID; so do we, so they show
 		// in kubectl describe node.
 		nodeRef: &corev1.ObjectReference{Kind: "Node", Name: cfg.NodeName, UID: types.UID(cfg.NodeName)},
@@ -125,6 +146,10 @@ func New(cfg Config, client kubernetes.Interface, log *slog.Logger) (*Agent, err
 	if cfg.BlockedTooLong > 0 {
 		a.blocked = notify.NewBlockedTooLong(cfg.BlockedTooLong)
 	}
+	a.stalled, a.notBackSeen = map[string]bool{}, map[string]bool{}
+	if a.executor, err = pipeline.New(a.executorConfig()); err != nil {
+		return nil, err
+	}
 	if cfg.Alerts.Prometheus.URL != "" || cfg.Alerts.Alertmanager.URL != "" {
 		if cfg.Alerts.Logger == nil {
 			cfg.Alerts.Logger = a.log
@@ -159,9 +184,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	go a.source.Run(ctx)
-	states := make(chan detect.State, 1)
 	go func() {
-		if err := a.detector.Run(ctx, states); err != nil {
+		if err := a.detector.Run(ctx, a.detectorStates); err != nil {
 			a.log.Error("reboot detection stopped", "err", err)
 		}
 	}()
@@ -173,28 +197,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.ready.Store(true)
 	a.log.Info("agent started", "dryRun", a.cfg.DryRun, "sentinel", a.cfg.SentinelPath, "sentinelCommand", a.cfg.SentinelCommand)
 
-	if err := a.resume(ctx); err != nil {
-		a.log.Error("resuming the interrupted reboot failed", "err", err)
-	}
-	recheck := a.clock.NewTimer(time.Hour)
-	recheck.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case st := <-states:
-			a.setNeeded(ctx, st)
-		case <-a.pokes:
-		case <-a.source.Changed():
-		case <-recheck.C():
-		}
-		if !a.needed.Needed {
-			continue
-		}
-		if next := a.cycle(ctx); next > 0 {
-			recheck.Reset(next)
-		}
-	}
+	a.loop(ctx)
+	return nil
 }
 
 func (a *Agent) poke() {
@@ -303,64 +307,22 @@ func (a *Agent) decide(ctx context.Context) decision.Decision {
 			"rebooted at %s and a reboot is still required: waiting until %s before rebooting again (reboot loop protection)",
 			last.Format(time.RFC3339), last.Add(a.cfg.LoopBackoff).Format(time.RFC3339))})
 	}
+	if st := pipeline.StateOf(f.Node); now.Before(st.RetryAfter) {
+		d.Allowed = false
+		d.Reasons = append(d.Reasons, decision.Reason{Source: decision.SourceEngine, Message: fmt.Sprintf(
+			"backing off after %d failed attempt(s): next try at %s", st.Failures, st.RetryAfter.UTC().Format(time.RFC3339))})
+	}
 	return d
 }
 
-// cycle decides and, when allowed, takes a slot and reboots. It returns when to decide
-// again while the reboot stays blocked (0: only on events).
-func (a *Agent) cycle(ctx context.Context) time.Duration {
-	d := a.decide(ctx)
-	a.report(ctx, d)
-	if a.blocked != nil && a.blocked.Observe(a.clock.Now(), true, d) {
-		_ = a.notifier.Notify(ctx, notify.Event{Kind: notify.KindBlockedTooLong, Node: a.cfg.NodeName, Pool: d.Pool, Decision: &d, Since: a.blocked.Since()})
-	}
-	if !d.Allowed {
-		return a.nextCheck(d)
-	}
-	engine, err := a.source.Current()
-	if err != nil {
-		return a.cfg.RecheckInterval
-	}
-	n, err := a.node()
-	if err != nil {
-		return a.cfg.RecheckInterval
-	}
-	pool, err := engine.PoolOf(n, a.clock.Now())
-	if err != nil {
-		return a.cfg.RecheckInterval
-	}
-	slots := func() int { return a.slots(ctx, engine, pool) }
-	if a.cfg.DryRun {
-		a.dryRunSlots(ctx, pool, slots())
-		return a.cfg.RecheckInterval
-	}
-	sem, err := a.semaphore(pool, n)
-	if err != nil {
-		a.log.Error("slot semaphore", "pool", pool.Name, "err", err)
-		return a.cfg.RecheckInterval
-	}
-	held, err := a.acquire(ctx, sem, slots)
-	if err != nil {
-		if ctx.Err() == nil && !errors.Is(err, context.Canceled) {
-			a.log.Error("taking a slot failed", "pool", pool.Name, "err", err)
-			a.metrics.Errors.WithLabelValues(a.cfg.NodeName, "lock").Inc()
-		}
-		return time.Second
-	}
-	a.runPipeline(ctx, pool.Name, held)
-	// The loop was busy while the pipeline ran: read the sentinel again rather than
-	// act on the state from before the reboot.
-	a.setNeeded(ctx, a.detector.Check(ctx))
-	return time.Second
-}
-
 // acquire waits for a slot — a watch on the pool's Leases — for as long as the reboot
-// stays allowed. Meanwhile it re-decides every RecheckInterval, keeping the reported
-// decision fresh, and gives up as soon as the gate closes. (The pipeline re-checks the
-// gate after taking the slot anyway; this only avoids holding a slot for nothing.)
-func (a *Agent) acquire(ctx context.Context, sem *lock.Semaphore, slots func() int) (*lock.Held, error) {
-	actx, cancel := context.WithCancel(ctx)
-	defer cancel()
+// stays allowed. Meanwhile it re-decides every RecheckInterval and at once on any
+// change of the node, its pods or the config, and gives up as soon as the gate closes
+// or the node's pool changes; the slot count is read from the config in force at each
+// attempt, so a lowered concurrency (0 pauses the pool) reaches waiting agents.
+func (a *Agent) acquire(ctx context.Context, sem *lock.Semaphore, pool string) (*lock.Held, error) {
+	actx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	watcherDone := make(chan struct{})
 	go func() {
 		defer close(watcherDone)
@@ -369,6 +331,8 @@ func (a *Agent) acquire(ctx context.Context, sem *lock.Semaphore, slots func() i
 			case <-actx.Done():
 				return
 			case <-a.clock.After(a.cfg.RecheckInterval):
+			case <-a.pokes:
+			case <-a.source.Changed():
 			}
 			d := a.gate(actx)
 			if actx.Err() != nil {
@@ -378,17 +342,46 @@ func (a *Agent) acquire(ctx context.Context, sem *lock.Semaphore, slots func() i
 			// not race with it; watcherDone orders it before Run goes on.
 			a.report(actx, d)
 			if !d.Allowed {
-				cancel()
+				cancel(errGateClosed)
 				return
 			}
-			// A percentage pool may have grown without any Lease event.
+			if d.Pool != pool {
+				cancel(fmt.Errorf("%w: the node moved from pool %s to %s", errGateClosed, pool, d.Pool))
+				return
+			}
+			// The concurrency may have changed (config, or a percentage pool's size).
 			sem.Recheck()
 		}
 	}()
-	held, err := sem.Acquire(actx, slots)
-	cancel()
+	held, err := sem.Acquire(actx, func() int { return a.currentSlots(actx, pool) })
+	cause := context.Cause(actx)
+	cancel(nil)
 	<-watcherDone
+	if err != nil && errors.Is(cause, errGateClosed) {
+		return nil, cause
+	}
 	return held, err
+}
+
+// errGateClosed stops waiting for a slot: the reboot is no longer allowed.
+var errGateClosed = errors.New("the gate closed while waiting for a slot")
+
+// currentSlots is the concurrency of pool under the config in force now; 0 (no slot)
+// when there is no valid config or the node is no longer in that pool.
+func (a *Agent) currentSlots(ctx context.Context, pool string) int {
+	engine, err := a.source.Current()
+	if err != nil {
+		return 0
+	}
+	n, err := a.node()
+	if err != nil {
+		return 0
+	}
+	p, err := engine.PoolOf(n, a.clock.Now())
+	if err != nil || p.Name != pool {
+		return 0
+	}
+	return a.slots(ctx, engine, p)
 }
 
 // gate is the decision the pipeline re-checks: the engine's, and the reboot must still
@@ -456,26 +449,33 @@ type poolSizeCache struct {
 	at     time.Time
 }
 
-func (a *Agent) semaphore(pool *config.ResolvedPool, n *corev1.Node) (*lock.Semaphore, error) {
-	value := ""
-	if pool.SlotKey != "" {
-		value = n.Labels[pool.SlotKey]
-	}
-	key := pool.Name + "\x00" + value
+func (a *Agent) semaphore(pool, value string) (*lock.Semaphore, error) {
+	key := pool + "\x00" + value
 	a.semMu.Lock()
 	defer a.semMu.Unlock()
 	if s, ok := a.sems[key]; ok {
 		return s, nil
 	}
 	s, err := lock.New(lock.Config{
-		Client: a.client, Namespace: a.cfg.Namespace, Pool: pool.Name, Holder: a.cfg.NodeName,
+		Client: a.client, Namespace: a.cfg.Namespace, Pool: pool, Holder: a.cfg.NodeName,
 		TTL: a.cfg.LockTTL, Jitter: a.cfg.LockJitter, Clock: a.clock, SlotValue: value, Logger: a.log,
+		OnStuckHolder: func(lease, holder string, since time.Time) {
+			a.notBack(context.Background(), pool, lease, holder, since)
+		},
 	})
 	if err != nil {
 		return nil, err
 	}
 	a.sems[key] = s
 	return s, nil
+}
+
+// slotValue is the node's value of the pool's slot key ("" without one).
+func slotValue(pool *config.ResolvedPool, n *corev1.Node) string {
+	if pool.SlotKey == "" {
+		return ""
+	}
+	return n.Labels[pool.SlotKey]
 }
 
 func (a *Agent) dryRunSlots(ctx context.Context, pool *config.ResolvedPool, slots int) {
@@ -485,120 +485,6 @@ func (a *Agent) dryRunSlots(ctx context.Context, pool *config.ResolvedPool, slot
 		return
 	}
 	a.log.Info("dry-run: would take a slot and reboot", "pool", pool.Name, "slots", slots, "held", len(holders), "slotFree", len(holders) < slots)
-}
-
-// resume finishes a pipeline an earlier agent started (it was killed by the reboot,
-// crashed or was restarted).
-func (a *Agent) resume(ctx context.Context) error {
-	n, err := a.node()
-	if err != nil {
-		return err
-	}
-	if pipeline.StateOf(n).Phase == pipeline.PhaseIdle {
-		return nil
-	}
-	if a.cfg.DryRun {
-		a.log.Warn("dry-run: the node is in the middle of a reboot started by a non-dry-run agent; leaving it alone", "phase", pipeline.StateOf(n).Phase)
-		return nil
-	}
-	engine, err := a.source.WaitCurrent(ctx)
-	if err != nil {
-		return err
-	}
-	pool, err := engine.PoolOf(n, a.clock.Now())
-	if err != nil {
-		return err
-	}
-	sem, err := a.semaphore(pool, n)
-	if err != nil {
-		return err
-	}
-	held, ok, err := sem.Resume(ctx)
-	if err != nil {
-		return err
-	}
-	var slot pipeline.Slot
-	if ok {
-		slot = held
-	}
-	a.log.Info("resuming the reboot", "phase", pipeline.StateOf(n).Phase, "slot", ok)
-	a.runPipeline(ctx, pool.Name, slot)
-	return nil
-}
-
-func (a *Agent) runPipeline(ctx context.Context, pool string, slot pipeline.Slot) {
-	start := a.clock.Now()
-	if slot != nil {
-		a.metrics.SlotsHeld.WithLabelValues(a.cfg.NodeName, pool).Set(1)
-		defer a.metrics.SlotsHeld.WithLabelValues(a.cfg.NodeName, pool).Set(0)
-	}
-	p, err := pipeline.New(a.pipelineConfig(pool))
-	if err != nil {
-		a.log.Error("pipeline", "err", err)
-		return
-	}
-	outcome, err := p.Run(ctx, slot)
-	a.setPhase(pipeline.PhaseIdle)
-	if err != nil {
-		if ctx.Err() == nil {
-			a.log.Error("reboot pipeline failed", "err", err)
-			a.metrics.Errors.WithLabelValues(a.cfg.NodeName, "pipeline").Inc()
-		}
-		return
-	}
-	a.log.Info("reboot pipeline finished", "outcome", outcome, "took", a.clock.Since(start).Round(time.Millisecond))
-	if outcome == pipeline.OutcomeRebooted {
-		a.metrics.TotalDuration.WithLabelValues(a.cfg.NodeName, pool).Observe(a.clock.Since(start).Seconds())
-	}
-}
-
-func (a *Agent) pipelineConfig(pool string) pipeline.Config {
-	var rebooter pipeline.Rebooter = &pipeline.CommandRebooter{Command: a.cfg.RebootCommand, Nsenter: a.cfg.Nsenter}
-	if a.cfg.RebootMethod == "signal" {
-		rebooter = &pipeline.SignalRebooter{Signal: syscall.Signal(a.cfg.RebootSignal)}
-	}
-	drainStart := time.Time{}
-	return pipeline.Config{
-		Client: a.client, NodeName: a.cfg.NodeName, Node: a.node, Clock: a.clock, Logger: a.baseLog, Recorder: a.recorder,
-		Drainer: &timedDrainer{
-			inner: &pipeline.KubectlDrainer{Client: a.client, Options: a.cfg.Drain, Logger: a.baseLog, Sleep: a.sleep},
-			observe: func(d time.Duration) {
-				a.metrics.DrainDuration.WithLabelValues(a.cfg.NodeName, pool).Observe(d.Seconds())
-			},
-			clock: a.clock,
-		},
-		Rebooter:              rebooter,
-		Gate:                  a.gate,
-		HealthGate:            a.healthGate,
-		RebootRequired:        func(ctx context.Context) (bool, error) { st := a.detector.Check(ctx); return st.Needed, st.Err },
-		PreRebootLabels:       a.cfg.PreRebootLabels,
-		PostRebootLabels:      a.cfg.PostRebootLabels,
-		PreferNoScheduleTaint: a.cfg.PreferNoScheduleTaint,
-		ForceReboot:           a.cfg.ForceReboot,
-		RebootDelay:           a.cfg.RebootDelay,
-		RebootTimeout:         a.cfg.RebootTimeout,
-		RebootAttempts:        a.cfg.RebootAttempts,
-		ReadyTimeout:          a.cfg.ReadyTimeout,
-		Soak:                  a.cfg.Soak,
-		OnStep: func(ctx context.Context, step pipeline.Step) {
-			kind := map[pipeline.Step]notify.Kind{
-				pipeline.StepDrain: notify.KindDrain, pipeline.StepReboot: notify.KindReboot, pipeline.StepUncordon: notify.KindUncordon,
-			}[step]
-			// Errors are logged by the notifier; a notification never stops a reboot.
-			_ = a.notifier.Notify(ctx, notify.Event{Kind: kind, Node: a.cfg.NodeName, Pool: pool})
-		},
-		OnPhase: func(ph pipeline.Phase) {
-			a.setPhase(ph)
-			switch ph {
-			case pipeline.PhaseRebooting:
-				drainStart = a.clock.Now()
-			case pipeline.PhaseVerifying:
-				if !drainStart.IsZero() {
-					a.metrics.RebootDuration.WithLabelValues(a.cfg.NodeName, pool).Observe(a.clock.Since(drainStart).Seconds())
-				}
-			}
-		},
-	}
 }
 
 func (a *Agent) setPhase(ph pipeline.Phase) {
@@ -641,7 +527,13 @@ func (t *timedDrainer) Drain(ctx context.Context, node string) error {
 func (a *Agent) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", metricsHandler(a.registry))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := a.loopHealth(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !a.ready.Load() {
 			http.Error(w, "informers not synced", http.StatusServiceUnavailable)

@@ -65,6 +65,22 @@ type Config struct {
 	// RecheckInterval re-decides while a reboot is needed but blocked (alerts and pods
 	// change without telling us about time; windows do).
 	RecheckInterval time.Duration
+	// MaxFailures consecutive failures (failed drain, reboot not observed, sentinel
+	// that survived a reboot) put the node on hold; each failure before that backs
+	// off FailureBackoff, doubled per failure, up to MaxFailureBackoff.
+	MaxFailures       int
+	FailureBackoff    time.Duration
+	MaxFailureBackoff time.Duration
+	// ErrorBackoff is the first retry delay after a failed reconcile (an API error),
+	// doubled per consecutive error up to MaxErrorBackoff.
+	ErrorBackoff    time.Duration
+	MaxErrorBackoff time.Duration
+	// UnhealthyAfter: /healthz fails once every reconcile has failed for this long.
+	UnhealthyAfter time.Duration
+	// GuardInterval is how often a drain re-checks the gate and the slot besides on
+	// every change; PollInterval paces waits with nothing to watch (health gate, soak).
+	GuardInterval time.Duration
+	PollInterval  time.Duration
 
 	PreRebootLabels       map[string]string
 	PostRebootLabels      map[string]string
@@ -114,6 +130,34 @@ func (c *Config) Defaults() {
 	if c.RecheckInterval == 0 {
 		c.RecheckInterval = time.Minute
 	}
+	if c.MaxFailures == 0 {
+		c.MaxFailures = 3
+	}
+	if c.FailureBackoff == 0 {
+		c.FailureBackoff = time.Minute
+	}
+	if c.MaxFailureBackoff == 0 {
+		c.MaxFailureBackoff = time.Hour
+	}
+	if c.ErrorBackoff == 0 {
+		c.ErrorBackoff = time.Second
+	}
+	if c.MaxErrorBackoff == 0 {
+		c.MaxErrorBackoff = time.Minute
+	}
+	if c.UnhealthyAfter == 0 {
+		c.UnhealthyAfter = 2 * time.Minute
+	}
+	if c.GuardInterval == 0 {
+		c.GuardInterval = 5 * time.Second
+	}
+	if c.PollInterval == 0 {
+		c.PollInterval = 5 * time.Second
+	}
+	if c.Drain.Timeout == 0 {
+		// A drain that never ends would hold a cordoned node and its slot for ever.
+		c.Drain.Timeout = 15 * time.Minute
+	}
 	if c.Drain.Attempts == 0 {
 		c.Drain.Attempts = 3
 	}
@@ -135,6 +179,12 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("reboot signal: %d is not a signal number", c.RebootSignal)
 	case c.RebootAttempts < 1:
 		return fmt.Errorf("reboot attempts: %d is less than 1", c.RebootAttempts)
+	case c.MaxFailures < 1:
+		return fmt.Errorf("max failures: %d is less than 1", c.MaxFailures)
+	case c.FailureBackoff < 0:
+		return fmt.Errorf("failure backoff: %v is negative", c.FailureBackoff)
+	case c.Drain.Timeout < 0:
+		return fmt.Errorf("drain timeout: %v is negative", c.Drain.Timeout)
 	case c.LockTTL != 0 && c.LockTTL <= 4*lock.DefaultSkew:
 		return fmt.Errorf("lock TTL: %v is not longer than %v (4 × the %v clock-skew allowance)", c.LockTTL, 4*lock.DefaultSkew, lock.DefaultSkew)
 	}

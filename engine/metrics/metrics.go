@@ -33,6 +33,15 @@ type Metrics struct {
 	PolicyStatus *prometheus.GaugeVec
 	// PolicyLoadErrors counts failed policy or config loads.
 	PolicyLoadErrors *prometheus.CounterVec
+	// Failures counts failed reboot attempts of the node by reason (drain, reboot not
+	// observed, sentinel survived the reboot); OnHold is 1 while the node is on hold.
+	Failures *prometheus.CounterVec
+	OnHold   *prometheus.GaugeVec
+	// HolderNotBack is 1 while a slot holder of the pool (possibly another node, seen
+	// by this waiting agent) has not come back from its reboot.
+	HolderNotBack *prometheus.GaugeVec
+	// Stalled is 1 while a step (Ready, health gate) waits longer than its timeout.
+	Stalled *prometheus.GaugeVec
 }
 
 // durationBuckets span a quick drain (seconds) to a slow reboot with soak (an hour).
@@ -89,10 +98,27 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Namespace: Namespace, Name: "policy_load_errors_total",
 			Help: "Failed loads of the config or of policy ConfigMaps.",
 		}, []string{"node"}),
+		Failures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "failures_total",
+			Help: "Failed reboot attempts of the node (each is backed off; too many in a row put the node on hold).",
+		}, []string{"node", "reason"}),
+		OnHold: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "on_hold",
+			Help: "1 while the node carries the hold annotation, else 0.",
+		}, []string{"node"}),
+		HolderNotBack: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "holder_not_back",
+			Help: "1 while a slot holder of the pool has not come back from its reboot after the reboot and ready timeouts.",
+		}, []string{"pool", "holder"}),
+		Stalled: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "stalled",
+			Help: "1 while the node's reboot waits longer than its timeout for a step (ready, health).",
+		}, []string{"node", "step"}),
 	}
 	for _, c := range []prometheus.Collector{
 		m.RebootRequired, m.SentinelErrors, m.GateDecision, m.GateDecisions, m.Phase, m.SlotsHeld,
 		m.DrainDuration, m.RebootDuration, m.TotalDuration, m.Errors, m.PolicyStatus, m.PolicyLoadErrors,
+		m.Failures, m.OnHold, m.HolderNotBack, m.Stalled,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, err

@@ -25,10 +25,15 @@ const (
 	// BlockedTooLong: the node needs a reboot but the gate has denied it for longer
 	// than the configured threshold (see BlockedTooLong).
 	KindBlockedTooLong Kind = "BlockedTooLong"
+	// NotBack: a node asked to reboot has not come back (Ready) after the reboot and
+	// ready timeouts; its slot stays held, so its pool's rollout has stopped.
+	KindNotBack Kind = "NotBack"
+	// Hold: the node failed too many times in a row and was put on hold.
+	KindHold Kind = "Hold"
 )
 
 // Kinds lists every Kind, in pipeline order.
-var Kinds = []Kind{KindDrain, KindReboot, KindUncordon, KindBlockedTooLong}
+var Kinds = []Kind{KindDrain, KindReboot, KindUncordon, KindBlockedTooLong, KindNotBack, KindHold}
 
 // Event is one notification. Its fields are what message templates see.
 type Event struct {

@@ -17,6 +17,8 @@ type Templates struct {
 	Reboot         string // --message-template-reboot
 	Uncordon       string // --message-template-uncordon
 	BlockedTooLong string // --message-template-blocked-too-long
+	NotBack        string // no flag: the default message
+	Hold           string // no flag: the default message
 }
 
 // The default templates: kured's, as Go templates, plus one for BlockedTooLong.
@@ -24,6 +26,8 @@ const (
 	DefaultDrainTemplate          = "Draining node {{.Node}}"
 	DefaultRebootTemplate         = "Rebooting node {{.Node}}"
 	DefaultUncordonTemplate       = "Node {{.Node}} rebooted and uncordoned"
+	DefaultNotBackTemplate        = `Node {{.Node}}{{with .Pool}} (pool {{.}}){{end}} has not come back after {{.Detail}}; it keeps its slot and the pool's rollout is stopped`
+	DefaultHoldTemplate           = `Node {{.Node}}{{with .Pool}} (pool {{.}}){{end}} is on hold: {{.Detail}}`
 	DefaultBlockedTooLongTemplate = `Node {{.Node}}{{with .Pool}} (pool {{.}}){{end}} needs a reboot but has been blocked since {{.Since.UTC.Format "2006-01-02 15:04 UTC"}}{{with .Decision | reasons 3}}: {{.}}{{end}}`
 )
 
@@ -52,6 +56,10 @@ func (t Templates) get(k Kind) string {
 		return t.Uncordon
 	case KindBlockedTooLong:
 		return t.BlockedTooLong
+	case KindNotBack:
+		return t.NotBack
+	case KindHold:
+		return t.Hold
 	}
 	return ""
 }
@@ -61,6 +69,8 @@ var defaultTemplates = Templates{
 	Reboot:         DefaultRebootTemplate,
 	Uncordon:       DefaultUncordonTemplate,
 	BlockedTooLong: DefaultBlockedTooLongTemplate,
+	NotBack:        DefaultNotBackTemplate,
+	Hold:           DefaultHoldTemplate,
 }
 
 // defaultMessages renders the defaults; it is the fallback when a template fails.

@@ -1,7 +1,12 @@
-// Package pipeline carries one node through a reboot: cordon, drain, reboot, verify the
-// new boot ID, wait for health, uncordon and release the slot. Its progress is recorded
-// on the Node itself (annotations written in the same patch as the change they
-// describe), so an agent that crashes or is killed by the reboot resumes from whatever
-// phase it reached. A node cordoned by an admin is never uncordoned, and a failed drain
-// uncordons before the slot is released — the order kured gets wrong.
+// Package pipeline is a node's reboot lifecycle: cordon, drain, reboot, verify the new
+// boot ID, wait for health, uncordon and release the slot.
+//
+// It is level-triggered. [Next] is a pure transition table from an [Observation]
+// (the node's recorded state, its Node object, the sentinel, the gate, the slot) to
+// the one [Step] to take; the agent's reconcile loop observes, calls Next and runs
+// the step with an [Executor], on every wake-up. Each step records the new state on
+// the Node in the same patch as the change it describes, so an error, a crash or the
+// reboot itself leaves a state the next pass continues from: resuming is not special.
+// A node cordoned by an admin is never uncordoned, and the slot is released only after
+// the uncordon.
 package pipeline

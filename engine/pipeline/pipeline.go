@@ -14,8 +14,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/clock"
-
-	"github.com/rebootgate/rebootgate/engine/decision"
 )
 
 // Event reasons on the Node.
@@ -32,6 +30,12 @@ const (
 	ReasonHealthGateWaiting   = "HealthGateWaiting"
 	ReasonRebootLoopSuspected = "RebootLoopSuspected"
 	ReasonUncordoned          = "Uncordoned"
+	ReasonDrainAbandoned      = "DrainAbandoned"
+	ReasonSlotLost            = "SlotLost"
+	ReasonRebootHeld          = "RebootHeld"
+	ReasonNodeNotBack         = "NodeNotBack"
+	ReasonHealthGateTimeout   = "HealthGateTimeout"
+	ReasonRetryScheduled      = "RebootRetryScheduled"
 )
 
 // Slot is a held concurrency slot.
@@ -40,19 +44,13 @@ type Slot interface {
 	Release(ctx context.Context) error
 }
 
-// Outcome says how a run ended.
-type Outcome string
+// SlotRef names a slot and its semaphore, recorded on the Node at the cordon so that
+// the reboot can be resumed and finished without any config.
+type SlotRef struct {
+	Name, Pool, Value string
+}
 
-// Outcomes.
-const (
-	OutcomeRebooted    Outcome = "Rebooted"
-	OutcomeDenied      Outcome = "Denied"      // the gate closed before the reboot; undone
-	OutcomeDrainFailed Outcome = "DrainFailed" // undone: uncordoned, then released
-	OutcomeNoSlot      Outcome = "NoSlot"      // resumed without a slot before the reboot; undone
-	OutcomeGaveUp      Outcome = "GaveUp"      // the host never rebooted; undone
-)
-
-// Config wires a Pipeline.
+// Config wires an [Executor].
 type Config struct {
 	Client   kubernetes.Interface
 	NodeName string
@@ -63,67 +61,46 @@ type Config struct {
 	Recorder record.EventRecorder
 	Drainer  Drainer
 	Rebooter Rebooter
-	// Gate decides again with fresh facts: after the slot is taken and right before
-	// the reboot.
-	Gate func(ctx context.Context) decision.Decision
-	// HealthGate, if set, must pass after the node is Ready again before it is
-	// uncordoned (for example: every node of the pool Ready, no firing alerts).
-	HealthGate func(ctx context.Context) (ok bool, why string)
-	// RebootRequired, if set, is asked after a verified reboot: still true means the
-	// reboot did not clear the need, which is reported as a suspected loop.
-	RebootRequired func(ctx context.Context) (bool, error)
 
 	PreRebootLabels  map[string]string
 	PostRebootLabels map[string]string
 	// PreferNoScheduleTaint is a taint key set (PreferNoSchedule) while rebooting.
 	PreferNoScheduleTaint string
-	// ForceReboot reboots even when the drain fails (kured's --force-reboot).
-	ForceReboot bool
-	// RebootDelay waits between the drain and the reboot (kured's --reboot-delay).
-	RebootDelay time.Duration
-	// RebootTimeout is how long to wait for a new boot ID after asking for a reboot.
-	RebootTimeout time.Duration
-	// RebootAttempts bounds the reboot requests before giving up.
-	RebootAttempts int
-	// ReadyTimeout is how long to wait for Ready before warning (waiting goes on).
-	ReadyTimeout time.Duration
-	// Soak is how long the node must stay healthy before it is uncordoned.
-	Soak time.Duration
-	// PollInterval paces waits on the informer cache (never the API).
-	PollInterval time.Duration
-	// OnPhase is told each phase change (metrics).
+	// MaxFailures consecutive failures put the node on hold (HoldAnnotation, with
+	// the reason); FailureBackoff is the first back-off, doubled per failure up to
+	// MaxBackoff.
+	MaxFailures    int
+	FailureBackoff time.Duration
+	MaxBackoff     time.Duration
+	// HoldAnnotation returns the annotation key that holds a node (the config's).
+	HoldAnnotation func() string
+	// OnPhase is told each phase written (metrics).
 	OnPhase func(Phase)
 	// OnStep, if set, is told when draining starts, right before the reboot request,
 	// and after the uncordon (notifications). It runs synchronously: before a reboot,
 	// the process may not live long after it returns.
-	OnStep func(ctx context.Context, step Step)
+	OnStep func(ctx context.Context, step Step, reason string)
+	// OnHold, if set, is told when the node is put on hold (metric, notification).
+	OnHold func(ctx context.Context, reason string)
 }
 
-// Step is a moment worth telling people about.
-type Step string
-
-// Steps.
-const (
-	StepDrain    Step = "drain"
-	StepReboot   Step = "reboot"
-	StepUncordon Step = "uncordon"
+// Notification steps passed to OnStep.
+var (
+	StepDrain    = Step{Action: ActDrain}
+	StepReboot   = Step{Action: ActRequestReboot}
+	StepUncordon = Step{Action: ActFinish}
 )
 
-func (p *Pipeline) step(ctx context.Context, s Step) {
-	if p.cfg.OnStep != nil {
-		p.cfg.OnStep(ctx, s)
-	}
-}
-
-// Pipeline reboots one node. Methods are not safe for concurrent use; the agent runs one
-// pipeline at a time.
-type Pipeline struct {
+// Executor carries out the lifecycle's steps on one node. Every step writes the
+// node's new state in the same patch as the change it describes, so whatever fails
+// between two steps, the next pass of the reconcile loop sees where things are.
+type Executor struct {
 	cfg Config
 	ref *corev1.ObjectReference
 }
 
 // New validates the config.
-func New(cfg Config) (*Pipeline, error) {
+func New(cfg Config) (*Executor, error) {
 	switch {
 	case cfg.Client == nil:
 		return nil, errors.New("pipeline: Client is required")
@@ -133,8 +110,6 @@ func New(cfg Config) (*Pipeline, error) {
 		return nil, errors.New("pipeline: Node is required")
 	case cfg.Drainer == nil || cfg.Rebooter == nil:
 		return nil, errors.New("pipeline: Drainer and Rebooter are required")
-	case cfg.Gate == nil:
-		return nil, errors.New("pipeline: Gate is required")
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = clock.RealClock{}
@@ -145,73 +120,30 @@ func New(cfg Config) (*Pipeline, error) {
 	if cfg.Recorder == nil {
 		cfg.Recorder = &record.FakeRecorder{}
 	}
-	cfg.PollInterval = orDuration(cfg.PollInterval, time.Second)
-	cfg.RebootTimeout = orDuration(cfg.RebootTimeout, 10*time.Minute)
-	cfg.ReadyTimeout = orDuration(cfg.ReadyTimeout, 10*time.Minute)
-	cfg.RebootAttempts = max(1, cfg.RebootAttempts)
+	cfg.MaxFailures = max(1, cfg.MaxFailures)
+	cfg.FailureBackoff = orDuration(cfg.FailureBackoff, time.Minute)
+	cfg.MaxBackoff = orDuration(cfg.MaxBackoff, time.Hour)
+	if cfg.HoldAnnotation == nil {
+		cfg.HoldAnnotation = func() string { return "rebootgate.io/hold" }
+	}
 	// Kubelet uses the node name as the UID of Node events; doing the same makes
 	// kubectl describe node show ours.
 	ref := &corev1.ObjectReference{Kind: "Node", Name: cfg.NodeName, UID: types.UID(cfg.NodeName)}
-	return &Pipeline{cfg: cfg, ref: ref}, nil
+	return &Executor{cfg: cfg, ref: ref}, nil
 }
 
-// Run carries the node from its recorded phase to the end. slot may be nil when the
-// agent resumed and its slot was lost: phases before the reboot are then undone, while
-// a node that already rebooted is still verified and uncordoned, which only reduces risk.
-func (p *Pipeline) Run(ctx context.Context, slot Slot) (Outcome, error) {
-	node, err := p.cfg.Node()
-	if err != nil {
-		return "", fmt.Errorf("reading node %s: %w", p.cfg.NodeName, err)
-	}
-	st := StateOf(node)
-	if st.Phase == PhaseIdle {
-		if slot == nil {
-			return OutcomeNoSlot, nil
-		}
-		if d := p.cfg.Gate(ctx); !d.Allowed {
-			return OutcomeDenied, p.release(ctx, slot)
-		}
-		st = State{Phase: PhaseCordoning, Slot: slot.Name(), LastReboot: st.LastReboot}
-		if st, err = p.save(ctx, st, nil); err != nil {
-			return "", err
-		}
-	}
-	if slot == nil && st.Phase != PhaseVerifying && !p.rebooted(st) {
-		p.cfg.Logger.Warn("resumed without a slot before the reboot: undoing", "node", p.cfg.NodeName, "phase", st.Phase)
-		return OutcomeNoSlot, p.undo(ctx, st, nil, "the slot was lost while the agent was down")
-	}
-	for {
-		if err := ctx.Err(); err != nil {
-			return "", err
-		}
-		var outcome Outcome
-		switch st.Phase {
-		case PhaseCordoning:
-			st, err = p.cordon(ctx, st)
-		case PhaseDraining:
-			st, outcome, err = p.drain(ctx, st, slot)
-		case PhaseRebooting:
-			st, outcome, err = p.reboot(ctx, st, slot)
-		case PhaseVerifying:
-			return p.verify(ctx, st, slot)
-		default:
-			return "", fmt.Errorf("node %s: unknown phase %q in annotation %s", p.cfg.NodeName, st.Phase, AnnotationPhase)
-		}
-		if err != nil || outcome != "" {
-			return outcome, err
-		}
+func (p *Executor) step(ctx context.Context, s Step, reason string) {
+	if p.cfg.OnStep != nil {
+		p.cfg.OnStep(ctx, s, reason)
 	}
 }
 
-func (p *Pipeline) rebooted(st State) bool {
-	n, err := p.cfg.Node()
-	return err == nil && st.Phase == PhaseRebooting && st.BootIDBefore != "" && n.Status.NodeInfo.BootID != st.BootIDBefore
-}
-
-// cordon applies the pre-reboot labels and taint and cordons, recording in the same
-// patch whether the node was schedulable — so an admin's cordon is never undone.
-func (p *Pipeline) cordon(ctx context.Context, st State) (State, error) {
-	st.Phase = PhaseDraining
+// Cordon applies the pre-reboot labels and taint and cordons, recording in the same
+// patch the phase Draining, the slot, and whether the node was schedulable — so an
+// admin's cordon is never undone.
+func (p *Executor) Cordon(ctx context.Context, st State, slot SlotRef) (State, error) {
+	st.Phase, st.Slot, st.Pool, st.SlotValue = PhaseDraining, slot.Name, slot.Pool, slot.Value
+	st.Attempts, st.RequestedAt, st.BootIDBefore = 0, time.Time{}, ""
 	var cordonedByUs bool
 	st, err := p.save(ctx, st, func(n *corev1.Node, patch *nodePatch) {
 		cordonedByUs = !n.Spec.Unschedulable || StateOf(n).CordonedByUs
@@ -232,141 +164,87 @@ func (p *Pipeline) cordon(ctx context.Context, st State) (State, error) {
 	return st, nil
 }
 
-func (p *Pipeline) drain(ctx context.Context, st State, slot Slot) (State, Outcome, error) {
+// Drain evicts the node's pods. ctx carries the agent's guard: it is cancelled (with
+// a cause) when the gate closes or the slot is lost while draining.
+func (p *Executor) Drain(ctx context.Context) error {
 	p.event(corev1.EventTypeNormal, ReasonDraining, "draining for reboot")
-	p.step(ctx, StepDrain)
-	err := p.cfg.Drainer.Drain(ctx, p.cfg.NodeName)
-	if err != nil {
-		if ctx.Err() != nil {
-			return st, "", ctx.Err()
-		}
-		if !p.cfg.ForceReboot {
-			p.event(corev1.EventTypeWarning, ReasonDrainFailed, "%v; uncordoning, then releasing the slot", err)
-			return st, OutcomeDrainFailed, p.undo(ctx, st, slot, "drain failed")
-		}
-		p.event(corev1.EventTypeWarning, ReasonDrainFailed, "%v; rebooting anyway (force reboot)", err)
-	}
+	p.step(ctx, StepDrain, "")
+	return p.cfg.Drainer.Drain(ctx, p.cfg.NodeName)
+}
+
+// Drained records the move to Rebooting with the boot ID to compare against.
+func (p *Executor) Drained(ctx context.Context, st State) (State, error) {
 	n, err := p.cfg.Node()
 	if err != nil {
-		return st, "", fmt.Errorf("reading node %s: %w", p.cfg.NodeName, err)
+		return st, fmt.Errorf("reading node %s: %w", p.cfg.NodeName, err)
 	}
-	st.Phase = PhaseRebooting
-	st.BootIDBefore = n.Status.NodeInfo.BootID
-	st, err = p.save(ctx, st, nil)
-	return st, "", err
+	st.Phase, st.BootIDBefore, st.Attempts, st.RequestedAt = PhaseRebooting, n.Status.NodeInfo.BootID, 0, time.Time{}
+	return p.save(ctx, st, nil)
 }
 
-// reboot asks for a reboot and waits for the boot ID to change. On a real host the
-// agent dies here and the next agent resumes in this phase with a new boot ID.
-func (p *Pipeline) reboot(ctx context.Context, st State, slot Slot) (State, Outcome, error) {
-	for {
-		n, err := p.cfg.Node()
-		if err != nil {
-			return st, "", fmt.Errorf("reading node %s: %w", p.cfg.NodeName, err)
-		}
-		if n.Status.NodeInfo.BootID != st.BootIDBefore {
-			st.Phase, st.LastReboot, st.Attempts = PhaseVerifying, p.cfg.Clock.Now(), 0
-			st, err = p.save(ctx, st, nil)
-			return st, "", err
-		}
-		if st.Attempts >= p.cfg.RebootAttempts {
-			p.event(corev1.EventTypeWarning, ReasonRebootFailed, "the boot ID did not change after %d reboot request(s); uncordoning and releasing the slot", st.Attempts)
-			return st, OutcomeGaveUp, p.undo(ctx, st, slot, "the reboot never happened")
-		}
-		if d := p.cfg.Gate(ctx); !d.Allowed {
-			p.event(corev1.EventTypeNormal, ReasonRebootCancelled, "the gate closed before the reboot: %s", firstReason(d))
-			return st, OutcomeDenied, p.undo(ctx, st, slot, "the gate closed before the reboot")
-		}
-		if err := p.sleep(ctx, p.cfg.RebootDelay); err != nil {
-			return st, "", err
-		}
-		st.Attempts++
-		if st, err = p.save(ctx, st, nil); err != nil {
-			return st, "", err
-		}
-		// The agent dies with the host and cannot renew its slot while it is down: extend
-		// the slot over the expected downtime so no other node starts meanwhile.
-		if ext, ok := slot.(interface {
-			Extend(ctx context.Context, ttl time.Duration) error
-		}); ok && slot != nil {
-			if err := ext.Extend(ctx, p.cfg.RebootTimeout+p.cfg.ReadyTimeout); err != nil {
-				p.cfg.Logger.Warn("could not extend the slot over the reboot", "node", p.cfg.NodeName, "err", err)
-			}
-		}
-		p.event(corev1.EventTypeNormal, ReasonRebooting, "rebooting (%s), attempt %d", p.cfg.Rebooter, st.Attempts)
-		p.step(ctx, StepReboot)
-		if err := p.cfg.Rebooter.Reboot(ctx); err != nil {
-			p.event(corev1.EventTypeWarning, ReasonRebootFailed, "%v", err)
-		}
-		changed, err := p.waitFor(ctx, p.cfg.RebootTimeout, func(n *corev1.Node) bool {
-			return n.Status.NodeInfo.BootID != st.BootIDBefore
-		})
-		if err != nil {
-			return st, "", err
-		}
-		if !changed {
-			p.event(corev1.EventTypeWarning, ReasonRebootNotObserved, "boot ID still %s %s after the reboot request", st.BootIDBefore, p.cfg.RebootTimeout)
-			// Back off before asking again: the host may be slow to shut down.
-			if err := p.sleep(ctx, time.Duration(st.Attempts)*p.cfg.PollInterval*10); err != nil {
-				return st, "", err
-			}
-		}
+// ErrCancelled wraps the reason a final check stopped a reboot request.
+var ErrCancelled = errors.New("reboot cancelled")
+
+// RequestReboot records the attempt, tells people, runs final — the very last check
+// (fresh gate, slot confirmed held) — and only then asks the host to reboot. A final
+// error is returned wrapped in ErrCancelled and nothing is requested.
+func (p *Executor) RequestReboot(ctx context.Context, st State, final func(ctx context.Context) error) (State, error) {
+	st.Attempts++
+	st.RequestedAt = p.cfg.Clock.Now()
+	// Recorded first: an agent that dies right after the request must not ask again
+	// before the reboot timeout.
+	st, err := p.save(ctx, st, nil)
+	if err != nil {
+		return st, err
 	}
+	p.step(ctx, StepReboot, "")
+	if err := final(ctx); err != nil {
+		p.event(corev1.EventTypeNormal, ReasonRebootCancelled, "not rebooting: %v", err)
+		return st, fmt.Errorf("%w: %w", ErrCancelled, err)
+	}
+	p.event(corev1.EventTypeNormal, ReasonRebooting, "rebooting (%s), attempt %d", p.cfg.Rebooter, st.Attempts)
+	if err := p.cfg.Rebooter.Reboot(ctx); err != nil {
+		p.event(corev1.EventTypeWarning, ReasonRebootFailed, "%v", err)
+	}
+	return st, nil
 }
 
-// verify waits for Ready, the health gate and the soak time, then uncordons, applies the
-// post-reboot labels and releases the slot — in that order.
-func (p *Pipeline) verify(ctx context.Context, st State, slot Slot) (Outcome, error) {
-	for warned := false; ; warned = true {
-		ready, err := p.waitFor(ctx, p.cfg.ReadyTimeout, isReady)
-		if err != nil {
-			return "", err
-		}
-		if ready {
-			break
-		}
-		if !warned {
-			p.event(corev1.EventTypeWarning, ReasonNotReady, "not Ready %s after the reboot; still waiting", p.cfg.ReadyTimeout)
-		}
+// Rebooted records the move to Verifying once the boot ID changed.
+func (p *Executor) Rebooted(ctx context.Context, st State) (State, error) {
+	st.Phase, st.LastReboot = PhaseVerifying, p.cfg.Clock.Now()
+	st, err := p.save(ctx, st, nil)
+	if err == nil {
+		p.event(corev1.EventTypeNormal, ReasonRebooted, "rebooted: boot ID changed from %s", st.BootIDBefore)
 	}
-	if p.cfg.HealthGate != nil {
-		for reported := ""; ; {
-			ok, why := p.cfg.HealthGate(ctx)
-			if ok {
-				break
-			}
-			if why != reported {
-				p.event(corev1.EventTypeNormal, ReasonHealthGateWaiting, "waiting for the health gate: %s", why)
-				reported = why
-			}
-			if err := p.sleep(ctx, p.cfg.PollInterval*5); err != nil {
-				return "", err
-			}
-		}
-	}
-	if err := p.sleep(ctx, p.cfg.Soak); err != nil {
-		return "", err
-	}
-	p.event(corev1.EventTypeNormal, ReasonRebooted, "rebooted: boot ID changed from %s", st.BootIDBefore)
-	if p.cfg.RebootRequired != nil {
-		if still, err := p.cfg.RebootRequired(ctx); err == nil && still {
-			p.event(corev1.EventTypeWarning, ReasonRebootLoopSuspected, "a reboot is still required after a verified reboot; not rebooting again before the back-off")
-		}
-	}
-	return OutcomeRebooted, p.finish(ctx, st, slot, p.cfg.PostRebootLabels)
+	return st, err
 }
 
-// undo reverts a run that stops before the reboot: uncordon (if we cordoned) first,
-// then release the slot.
-func (p *Pipeline) undo(ctx context.Context, st State, slot Slot, why string) error {
-	p.cfg.Logger.Info("undoing reboot preparation", "node", p.cfg.NodeName, "phase", st.Phase, "why", why)
-	return p.finish(ctx, st, slot, nil)
-}
-
-// finish clears the state, uncordons when we cordoned and removes the taint and
-// pre-reboot labels in one patch, and only then releases the slot.
-func (p *Pipeline) finish(ctx context.Context, st State, slot Slot, labels map[string]string) error {
+// Finish ends a reboot (Finish) or stops one before it happened (Undo): in one patch
+// it clears the state, uncordons when rebootgate cordoned, removes the taint and
+// pre-reboot labels, applies the post-reboot labels after a reboot, and books a
+// failure: back-off, or after MaxFailures consecutive ones, the hold annotation.
+// Only then is the slot released (slot may be nil).
+func (p *Executor) Finish(ctx context.Context, st State, s Step, slot Slot) error {
+	rebooted := s.Action == ActFinish
 	last := State{LastReboot: st.LastReboot}
+	hold := ""
+	if s.Failure {
+		last.Failures = st.Failures + 1
+		if last.Failures >= p.cfg.MaxFailures {
+			hold = fmt.Sprintf("%d consecutive failures, the last: %s", last.Failures, s.Reason)
+			last.Failures = 0
+		} else {
+			last.RetryAfter = p.cfg.Clock.Now().Add(Backoff(p.cfg.FailureBackoff, p.cfg.MaxBackoff, last.Failures))
+		}
+	} else if !rebooted {
+		// Stopped for an outside reason (gate, slot): the count stands.
+		last.Failures, last.RetryAfter = st.Failures, st.RetryAfter
+	}
+	holdKey := p.cfg.HoldAnnotation()
+	var labels map[string]string
+	if rebooted {
+		labels = p.cfg.PostRebootLabels
+	}
 	_, err := p.save(ctx, last, func(n *corev1.Node, patch *nodePatch) {
 		if StateOf(n).CordonedByUs {
 			patch.Spec = &patchSpec{Unschedulable: ptr(false)}
@@ -386,20 +264,31 @@ func (p *Pipeline) finish(ctx context.Context, st State, slot Slot, labels map[s
 		for k, v := range labels {
 			patch.Metadata.Labels[k] = ptr(v)
 		}
+		if hold != "" {
+			patch.Metadata.Annotations[holdKey] = ptr(hold)
+		}
 	})
 	if err != nil {
 		return err
 	}
+	switch {
+	case hold != "":
+		p.event(corev1.EventTypeWarning, ReasonRebootHeld, "on hold (%s): %s; remove the annotation to try again", holdKey, hold)
+		if p.cfg.OnHold != nil {
+			p.cfg.OnHold(ctx, hold)
+		}
+	case s.Failure:
+		p.event(corev1.EventTypeWarning, ReasonRetryScheduled, "failure %d of %d: %s; retrying after %s",
+			last.Failures, p.cfg.MaxFailures, s.Reason, last.RetryAfter.UTC().Format(time.RFC3339))
+	case !rebooted:
+		p.cfg.Logger.Info("undid reboot preparation", "node", p.cfg.NodeName, "phase", st.Phase, "why", s.Reason)
+	}
 	if st.CordonedByUs {
 		p.event(corev1.EventTypeNormal, ReasonUncordoned, "uncordoned")
 	}
-	if st.Phase == PhaseVerifying {
-		p.step(ctx, StepUncordon)
+	if rebooted {
+		p.step(ctx, StepUncordon, "")
 	}
-	return p.release(ctx, slot)
-}
-
-func (p *Pipeline) release(ctx context.Context, slot Slot) error {
 	if slot == nil {
 		return nil
 	}
@@ -409,9 +298,14 @@ func (p *Pipeline) release(ctx context.Context, slot Slot) error {
 	return nil
 }
 
+// Event records an event on the node (and logs it).
+func (p *Executor) Event(eventType, reason, format string, args ...any) {
+	p.event(eventType, reason, format, args...)
+}
+
 // save writes the state (and any extra change) to the Node in one merge patch guarded
 // by the resourceVersion, retrying on conflicts with a fresh read.
-func (p *Pipeline) save(ctx context.Context, st State, extra func(*corev1.Node, *nodePatch)) (State, error) {
+func (p *Executor) save(ctx context.Context, st State, extra func(*corev1.Node, *nodePatch)) (State, error) {
 	if st.Phase != PhaseIdle {
 		st.Since = p.cfg.Clock.Now()
 	} else {
@@ -444,35 +338,7 @@ func (p *Pipeline) save(ctx context.Context, st State, extra func(*corev1.Node, 
 	}
 }
 
-// waitFor polls the informer's copy of the node until cond holds or timeout passes.
-func (p *Pipeline) waitFor(ctx context.Context, timeout time.Duration, cond func(*corev1.Node) bool) (bool, error) {
-	deadline := p.cfg.Clock.Now().Add(timeout)
-	for {
-		if n, err := p.cfg.Node(); err == nil && cond(n) {
-			return true, nil
-		}
-		if !p.cfg.Clock.Now().Before(deadline) {
-			return false, nil
-		}
-		if err := p.sleep(ctx, p.cfg.PollInterval); err != nil {
-			return false, err
-		}
-	}
-}
-
-func (p *Pipeline) sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-p.cfg.Clock.After(d):
-		return nil
-	}
-}
-
-func (p *Pipeline) event(eventType, reason, format string, args ...any) {
+func (p *Executor) event(eventType, reason, format string, args ...any) {
 	p.cfg.Recorder.Eventf(p.ref, eventType, reason, format, args...)
 	p.cfg.Logger.Info(fmt.Sprintf(format, args...), "node", p.cfg.NodeName, "reason", reason)
 }
@@ -506,13 +372,6 @@ func withTaint(taints []corev1.Taint, key string, want bool) ([]corev1.Taint, bo
 		out = append(out, corev1.Taint{Key: key, Effect: corev1.TaintEffectPreferNoSchedule})
 	}
 	return out, found != want
-}
-
-func firstReason(d decision.Decision) string {
-	if len(d.Reasons) == 0 {
-		return "no reason given"
-	}
-	return d.Reasons[0].Message
 }
 
 func stringPtrs(m map[string]string) map[string]*string {

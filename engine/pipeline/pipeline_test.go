@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,40 +12,29 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/tools/record"
 	clocktesting "k8s.io/utils/clock/testing"
-
-	"github.com/rebootgate/rebootgate/engine/decision"
 )
 
 const nodeName = "n1"
 
-// harness is a node in a fake API, a fake clock that moves whenever the pipeline
-// waits, and recording fakes for the drainer, rebooter and slot.
+var t0 = time.Date(2026, 11, 24, 3, 0, 0, 0, time.UTC)
+
+// harness is a node in a fake API with an executor, a fake clock and recording fakes
+// for the drainer, rebooter and slot.
 type harness struct {
 	t        *testing.T
 	client   *fake.Clientset
 	clock    *clocktesting.FakeClock
 	recorder *record.FakeRecorder
+	ex       *Executor
 	drainErr error
-	// rebootWorks makes the fake rebooter change the boot ID, as a real reboot would.
-	rebootWorks bool
-	reboots     int
-	gateOpen    []bool // successive gate answers; the last one repeats
-	gateCalls   int
-	mu          sync.Mutex
-	log         []string
-	released    bool
+	reboots  int
+	released int
 	// schedulableAtRelease records whether the node was uncordoned before release.
 	schedulableAtRelease bool
 }
 
-func newHarness(t *testing.T, unschedulable bool) *harness {
-	h := &harness{
-		t:           t,
-		clock:       clocktesting.NewFakeClock(time.Date(2026, 11, 24, 3, 0, 0, 0, time.UTC)),
-		recorder:    record.NewFakeRecorder(100),
-		rebootWorks: true,
-		gateOpen:    []bool{true},
-	}
+func newHarness(t *testing.T, unschedulable bool, cfg func(*Config)) *harness {
+	h := &harness{t: t, clock: clocktesting.NewFakeClock(t0), recorder: record.NewFakeRecorder(100)}
 	h.client = fake.NewClientset(&corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{Name: nodeName, Labels: map[string]string{"keep": "me"}},
 		Spec:       corev1.NodeSpec{Unschedulable: unschedulable, Taints: []corev1.Taint{{Key: "other", Effect: corev1.TaintEffectNoSchedule}}},
@@ -55,6 +43,22 @@ func newHarness(t *testing.T, unschedulable bool) *harness {
 			Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}},
 		},
 	})
+	c := Config{
+		Client: h.client, NodeName: nodeName, Clock: h.clock, Recorder: h.recorder, Drainer: h, Rebooter: h,
+		Node: func() (*corev1.Node, error) {
+			return h.client.CoreV1().Nodes().Get(context.Background(), nodeName, metav1.GetOptions{})
+		},
+		PreRebootLabels: map[string]string{"rebooting": "yes"}, PostRebootLabels: map[string]string{"rebooted": "yes"},
+		PreferNoScheduleTaint: "rebootgate.io/rebooting", MaxFailures: 3, FailureBackoff: time.Minute, MaxBackoff: time.Hour,
+	}
+	if cfg != nil {
+		cfg(&c)
+	}
+	ex, err := New(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.ex = ex
 	return h
 }
 
@@ -66,273 +70,171 @@ func (h *harness) node() *corev1.Node {
 	return n
 }
 
-func (h *harness) note(s string) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.log = append(h.log, s)
-}
-
-func (h *harness) Drain(context.Context, string) error { h.note("drain"); return h.drainErr }
-
-func (h *harness) Reboot(ctx context.Context) error {
-	h.note("reboot")
-	h.reboots++
-	if h.rebootWorks {
-		n := h.node()
-		n.Status.NodeInfo.BootID = "boot-2"
-		_, err := h.client.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{})
-		return err
-	}
-	return nil
-}
-
-func (h *harness) String() string { return "fake" }
-
-func (h *harness) Name() string { return "rebootgate-default-0" }
-
+func (h *harness) Drain(context.Context, string) error { return h.drainErr }
+func (h *harness) Reboot(context.Context) error     { h.reboots++; return nil }
+func (h *harness) String() string                   { return "fake" }
+func (h *harness) Name() string                     { return "rebootgate-p-0" }
 func (h *harness) Release(context.Context) error {
-	h.note("release")
-	h.released = true
+	h.released++
 	h.schedulableAtRelease = !h.node().Spec.Unschedulable
 	return nil
 }
 
-func (h *harness) pipeline(mutate func(*Config)) *Pipeline {
-	cfg := Config{
-		Client:   h.client,
-		NodeName: nodeName,
-		Node: func() (*corev1.Node, error) {
-			return h.client.CoreV1().Nodes().Get(context.Background(), nodeName, metav1.GetOptions{})
-		},
-		Clock:    h.clock,
-		Recorder: h.recorder,
-		Drainer:  h,
-		Rebooter: h,
-		Gate: func(context.Context) decision.Decision {
-			i := min(h.gateCalls, len(h.gateOpen)-1)
-			h.gateCalls++
-			if h.gateOpen[i] {
-				return decision.Decision{Allowed: true}
-			}
-			return decision.Decision{Reasons: []decision.Reason{{Source: "policy", Message: "window closed"}}}
-		},
-		PreRebootLabels:       map[string]string{"rebootgate.io/rebooting": "true"},
-		PostRebootLabels:      map[string]string{"rebootgate.io/rebooted": "true"},
-		PreferNoScheduleTaint: "rebootgate.io/reboot-pending",
-		RebootTimeout:         time.Minute,
-		RebootAttempts:        2,
-		Soak:                  30 * time.Second,
-	}
-	if mutate != nil {
-		mutate(&cfg)
-	}
-	p, err := New(cfg)
+var slot0 = SlotRef{Name: "rebootgate-p-0", Pool: "p"}
+
+func TestCordonRecordsSlotAndFinishUncordonsBeforeRelease(t *testing.T) {
+	h := newHarness(t, false, nil)
+	ctx := context.Background()
+	st, err := h.ex.Cordon(ctx, StateOf(h.node()), slot0)
 	if err != nil {
-		h.t.Fatal(err)
-	}
-	return p
-}
-
-// run runs the pipeline while stepping the fake clock whenever it waits.
-func (h *harness) run(p *Pipeline, slot Slot) (Outcome, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	done := make(chan struct{})
-	go func() {
-		for {
-			select {
-			case <-done:
-				return
-			case <-time.After(time.Millisecond):
-				if h.clock.HasWaiters() {
-					h.clock.Step(time.Second)
-				}
-			}
-		}
-	}()
-	defer close(done)
-	return p.Run(ctx, slot)
-}
-
-func (h *harness) events() string {
-	var out []string
-	for {
-		select {
-		case e := <-h.recorder.Events:
-			out = append(out, strings.Fields(e)[1])
-		default:
-			return strings.Join(out, ",")
-		}
-	}
-}
-
-func TestHappyPath(t *testing.T) {
-	h := newHarness(t, false)
-	out, err := h.run(h.pipeline(nil), h)
-	if err != nil || out != OutcomeRebooted {
-		t.Fatalf("outcome %q, err %v", out, err)
+		t.Fatal(err)
 	}
 	n := h.node()
-	if n.Spec.Unschedulable {
-		t.Error("node left cordoned")
+	got := StateOf(n)
+	if !n.Spec.Unschedulable || got.Phase != PhaseDraining || !got.CordonedByUs || got.Pool != "p" || got.Slot != slot0.Name || n.Labels["rebooting"] != "yes" {
+		t.Fatalf("after cordon: unschedulable=%v state=%+v labels=%v", n.Spec.Unschedulable, got, n.Labels)
 	}
-	if !h.released || !h.schedulableAtRelease {
-		t.Errorf("released %v, uncordoned before release %v", h.released, h.schedulableAtRelease)
+	if len(n.Spec.Taints) != 2 {
+		t.Fatalf("taints = %v, want the admin's and ours", n.Spec.Taints)
 	}
-	for _, k := range []string{AnnotationPhase, AnnotationBootIDBefore, AnnotationCordonedByUs, AnnotationSlot} {
-		if v, ok := n.Annotations[k]; ok {
-			t.Errorf("annotation %s=%q left behind", k, v)
-		}
+	st, err = h.ex.Drained(ctx, st)
+	if err != nil || StateOf(h.node()).BootIDBefore != "boot-1" || StateOf(h.node()).Phase != PhaseRebooting {
+		t.Fatalf("drained: %v %+v", err, StateOf(h.node()))
 	}
-	if n.Annotations[AnnotationLastReboot] == "" {
-		t.Error("last-reboot not recorded")
+	st, err = h.ex.Rebooted(ctx, st)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if n.Labels["rebootgate.io/rebooting"] != "" || n.Labels["rebootgate.io/rebooted"] != "true" || n.Labels["keep"] != "me" {
-		t.Errorf("labels = %v", n.Labels)
+	if err := h.ex.Finish(ctx, st, Step{Action: ActFinish}, h); err != nil {
+		t.Fatal(err)
+	}
+	n = h.node()
+	got = StateOf(n)
+	if n.Spec.Unschedulable || got.Phase != PhaseIdle || got.LastReboot.IsZero() || got.Pool != "" || n.Labels["rebooting"] != "" || n.Labels["rebooted"] != "yes" || n.Labels["keep"] != "me" {
+		t.Fatalf("after finish: unschedulable=%v state=%+v labels=%v", n.Spec.Unschedulable, got, n.Labels)
 	}
 	if len(n.Spec.Taints) != 1 || n.Spec.Taints[0].Key != "other" {
-		t.Errorf("taints = %v", n.Spec.Taints)
+		t.Fatalf("taints = %v, want only the admin's", n.Spec.Taints)
 	}
-	if got := strings.Join(h.log, ","); got != "drain,reboot,release" {
-		t.Errorf("steps = %s", got)
-	}
-	if got := h.events(); got != "Cordoned,Draining,Rebooting,Rebooted,Uncordoned" {
-		t.Errorf("events = %s", got)
+	if h.released != 1 || !h.schedulableAtRelease {
+		t.Fatalf("released %d times, schedulable at release %v: want once, after the uncordon", h.released, h.schedulableAtRelease)
 	}
 }
 
 func TestAdminCordonedNodeStaysCordoned(t *testing.T) {
-	h := newHarness(t, true)
-	out, err := h.run(h.pipeline(nil), h)
-	if err != nil || out != OutcomeRebooted {
-		t.Fatalf("outcome %q, err %v", out, err)
+	h := newHarness(t, true, nil)
+	ctx := context.Background()
+	st, err := h.ex.Cordon(ctx, StateOf(h.node()), slot0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if StateOf(h.node()).CordonedByUs {
+		t.Fatal("an admin's cordon was recorded as ours")
+	}
+	if err := h.ex.Finish(ctx, st, Step{Action: ActUndo, Reason: "gate closed"}, h); err != nil {
+		t.Fatal(err)
 	}
 	if !h.node().Spec.Unschedulable {
-		t.Error("an admin's cordon was undone")
+		t.Fatal("rebootgate uncordoned a node an admin had cordoned")
 	}
 }
 
-func TestDrainFailureUncordonsBeforeRelease(t *testing.T) {
-	h := newHarness(t, false)
-	h.drainErr = &DrainError{Node: nodeName, Attempts: 3, BlockedByPDB: true, Err: errors.New("evicting pod a/b: Too Many Requests")}
-	out, err := h.run(h.pipeline(nil), h)
-	if err != nil || out != OutcomeDrainFailed {
-		t.Fatalf("outcome %q, err %v", out, err)
-	}
-	if !h.released || !h.schedulableAtRelease {
-		t.Errorf("released %v, uncordoned before release %v", h.released, h.schedulableAtRelease)
-	}
-	if h.reboots != 0 {
-		t.Error("rebooted after a failed drain")
-	}
-	n := h.node()
-	if _, ok := n.Annotations[AnnotationPhase]; ok || len(n.Spec.Taints) != 1 || n.Labels["rebootgate.io/rebooting"] != "" {
-		t.Errorf("not undone: annotations %v taints %v labels %v", n.Annotations, n.Spec.Taints, n.Labels)
-	}
-	if ev := h.events(); !strings.Contains(ev, "DrainFailed") {
-		t.Errorf("events = %s", ev)
-	}
-}
-
-func TestForceRebootRebootsDespiteDrainFailure(t *testing.T) {
-	h := newHarness(t, false)
-	h.drainErr = errors.New("timeout")
-	out, err := h.run(h.pipeline(func(c *Config) { c.ForceReboot = true }), h)
-	if err != nil || out != OutcomeRebooted || h.reboots != 1 {
-		t.Fatalf("outcome %q, err %v, reboots %d", out, err, h.reboots)
-	}
-}
-
-func TestGateClosingBeforeRebootUndoes(t *testing.T) {
-	h := newHarness(t, false)
-	h.gateOpen = []bool{true, false} // open when the slot is taken, closed right before the reboot
-	out, err := h.run(h.pipeline(nil), h)
-	if err != nil || out != OutcomeDenied {
-		t.Fatalf("outcome %q, err %v", out, err)
-	}
-	if h.reboots != 0 || !h.schedulableAtRelease {
-		t.Errorf("reboots %d, uncordoned before release %v", h.reboots, h.schedulableAtRelease)
-	}
-}
-
-func TestGateClosedAtStartReleasesOnly(t *testing.T) {
-	h := newHarness(t, false)
-	h.gateOpen = []bool{false}
-	out, err := h.run(h.pipeline(nil), h)
-	if err != nil || out != OutcomeDenied || !h.released || len(h.log) != 1 {
-		t.Fatalf("outcome %q, err %v, steps %v", out, err, h.log)
-	}
-	if _, ok := h.node().Annotations[AnnotationPhase]; ok {
-		t.Error("state written for a denied run")
-	}
-}
-
-func TestResumeAfterRebootVerifiesAndFinishes(t *testing.T) {
-	h := newHarness(t, false)
-	// The agent was killed by the reboot: the node carries phase Rebooting, the old
-	// boot ID and our cordon; the host came back with a new boot ID.
-	n := h.node()
-	n.Spec.Unschedulable = true
-	n.Annotations = map[string]string{AnnotationPhase: "Rebooting", AnnotationBootIDBefore: "boot-0", AnnotationCordonedByUs: "true", AnnotationSlot: "rebootgate-default-0", AnnotationAttempts: "1"}
-	if _, err := h.client.CoreV1().Nodes().Update(context.Background(), n, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	out, err := h.run(h.pipeline(nil), h)
-	if err != nil || out != OutcomeRebooted || h.reboots != 0 {
-		t.Fatalf("outcome %q, err %v, reboots %d", out, err, h.reboots)
-	}
-	if h.node().Spec.Unschedulable || !h.schedulableAtRelease {
-		t.Error("not uncordoned before release")
-	}
-}
-
-func TestResumeWithoutSlotBeforeRebootUndoes(t *testing.T) {
-	h := newHarness(t, false)
-	n := h.node()
-	n.Spec.Unschedulable = true
-	n.Annotations = map[string]string{AnnotationPhase: "Draining", AnnotationCordonedByUs: "true"}
-	if _, err := h.client.CoreV1().Nodes().Update(context.Background(), n, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	out, err := h.run(h.pipeline(nil), nil)
-	if err != nil || out != OutcomeNoSlot {
-		t.Fatalf("outcome %q, err %v", out, err)
-	}
-	if h.node().Spec.Unschedulable || len(h.log) != 0 {
-		t.Errorf("unschedulable %v, steps %v", h.node().Spec.Unschedulable, h.log)
-	}
-}
-
-func TestRebootThatNeverHappensGivesUp(t *testing.T) {
-	h := newHarness(t, false)
-	h.rebootWorks = false
-	out, err := h.run(h.pipeline(nil), h)
-	if err != nil || out != OutcomeGaveUp {
-		t.Fatalf("outcome %q, err %v", out, err)
-	}
-	if h.reboots != 2 || h.node().Spec.Unschedulable || !h.schedulableAtRelease {
-		t.Errorf("reboots %d (want 2), unschedulable %v", h.reboots, h.node().Spec.Unschedulable)
-	}
-	if ev := h.events(); strings.Count(ev, "RebootNotObserved") != 2 || !strings.Contains(ev, "RebootFailed") {
-		t.Errorf("events = %s", ev)
-	}
-}
-
-func TestHealthGateAndLoopSuspicion(t *testing.T) {
-	h := newHarness(t, false)
-	checks := 0
-	out, err := h.run(h.pipeline(func(c *Config) {
-		c.HealthGate = func(context.Context) (bool, string) {
-			checks++
-			return checks > 3, "2 nodes of pool default are not Ready"
+func TestFailuresBackOffThenHold(t *testing.T) {
+	h := newHarness(t, false, nil)
+	ctx := context.Background()
+	wantBackoff := []time.Duration{time.Minute, 2 * time.Minute}
+	for i := range 3 {
+		st, err := h.ex.Cordon(ctx, StateOf(h.node()), slot0)
+		if err != nil {
+			t.Fatal(err)
 		}
-		c.RebootRequired = func(context.Context) (bool, error) { return true, nil }
-	}), h)
-	if err != nil || out != OutcomeRebooted {
-		t.Fatalf("outcome %q, err %v", out, err)
+		if err := h.ex.Finish(ctx, st, Step{Action: ActUndo, Failure: true, Reason: "drain failed"}, h); err != nil {
+			t.Fatal(err)
+		}
+		n := h.node()
+		got := StateOf(n)
+		if n.Spec.Unschedulable {
+			t.Fatalf("failure %d left the node cordoned", i+1)
+		}
+		if i < 2 {
+			if got.Failures != i+1 || !got.RetryAfter.Equal(h.clock.Now().Add(wantBackoff[i]).Truncate(time.Second)) {
+				t.Fatalf("failure %d: failures=%d retryAfter=%v, want %d and now+%v", i+1, got.Failures, got.RetryAfter, i+1, wantBackoff[i])
+			}
+			if n.Annotations["rebootgate.io/hold"] != "" {
+				t.Fatalf("failure %d put the node on hold already", i+1)
+			}
+			continue
+		}
+		if hold := n.Annotations["rebootgate.io/hold"]; !strings.Contains(hold, "3 consecutive failures") || !strings.Contains(hold, "drain failed") {
+			t.Fatalf("after 3 failures hold = %q", hold)
+		}
+		if got.Failures != 0 || !got.RetryAfter.IsZero() {
+			t.Fatalf("on hold the count restarts: failures=%d retryAfter=%v", got.Failures, got.RetryAfter)
+		}
 	}
-	ev := h.events()
-	if strings.Count(ev, "HealthGateWaiting") != 1 || !strings.Contains(ev, "RebootLoopSuspected") {
-		t.Errorf("events = %s (one HealthGateWaiting for an unchanged reason, and a loop warning)", ev)
+	if h.released != 3 {
+		t.Fatalf("slot released %d times, want 3", h.released)
+	}
+	if !eventSeen(h.recorder, ReasonRebootHeld) {
+		t.Fatal("no RebootHeld event")
+	}
+}
+
+func TestUndoForAnOutsideReasonKeepsTheFailureCount(t *testing.T) {
+	h := newHarness(t, false, nil)
+	ctx := context.Background()
+	st, _ := h.ex.Cordon(ctx, StateOf(h.node()), slot0)
+	_ = h.ex.Finish(ctx, st, Step{Action: ActUndo, Failure: true, Reason: "drain failed"}, h)
+	st, _ = h.ex.Cordon(ctx, StateOf(h.node()), slot0)
+	if err := h.ex.Finish(ctx, st, Step{Action: ActUndo, Reason: "the gate closed"}, h); err != nil {
+		t.Fatal(err)
+	}
+	if got := StateOf(h.node()); got.Failures != 1 {
+		t.Fatalf("failures = %d after an undo for the gate, want 1 (unchanged)", got.Failures)
+	}
+	st, _ = h.ex.Cordon(ctx, StateOf(h.node()), slot0)
+	st.Phase = PhaseVerifying
+	if err := h.ex.Finish(ctx, st, Step{Action: ActFinish}, h); err != nil {
+		t.Fatal(err)
+	}
+	if got := StateOf(h.node()); got.Failures != 0 || !got.RetryAfter.IsZero() {
+		t.Fatalf("a verified reboot must reset the failures: %+v", got)
+	}
+}
+
+func TestRequestRebootRunsTheFinalCheckLast(t *testing.T) {
+	h := newHarness(t, false, nil)
+	ctx := context.Background()
+	st, _ := h.ex.Cordon(ctx, StateOf(h.node()), slot0)
+	st, _ = h.ex.Drained(ctx, st)
+	var attemptsAtCheck int
+	st2, err := h.ex.RequestReboot(ctx, st, func(context.Context) error {
+		attemptsAtCheck = StateOf(h.node()).Attempts
+		return errors.New("node is on hold")
+	})
+	if !errors.Is(err, ErrCancelled) || h.reboots != 0 {
+		t.Fatalf("err=%v reboots=%d, want ErrCancelled and no reboot", err, h.reboots)
+	}
+	if attemptsAtCheck != 1 {
+		t.Fatalf("the attempt was not recorded before the final check (attempts %d)", attemptsAtCheck)
+	}
+	if _, err := h.ex.RequestReboot(ctx, st2, func(context.Context) error { return nil }); err != nil || h.reboots != 1 {
+		t.Fatalf("err=%v reboots=%d, want one reboot", err, h.reboots)
+	}
+	if got := StateOf(h.node()); got.Attempts != 2 || got.RequestedAt.IsZero() {
+		t.Fatalf("state after request: %+v", got)
+	}
+}
+
+func eventSeen(r *record.FakeRecorder, reason string) bool {
+	for {
+		select {
+		case e := <-r.Events:
+			if strings.Contains(e, reason) {
+				return true
+			}
+		default:
+			return false
+		}
 	}
 }

@@ -18,6 +18,17 @@ const (
 	AnnotationSlot         = "rebootgate.io/slot"
 	AnnotationAttempts     = "rebootgate.io/reboot-attempts"
 	AnnotationLastReboot   = "rebootgate.io/last-reboot"
+	// AnnotationPool and AnnotationSlotValue name the semaphore the slot belongs to,
+	// so an interrupted reboot can resume and finish without any config.
+	AnnotationPool      = "rebootgate.io/slot-pool"
+	AnnotationSlotValue = "rebootgate.io/slot-value"
+	// AnnotationRequestedAt is when the last reboot request was made.
+	AnnotationRequestedAt = "rebootgate.io/reboot-requested-at"
+	// AnnotationFailures counts consecutive failed attempts (drain, reboot that did
+	// not happen, sentinel that survived a reboot); AnnotationRetryAfter is the end of
+	// the back-off that follows the last one. Both outlive the reboot.
+	AnnotationFailures   = "rebootgate.io/failures"
+	AnnotationRetryAfter = "rebootgate.io/retry-after"
 )
 
 // Phase is where a node is in the pipeline.
@@ -44,8 +55,16 @@ type State struct {
 	// admin cordoned stays cordoned.
 	CordonedByUs bool
 	Slot         string
-	Attempts     int
-	LastReboot   time.Time
+	// Pool and SlotValue identify the slot's semaphore (see AnnotationPool).
+	Pool      string
+	SlotValue string
+	// Attempts counts reboot requests; RequestedAt is the last one.
+	Attempts    int
+	RequestedAt time.Time
+	LastReboot  time.Time
+	// Failures and RetryAfter are the failure back-off (see AnnotationFailures).
+	Failures   int
+	RetryAfter time.Time
 }
 
 // StateOf reads the state from a Node's annotations.
@@ -56,10 +75,15 @@ func StateOf(n *corev1.Node) State {
 		BootIDBefore: a[AnnotationBootIDBefore],
 		CordonedByUs: a[AnnotationCordonedByUs] == "true",
 		Slot:         a[AnnotationSlot],
+		Pool:         a[AnnotationPool],
+		SlotValue:    a[AnnotationSlotValue],
 	}
 	s.Since, _ = time.Parse(time.RFC3339, a[AnnotationPhaseSince])
 	s.LastReboot, _ = time.Parse(time.RFC3339, a[AnnotationLastReboot])
+	s.RequestedAt, _ = time.Parse(time.RFC3339, a[AnnotationRequestedAt])
+	s.RetryAfter, _ = time.Parse(time.RFC3339, a[AnnotationRetryAfter])
 	s.Attempts, _ = strconv.Atoi(a[AnnotationAttempts])
+	s.Failures, _ = strconv.Atoi(a[AnnotationFailures])
 	return s
 }
 
@@ -82,15 +106,23 @@ func (s State) annotations() map[string]*string {
 		AnnotationPhaseSince:   ts(s.Since),
 		AnnotationBootIDBefore: str(s.BootIDBefore),
 		AnnotationSlot:         str(s.Slot),
+		AnnotationPool:         str(s.Pool),
+		AnnotationSlotValue:    str(s.SlotValue),
+		AnnotationRequestedAt:  ts(s.RequestedAt),
 		AnnotationLastReboot:   ts(s.LastReboot),
+		AnnotationRetryAfter:   ts(s.RetryAfter),
 		AnnotationCordonedByUs: nil,
 		AnnotationAttempts:     nil,
+		AnnotationFailures:     nil,
 	}
 	if s.CordonedByUs {
 		out[AnnotationCordonedByUs] = str("true")
 	}
 	if s.Attempts > 0 {
 		out[AnnotationAttempts] = str(strconv.Itoa(s.Attempts))
+	}
+	if s.Failures > 0 {
+		out[AnnotationFailures] = str(strconv.Itoa(s.Failures))
 	}
 	return out
 }

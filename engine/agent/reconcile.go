@@ -1,0 +1,586 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/rebootgate/rebootgate/engine/config"
+	"github.com/rebootgate/rebootgate/engine/decision"
+	"github.com/rebootgate/rebootgate/engine/lock"
+	"github.com/rebootgate/rebootgate/engine/notify"
+	"github.com/rebootgate/rebootgate/engine/pipeline"
+)
+
+// requeueNow asks the loop to reconcile again at once: the step just taken changed
+// the node's state and the next one may follow.
+const requeueNow = time.Nanosecond
+
+// loop is the agent's level-triggered reconcile loop: on every wake-up it observes
+// everything and takes the one step the node's state calls for; an error is retried
+// with exponential back-off, whatever step it came from.
+func (a *Agent) loop(ctx context.Context) {
+	timer := a.clock.NewTimer(time.Hour)
+	timer.Stop()
+	errDelay := time.Duration(0)
+	for {
+		next, err := a.reconcile(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		a.recordLoop(err)
+		if err != nil {
+			errDelay = min(max(2*errDelay, a.cfg.ErrorBackoff), a.cfg.MaxErrorBackoff)
+			a.log.Error("reconcile failed; retrying", "err", err, "retryIn", errDelay)
+			a.metrics.Errors.WithLabelValues(a.cfg.NodeName, "reconcile").Inc()
+			next = errDelay
+		} else {
+			errDelay = 0
+		}
+		if next > 0 {
+			timer.Reset(next)
+		}
+		if next == requeueNow {
+			<-timer.C()
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case st := <-a.detectorStates:
+			a.setNeeded(ctx, st)
+		case <-a.pokes:
+		case <-a.source.Changed():
+		case <-timer.C():
+		}
+		timer.Stop()
+	}
+}
+
+// recordLoop keeps what /healthz reports: since when the loop has been failing.
+func (a *Agent) recordLoop(err error) {
+	a.loopMu.Lock()
+	defer a.loopMu.Unlock()
+	a.lastErr = err
+	switch {
+	case err == nil:
+		a.failingSince = time.Time{}
+	case a.failingSince.IsZero():
+		a.failingSince = a.clock.Now()
+	}
+}
+
+// loopHealth is nil unless the loop has failed on every pass for UnhealthyAfter.
+func (a *Agent) loopHealth() error {
+	a.loopMu.Lock()
+	defer a.loopMu.Unlock()
+	if a.failingSince.IsZero() || a.clock.Since(a.failingSince) < a.cfg.UnhealthyAfter {
+		return nil
+	}
+	return fmt.Errorf("reconcile failing since %s: %w", a.failingSince.UTC().Format(time.RFC3339), a.lastErr)
+}
+
+// reconcile observes the node and takes one step. It returns when to look again
+// without an event (0: only on events).
+func (a *Agent) reconcile(ctx context.Context) (time.Duration, error) {
+	n, err := a.node()
+	if err != nil {
+		return 0, fmt.Errorf("node %s: %w", a.cfg.NodeName, err)
+	}
+	st := pipeline.StateOf(n)
+	a.setPhase(st.Phase)
+	a.metrics.OnHold.WithLabelValues(a.cfg.NodeName).Set(boolValue(n.Annotations[a.holdAnnotation()] != ""))
+	if a.cfg.DryRun {
+		return a.reconcileDryRun(ctx, st)
+	}
+	if st.Phase == pipeline.PhaseIdle {
+		a.resumed, a.healthySince = false, time.Time{}
+		clear(a.stalled)
+	} else if err := a.resumeSlot(ctx, n, st); err != nil {
+		return 0, err
+	}
+	now := a.clock.Now()
+	obs := pipeline.Observation{Now: now, State: st, BootID: n.Status.NodeInfo.BootID, Ready: isReady(n), Needed: a.needed.Needed}
+	var d decision.Decision
+	switch {
+	case st.Phase == pipeline.PhaseIdle && !a.needed.Needed:
+		// Nothing to decide: a slot still held (a failed release) is given back.
+	case st.Phase == pipeline.PhaseIdle:
+		d = a.decide(ctx)
+		a.report(ctx, d)
+		if a.blocked != nil && a.blocked.Observe(now, true, d) {
+			_ = a.notifier.Notify(ctx, notify.Event{Kind: notify.KindBlockedTooLong, Node: a.cfg.NodeName, Pool: d.Pool, Decision: &d, Since: a.blocked.Since()})
+		}
+	case st.Phase == pipeline.PhaseVerifying:
+		// Finishing needs no config: only the health gate reads it, when there is one.
+		obs.Healthy = obs.Ready && a.healthy(ctx, st)
+		if !obs.Healthy {
+			a.healthySince = time.Time{}
+		} else if a.healthySince.IsZero() {
+			a.healthySince = now
+		}
+		obs.HealthySince = a.healthySince
+		obs.Needed = a.detector.Check(ctx).Needed
+	default:
+		d = a.gate(ctx)
+		obs.Needed = d.Allowed || a.needed.Needed
+	}
+	obs.Allowed, obs.Why = d.Allowed, firstReason(d)
+	obs.Slot = a.slotStatus(ctx)
+	step := pipeline.Next(obs, a.timing())
+	a.log.Debug("reconcile", "phase", st.Phase, "step", step.String(), "slot", obs.Slot)
+	return a.execute(ctx, n, st, step, d)
+}
+
+func (a *Agent) timing() pipeline.Timing {
+	return pipeline.Timing{RebootDelay: a.cfg.RebootDelay, RebootTimeout: a.cfg.RebootTimeout, RebootAttempts: a.cfg.RebootAttempts, Soak: a.cfg.Soak}
+}
+
+// execute carries out one step.
+func (a *Agent) execute(ctx context.Context, n *corev1.Node, st pipeline.State, step pipeline.Step, d decision.Decision) (time.Duration, error) {
+	switch step.Action {
+	case pipeline.ActWait:
+		return a.wait(ctx, st, step, d), nil
+	case pipeline.ActAcquire:
+		return a.takeSlot(ctx, n, d)
+	case pipeline.ActRelease:
+		return 0, a.releaseSlot(ctx)
+	case pipeline.ActCordon:
+		if err := a.confirmSlot(ctx); err != nil {
+			return requeueNow, err
+		}
+		_, err := a.executor.Cordon(ctx, st, a.heldRef)
+		return requeueNow, err
+	case pipeline.ActDrain:
+		return a.drain(ctx, st)
+	case pipeline.ActRequestReboot:
+		return a.requestReboot(ctx, st)
+	case pipeline.ActMarkRebooted:
+		if !st.RequestedAt.IsZero() {
+			a.metrics.RebootDuration.WithLabelValues(a.cfg.NodeName, st.Pool).Observe(a.clock.Since(st.RequestedAt).Seconds())
+		}
+		_, err := a.executor.Rebooted(ctx, st)
+		return requeueNow, err
+	case pipeline.ActUndo, pipeline.ActFinish:
+		return a.finish(ctx, st, step)
+	}
+	return 0, fmt.Errorf("unknown step %q", step.Action)
+}
+
+// wait schedules the next look while nothing can be done; it also escalates a
+// Verifying node that stays not Ready or unhealthy beyond the ready timeout.
+func (a *Agent) wait(ctx context.Context, st pipeline.State, step pipeline.Step, d decision.Decision) time.Duration {
+	switch st.Phase {
+	case pipeline.PhaseIdle:
+		if !a.needed.Needed {
+			return 0
+		}
+		if step.After > 0 {
+			return step.After
+		}
+		return a.nextCheck(d)
+	case pipeline.PhaseVerifying:
+		overdue := st.Since.Add(a.cfg.ReadyTimeout)
+		if a.clock.Now().Before(overdue) {
+			poll := a.cfg.PollInterval
+			if step.After > 0 {
+				poll = min(poll, step.After)
+			}
+			return min(poll, overdue.Sub(a.clock.Now())+time.Millisecond)
+		}
+		if step.Reason == "waiting for the node to be Ready" {
+			a.escalate(ctx, "ready", pipeline.ReasonNotReady, "not Ready %s after the reboot; still waiting (the slot stays held)", a.cfg.ReadyTimeout)
+			a.notBack(ctx, st.Pool, st.Slot, a.cfg.NodeName, st.Since)
+		} else if step.Reason == "waiting for the health gate" {
+			a.escalate(ctx, "health", pipeline.ReasonHealthGateTimeout, "the health gate has not passed %s after the reboot; still waiting (the slot stays held)", a.cfg.ReadyTimeout)
+		}
+		return a.cfg.PollInterval
+	}
+	if step.After > 0 {
+		return step.After
+	}
+	return a.cfg.PollInterval
+}
+
+// escalate reports, once per phase, a step that waits beyond its timeout.
+func (a *Agent) escalate(_ context.Context, step, reason, format string, args ...any) {
+	if a.stalled[step] {
+		return
+	}
+	a.stalled[step] = true
+	a.metrics.Stalled.WithLabelValues(a.cfg.NodeName, step).Set(1)
+	a.executor.Event(corev1.EventTypeWarning, reason, format, args...)
+}
+
+// notBack reports a slot holder that has not come back from its reboot: an Event on
+// its Node and on the slot's Lease, a metric and a notification, once per reboot.
+// It is called by the node itself and by agents waiting for a slot of its pool.
+func (a *Agent) notBack(ctx context.Context, pool, lease, holder string, since time.Time) {
+	key := holder + "@" + since.UTC().Format(time.RFC3339)
+	a.notBackMu.Lock()
+	seen := a.notBackSeen[key]
+	a.notBackSeen[key] = true
+	a.notBackMu.Unlock()
+	if seen {
+		return
+	}
+	after := "its reboot"
+	if !since.IsZero() {
+		after = a.clock.Since(since).Round(time.Second).String()
+	}
+	msg := fmt.Sprintf("node %s has not come back after %s; it keeps slot %s and the rollout of pool %s stops here", holder, after, lease, pool)
+	a.log.Warn(msg)
+	nodeRef := &corev1.ObjectReference{Kind: "Node", Name: holder, UID: types.UID(holder)}
+	a.recorder.Event(nodeRef, corev1.EventTypeWarning, pipeline.ReasonNodeNotBack, msg)
+	if lease != "" {
+		a.recorder.Event(&corev1.ObjectReference{Kind: "Lease", APIVersion: "coordination.k8s.io/v1", Namespace: a.cfg.Namespace, Name: lease},
+			corev1.EventTypeWarning, pipeline.ReasonNodeNotBack, msg)
+	}
+	a.metrics.HolderNotBack.WithLabelValues(pool, holder).Set(1)
+	_ = a.notifier.Notify(ctx, notify.Event{Kind: notify.KindNotBack, Node: holder, Pool: pool, Since: since, Detail: after})
+}
+
+// takeSlot waits for a slot of the node's pool; the next pass cordons.
+func (a *Agent) takeSlot(ctx context.Context, n *corev1.Node, d decision.Decision) (time.Duration, error) {
+	engine, err := a.source.Current()
+	if err != nil {
+		return a.cfg.RecheckInterval, nil
+	}
+	pool, err := engine.PoolOf(n, a.clock.Now())
+	if err != nil {
+		return a.cfg.RecheckInterval, nil
+	}
+	ref := pipeline.SlotRef{Pool: pool.Name, Value: slotValue(pool, n)}
+	sem, err := a.semaphore(ref.Pool, ref.Value)
+	if err != nil {
+		return 0, fmt.Errorf("slot semaphore of pool %s: %w", pool.Name, err)
+	}
+	held, err := a.acquire(ctx, sem, pool.Name)
+	switch {
+	case errors.Is(err, errGateClosed):
+		a.log.Info("stopped waiting for a slot", "why", err)
+		return requeueNow, nil
+	case err != nil:
+		return 0, fmt.Errorf("taking a slot of pool %s: %w", pool.Name, err)
+	}
+	ref.Name = held.Name()
+	a.held, a.heldRef = held, ref
+	a.metrics.SlotsHeld.WithLabelValues(a.cfg.NodeName, ref.Pool).Set(1)
+	return requeueNow, nil
+}
+
+// resumeSlot picks up, once per process and reboot, the slot this node held before
+// the agent restarted (the reboot killed it, or it crashed). The node's annotations
+// name the semaphore, so no config is needed.
+func (a *Agent) resumeSlot(ctx context.Context, n *corev1.Node, st pipeline.State) error {
+	if a.held != nil || a.resumed {
+		return nil
+	}
+	ref := pipeline.SlotRef{Name: st.Slot, Pool: st.Pool, Value: st.SlotValue}
+	if ref.Pool == "" {
+		// Recorded by an older agent: only the config knows the pool.
+		engine, err := a.source.Current()
+		if err != nil {
+			a.resumed = true
+			return nil
+		}
+		pool, err := engine.PoolOf(n, a.clock.Now())
+		if err != nil {
+			a.resumed = true
+			return nil
+		}
+		ref.Pool, ref.Value = pool.Name, slotValue(pool, n)
+	}
+	sem, err := a.semaphore(ref.Pool, ref.Value)
+	if err != nil {
+		a.resumed = true
+		return fmt.Errorf("slot semaphore of pool %s: %w", ref.Pool, err)
+	}
+	held, ok, err := sem.Resume(ctx)
+	if err != nil {
+		return fmt.Errorf("resuming the slot of pool %s: %w", ref.Pool, err)
+	}
+	a.resumed = true
+	if !ok {
+		a.log.Info("no slot to resume", "phase", st.Phase, "pool", ref.Pool)
+		return nil
+	}
+	ref.Name = held.Name()
+	a.held, a.heldRef = held, ref
+	a.metrics.SlotsHeld.WithLabelValues(a.cfg.NodeName, ref.Pool).Set(1)
+	a.log.Info("resumed the reboot", "phase", st.Phase, "slot", ref.Name)
+	return nil
+}
+
+// slotStatus is the slot as known now: lost, or above a lowered concurrency.
+func (a *Agent) slotStatus(ctx context.Context) pipeline.SlotStatus {
+	switch {
+	case a.held == nil:
+		return pipeline.SlotNone
+	case a.held.Err() != nil:
+		return pipeline.SlotLost
+	case a.held.Index() >= a.currentSlots(ctx, a.heldRef.Pool):
+		return pipeline.SlotOverLimit
+	}
+	return pipeline.SlotHeld
+}
+
+// confirmSlot proves, by a write to its Lease at this moment, that the slot is held
+// and within the pool's limit — right before each disruptive step.
+func (a *Agent) confirmSlot(ctx context.Context) error {
+	if a.held == nil {
+		return errors.New("no slot is held")
+	}
+	if err := a.held.Confirm(ctx); err != nil {
+		if errors.Is(err, lock.ErrLost) {
+			a.executor.Event(corev1.EventTypeWarning, pipeline.ReasonSlotLost, "slot %s lost: %v", a.heldRef.Name, err)
+		}
+		return fmt.Errorf("confirming slot %s: %w", a.heldRef.Name, err)
+	}
+	if slots := a.currentSlots(ctx, a.heldRef.Pool); a.held.Index() >= slots {
+		return fmt.Errorf("%w: slot %s is not below the pool's concurrency %d", pipeline.ErrCancelled, a.heldRef.Name, slots)
+	}
+	return nil
+}
+
+func (a *Agent) releaseSlot(ctx context.Context) error {
+	if a.held == nil {
+		return nil
+	}
+	if err := a.held.Release(ctx); err != nil {
+		return fmt.Errorf("releasing slot %s: %w", a.heldRef.Name, err)
+	}
+	a.metrics.SlotsHeld.WithLabelValues(a.cfg.NodeName, a.heldRef.Pool).Set(0)
+	a.held = nil
+	return nil
+}
+
+// errAbandoned cancels a drain whose reboot may no longer go ahead.
+var errAbandoned = errors.New("drain abandoned")
+
+// drain evicts the node's pods under a guard that re-checks the gate and the slot on
+// every change and every GuardInterval, and abandons the drain when either fails.
+func (a *Agent) drain(ctx context.Context, st pipeline.State) (time.Duration, error) {
+	if err := a.confirmSlot(ctx); err != nil {
+		return requeueNow, err
+	}
+	dctx, cancel := context.WithCancelCause(ctx)
+	guardDone := make(chan struct{})
+	go func() {
+		defer close(guardDone)
+		t := a.clock.NewTicker(a.cfg.GuardInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-dctx.Done():
+				return
+			case <-a.held.Lost():
+				cancel(fmt.Errorf("%w: the slot was lost: %w", errAbandoned, a.held.Err()))
+				return
+			case <-a.pokes:
+			case <-a.source.Changed():
+			case <-t.C():
+			}
+			if d := a.gate(dctx); dctx.Err() == nil && !d.Allowed {
+				cancel(fmt.Errorf("%w: the gate closed: %s", errAbandoned, firstReason(d)))
+				return
+			}
+			if s := a.slotStatus(dctx); dctx.Err() == nil && s != pipeline.SlotHeld {
+				cancel(fmt.Errorf("%w: slot %s", errAbandoned, s))
+				return
+			}
+		}
+	}()
+	start := a.clock.Now()
+	err := a.executor.Drain(dctx)
+	cause := context.Cause(dctx)
+	cancel(nil)
+	<-guardDone
+	a.metrics.DrainDuration.WithLabelValues(a.cfg.NodeName, st.Pool).Observe(a.clock.Since(start).Seconds())
+	switch {
+	case errors.Is(cause, errAbandoned):
+		a.executor.Event(corev1.EventTypeWarning, pipeline.ReasonDrainAbandoned, "%v; uncordoning, then releasing the slot", cause)
+		return a.finish(ctx, st, pipeline.Step{Action: pipeline.ActUndo, Reason: cause.Error()})
+	case ctx.Err() != nil:
+		return 0, ctx.Err()
+	case err != nil && !a.cfg.ForceReboot:
+		a.executor.Event(corev1.EventTypeWarning, pipeline.ReasonDrainFailed, "%v; uncordoning, then releasing the slot", err)
+		a.metrics.Failures.WithLabelValues(a.cfg.NodeName, "drain").Inc()
+		return a.finish(ctx, st, pipeline.Step{Action: pipeline.ActUndo, Failure: true, Reason: "drain failed: " + err.Error()})
+	case err != nil:
+		a.executor.Event(corev1.EventTypeWarning, pipeline.ReasonDrainFailed, "%v; rebooting anyway (force reboot)", err)
+	}
+	_, err = a.executor.Drained(ctx, st)
+	return requeueNow, err
+}
+
+// requestReboot asks the host to reboot. The very last thing before the request is
+// the final check: fresh alerts and gate, and the slot confirmed held.
+func (a *Agent) requestReboot(ctx context.Context, st pipeline.State) (time.Duration, error) {
+	st, err := a.executor.RequestReboot(ctx, st, func(ctx context.Context) error {
+		if a.alerts != nil {
+			a.alerts.Invalidate()
+		}
+		if d := a.gate(ctx); !d.Allowed {
+			return fmt.Errorf("the gate closed: %s", firstReason(d))
+		}
+		return a.confirmSlot(ctx)
+	})
+	if errors.Is(err, pipeline.ErrCancelled) {
+		return a.finish(ctx, st, pipeline.Step{Action: pipeline.ActUndo, Reason: err.Error(), Failure: st.Attempts > 1})
+	}
+	return requeueNow, err
+}
+
+// finish ends the reboot (Finish) or stops it before it happened (Undo), then
+// releases the slot.
+func (a *Agent) finish(ctx context.Context, st pipeline.State, step pipeline.Step) (time.Duration, error) {
+	var slot pipeline.Slot
+	if a.held != nil {
+		slot = a.held
+	}
+	if step.Failure {
+		a.metrics.Failures.WithLabelValues(a.cfg.NodeName, failureKind(st.Phase, step.Action)).Inc()
+	}
+	if err := a.executor.Finish(ctx, st, step, slot); err != nil {
+		return 0, err
+	}
+	if a.held != nil {
+		a.metrics.SlotsHeld.WithLabelValues(a.cfg.NodeName, a.heldRef.Pool).Set(0)
+		a.held = nil
+	}
+	for step := range a.stalled {
+		a.metrics.Stalled.WithLabelValues(a.cfg.NodeName, step).Set(0)
+	}
+	if st.Pool != "" {
+		a.metrics.HolderNotBack.DeleteLabelValues(st.Pool, a.cfg.NodeName)
+	}
+	if step.Action == pipeline.ActFinish && !st.LastReboot.IsZero() {
+		a.metrics.TotalDuration.WithLabelValues(a.cfg.NodeName, st.Pool).Observe(a.clock.Since(st.LastReboot).Seconds())
+	}
+	a.log.Info("reboot ended", "step", step.String(), "failure", step.Failure)
+	a.setNeeded(ctx, a.detector.Check(ctx))
+	return requeueNow, nil
+}
+
+func failureKind(ph pipeline.Phase, act pipeline.Action) string {
+	switch {
+	case act == pipeline.ActFinish:
+		return "sentinel-survived-reboot"
+	case ph == pipeline.PhaseRebooting:
+		return "reboot-not-observed"
+	}
+	return "drain"
+}
+
+// healthy runs the pool's health gate; without a valid config there is none to run,
+// and a node that finished its reboot is not held back by a broken config.
+func (a *Agent) healthy(ctx context.Context, st pipeline.State) bool {
+	if _, err := a.source.Current(); err != nil {
+		return true
+	}
+	ok, why := a.healthGate(ctx)
+	if !ok && why != a.lastHealthWhy {
+		a.executor.Event(corev1.EventTypeNormal, pipeline.ReasonHealthGateWaiting, "waiting for the health gate: %s", why)
+	}
+	a.lastHealthWhy = why
+	return ok
+}
+
+// reconcileDryRun decides and reports; it never acts, and leaves a reboot started by
+// a non-dry-run agent alone.
+func (a *Agent) reconcileDryRun(ctx context.Context, st pipeline.State) (time.Duration, error) {
+	if st.Phase != pipeline.PhaseIdle {
+		a.log.Warn("dry-run: the node is in the middle of a reboot started by a non-dry-run agent; leaving it alone", "phase", st.Phase)
+		return 0, nil
+	}
+	if !a.needed.Needed {
+		return 0, nil
+	}
+	d := a.decide(ctx)
+	a.report(ctx, d)
+	if !d.Allowed {
+		return a.nextCheck(d), nil
+	}
+	engine, err := a.source.Current()
+	if err != nil {
+		return a.cfg.RecheckInterval, nil
+	}
+	n, err := a.node()
+	if err != nil {
+		return a.cfg.RecheckInterval, nil
+	}
+	pool, err := engine.PoolOf(n, a.clock.Now())
+	if err != nil {
+		return a.cfg.RecheckInterval, nil
+	}
+	a.dryRunSlots(ctx, pool, a.slots(ctx, engine, pool))
+	return a.cfg.RecheckInterval, nil
+}
+
+// holdAnnotation is the config's hold annotation, or the default without a config.
+func (a *Agent) holdAnnotation() string {
+	if engine, err := a.source.Current(); err == nil && engine.Config().HoldAnnotation != "" {
+		return engine.Config().HoldAnnotation
+	}
+	return config.DefaultHoldAnnotation
+}
+
+func (a *Agent) executorConfig() pipeline.Config {
+	var rebooter pipeline.Rebooter = &pipeline.CommandRebooter{Command: a.cfg.RebootCommand, Nsenter: a.cfg.Nsenter}
+	if a.cfg.RebootMethod == "signal" {
+		rebooter = &pipeline.SignalRebooter{Signal: syscall.Signal(a.cfg.RebootSignal)}
+	}
+	return pipeline.Config{
+		Client: a.client, NodeName: a.cfg.NodeName, Node: a.node, Clock: a.clock, Logger: a.baseLog, Recorder: a.recorder,
+		Drainer:               &pipeline.KubectlDrainer{Client: a.client, Options: a.cfg.Drain, Logger: a.baseLog, Sleep: a.sleep},
+		Rebooter:              rebooter,
+		PreRebootLabels:       a.cfg.PreRebootLabels,
+		PostRebootLabels:      a.cfg.PostRebootLabels,
+		PreferNoScheduleTaint: a.cfg.PreferNoScheduleTaint,
+		MaxFailures:           a.cfg.MaxFailures,
+		FailureBackoff:        a.cfg.FailureBackoff,
+		MaxBackoff:            a.cfg.MaxFailureBackoff,
+		HoldAnnotation:        a.holdAnnotation,
+		OnPhase:               a.setPhase,
+		OnStep: func(ctx context.Context, step pipeline.Step, _ string) {
+			kind := map[pipeline.Action]notify.Kind{
+				pipeline.ActDrain: notify.KindDrain, pipeline.ActRequestReboot: notify.KindReboot, pipeline.ActFinish: notify.KindUncordon,
+			}[step.Action]
+			// Errors are logged by the notifier; a notification never stops a reboot.
+			_ = a.notifier.Notify(ctx, notify.Event{Kind: kind, Node: a.cfg.NodeName, Pool: a.heldRef.Pool})
+		},
+		OnHold: func(ctx context.Context, reason string) {
+			a.metrics.OnHold.WithLabelValues(a.cfg.NodeName).Set(1)
+			_ = a.notifier.Notify(ctx, notify.Event{Kind: notify.KindHold, Node: a.cfg.NodeName, Pool: a.heldRef.Pool, Detail: reason})
+		},
+	}
+}
+
+func firstReason(d decision.Decision) string {
+	if len(d.Reasons) == 0 {
+		return "no reason given"
+	}
+	return d.Reasons[0].Message
+}
+
+func isReady(n *corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+func boolValue(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
