@@ -85,15 +85,15 @@ func checkModules(custom []*ast.Module) ast.Errors {
 	return errs
 }
 
-// ruleViolation says why an operator's rule is not allowed, or "" when it is: it may
-// only add to deny with `deny contains msg if {...}`, in a package the default gate
-// declares; anywhere else it may not touch a document the default gate defines.
+// ruleViolation says why an operator's rule is not allowed, or "" when it is. In a
+// package of the default gate the only rule allowed is an addition to the deny set
+// (`deny contains msg if {...}`); elsewhere a rule may define anything but a document
+// the default gate defines (a sub-package named after one of its rules, say).
 func (g *defaultGate) ruleViolation(mod *ast.Module, r *ast.Rule) string {
 	path := r.Path()
 	pkg := mod.Package.Path.String()
 	if path.Equal(g.deny) {
-		if r.Default || len(r.Head.Args) > 0 || len(r.Head.Ref()) != 1 ||
-			r.Head.DocKind() != ast.PartialSetDoc || r.Head.RuleKind() != ast.MultiValue {
+		if r.Default || len(r.Head.Args) > 0 || len(r.Head.Ref()) != 1 || r.Head.DocKind() != ast.PartialSetDoc {
 			return fmt.Sprintf("an operator's module may only add to %s, with `deny contains msg if { ... }`; "+
 				"this rule would change what the set is", g.deny)
 		}
