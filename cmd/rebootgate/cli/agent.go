@@ -40,6 +40,7 @@ type agentOptions struct {
 	drainGracePeriod int
 	drainTimeout     time.Duration
 	skipWaitTimeout  int
+	notifyURLFile    string
 
 	// kured's flags that have no field of their own in agent.Config.
 	sched            kuredSchedule
@@ -97,7 +98,7 @@ kured's schedule, blocker and concurrency flags (--reboot-days, --start-time, --
 	o.sched.bind(f)
 	f.DurationVar(&c.LockJitter, "lock-jitter", 0, "random delay before taking a freed slot (default 500ms)")
 	f.IntVar(&o.drainGracePeriod, "drain-grace-period", -1, "pod termination grace period in seconds; -1 = each pod's own")
-	f.DurationVar(&o.drainTimeout, "drain-timeout", 0, "timeout of one drain attempt; 0 = none")
+	f.DurationVar(&o.drainTimeout, "drain-timeout", 15*time.Minute, "timeout of one drain attempt (kured's 0, no timeout, also means 15m: a drain that never ends would hold a cordoned node and its slot for ever)")
 	f.StringVar(&c.Drain.PodSelector, "drain-pod-selector", "", "only drain pods with these labels")
 	f.IntVar(&o.skipWaitTimeout, "skip-wait-for-delete-timeout", 0, "ignore pods whose deletion started more than this many seconds ago")
 	f.DurationVar(&c.Drain.Delay, "drain-delay", 0, "wait before draining")
@@ -114,6 +115,9 @@ kured's schedule, blocker and concurrency flags (--reboot-days, --start-time, --
 	f.DurationVar(&c.Soak, "soak", 0, "how long the node must stay healthy before it is uncordoned")
 	f.DurationVar(&c.LoopBackoff, "loop-backoff", time.Hour, "least time between two reboots of a node (reboot-loop protection)")
 	f.DurationVar(&c.RecheckInterval, "recheck-interval", time.Minute, "re-decide this often while a needed reboot is blocked")
+	f.IntVar(&c.MaxFailures, "max-failures", 3, "consecutive failures (failed drain, reboot not observed, sentinel that survived a reboot) that put the node on hold")
+	f.DurationVar(&c.FailureBackoff, "failure-backoff", time.Minute, "back-off after a failure, doubled per consecutive failure up to 1h")
+	f.DurationVar(&c.UnhealthyAfter, "unhealthy-after", 2*time.Minute, "/healthz fails once every reconcile has failed for this long")
 	f.StringSliceVar(&o.preLabels, "pre-reboot-node-labels", nil, "labels (k=v) set before cordoning")
 	f.StringSliceVar(&o.postLabels, "post-reboot-node-labels", nil, "labels (k=v) set after uncordoning")
 	f.BoolVar(&o.annotateNodes, "annotate-nodes", false, "kured only, accepted: rebootgate always annotates nodes (rebootgate.io/phase, rebootgate.io/decision, rebootgate.io/reboot-required, ...)")
@@ -121,6 +125,7 @@ kured's schedule, blocker and concurrency flags (--reboot-days, --start-time, --
 	f.StringVar(&o.metricsHost, "metrics-host", "", "address /metrics, /healthz and /readyz listen on")
 	f.IntVar(&o.metricsPort, "metrics-port", 8080, "port of /metrics; 0 disables")
 	f.StringArrayVar(&c.Notify.URLs, "notify-url", nil, "shoutrrr URL for notifications (repeatable), e.g. slack://…, teams://…, smtp://…")
+	f.StringVar(&o.notifyURLFile, "notify-url-file", "", "file of shoutrrr URLs, one per line (# comments), added to --notify-url: keeps the tokens out of the command line (e.g. a mounted Secret)")
 	f.StringVar(&c.Notify.SlackHookURL, "slack-hook-url", "", "deprecated: a Slack incoming-webhook URL (use --notify-url)")
 	f.StringVar(&c.Notify.Templates.Drain, "message-template-drain", "", "drain message: a Go template over .Node .Pool .Decision, or kured's printf form with %s")
 	f.StringVar(&c.Notify.Templates.Reboot, "message-template-reboot", "", "reboot message (as --message-template-drain)")
@@ -194,6 +199,13 @@ func (o *agentOptions) prepare(fs *pflag.FlagSet, log *slog.Logger) error {
 	c.Drain.GracePeriod = time.Duration(o.drainGracePeriod) * time.Second
 	c.Drain.Timeout = o.drainTimeout
 	c.Drain.SkipWaitForDeleteTimeout = time.Duration(o.skipWaitTimeout) * time.Second
+	if o.notifyURLFile != "" {
+		urls, err := readNotifyURLFile(o.notifyURLFile)
+		if err != nil {
+			return err
+		}
+		c.Notify.URLs = append(c.Notify.URLs, urls...)
+	}
 	if o.metricsPort > 0 {
 		c.MetricsAddress = net.JoinHostPort(o.metricsHost, strconv.Itoa(o.metricsPort))
 	}
