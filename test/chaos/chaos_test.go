@@ -183,7 +183,7 @@ func (r *run) agentCommand() []string {
 		"--nsenter=false",
 		"--metrics-port", "0",
 		"--prometheus-url", r.bed.PrometheusURL,
-		"--lock-ttl", "20s",
+		"--lock-ttl", lockTTL.String(),
 		"--lock-jitter", "200ms",
 		"--recheck-interval", "2s",
 		"--sentinel-period", "2s",

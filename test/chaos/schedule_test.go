@@ -58,8 +58,11 @@ func (f fault) String() string {
 	return s
 }
 
-// newSchedule draws the faults of one seed: one of each enabled kind plus one
-// more per 45s of window, at offsets in [3s, window), sorted by offset. The
+// lockTTL is the agents' --lock-ttl.
+const lockTTL = 20 * time.Second
+
+// newSchedule draws the faults of one seed: one of each enabled kind (two agent
+// kills) plus one more per 45s of window, at offsets in [3s, window), sorted by offset. The
 // same seed, window and kinds give the same schedule.
 func newSchedule(seed uint64, window time.Duration, kinds []faultKind) []fault {
 	if len(kinds) == 0 {
@@ -68,17 +71,27 @@ func newSchedule(seed uint64, window time.Duration, kinds []faultKind) []fault {
 	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	between := func(lo, hi time.Duration) time.Duration { return lo + time.Duration(r.Int64N(int64(hi-lo)+1)) }
 	list := slices.Clone(kinds)
+	if slices.Contains(kinds, killAgent) {
+		list = append(list, killAgent) // agents die more often than anything else
+	}
 	for range int(window / (45 * time.Second)) {
 		if k := extraKinds[r.IntN(len(extraKinds))]; slices.Contains(kinds, k) {
 			list = append(list, k)
 		}
 	}
 	var out []fault
+	longPause := false
 	for _, k := range list {
 		f := fault{Kind: k, At: between(3*time.Second, max(window, 4*time.Second)), Target: r.IntN(1 << 16)}
 		switch k {
 		case pauseAPIServer:
-			f.For = between(10*time.Second, 90*time.Second)
+			// The first pause outlasts the agents' lock TTL, so that Leases look
+			// expired when the apiserver comes back; any others are 10-90s.
+			lo := 10 * time.Second
+			if !longPause {
+				lo, longPause = lockTTL+5*time.Second, true
+			}
+			f.For = between(lo, 90*time.Second)
 		case prometheusDown:
 			f.For = between(10*time.Second, 60*time.Second)
 		case brokenConfig, pausePool:

@@ -33,6 +33,14 @@ func TestScheduleIsSeeded(t *testing.T) {
 			t.Errorf("apiserver pause %v not within 10-90s", f.For)
 		}
 	}
+	for _, seed := range []uint64{1, 2, 3, 7, 42} {
+		if !slices.ContainsFunc(newSchedule(seed, 10*time.Minute, allKinds), func(f fault) bool { return f.Kind == pauseAPIServer && f.For > lockTTL }) {
+			t.Errorf("seed %d: no apiserver pause outlasts the lock TTL %s", seed, lockTTL)
+		}
+	}
+	if !slices.ContainsFunc(a, func(f fault) bool { return f.Kind == pauseAPIServer && f.For > lockTTL }) {
+		t.Errorf("no apiserver pause outlasts the lock TTL %s: %v", lockTTL, a)
+	}
 	if long := newSchedule(7, 10*time.Minute, allKinds); len(long) <= len(a) {
 		t.Errorf("a 10m window has %d faults, a 90s one %d: longer soaks must get more", len(long), len(a))
 	}

@@ -21,5 +21,7 @@
 // NewDeployment, NewPDB), wait helpers with deadlines (Poll and the Wait*
 // methods), alert control (FireAlert, ClearAlert, Silence, ExpireSilence) and a
 // node simulator (NewSimulator) that runs one agent process per simulated node
-// and simulates a reboot whenever the agent runs its reboot hook.
+// and simulates a reboot whenever the agent runs its reboot hook, recording
+// when each host was down (DownIntervals). For fault injection, the bed's own
+// processes can be paused, stopped and started again (APIServer, Prometheus).
 package testbed
