@@ -422,6 +422,10 @@ func (a *Agent) drain(ctx context.Context, st pipeline.State) (time.Duration, er
 // requestReboot asks the host to reboot. The very last thing before the request is
 // the final check: fresh alerts and gate, and the slot confirmed held.
 func (a *Agent) requestReboot(ctx context.Context, st pipeline.State) (time.Duration, error) {
+	if st.Attempts > 0 {
+		a.executor.Event(corev1.EventTypeWarning, pipeline.ReasonRebootNotObserved, "boot ID still %s %s after reboot request %d; asking again",
+			st.BootIDBefore, a.cfg.RebootTimeout, st.Attempts)
+	}
 	st, err := a.executor.RequestReboot(ctx, st, func(ctx context.Context) error {
 		if a.alerts != nil {
 			a.alerts.Invalidate()

@@ -71,9 +71,9 @@ func (h *harness) node() *corev1.Node {
 }
 
 func (h *harness) Drain(context.Context, string) error { return h.drainErr }
-func (h *harness) Reboot(context.Context) error     { h.reboots++; return nil }
-func (h *harness) String() string                   { return "fake" }
-func (h *harness) Name() string                     { return "rebootgate-p-0" }
+func (h *harness) Reboot(context.Context) error        { h.reboots++; return nil }
+func (h *harness) String() string                      { return "fake" }
+func (h *harness) Name() string                        { return "rebootgate-p-0" }
 func (h *harness) Release(context.Context) error {
 	h.released++
 	h.schedulableAtRelease = !h.node().Spec.Unschedulable
