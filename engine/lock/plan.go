@@ -74,6 +74,7 @@ func (p *plan) wakeNoLaterThan(t time.Time) {
 	}
 }
 
+// verdictKey identifies the version of a Lease a verdict was made for.
 func verdictKey(l *coordinationv1.Lease) string {
 	return l.ResourceVersion + "/" + holderOf(l)
 }
