@@ -71,6 +71,7 @@ type Agent struct {
 	poolSize   poolSizeCache
 
 	executor *pipeline.Executor
+	runCtx   context.Context // Run's context, for callbacks
 
 	// Loop state, owned by Run's goroutine.
 	needed       detect.State
@@ -168,6 +169,7 @@ func (a *Agent) Registry() *prometheus.Registry { return a.registry }
 func (a *Agent) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	a.runCtx = ctx
 	a.events.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: a.client.CoreV1().Events("")})
 	defer a.events.Shutdown()
 

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/rebootgate/rebootgate/engine/config"
@@ -238,11 +239,50 @@ func (a *Agent) notBack(ctx context.Context, pool, lease, holder string, since t
 	nodeRef := &corev1.ObjectReference{Kind: "Node", Name: holder, UID: types.UID(holder)}
 	a.recorder.Event(nodeRef, corev1.EventTypeWarning, pipeline.ReasonNodeNotBack, msg)
 	if lease != "" {
-		a.recorder.Event(&corev1.ObjectReference{Kind: "Lease", APIVersion: "coordination.k8s.io/v1", Namespace: a.cfg.Namespace, Name: lease},
-			corev1.EventTypeWarning, pipeline.ReasonNodeNotBack, msg)
+		a.recorder.Event(lock.LeaseRef(a.cfg.Namespace, lease), corev1.EventTypeWarning, pipeline.ReasonNodeNotBack, msg)
 	}
 	a.metrics.HolderNotBack.WithLabelValues(pool, holder).Set(1)
 	_ = a.notifier.Notify(ctx, notify.Event{Kind: notify.KindNotBack, Node: holder, Pool: pool, Since: since, Detail: after})
+}
+
+// onStuckHolder is the lock's report of a slot kept only because its holder is
+// mid-reboot. A reboot may well outlast a Lease's TTL, so the holder is reported as not
+// back only once its phase is older than the reboot and ready timeouts, and only if it
+// is still in that phase then.
+func (a *Agent) onStuckHolder(pool, lease, holder string, since time.Time) {
+	ctx := a.runCtx
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	due := a.clock.Now()
+	if !since.IsZero() {
+		due = since
+	}
+	due = due.Add(a.cfg.RebootTimeout + a.cfg.ReadyTimeout)
+	report := func() {
+		if ctx.Err() != nil {
+			return
+		}
+		n, err := a.client.CoreV1().Nodes().Get(ctx, holder, metav1.GetOptions{ResourceVersion: "0"})
+		if err != nil {
+			return
+		}
+		if st := lock.HolderStatusOf(n); st.Busy && st.Since.Equal(since) {
+			a.notBack(ctx, pool, lease, holder, since)
+		}
+	}
+	go func() {
+		if wait := due.Sub(a.clock.Now()); wait > 0 {
+			t := a.clock.NewTimer(wait)
+			defer t.Stop()
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C():
+			}
+		}
+		report()
+	}()
 }
 
 // takeSlot waits for a slot of the node's pool; the next pass cordons.
