@@ -376,7 +376,8 @@ func TestAgentAcceptsRenderedArgs(t *testing.T) {
 }
 
 // TestKuredFlagsRendered: every kured flag of the brief's table has its configuration.*
-// key, and a kured values file renders each one.
+// key, and a kured values file renders each one — but notifyUrl and slackHookUrl, which
+// go into a Secret (TestNotifyURLsFromSecretNotArgs).
 func TestKuredFlagsRendered(t *testing.T) {
 	e := setup(t)
 	c := agentContainer(t, daemonSet(t, e.render(t, "-f", filepath.Join("testdata", "kured.values.yaml"))))
@@ -388,7 +389,7 @@ func TestKuredFlagsRendered(t *testing.T) {
 		"drain-grace-period", "drain-timeout", "drain-pod-selector", "skip-wait-for-delete-timeout",
 		"drain-delay", "force-reboot", "reboot-method", "reboot-command", "reboot-delay",
 		"annotate-nodes", "pre-reboot-node-labels", "post-reboot-node-labels",
-		"prefer-no-schedule-taint", "notify-url", "message-template-drain",
+		"prefer-no-schedule-taint", "message-template-drain",
 		"message-template-reboot", "message-template-uncordon", "metrics-port", "log-format",
 	} {
 		if !strings.Contains(joined, " --"+fl+"=") {
@@ -399,7 +400,6 @@ func TestKuredFlagsRendered(t *testing.T) {
 	for key, want := range map[string]string{
 		"alertFilterMatchOnly=true":                 "--alert-filter-match-only=true",
 		"rebootSignal=34":                           "--reboot-signal=34",
-		"slackHookUrl=https://hooks.slack.com/x":    "--slack-hook-url=https://hooks.slack.com/x",
 		"metricsHost=0.0.0.0":                       "--metrics-host=0.0.0.0",
 		"rebootSentinelCommand=test -f /run/reboot": "--reboot-sentinel-command=test -f /run/reboot",
 	} {
@@ -471,6 +471,11 @@ func TestRejected(t *testing.T) {
 		{[]string{"policies.Bad_Name=package rebootgate"}, "Bad_Name"},
 		{[]string{"configuration.drainTimeout=soon"}, "drainTimeout"},
 		{[]string{"metrics.prometheusRule.enabled=true", "metrics.prometheusRule.phaseStuckFor=an hour"}, "phaseStuckFor"},
+		{[]string{"notify.existingSecret=hooks", "configuration.notifyUrl=slack://t@webhook"}, "notify.existingSecret holds the notification URLs"},
+		{[]string{"notify.existingSecret=hooks", "notify.urls[0]=slack://t@webhook"}, "notify.existingSecret holds the notification URLs"},
+		{[]string{"extraArgs.notify-url=slack://t@webhook"}, "extraArgs.notify-url: notification URLs carry tokens"},
+		{[]string{"extraArgs.slack-hook-url=https://hooks.slack.com/services/T/B/X"}, "extraArgs.slack-hook-url: notification URLs carry tokens"},
+		{[]string{"extraEnvVars[0].name=KURED_NOTIFY_URL", "extraEnvVars[0].value=slack://t@webhook"}, "extraEnvVars KURED_NOTIFY_URL: a notification URL carries a token"},
 	} {
 		var args []string
 		for _, s := range tc.set {

@@ -44,11 +44,17 @@ Dockerfile's rebootgate-nsenter stage has (tag + image.nsenterTagSuffix); the si
 method runs the distroless image.
 */}}
 {{- define "rebootgate.image" -}}
-{{- $tag := .Values.image.tag | default .Chart.AppVersion | toString }}
 {{- if eq (include "rebootgate.rebootMethod" .) "command" }}
-{{- $tag = printf "%s%s" $tag (.Values.image.nsenterTagSuffix | default "") }}
+{{- include "rebootgate.nsenterImage" . }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion | toString) }}
 {{- end }}
-{{- printf "%s:%s" .Values.image.repository $tag }}
+{{- end }}
+
+{{/* The nsenter variant of the image (Debian slim): tag + image.nsenterTagSuffix. */}}
+{{- define "rebootgate.nsenterImage" -}}
+{{- $tag := .Values.image.tag | default .Chart.AppVersion | toString }}
+{{- printf "%s:%s%s" .Values.image.repository $tag (.Values.image.nsenterTagSuffix | default "") }}
 {{- end }}
 
 {{/*
@@ -67,7 +73,9 @@ agent refuses them together with --config (one source of truth).
 {{/*
 kured's chart flags, in kured's order: configuration.<camelCase> renders --<kebab-case>.
 rebootSentinel, useRebootSentinelHostPath, metricsPort and rebootMethod are handled
-separately (the sentinel mount, the probes' port, the security mode).
+separately (the sentinel mount, the probes' port, the security mode), and so are
+notifyUrl and slackHookUrl: they carry tokens, so they go into a Secret, not the args
+(see rebootgate.notifyURLs).
 */}}
 {{- define "rebootgate.kuredFlags" -}}
 {{- list
@@ -77,7 +85,7 @@ separately (the sentinel mount, the probes' port, the security mode).
   "drainGracePeriod" "drainTimeout" "drainPodSelector" "skipWaitForDeleteTimeout" "drainDelay" "forceReboot"
   "rebootSentinelCommand" "rebootCommand" "rebootSignal" "rebootDelay"
   "annotateNodes" "preRebootNodeLabels" "postRebootNodeLabels" "preferNoScheduleTaint"
-  "notifyUrl" "slackHookUrl" "messageTemplateDrain" "messageTemplateReboot" "messageTemplateUncordon"
+  "messageTemplateDrain" "messageTemplateReboot" "messageTemplateUncordon"
   "metricsHost" "logFormat" | toJson }}
 {{- end }}
 
@@ -134,6 +142,9 @@ Input: dict "flag" "name" "value" v.
 {{- if .Values.config }}
 - "--config=/etc/rebootgate/config.yaml"
 {{- end }}
+{{- if include "rebootgate.notifyHasURLFile" . }}
+- {{ printf "--notify-url-file=%s" (include "rebootgate.notifyURLFile" .) | quote }}
+{{- end }}
 {{- range .Values.policyNamespaces }}
 - {{ printf "--policy-namespace=%s" . | quote }}
 {{- end }}
@@ -176,4 +187,80 @@ Input: dict "flag" "name" "value" v.
 {{- $base = dict "privileged" true "readOnlyRootFilesystem" true "runAsUser" 0 "runAsNonRoot" false }}
 {{- end }}
 {{- toYaml (mergeOverwrite $base (deepCopy .Values.containerSecurityContext)) }}
+{{- end }}
+
+{{/*
+Whether extraEnvVars sets the env variable named by .name ("true" or ""): kured's
+KURED_NOTIFY_URL and KURED_SLACK_HOOK_URL win over configuration.notifyUrl and
+slackHookUrl, as in kured. Input: dict "root" . "name" NAME.
+*/}}
+{{- define "rebootgate.extraEnvSets" -}}
+{{- range .root.Values.extraEnvVars }}{{ if eq .name $.name }}true{{ end }}{{ end }}
+{{- end }}
+
+{{/* configuration.slackHookUrl unless extraEnvVars sets KURED_SLACK_HOOK_URL. */}}
+{{- define "rebootgate.slackHookURL" -}}
+{{- if not (include "rebootgate.extraEnvSets" (dict "root" . "name" "KURED_SLACK_HOOK_URL")) }}
+{{- .Values.configuration.slackHookUrl }}
+{{- end }}
+{{- end }}
+
+{{/*
+The notification URLs the chart puts into its Secret (key "urls", one per line):
+kured's configuration.notifyUrl (unless extraEnvVars sets KURED_NOTIFY_URL), then
+notify.urls. JSON list.
+*/}}
+{{- define "rebootgate.notifyURLs" -}}
+{{- $urls := list }}
+{{- if not (include "rebootgate.extraEnvSets" (dict "root" . "name" "KURED_NOTIFY_URL")) }}
+{{- with .Values.configuration.notifyUrl }}
+{{- $urls = append $urls . }}
+{{- end }}
+{{- end }}
+{{- range .Values.notify.urls }}
+{{- $urls = append $urls . }}
+{{- end }}
+{{- toJson $urls }}
+{{- end }}
+
+{{/*
+The Secret the agent reads its notification URLs from ("" when none): the user's
+notify.existingSecret, or <fullname>-notify, which the chart creates from
+configuration.notifyUrl, configuration.slackHookUrl and notify.urls.
+*/}}
+{{- define "rebootgate.notifySecret" -}}
+{{- if .Values.notify.existingSecret }}
+{{- .Values.notify.existingSecret }}
+{{- else if or (include "rebootgate.notifyURLs" . | fromJsonArray) (include "rebootgate.slackHookURL" .) }}
+{{- printf "%s-notify" (include "rebootgate.fullname" .) }}
+{{- end }}
+{{- end }}
+
+{{/* Where the agent reads the URL file of the notify Secret. */}}
+{{- define "rebootgate.notifyURLFile" -}}
+/etc/rebootgate-notify/urls
+{{- end }}
+
+{{/*
+Whether the agent reads --notify-url-file: with notify.existingSecret, or when the
+chart's Secret has URLs ("true" or "").
+*/}}
+{{- define "rebootgate.notifyHasURLFile" -}}
+{{- if or .Values.notify.existingSecret (include "rebootgate.notifyURLs" . | fromJsonArray) }}true{{ end }}
+{{- end }}
+
+{{/*
+Whether the sentinel mirror runs ("true" or ""): in signal mode with the sentinel's host
+directory mounted, the root agent must not see that directory (host /var/run = /run
+holds the containerd, D-Bus and systemd sockets, which a root process reaches whatever
+the mount's readOnly says), so a non-root container without capabilities watches it and
+mirrors the sentinel into a memory emptyDir the agent watches.
+*/}}
+{{- define "rebootgate.sentinelMirror" -}}
+{{- if and (eq (include "rebootgate.rebootMethod" .) "signal") .Values.configuration.useRebootSentinelHostPath }}true{{ end }}
+{{- end }}
+
+{{/* The sentinel mirror's image: sentinelMirror.image, else the nsenter variant (Debian slim, which has sh). */}}
+{{- define "rebootgate.sentinelMirrorImage" -}}
+{{- .Values.sentinelMirror.image | default (include "rebootgate.nsenterImage" .) }}
 {{- end }}
