@@ -2,17 +2,22 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/rebootgate/rebootgate/engine/lock"
 	"github.com/rebootgate/rebootgate/engine/pipeline"
@@ -174,6 +179,82 @@ func TestSentinelGoneWhileWaitingForSlot(t *testing.T) {
 	if n, _ := client.CoreV1().Nodes().Get(ctx, "n1", metav1.GetOptions{}); n.Spec.Unschedulable {
 		t.Fatal("cordoned although the reboot was no longer required")
 	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestFailedFinishIsRetriedUntilUncordoned: the patch that ends the reboot (uncordon,
+// clear the phase) is refused three times; the reconcile loop retries it with back-off
+// until it lands, and only then releases the slot.
+func TestFailedFinishIsRetriedUntilUncordoned(t *testing.T) {
+	dir := t.TempDir()
+	sentinel := filepath.Join(dir, "reboot-required")
+	requested := filepath.Join(dir, "reboot-requested")
+	client := fake.NewClientset(&corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: "n1"},
+		Status: corev1.NodeStatus{
+			NodeInfo:   corev1.NodeSystemInfo{BootID: "boot-1"},
+			Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}},
+		},
+	})
+	var denied atomic.Int32
+	client.PrependReactor("patch", "nodes", func(action k8stesting.Action) (bool, runtime.Object, error) {
+		p, ok := action.(k8stesting.PatchAction)
+		if ok && strings.Contains(string(p.GetPatch()), `"unschedulable":false`) && denied.Load() < 3 {
+			denied.Add(1)
+			return true, nil, apierrors.NewForbidden(corev1.Resource("nodes"), "n1", errors.New("denied by a test"))
+		}
+		return false, nil, nil
+	})
+	a, err := New(Config{
+		NodeName: "n1", Namespace: "rebootgate", SentinelPath: sentinel,
+		RebootCommand: []string{"touch", requested}, RecheckInterval: 500 * time.Millisecond,
+		LockJitter: -1, RebootTimeout: time.Minute, ReadyTimeout: time.Minute,
+		ErrorBackoff: 50 * time.Millisecond, PollInterval: 50 * time.Millisecond,
+	}, client, slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	if err := os.WriteFile(sentinel, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "the reboot command", func() bool { _, err := os.Stat(requested); return err == nil })
+	n, err := client.CoreV1().Nodes().Get(ctx, "n1", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Status.NodeInfo.BootID = "boot-2"
+	if _, err := client.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(sentinel); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "uncordon after the refused patches", func() bool {
+		n, err := client.CoreV1().Nodes().Get(ctx, "n1", metav1.GetOptions{})
+		return err == nil && !n.Spec.Unschedulable && pipeline.StateOf(n).Phase == pipeline.PhaseIdle
+	})
+	if got := denied.Load(); got != 3 {
+		t.Fatalf("the finishing patch was refused %d times, want 3 (the test did not exercise the retry)", got)
+	}
+	waitFor(t, ctx, "slot release", func() bool {
+		leases, err := client.CoordinationV1().Leases("rebootgate").List(ctx, metav1.ListOptions{})
+		if err != nil || len(leases.Items) == 0 {
+			return false
+		}
+		for _, l := range leases.Items {
+			if l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity != "" {
+				return false
+			}
+		}
+		return true
+	})
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
