@@ -39,6 +39,7 @@ func (e *env) deadHook() (path string, calls func() int) {
 // second; after --max-failures 3 the node is on hold with the reason, uncordoned,
 // without a slot, and is left alone.
 func TestRebootThatNeverHappensBacksOffThenHolds(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	hook, calls := e.deadHook()
 	rec := e.record()
@@ -119,6 +120,7 @@ func (e *env) persistSentinel(ctx context.Context) error {
 // --loop-backoff forever: the first is counted, the next reboot waits at least
 // --loop-backoff, and after --max-failures 2 the node is on hold and reboots no more.
 func TestSentinelSurvivingRebootIsAFailure(t *testing.T) {
+	t.Parallel()
 	const loopBackoff = 20 * time.Second
 	e := newEnv(t)
 	e.start(testbed.SimConfig{Command: e.args("--loop-backoff", loopBackoff.String(), "--max-failures", "2")})

@@ -71,6 +71,7 @@ func (e *env) waitHold(timeout time.Duration, rec *testbed.NodeRecorder) *corev1
 // and after --max-failures of them the node goes on hold with the reason, never
 // having asked for a reboot.
 func TestDrainBlockedByPDBFailsAndHolds(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	pod := e.guardedPod()
 	rec := e.record()
@@ -111,6 +112,7 @@ func TestDrainBlockedByPDBFailsAndHolds(t *testing.T) {
 // drain, so the drain is abandoned (DrainAbandoned), the node uncordoned and the slot
 // released, and no reboot is asked for.
 func TestHoldDuringDrainAbandonsIt(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	pod := e.guardedPod()
 	e.start(testbed.SimConfig{Command: e.args("--drain-timeout", "10m")})

@@ -5,6 +5,9 @@
 // ends uncordoned with its slot released, failures back off and end in a hold, and the
 // agent says so (Events, metrics, /healthz). Issue 8, findings 5, 6, 7 and 9.
 //
+// Each test has its own node, namespace, pool and admission policy, so they run in
+// parallel.
+//
 // It runs only under `make test-e2e` (REBOOTGATE_E2E set). REBOOTGATE_BIN runs it
 // against a prebuilt binary (e.g. an older commit's, to see the tests fail there);
 // RECOVERY_DROP_UNKNOWN_FLAGS=1 then leaves out the flags that binary does not know

@@ -16,6 +16,7 @@ import (
 // the soak keeps checking health and starts over, so the uncordon comes at least 10s
 // after the node is Ready again — not 10s after the soak first began.
 func TestSoakRestartsAfterNotReady(t *testing.T) {
+	t.Parallel()
 	const soak = 10 * time.Second
 	e := newEnv(t)
 	rec := e.record()
@@ -68,6 +69,7 @@ func TestSoakRestartsAfterNotReady(t *testing.T) {
 // silently, and the agent keeps waiting: the node is uncordoned only after the gate
 // passes.
 func TestHealthGateTimeoutEscalates(t *testing.T) {
+	t.Parallel()
 	const label = "e2e-healthy"
 	e := newEnv(t)
 	e.writeConfig(`  healthGate:

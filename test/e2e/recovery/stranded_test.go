@@ -45,6 +45,7 @@ func (e *env) rebootIntoDeniedFinish(extra ...string) (clear func()) {
 // idle and without a slot within finishBound — it is not left cordoned with its slot
 // renewed forever.
 func TestFinishDeniedForAWhileDoesNotStrand(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	clear := e.rebootIntoDeniedFinish()
 	denied := time.Now()
@@ -64,6 +65,7 @@ func TestFinishDeniedForAWhileDoesNotStrand(t *testing.T) {
 // finishing a reboot needs no config, so it still uncordons the node and releases the
 // slot.
 func TestRestartUnderBrokenConfigFinishesReboot(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	// The soak keeps the node in Verifying long enough to kill the agent there.
 	e.start(testbed.SimConfig{Command: e.args("--soak", "20s"), RestartOnExit: true})
@@ -104,6 +106,7 @@ func TestRestartUnderBrokenConfigFinishesReboot(t *testing.T) {
 // failed for longer than its bound; when writes are allowed again the node finishes
 // and /healthz is 200 again.
 func TestHealthzAndPhaseMetricWhileStuck(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	// A shorter bound than the default (2m) if the agent lets us set it.
 	clear := e.rebootIntoDeniedFinish(e.ifKnown("--unhealthy-after", "30s")...)
