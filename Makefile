@@ -70,7 +70,7 @@ test-e2e:
 ## paced to, CHAOS_FAULTS=none a fault-free run. Pauses kube-apiserver: hold the bed
 ## to yourself (e.g. flock /tmp/rebootgate-bed.lock make test-chaos).
 SEEDS ?= 1,2,3
-DURATION ?= 90s
+DURATION ?= 60s
 .PHONY: test-chaos
 test-chaos:
 	@NODES=$(NODES) GO=$(GO) E2E_FLAGS="-run TestChaosRollout -v" E2E_TIMEOUT=180m REBOOTGATE_CHAOS=1 \

@@ -28,7 +28,7 @@ const runLabel = "rebootgate-chaos"
 // settings are the knobs of `make test-chaos`, from the environment.
 type settings struct {
 	seeds  []uint64      // SEEDS: comma list (default 1)
-	window time.Duration // DURATION: faults fall in [3s, window); the rollout is paced to last about as long (default 90s)
+	window time.Duration // DURATION: faults fall in [3s, window); the rollout is paced to last about as long (default 60s)
 	kinds  []faultKind   // CHAOS_FAULTS: all (default), none, or a comma list of kinds
 	nodes  int           // CHAOS_NODES: simulated nodes, a third in "system" (default 12)
 	grace  time.Duration // CHAOS_PAUSE_GRACE: time the agents get to see a paused pool (default 2s)
@@ -36,7 +36,7 @@ type settings struct {
 
 func readSettings(t *testing.T) settings {
 	t.Helper()
-	s := settings{seeds: []uint64{1}, window: 90 * time.Second, nodes: 12, grace: 2 * time.Second}
+	s := settings{seeds: []uint64{1}, window: 60 * time.Second, nodes: 12, grace: 2 * time.Second}
 	if v := os.Getenv("SEEDS"); strings.TrimSpace(v) != "" {
 		s.seeds = nil
 		for _, f := range strings.Split(v, ",") {

@@ -58,8 +58,9 @@ func (f fault) String() string {
 	return s
 }
 
-// lockTTL is the agents' --lock-ttl.
-const lockTTL = 20 * time.Second
+// lockTTL is the agents' --lock-ttl: short, so that outages outlast it (the agent
+// wants more than 4 × its 5s clock-skew allowance).
+const lockTTL = 25 * time.Second
 
 // newSchedule draws the faults of one seed: one of each enabled kind (two agent
 // kills) plus one more per 45s of window, at offsets in [3s, window), sorted by offset. The
