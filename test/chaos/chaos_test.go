@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -624,7 +625,8 @@ func (r *run) apply(ctx context.Context, i int, f fault) error {
 			return func() error {
 				err := resume()
 				r.note("FAULT kube-apiserver SIGCONT")
-				return err
+				// Controller manager and scheduler may have exited meanwhile.
+				return errors.Join(err, r.bed.StartComponents(context.Background()))
 			}, nil
 		})
 

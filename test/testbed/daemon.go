@@ -40,8 +40,8 @@ func (b *Bed) binDir() string {
 	return filepath.Join(cmp.Or(os.Getenv("TESTBED_CACHE"), filepath.Join(b.Root, "_cache", "testbed")), "bin")
 }
 
-// APIServer is the bed's kube-apiserver. Restarting it kills it and runs
-// `kwokctl start cluster`, which starts the components that are not running.
+// APIServer is the bed's kube-apiserver. Starting it again after Stop runs
+// `kwokctl start cluster` (StartComponents).
 func (b *Bed) APIServer() *Daemon {
 	d := &Daemon{
 		Name:    "kube-apiserver",
@@ -49,16 +49,36 @@ func (b *Bed) APIServer() *Daemon {
 		LogFile: filepath.Join(b.kwokDir(), "logs", "kube-apiserver.log"),
 	}
 	d.restart = func(ctx context.Context) error {
-		cmd := exec.CommandContext(ctx, filepath.Join(b.binDir(), "kwokctl"), "--v", "WARN", "start", "cluster", "--name", b.cluster())
-		cmd.Env = append(os.Environ(), "KWOK_WORKDIR="+filepath.Join(b.StateDir, "kwok"))
-		// Its own session: the started apiserver must outlive this test.
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("kwokctl start cluster: %w: %s", err, bytes.TrimSpace(out))
+		// kwokctl takes a pid that still answers signal 0 (a zombie not yet
+		// reaped) for a running apiserver: try until a new one runs.
+		for try := 1; ; try++ {
+			err := b.StartComponents(ctx)
+			if _, perr := d.PID(); perr == nil {
+				return nil
+			} else if try == 3 {
+				return errors.Join(err, perr)
+			}
+			time.Sleep(2 * time.Second)
 		}
-		return nil
 	}
 	return d
+}
+
+// StartComponents runs `kwokctl start cluster`, which starts the control-plane
+// components that are not running and waits until the apiserver serves:
+// kube-controller-manager and kube-scheduler exit when they lose their leader
+// Lease, as they do while the apiserver is paused or down.
+func (b *Bed) StartComponents(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(b.binDir(), "kwokctl"), "--v", "WARN", "start", "cluster", "--name", b.cluster())
+	cmd.Env = append(os.Environ(), "KWOK_WORKDIR="+filepath.Join(b.StateDir, "kwok"))
+	// Its own session: the components it starts must outlive this test.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("kwokctl start cluster: %w: %s", err, bytes.TrimSpace(out))
+	}
+	return nil
 }
 
 // Prometheus is the bed's Prometheus (hack/testbed/up.sh starts it).
@@ -148,6 +168,12 @@ func (d *Daemon) Stop(ctx context.Context) (*Stopped, error) {
 		return nil, fmt.Errorf("stop %s (pid %d): %w", d.Name, pid, err)
 	}
 	gone := func(context.Context) (bool, error) { return !processAlive(pid), nil }
+	defer func() {
+		// Give a zombie a moment to be reaped: others judge by signal 0.
+		_ = Poll(ctx, 5*time.Second, d.Name+" reaped", func(context.Context) (bool, error) {
+			return syscall.Kill(pid, 0) != nil, nil
+		})
+	}()
 	if Poll(ctx, 20*time.Second, d.Name+" to exit", gone) != nil {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 		if err := Poll(ctx, 10*time.Second, d.Name+" to exit after SIGKILL", gone); err != nil {
