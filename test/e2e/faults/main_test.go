@@ -152,14 +152,16 @@ func knownFlags(t *testing.T, args []string) []string {
 	var kept, dropped []string
 	for i := 0; i < len(args); i++ {
 		name, _, hasValue := strings.Cut(args[i], "=")
-		if known[strings.TrimPrefix(name, "--")] {
-			kept = append(kept, args[i])
-			continue
-		}
-		dropped = append(dropped, args[i])
+		n := 1 // the flag, and its value when it is the next argument
 		if !hasValue && i+1 < len(args) && !strings.HasPrefix(args[i+1], "--") {
-			i++
+			n = 2
 		}
+		if known[strings.TrimPrefix(name, "--")] {
+			kept = append(kept, args[i:i+n]...)
+		} else {
+			dropped = append(dropped, args[i:i+n]...)
+		}
+		i += n - 1
 	}
 	if len(dropped) > 0 {
 		t.Logf("the binary under test does not know %v: left out", dropped)
