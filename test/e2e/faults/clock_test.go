@@ -16,6 +16,7 @@ import (
 // take the slot (nor cordon, nor reboot) while the renewals go on, and takes it within
 // about a TTL once they stop.
 func TestLaggingHolderClockKeepsSlot(t *testing.T) {
+	t.Parallel()
 	const lag = 10 * time.Minute
 	f := newFleet(t, 2, 1, "")
 	holder, waiter := f.nodes[0], f.nodes[1]

@@ -16,6 +16,7 @@ import (
 // its slot, neither waiter is cordoned or asked to reboot. Set back to 1, all finish,
 // one at a time.
 func TestConcurrencyZeroReachesWaitingAgents(t *testing.T) {
+	t.Parallel()
 	f := newFleet(t, 3, 1, "")
 	sim := f.simulate(time.Second, f.agentCommand())
 	// Every host stays down until released, so the config changes while the first

@@ -12,6 +12,7 @@ import (
 // down, and a NodeNotBack Event says so on the dead node and on the slot's Lease. Once
 // the host comes back, both finish, one after the other.
 func TestDeadNodeKeepsSlotAndHaltsPool(t *testing.T) {
+	t.Parallel()
 	const rebootTimeout, readyTimeout = 5 * time.Second, 5 * time.Second
 	f := newFleet(t, 2, 1, "")
 	dead, waiter := f.nodes[0], f.nodes[1]

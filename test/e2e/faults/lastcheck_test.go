@@ -40,6 +40,7 @@ func lastCheck(t *testing.T, delay time.Duration, rest string, extra []string, r
 // the node during its --reboot-delay, stops the reboot: no reboot request reaches the
 // host, the node is uncordoned and its slot released.
 func TestHoldDuringRebootDelayPreventsReboot(t *testing.T) {
+	t.Parallel()
 	lastCheck(t, 10*time.Second, "", nil, func(f *fleet, node string) {
 		hold := "e2e: held by an operator during the reboot delay"
 		f.annotate(node, annHold, &hold)
@@ -51,6 +52,7 @@ func TestHoldDuringRebootDelayPreventsReboot(t *testing.T) {
 // node took its slot and drained: no reboot request reaches the host, the node is
 // uncordoned and its slot released.
 func TestAlertDuringRebootDelayPreventsReboot(t *testing.T) {
+	t.Parallel()
 	const delay = 15 * time.Second
 	bed := testbed.Shared(t)
 	alert := "E2EFaultsLastCheck" + strings.ToUpper(testbed.NewUUID()[:6])

@@ -37,6 +37,7 @@ func startLostSlot(t *testing.T, downFor time.Duration) (f *fleet, sim *testbed.
 // while its holder is in --reboot-delay. At no instant are two hosts down, every node
 // still reboots exactly once, and the holder does not end cordoned.
 func TestLostSlotDeletedLeaseNeverTwoDown(t *testing.T) {
+	t.Parallel()
 	f, sim, holder, _ := startLostSlot(t, 5*time.Second)
 	if err := f.bed.Client.CoordinationV1().Leases(f.ns).Delete(context.Background(), f.slotName(0), metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
@@ -53,6 +54,8 @@ func TestLostSlotDeletedLeaseNeverTwoDown(t *testing.T) {
 // --reboot-delay, so the holder cannot renew and the waiter sees the slot expire. At
 // no instant are two hosts down, and both nodes end rebooted once and uncordoned.
 func TestLostSlotAPIServerPausedNeverTwoDown(t *testing.T) {
+	// Not parallel: it stops the apiserver that every other test uses. Go runs it
+	// before the parallel tests start.
 	// A host down for longer than the waiter's path from taking the slot to its own
 	// reboot request (cordon, drain, --reboot-delay) makes two-down observable.
 	f, sim, _, _ := startLostSlot(t, lostSlotRebootDelay+5*time.Second)

@@ -5,6 +5,9 @@
 // (REBOOTGATE_E2E set). REBOOTGATE_BIN runs it against another binary (say, one built
 // from an older commit); flags that binary does not know are left out.
 //
+// Each test has its own nodes, namespace and pool, so the tests run in parallel,
+// except the one that stops kube-apiserver: Go runs it first, alone.
+//
 // The package imports nothing from engine/ on purpose: it must build while the engine
 // is being rewritten, and it judges the agent as a black box.
 package faults
