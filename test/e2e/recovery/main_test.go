@@ -281,7 +281,9 @@ func (e *env) waitSettled(timeout time.Duration, why string) {
 	var last string
 	err := testbed.Poll(context.Background(), timeout, e.node+" uncordoned, idle and holding no slot "+why, func(ctx context.Context) (bool, error) {
 		ok, state, err := e.settled(ctx)
-		last = state
+		if err == nil {
+			last = state
+		}
 		return ok, err
 	})
 	if err != nil {
