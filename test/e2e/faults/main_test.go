@@ -328,7 +328,7 @@ func (f *fleet) holdsFor(d time.Duration, what string, bad func(ctx context.Cont
 		return false, nil
 	})
 	if !errors.Is(err, testbed.ErrTimeout) {
-		f.t.Fatalf("%s: %v", what, err)
+		f.t.Fatalf("violated while %v", err) // "violated while waiting for <what>: <why>"
 	}
 }
 
