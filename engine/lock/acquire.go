@@ -29,6 +29,17 @@ func (e *raceLostError) Error() string {
 }
 func (e *raceLostError) Unwrap() error { return e.err }
 
+// slotInUseError reports a slot whose Lease looks free while a node that held
+// it is still mid-reboot (the Lease was deleted under it).
+type slotInUseError struct {
+	lease string
+	users []string
+}
+
+func (e *slotInUseError) Error() string {
+	return fmt.Sprintf("slot %s is still used by %v, mid-reboot", e.lease, e.users)
+}
+
 // Acquire blocks until this node holds a slot of the pool or ctx is done.
 // slots is called before every attempt, so a percentage concurrency follows
 // the pool's current size; a result below 1 means that no slot may be taken.
@@ -78,6 +89,7 @@ func (s *Semaphore) Acquire(ctx context.Context, slots func() int) (*Held, error
 				return h, nil
 			}
 			var lost *raceLostError
+			var inUse *slotInUseError
 			switch {
 			case errors.As(err, &lost):
 				// Normal under contention: the winner's write is on its way
@@ -85,6 +97,11 @@ func (s *Semaphore) Acquire(ctx context.Context, slots func() int) (*Held, error
 				in.avoid[lost.lease] = lost.rv
 				s.log.Debug("lost a race for a slot", "lease", lost.lease)
 				errDelay = 0
+			case errors.As(err, &inUse):
+				// Its Lease is gone but its holder is still mid-reboot: no event
+				// will tell us when it finishes, so look again in a while.
+				s.log.Info("slot is free but a node is still mid-reboot on it", "lease", inUse.lease, "nodes", inUse.users)
+				p.wakeNoLaterThan(in.now.Add(max(s.ttl/4, time.Second)))
 			case ctx.Err() != nil:
 				return nil, fmt.Errorf("acquire slot in pool %q: %w", s.pool, ctx.Err())
 			default:
@@ -143,10 +160,11 @@ func (s *Semaphore) TryAcquire(ctx context.Context, slots int) (*Held, bool, err
 	}
 	h, err := s.execute(ctx, &p)
 	var lost *raceLostError
+	var inUse *slotInUseError
 	switch {
 	case err == nil:
 		return h, true, nil
-	case errors.As(err, &lost):
+	case errors.As(err, &lost), errors.As(err, &inUse):
 		return nil, false, nil
 	}
 	return nil, false, fmt.Errorf("try to acquire slot in pool %q: %w", s.pool, err)
@@ -249,6 +267,13 @@ func (s *Semaphore) checkHolders(ctx context.Context, in *planInput, leases []*c
 
 // execute performs a plan: the slot-key mutex first, then the slot.
 func (s *Semaphore) execute(ctx context.Context, p *plan) (*Held, error) {
+	users, err := s.slotUsers(ctx, p.slotName)
+	if err != nil {
+		return nil, err
+	}
+	if len(users) > 0 {
+		return nil, &slotInUseError{lease: p.slotName, users: users}
+	}
 	now := s.clock.Now()
 	var key *coordinationv1.Lease
 	if s.keyName != "" {

@@ -60,6 +60,12 @@ type Config struct {
 	// served from the watch cache (resourceVersion=0); NotFound means it does
 	// not exist. An error counts as "exists and busy": the slot stays taken.
 	HolderStatus func(ctx context.Context, node string) (HolderStatus, error)
+	// SlotUsers lists the other nodes that are mid-reboot on the slot Lease
+	// named (their Nodes carry LabelHoldsSlot=<lease> and a phase), asked
+	// right before claiming a slot: a held Lease that was deleted must not let
+	// a second node in while its holder is down. Default: a label-selected
+	// List of Nodes from the watch cache.
+	SlotUsers func(ctx context.Context, lease string) ([]string, error)
 	// OnStuckHolder, if set, is told that a slot Lease has expired but stays
 	// taken because its holder is still mid-reboot (it has not come back):
 	// the rollout of the pool stops there until it does. since is when the
@@ -88,6 +94,7 @@ type Semaphore struct {
 	skew         time.Duration
 	clock        clock.WithTicker
 	holderStatus func(ctx context.Context, node string) (HolderStatus, error)
+	slotUsers    func(ctx context.Context, lease string) ([]string, error)
 	onStuck      func(lease, holder string, since time.Time)
 	slotValue    string
 	keyName      string // "" without a slot value
@@ -176,6 +183,10 @@ func New(cfg Config) (*Semaphore, error) {
 		observed:      map[string]observation{},
 		stuckReported: map[string]string{},
 	}
+	s.slotUsers = cfg.SlotUsers
+	if s.slotUsers == nil {
+		s.slotUsers = s.listSlotUsers
+	}
 	if s.holderStatus == nil {
 		s.holderStatus = s.getHolderStatus
 	}
@@ -183,6 +194,23 @@ func New(cfg Config) (*Semaphore, error) {
 		s.keyName = keyLeaseName(cfg.Pool, cfg.SlotValue)
 	}
 	return s, nil
+}
+
+// listSlotUsers is the default SlotUsers.
+func (s *Semaphore) listSlotUsers(ctx context.Context, lease string) ([]string, error) {
+	list, err := s.client.CoreV1().Nodes().List(ctx, metav1.ListOptions{
+		LabelSelector: LabelHoldsSlot + "=" + lease, ResourceVersion: "0",
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list nodes using slot %s: %w", lease, err)
+	}
+	var users []string
+	for i := range list.Items {
+		if n := &list.Items[i]; n.Name != s.holder && HolderStatusOf(n).Busy {
+			users = append(users, n.Name)
+		}
+	}
+	return users, nil
 }
 
 // getHolderStatus is the default HolderStatus.

@@ -112,3 +112,25 @@ func assertConfirmLost(t *testing.T, h *Held) {
 	}
 	mustRelease(t, h)
 }
+
+// TestDeletedLeaseOfANodeMidRebootIsNotTaken: the Lease of a holder that is down was
+// deleted; the slot looks free, but the holder's Node still says it is mid-reboot on
+// it, so nobody takes it until that node has finished.
+func TestDeletedLeaseOfANodeMidRebootIsNotTaken(t *testing.T) {
+	ctx := context.Background()
+	down := rebootingNode("a", t0)
+	down.Labels = map[string]string{LabelHoldsSlot: SlotLeaseName(testPool, 0)}
+	cs := newClient(t, down, node("b"))
+	clk := testingclock.NewFakeClock(t0)
+	s := newSem(t, cs, clk, "b")
+	if h, ok, err := s.TryAcquire(ctx, 1); err != nil || ok {
+		t.Fatalf("TryAcquire while a is mid-reboot on the slot = %v, %v, %v; want no slot", h, ok, err)
+	}
+	down.Annotations = nil // a finished its reboot
+	if _, err := cs.CoreV1().Nodes().Update(ctx, down, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := s.TryAcquire(ctx, 1); err != nil || !ok {
+		t.Fatalf("TryAcquire once a has finished = %v, %v; want the slot", ok, err)
+	}
+}

@@ -57,6 +57,13 @@
 //     holder per value" a property of the API server's optimistic
 //     concurrency rather than a check-then-act over a list.
 //
+// A holding has a second record besides its Lease: while its node is
+// mid-reboot, the Node carries the label rebootgate.io/holds-slot=<lease>.
+// Right before claiming a slot, a waiter lists (from the watch cache) the
+// Nodes with that label; if one is still mid-reboot the slot is not taken,
+// so a Lease deleted while its holder is down never lets a second node in.
+// This costs one List per claim attempt, not per event.
+//
 // A [Held] slot is renewed every TTL/3. A renewal that fails is logged and
 // retried; if the lease cannot be renewed before it would expire (minus the
 // skew allowance), or if another node has taken it over or it was deleted,

@@ -16,6 +16,10 @@ const (
 	AnnotationPhase = "rebootgate.io/phase"
 	// AnnotationPhaseSince is when the holder entered that phase (RFC 3339).
 	AnnotationPhaseSince = "rebootgate.io/phase-since"
+	// LabelHoldsSlot names, on a Node mid-reboot, the slot Lease it holds. It
+	// is the second record of a holding, besides the Lease: it survives the
+	// Lease's deletion (see Config.SlotUsers).
+	LabelHoldsSlot = "rebootgate.io/holds-slot"
 )
 
 // HolderStatus is what a waiter learns about the node holding a Lease that

@@ -14,6 +14,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/clock"
+
+	"github.com/rebootgate/rebootgate/engine/lock"
 )
 
 // Event reasons on the Node.
@@ -147,6 +149,8 @@ func (p *Executor) Cordon(ctx context.Context, st State, slot SlotRef) (State, e
 	st, err := p.save(ctx, st, func(n *corev1.Node, patch *nodePatch) {
 		cordonedByUs = !n.Spec.Unschedulable || StateOf(n).CordonedByUs
 		patch.Metadata.Labels = stringPtrs(p.cfg.PreRebootLabels)
+		// The second record of the holding, which outlives a deleted Lease.
+		patch.Metadata.Labels[lock.LabelHoldsSlot] = ptr(slot.Name)
 		patch.Spec = &patchSpec{Unschedulable: ptr(true)}
 		if taints, changed := withTaint(n.Spec.Taints, p.cfg.PreferNoScheduleTaint, true); changed {
 			patch.Spec.Taints = &taints
@@ -254,7 +258,7 @@ func (p *Executor) Finish(ctx context.Context, st State, s Step, slot Slot) erro
 			}
 			patch.Spec.Taints = &taints
 		}
-		patch.Metadata.Labels = map[string]*string{}
+		patch.Metadata.Labels = map[string]*string{lock.LabelHoldsSlot: nil}
 		for k := range p.cfg.PreRebootLabels {
 			if _, keep := labels[k]; !keep {
 				patch.Metadata.Labels[k] = nil

@@ -12,6 +12,8 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/tools/record"
 	clocktesting "k8s.io/utils/clock/testing"
+
+	"github.com/rebootgate/rebootgate/engine/lock"
 )
 
 const nodeName = "n1"
@@ -97,6 +99,9 @@ func TestCordonRecordsSlotAndFinishUncordonsBeforeRelease(t *testing.T) {
 	if len(n.Spec.Taints) != 2 {
 		t.Fatalf("taints = %v, want the admin's and ours", n.Spec.Taints)
 	}
+	if n.Labels[lock.LabelHoldsSlot] != slot0.Name {
+		t.Fatalf("label %s = %q, want the slot's Lease", lock.LabelHoldsSlot, n.Labels[lock.LabelHoldsSlot])
+	}
 	st, err = h.ex.Drained(ctx, st)
 	if err != nil || StateOf(h.node()).BootIDBefore != "boot-1" || StateOf(h.node()).Phase != PhaseRebooting {
 		t.Fatalf("drained: %v %+v", err, StateOf(h.node()))
@@ -112,6 +117,9 @@ func TestCordonRecordsSlotAndFinishUncordonsBeforeRelease(t *testing.T) {
 	got = StateOf(n)
 	if n.Spec.Unschedulable || got.Phase != PhaseIdle || got.LastReboot.IsZero() || got.Pool != "" || n.Labels["rebooting"] != "" || n.Labels["rebooted"] != "yes" || n.Labels["keep"] != "me" {
 		t.Fatalf("after finish: unschedulable=%v state=%+v labels=%v", n.Spec.Unschedulable, got, n.Labels)
+	}
+	if _, ok := n.Labels[lock.LabelHoldsSlot]; ok {
+		t.Fatalf("label %s left after finish", lock.LabelHoldsSlot)
 	}
 	if len(n.Spec.Taints) != 1 || n.Spec.Taints[0].Key != "other" {
 		t.Fatalf("taints = %v, want only the admin's", n.Spec.Taints)
