@@ -57,7 +57,7 @@ func TestLaggingHolderClockKeepsSlot(t *testing.T) {
 
 	stopped := time.Now()
 	f.waitSlotHolder(lockTTL+skew+20*time.Second, "taken by "+waiter+" once the renewals stopped", func(h string) bool { return h == waiter })
-	t.Logf("%s took the slot %s after the last renewal", waiter, time.Since(stopped).Round(100*time.Millisecond))
+	t.Logf("%s took the slot %s after the renewals stopped", waiter, time.Since(stopped).Round(100*time.Millisecond))
 	if _, err := sim.WaitForReboots(ctx, 1, 2*time.Minute); err != nil {
 		t.Fatal(err)
 	}
