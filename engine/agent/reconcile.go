@@ -450,7 +450,6 @@ func (a *Agent) drain(ctx context.Context, st pipeline.State) (time.Duration, er
 		return 0, ctx.Err()
 	case err != nil && !a.cfg.ForceReboot:
 		a.executor.Event(corev1.EventTypeWarning, pipeline.ReasonDrainFailed, "%v; uncordoning, then releasing the slot", err)
-		a.metrics.Failures.WithLabelValues(a.cfg.NodeName, "drain").Inc()
 		return a.finish(ctx, st, pipeline.Step{Action: pipeline.ActUndo, Failure: true, Reason: "drain failed: " + err.Error()})
 	case err != nil:
 		a.executor.Event(corev1.EventTypeWarning, pipeline.ReasonDrainFailed, "%v; rebooting anyway (force reboot)", err)
@@ -581,7 +580,7 @@ func (a *Agent) executorConfig() pipeline.Config {
 		rebooter = &pipeline.SignalRebooter{Signal: syscall.Signal(a.cfg.RebootSignal)}
 	}
 	return pipeline.Config{
-		Client: a.client, NodeName: a.cfg.NodeName, Node: a.node, Clock: a.clock, Logger: a.baseLog, Recorder: a.recorder,
+		Client: a.client, NodeName: a.cfg.NodeName, Namespace: a.cfg.Namespace, Node: a.node, Clock: a.clock, Logger: a.baseLog, Recorder: a.recorder,
 		Drainer:               &pipeline.KubectlDrainer{Client: a.client, Options: a.cfg.Drain, Logger: a.baseLog, Sleep: a.sleep},
 		Rebooter:              rebooter,
 		PreRebootLabels:       a.cfg.PreRebootLabels,

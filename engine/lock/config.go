@@ -199,7 +199,7 @@ func New(cfg Config) (*Semaphore, error) {
 // listSlotUsers is the default SlotUsers.
 func (s *Semaphore) listSlotUsers(ctx context.Context, lease string) ([]string, error) {
 	list, err := s.client.CoreV1().Nodes().List(ctx, metav1.ListOptions{
-		LabelSelector: LabelHoldsSlot + "=" + lease, ResourceVersion: "0",
+		LabelSelector: LabelHoldsSlot + "=" + HoldsSlotValue(s.namespace, lease), ResourceVersion: "0",
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list nodes using slot %s: %w", lease, err)

@@ -119,8 +119,11 @@ func assertConfirmLost(t *testing.T, h *Held) {
 func TestDeletedLeaseOfANodeMidRebootIsNotTaken(t *testing.T) {
 	ctx := context.Background()
 	down := rebootingNode("a", t0)
-	down.Labels = map[string]string{LabelHoldsSlot: SlotLeaseName(testPool, 0)}
-	cs := newClient(t, down, node("b"))
+	down.Labels = map[string]string{LabelHoldsSlot: HoldsSlotValue(testNS, SlotLeaseName(testPool, 0))}
+	// A node of another installation (namespace) on a slot of the same name.
+	elsewhere := rebootingNode("c", t0)
+	elsewhere.Labels = map[string]string{LabelHoldsSlot: HoldsSlotValue("other-namespace", SlotLeaseName(testPool, 0))}
+	cs := newClient(t, down, elsewhere, node("b"))
 	clk := testingclock.NewFakeClock(t0)
 	s := newSem(t, cs, clk, "b")
 	if h, ok, err := s.TryAcquire(ctx, 1); err != nil || ok {
@@ -131,6 +134,6 @@ func TestDeletedLeaseOfANodeMidRebootIsNotTaken(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, ok, err := s.TryAcquire(ctx, 1); err != nil || !ok {
-		t.Fatalf("TryAcquire once a has finished = %v, %v; want the slot", ok, err)
+		t.Fatalf("TryAcquire once a has finished = %v, %v; want the slot (c reboots in another namespace)", ok, err)
 	}
 }

@@ -1,6 +1,8 @@
 package lock
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -16,9 +18,10 @@ const (
 	AnnotationPhase = "rebootgate.io/phase"
 	// AnnotationPhaseSince is when the holder entered that phase (RFC 3339).
 	AnnotationPhaseSince = "rebootgate.io/phase-since"
-	// LabelHoldsSlot names, on a Node mid-reboot, the slot Lease it holds. It
-	// is the second record of a holding, besides the Lease: it survives the
-	// Lease's deletion (see Config.SlotUsers).
+	// LabelHoldsSlot identifies, on a Node mid-reboot, the slot Lease it holds
+	// (its value is [HoldsSlotValue]). It is the second record of a holding,
+	// besides the Lease: it survives the Lease's deletion (see
+	// Config.SlotUsers).
 	LabelHoldsSlot = "rebootgate.io/holds-slot"
 )
 
@@ -34,6 +37,15 @@ type HolderStatus struct {
 	Busy bool
 	// Since is when the holder entered its current phase; zero if unknown.
 	Since time.Time
+}
+
+// HoldsSlotValue is the value of LabelHoldsSlot for the Lease name in
+// namespace: a hash, as "namespace/name" may exceed a label value's 63
+// characters, and two installations may use the same pool name in different
+// namespaces.
+func HoldsSlotValue(namespace, lease string) string {
+	sum := sha256.Sum256([]byte(namespace + "/" + lease))
+	return hex.EncodeToString(sum[:])[:40]
 }
 
 // HolderStatusOf reads a holder's status from its Node object.

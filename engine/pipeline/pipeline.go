@@ -55,6 +55,8 @@ type SlotRef struct {
 type Config struct {
 	Client   kubernetes.Interface
 	NodeName string
+	// Namespace holds the slot Leases (it scopes the rebootgate.io/holds-slot label).
+	Namespace string
 	// Node returns this node as the agent's informer last saw it (no API request).
 	Node     func() (*corev1.Node, error)
 	Clock    clock.Clock
@@ -150,7 +152,7 @@ func (p *Executor) Cordon(ctx context.Context, st State, slot SlotRef) (State, e
 		cordonedByUs = !n.Spec.Unschedulable || StateOf(n).CordonedByUs
 		patch.Metadata.Labels = stringPtrs(p.cfg.PreRebootLabels)
 		// The second record of the holding, which outlives a deleted Lease.
-		patch.Metadata.Labels[lock.LabelHoldsSlot] = ptr(slot.Name)
+		patch.Metadata.Labels[lock.LabelHoldsSlot] = ptr(lock.HoldsSlotValue(p.cfg.Namespace, slot.Name))
 		patch.Spec = &patchSpec{Unschedulable: ptr(true)}
 		if taints, changed := withTaint(n.Spec.Taints, p.cfg.PreferNoScheduleTaint, true); changed {
 			patch.Spec.Taints = &taints

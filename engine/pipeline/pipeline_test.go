@@ -99,7 +99,7 @@ func TestCordonRecordsSlotAndFinishUncordonsBeforeRelease(t *testing.T) {
 	if len(n.Spec.Taints) != 2 {
 		t.Fatalf("taints = %v, want the admin's and ours", n.Spec.Taints)
 	}
-	if n.Labels[lock.LabelHoldsSlot] != slot0.Name {
+	if n.Labels[lock.LabelHoldsSlot] != lock.HoldsSlotValue("", slot0.Name) {
 		t.Fatalf("label %s = %q, want the slot's Lease", lock.LabelHoldsSlot, n.Labels[lock.LabelHoldsSlot])
 	}
 	st, err = h.ex.Drained(ctx, st)
