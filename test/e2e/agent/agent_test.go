@@ -212,7 +212,9 @@ func TestPDBProtectedDrain(t *testing.T) {
 			t.Fatalf("pod %s on %s, want both on %s", p.Name, p.Spec.NodeName, nodes[0])
 		}
 	}
-	setUnschedulable(nodes[1], false)
+	// nodes[1] stays cordoned while nodes[0] drains: the evicted replica's replacement
+	// cannot run, so the PDB must refuse the second eviction (kwok starts pods so fast
+	// that with room elsewhere the refusal would be a race the drain may not lose).
 	if _, err := c.bed.Client.PolicyV1().PodDisruptionBudgets(c.ns).Create(ctx, testbed.NewPDB(c.ns, "web", labels, intstr.FromInt32(1)), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -254,10 +256,27 @@ func TestPDBProtectedDrain(t *testing.T) {
   concurrency: 1
 `
 	sim := c.simulate(testbed.SimConfig{Command: c.agentCommand(c.writeConfig(pools, ""))})
-	for _, n := range nodes {
-		if err := sim.SetRebootRequired(n, true); err != nil {
-			t.Fatal(err)
-		}
+	if err := sim.SetRebootRequired(nodes[0], true); err != nil {
+		t.Fatal(err)
+	}
+	// The drain of nodes[0] evicts its two pods at once; the PDB lets one go and must
+	// refuse the other while its replacement cannot run. The drain reports the
+	// apiserver's 429 answer while it retries.
+	if err := testbed.Poll(ctx, 2*time.Minute, "a PDB refusal in the drain of "+nodes[0], func(context.Context) (bool, error) {
+		return logCount(sim, nodes[0], "violate the pod's disruption budget") > 0, nil
+	}); err != nil {
+		t.Fatalf("the drain of %s never met a PDB refusal: %v", nodes[0], err)
+	}
+	if len(sim.Reboots()) != 0 || sim.State(nodes[0]).Rebooting {
+		t.Fatalf("%s rebooted while the PDB refused an eviction", nodes[0])
+	}
+	// Room for the replacement: the refused eviction goes through and the drain ends.
+	setUnschedulable(nodes[1], false)
+	if _, err := sim.WaitForReboots(ctx, 1, 4*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := sim.SetRebootRequired(nodes[1], true); err != nil {
+		t.Fatal(err)
 	}
 	if _, err := sim.WaitForReboots(ctx, 2, 4*time.Minute); err != nil {
 		t.Fatal(err)
@@ -266,12 +285,6 @@ func TestPDBProtectedDrain(t *testing.T) {
 	case why := <-violated:
 		t.Errorf("PDB violated: %s", why)
 	default:
-	}
-	// The drain of nodes[0] evicted its two pods at once; the PDB let one go and
-	// refused the other until its replacement ran on nodes[1]. The drain reports the
-	// apiserver's 429 answer while it retries.
-	if n := logCount(sim, nodes[0], "violate the pod's disruption budget"); n == 0 {
-		t.Errorf("the drain of %s never met a PDB refusal: no eviction was refused", nodes[0])
 	}
 }
 
