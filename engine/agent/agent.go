@@ -80,6 +80,9 @@ type Agent struct {
 	// held is the slot this node holds (nil: none), heldRef names it.
 	held    *lock.Held
 	heldRef pipeline.SlotRef
+	// lastWrite is the agent's last write of the node's state not yet seen in the
+	// informer's cache (nil: none).
+	lastWrite *written
 	// resumed: this process already looked for a slot held before it started.
 	resumed      bool
 	healthySince time.Time

@@ -94,6 +94,9 @@ func (a *Agent) reconcile(ctx context.Context) (time.Duration, error) {
 		return 0, fmt.Errorf("node %s: %w", a.cfg.NodeName, err)
 	}
 	st := pipeline.StateOf(n)
+	if wait := a.awaitOwnWrite(st); wait > 0 {
+		return wait, nil
+	}
 	a.setPhase(st.Phase)
 	a.metrics.OnHold.WithLabelValues(a.cfg.NodeName).Set(boolValue(n.Annotations[a.holdAnnotation()] != ""))
 	if a.cfg.DryRun {
@@ -138,6 +141,38 @@ func (a *Agent) reconcile(ctx context.Context) (time.Duration, error) {
 	return a.execute(ctx, n, st, step, d)
 }
 
+// written is the progress of the agent's last write of the node's state, until the
+// informer's copy shows it.
+type written struct {
+	phase    pipeline.Phase
+	attempts int
+	at       time.Time
+}
+
+// wrote remembers a successful write of st.
+func (a *Agent) wrote(st pipeline.State, err error) {
+	if err != nil {
+		return
+	}
+	a.lastWrite = &written{phase: st.Phase, attempts: st.Attempts, at: a.clock.Now()}
+}
+
+// awaitOwnWrite says how long to wait before acting on st, read from the informer's
+// cache: a copy older than the agent's own last write would repeat a step (a second
+// reboot request). The informer's event for the write wakes the loop anyway; after a
+// few seconds without it, the cache's copy is taken as the truth.
+func (a *Agent) awaitOwnWrite(st pipeline.State) time.Duration {
+	w := a.lastWrite
+	switch {
+	case w == nil:
+		return 0
+	case st.Phase == w.phase && st.Attempts == w.attempts, a.clock.Since(w.at) > 5*time.Second:
+		a.lastWrite = nil
+		return 0
+	}
+	return 50 * time.Millisecond
+}
+
 func (a *Agent) timing() pipeline.Timing {
 	return pipeline.Timing{RebootDelay: a.cfg.RebootDelay, RebootTimeout: a.cfg.RebootTimeout, RebootAttempts: a.cfg.RebootAttempts, Soak: a.cfg.Soak}
 }
@@ -155,7 +190,8 @@ func (a *Agent) execute(ctx context.Context, n *corev1.Node, st pipeline.State, 
 		if err := a.confirmSlot(ctx); err != nil {
 			return requeueNow, err
 		}
-		_, err := a.executor.Cordon(ctx, st, a.heldRef)
+		st, err := a.executor.Cordon(ctx, st, a.heldRef)
+		a.wrote(st, err)
 		return requeueNow, err
 	case pipeline.ActDrain:
 		return a.drain(ctx, st)
@@ -165,7 +201,8 @@ func (a *Agent) execute(ctx context.Context, n *corev1.Node, st pipeline.State, 
 		if !st.RequestedAt.IsZero() {
 			a.metrics.RebootDuration.WithLabelValues(a.cfg.NodeName, st.Pool).Observe(a.clock.Since(st.RequestedAt).Seconds())
 		}
-		_, err := a.executor.Rebooted(ctx, st)
+		st, err := a.executor.Rebooted(ctx, st)
+		a.wrote(st, err)
 		return requeueNow, err
 	case pipeline.ActUndo, pipeline.ActFinish:
 		return a.finish(ctx, st, step)
@@ -454,7 +491,8 @@ func (a *Agent) drain(ctx context.Context, st pipeline.State) (time.Duration, er
 	case err != nil:
 		a.executor.Event(corev1.EventTypeWarning, pipeline.ReasonDrainFailed, "%v; rebooting anyway (force reboot)", err)
 	}
-	_, err = a.executor.Drained(ctx, st)
+	st, err = a.executor.Drained(ctx, st)
+	a.wrote(st, err)
 	return requeueNow, err
 }
 
@@ -477,6 +515,7 @@ func (a *Agent) requestReboot(ctx context.Context, st pipeline.State) (time.Dura
 	if errors.Is(err, pipeline.ErrCancelled) {
 		return a.finish(ctx, st, pipeline.Step{Action: pipeline.ActUndo, Reason: err.Error(), Failure: st.Attempts > 1})
 	}
+	a.wrote(st, err)
 	return requeueNow, err
 }
 
@@ -493,6 +532,7 @@ func (a *Agent) finish(ctx context.Context, st pipeline.State, step pipeline.Ste
 	if err := a.executor.Finish(ctx, st, step, slot); err != nil {
 		return 0, err
 	}
+	a.wrote(pipeline.State{}, nil)
 	if a.held != nil {
 		a.metrics.SlotsHeld.WithLabelValues(a.cfg.NodeName, a.heldRef.Pool).Set(0)
 		a.held = nil
