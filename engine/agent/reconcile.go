@@ -115,7 +115,13 @@ func (a *Agent) reconcile(ctx context.Context) (time.Duration, error) {
 	case st.Phase == pipeline.PhaseIdle && !a.needed.Needed:
 		// Nothing to decide: a slot still held (a failed release) is given back.
 	case st.Phase == pipeline.PhaseIdle:
-		d = a.decide(ctx)
+		if a.held != nil {
+			// About to cordon: the sentinel is read again rather than trusted from
+			// the last event the loop saw (it may have gone while waiting for a slot).
+			d = a.gate(ctx)
+		} else {
+			d = a.decide(ctx)
+		}
 		a.report(ctx, d)
 		if a.blocked != nil && a.blocked.Observe(now, true, d) {
 			_ = a.notifier.Notify(ctx, notify.Event{Kind: notify.KindBlockedTooLong, Node: a.cfg.NodeName, Pool: d.Pool, Decision: &d, Since: a.blocked.Since()})
