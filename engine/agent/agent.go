@@ -514,20 +514,6 @@ func (a *Agent) sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// timedDrainer observes the drain's duration.
-type timedDrainer struct {
-	inner   pipeline.Drainer
-	observe func(time.Duration)
-	clock   clock.PassiveClock
-}
-
-func (t *timedDrainer) Drain(ctx context.Context, node string) error {
-	start := t.clock.Now()
-	err := t.inner.Drain(ctx, node)
-	t.observe(t.clock.Since(start))
-	return err
-}
-
 // handler serves /metrics, /healthz and /readyz.
 func (a *Agent) handler() http.Handler {
 	mux := http.NewServeMux()

@@ -637,7 +637,7 @@ func (a *Agent) executorConfig() pipeline.Config {
 		MaxBackoff:            a.cfg.MaxFailureBackoff,
 		HoldAnnotation:        a.holdAnnotation,
 		OnPhase:               a.setPhase,
-		OnStep: func(ctx context.Context, step pipeline.Step, _ string) {
+		OnStep: func(ctx context.Context, step pipeline.Step) {
 			kind := map[pipeline.Action]notify.Kind{
 				pipeline.ActDrain: notify.KindDrain, pipeline.ActRequestReboot: notify.KindReboot, pipeline.ActFinish: notify.KindUncordon,
 			}[step.Action]

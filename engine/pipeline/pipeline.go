@@ -82,7 +82,7 @@ type Config struct {
 	// OnStep, if set, is told when draining starts, right before the reboot request,
 	// and after the uncordon (notifications). It runs synchronously: before a reboot,
 	// the process may not live long after it returns.
-	OnStep func(ctx context.Context, step Step, reason string)
+	OnStep func(ctx context.Context, step Step)
 	// OnHold, if set, is told when the node is put on hold (metric, notification).
 	OnHold func(ctx context.Context, reason string)
 }
@@ -135,9 +135,9 @@ func New(cfg Config) (*Executor, error) {
 	return &Executor{cfg: cfg, ref: ref}, nil
 }
 
-func (p *Executor) step(ctx context.Context, s Step, reason string) {
+func (p *Executor) step(ctx context.Context, s Step) {
 	if p.cfg.OnStep != nil {
-		p.cfg.OnStep(ctx, s, reason)
+		p.cfg.OnStep(ctx, s)
 	}
 }
 
@@ -173,7 +173,7 @@ func (p *Executor) Cordon(ctx context.Context, st State, slot SlotRef) (State, e
 // a cause) when the gate closes or the slot is lost while draining.
 func (p *Executor) Drain(ctx context.Context) error {
 	p.event(corev1.EventTypeNormal, ReasonDraining, "draining for reboot")
-	p.step(ctx, StepDrain, "")
+	p.step(ctx, StepDrain)
 	return p.cfg.Drainer.Drain(ctx, p.cfg.NodeName)
 }
 
@@ -202,7 +202,7 @@ func (p *Executor) RequestReboot(ctx context.Context, st State, final func(ctx c
 	if err != nil {
 		return st, err
 	}
-	p.step(ctx, StepReboot, "")
+	p.step(ctx, StepReboot)
 	if err := final(ctx); err != nil {
 		p.event(corev1.EventTypeNormal, ReasonRebootCancelled, "not rebooting: %v", err)
 		return st, fmt.Errorf("%w: %w", ErrCancelled, err)
@@ -292,7 +292,7 @@ func (p *Executor) Finish(ctx context.Context, st State, s Step, slot Slot) erro
 		p.event(corev1.EventTypeNormal, ReasonUncordoned, "uncordoned")
 	}
 	if rebooted {
-		p.step(ctx, StepUncordon, "")
+		p.step(ctx, StepUncordon)
 	}
 	if slot == nil {
 		return nil
