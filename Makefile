@@ -40,8 +40,15 @@ test-policies: $(OPA)
 	$(OPA) test -v policies
 	for d in examples/*/; do if ls $$d*_test.rego >/dev/null 2>&1; then $(OPA) test -v policies $$d || exit 1; fi; done
 
+## bench: the Go benchmarks — one decision (engine/decision: CEL and the Rego gate) and
+## the slot hand-off (engine/lock). BENCH selects benchmarks (a -bench regexp),
+## BENCH_COUNT runs of each (the README's decision figures are medians of 6),
+## BENCHTIME per run (e.g. 200x for a quick check).
+BENCH ?= .
+BENCH_COUNT ?= 6
+BENCHTIME ?= 1s
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count 10 ./engine/gate/
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count $(BENCH_COUNT) -benchtime $(BENCHTIME) ./engine/decision/ ./engine/lock/
 
 clean:
 	rm -rf $(OUT)
