@@ -82,9 +82,16 @@ type Config struct {
 	GuardInterval time.Duration
 	PollInterval  time.Duration
 
-	PreRebootLabels       map[string]string
-	PostRebootLabels      map[string]string
+	PreRebootLabels  map[string]string
+	PostRebootLabels map[string]string
+	// PreferNoScheduleTaint is a taint key (effect PreferNoSchedule) set while the node
+	// waits for a slot and while it reboots (kured's --prefer-no-schedule-taint).
 	PreferNoScheduleTaint string
+	// KuredAnnotations writes kured's --annotate-nodes annotations.
+	KuredAnnotations bool
+	// LockReleaseDelay keeps the slot this long after the node is uncordoned
+	// (kured's --lock-release-delay).
+	LockReleaseDelay time.Duration
 
 	// MetricsAddress serves /metrics, /healthz and /readyz; empty disables it.
 	MetricsAddress string
@@ -183,6 +190,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("max failures: %d is less than 1", c.MaxFailures)
 	case c.FailureBackoff < 0:
 		return fmt.Errorf("failure backoff: %v is negative", c.FailureBackoff)
+	case c.LockReleaseDelay < 0:
+		return fmt.Errorf("lock release delay: %v is negative", c.LockReleaseDelay)
+	case c.Drain.Delay < 0:
+		return fmt.Errorf("drain delay: %v is negative", c.Drain.Delay)
 	case c.Drain.Timeout < 0:
 		return fmt.Errorf("drain timeout: %v is negative", c.Drain.Timeout)
 	case c.LockTTL != 0 && c.LockTTL <= 4*lock.DefaultSkew:

@@ -114,6 +114,9 @@ func (a *Agent) reconcile(ctx context.Context) (time.Duration, error) {
 	switch {
 	case st.Phase == pipeline.PhaseIdle && !a.needed.Needed:
 		// Nothing to decide: a slot still held (a failed release) is given back.
+		if err := a.executor.PreferNoSchedule(ctx, false); err != nil {
+			return 0, err
+		}
 	case st.Phase == pipeline.PhaseIdle:
 		if a.held != nil {
 			// About to cordon: the sentinel is read again rather than trusted from
@@ -123,6 +126,13 @@ func (a *Agent) reconcile(ctx context.Context) (time.Duration, error) {
 			d = a.decide(ctx)
 		}
 		a.report(ctx, d)
+		if !d.Allowed {
+			// Not about to reboot: pods need not avoid this node (kured: outside
+			// the window or no longer needed).
+			if err := a.executor.PreferNoSchedule(ctx, false); err != nil {
+				return 0, err
+			}
+		}
 		if a.blocked != nil && a.blocked.Observe(now, true, d) {
 			_ = a.notifier.Notify(ctx, notify.Event{Kind: notify.KindBlockedTooLong, Node: a.cfg.NodeName, Pool: d.Pool, Decision: &d, Since: a.blocked.Since()})
 		}
@@ -343,6 +353,10 @@ func (a *Agent) takeSlot(ctx context.Context, n *corev1.Node, d decision.Decisio
 	if err != nil {
 		return 0, fmt.Errorf("slot semaphore of pool %s: %w", pool.Name, err)
 	}
+	// While it waits, pods prefer other nodes (kured's --prefer-no-schedule-taint).
+	if err := a.executor.PreferNoSchedule(ctx, true); err != nil {
+		return 0, err
+	}
 	held, err := a.acquire(ctx, sem, pool.Name)
 	switch {
 	case errors.Is(err, errGateClosed):
@@ -446,6 +460,9 @@ func (a *Agent) releaseSlot(ctx context.Context) error {
 // errAbandoned cancels a drain whose reboot may no longer go ahead.
 var errAbandoned = errors.New("drain abandoned")
 
+// errDrainTimeout ends a drain that outlasted --drain-timeout.
+var errDrainTimeout = errors.New("the drain timed out")
+
 // drain evicts the node's pods under a guard that re-checks the gate and the slot on
 // every change and every GuardInterval, and abandons the drain when either fails.
 func (a *Agent) drain(ctx context.Context, st pipeline.State) (time.Duration, error) {
@@ -480,7 +497,16 @@ func (a *Agent) drain(ctx context.Context, st pipeline.State) (time.Duration, er
 		}
 	}()
 	start := a.clock.Now()
-	err := a.executor.Drain(dctx)
+	err := a.sleep(dctx, a.cfg.Drain.Delay) // kured's --drain-delay, under the guard
+	if err == nil {
+		// --drain-timeout bounds the whole drain, all attempts, as in kured.
+		tctx, stop := context.WithTimeoutCause(dctx, a.cfg.Drain.Timeout, fmt.Errorf("%w after %s", errDrainTimeout, a.cfg.Drain.Timeout))
+		err = a.executor.Drain(tctx)
+		if errors.Is(context.Cause(tctx), errDrainTimeout) {
+			err = context.Cause(tctx)
+		}
+		stop()
+	}
 	cause := context.Cause(dctx)
 	cancel(nil)
 	<-guardDone
@@ -632,6 +658,8 @@ func (a *Agent) executorConfig() pipeline.Config {
 		PreRebootLabels:       a.cfg.PreRebootLabels,
 		PostRebootLabels:      a.cfg.PostRebootLabels,
 		PreferNoScheduleTaint: a.cfg.PreferNoScheduleTaint,
+		KuredAnnotations:      a.cfg.KuredAnnotations,
+		LockReleaseDelay:      a.cfg.LockReleaseDelay,
 		MaxFailures:           a.cfg.MaxFailures,
 		FailureBackoff:        a.cfg.FailureBackoff,
 		MaxBackoff:            a.cfg.MaxFailureBackoff,

@@ -98,6 +98,7 @@ func (a *Agent) setNeeded(ctx context.Context, st detect.State) {
 		v = 1
 	}
 	a.metrics.RebootRequired.WithLabelValues(a.cfg.NodeName).Set(v)
+	a.metrics.KuredRebootRequired.WithLabelValues(a.cfg.NodeName).Set(v)
 	if st.Err != nil {
 		a.metrics.SentinelErrors.WithLabelValues(a.cfg.NodeName).Inc()
 		a.recorder.Eventf(a.nodeRef, corev1.EventTypeWarning, ReasonSentinelError, "reboot detection failed (not counted as reboot required): %v", st.Err)

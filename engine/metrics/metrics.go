@@ -12,6 +12,9 @@ const Namespace = "rebootgate"
 type Metrics struct {
 	// RebootRequired is 1 while the node's sentinel says a reboot is needed.
 	RebootRequired *prometheus.GaugeVec
+	// KuredRebootRequired is kured's one metric, kured_reboot_required{node}, with
+	// the same value, so that kured's dashboards and alerts keep working.
+	KuredRebootRequired *prometheus.GaugeVec
 	// SentinelErrors counts sentinel checks that could not run.
 	SentinelErrors *prometheus.CounterVec
 	// GateDecision is 1 when the last decision allowed the reboot, 0 when it blocked it.
@@ -53,6 +56,10 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 		RebootRequired: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: Namespace, Name: "reboot_required",
 			Help: "1 while the node's sentinel says a reboot is needed, else 0.",
+		}, []string{"node"}),
+		KuredRebootRequired: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Subsystem: "kured", Name: "reboot_required",
+			Help: "OS requires reboot due to software updates (kured's metric; the same as rebootgate_reboot_required).",
 		}, []string{"node"}),
 		SentinelErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: Namespace, Name: "sentinel_errors_total",
@@ -116,7 +123,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"node", "step"}),
 	}
 	for _, c := range []prometheus.Collector{
-		m.RebootRequired, m.SentinelErrors, m.GateDecision, m.GateDecisions, m.Phase, m.SlotsHeld,
+		m.RebootRequired, m.KuredRebootRequired, m.SentinelErrors, m.GateDecision, m.GateDecisions, m.Phase, m.SlotsHeld,
 		m.DrainDuration, m.RebootDuration, m.TotalDuration, m.Errors, m.PolicyStatus, m.PolicyLoadErrors,
 		m.Failures, m.OnHold, m.HolderNotBack, m.Stalled,
 	} {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"strings"
 	"time"
 
@@ -77,6 +78,13 @@ type Config struct {
 	// (https://hooks.slack.com/services/T…/B…/X…), converted with SlackHookURL. As in
 	// kured it is ignored, with a warning, when URLs holds any URL.
 	SlackHookURL string
+	// SlackUsername (kured's --slack-username) is the name the --slack-hook-url
+	// messages are posted under (shoutrrr's botname); empty keeps the webhook's own.
+	SlackUsername string
+	// SlackChannel is kured's --slack-channel. Slack's incoming webhooks post to the
+	// channel they were created for, and shoutrrr (as kured since 1.7) sends no channel
+	// override through a webhook, so it is accepted and only logged.
+	SlackChannel string
 	// Templates are the per-kind message templates; empty fields take the defaults.
 	Templates Templates
 	// Timeout bounds each Notify call; zero means DefaultTimeout.
@@ -111,6 +119,12 @@ func New(cfg Config) (Notifier, error) {
 			u, err := SlackHookURL(hook)
 			if err != nil {
 				return nil, err
+			}
+			if name := strings.TrimSpace(cfg.SlackUsername); name != "" {
+				u += "?" + url.Values{"botname": {name}}.Encode()
+			}
+			if ch := strings.TrimSpace(cfg.SlackChannel); ch != "" {
+				log.Warn("--slack-channel has no effect: a Slack incoming webhook posts to the channel it was created for (as with kured since 1.7); create the webhook for that channel, or use --notify-url with a Slack bot token and channel", "channel", ch)
 			}
 			log.Warn("--slack-hook-url is deprecated; use --notify-url with the shoutrrr Slack URL instead", "notifyURL", Redact(u))
 			urls = append(urls, u)

@@ -3,6 +3,8 @@ package notify
 import (
 	"strings"
 	"testing"
+
+	"github.com/nicholas-fedor/shoutrrr/pkg/services/chat/slack"
 )
 
 // A made-up hook in Slack's shape (team, bot, 24-character secret).
@@ -75,5 +77,33 @@ func TestNewWithSlackHook(t *testing.T) {
 
 	if _, err := New(Config{SlackHookURL: "https://hooks.slack.com/services/A/B/C"}); err == nil {
 		t.Error("a malformed hook was accepted")
+	}
+}
+
+// kured's --slack-username names the poster of the webhook's messages; its
+// --slack-channel cannot be sent through a webhook and is only warned about.
+func TestNewWithSlackUsernameAndChannel(t *testing.T) {
+	log, logs := testLogger()
+	n, err := New(Config{SlackHookURL: testHook, SlackUsername: "kured bot", SlackChannel: "#ops", Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, ok := n.(*shoutrrrNotifier).senders[0].svc.(*slack.Service)
+	if !ok {
+		t.Fatalf("service %T is not Slack", n.(*shoutrrrNotifier).senders[0].svc)
+	}
+	if svc.Config.BotName != "kured bot" || svc.Config.Channel != "webhook" {
+		t.Errorf("botname %q channel %q, want %q and the webhook's own", svc.Config.BotName, svc.Config.Channel, "kured bot")
+	}
+	if !strings.Contains(logs.String(), "--slack-channel has no effect") {
+		t.Errorf("no warning about --slack-channel:\n%s", logs)
+	}
+
+	n, err = New(Config{SlackHookURL: testHook, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if svc := n.(*shoutrrrNotifier).senders[0].svc.(*slack.Service); svc.Config.BotName != "" {
+		t.Errorf("botname %q without --slack-username, want the webhook's own", svc.Config.BotName)
 	}
 }

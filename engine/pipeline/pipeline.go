@@ -39,6 +39,15 @@ const (
 	ReasonRetryScheduled    = "RebootRetryScheduled"
 )
 
+// kured's node annotations (--annotate-nodes), read by other tools: both hold an
+// RFC 3339 time.
+const (
+	// AnnotationKuredRebootInProgress is set while a reboot is under way.
+	AnnotationKuredRebootInProgress = "weave.works/kured-reboot-in-progress"
+	// AnnotationKuredMostRecentRebootNeeded is when the last reboot was started.
+	AnnotationKuredMostRecentRebootNeeded = "weave.works/kured-most-recent-reboot-needed"
+)
+
 // Slot is a held concurrency slot.
 type Slot interface {
 	Name() string
@@ -67,8 +76,15 @@ type Config struct {
 
 	PreRebootLabels  map[string]string
 	PostRebootLabels map[string]string
-	// PreferNoScheduleTaint is a taint key set (PreferNoSchedule) while rebooting.
+	// PreferNoScheduleTaint is a taint key set (PreferNoSchedule) while the node waits
+	// for a slot (see PreferNoSchedule) and while it reboots.
 	PreferNoScheduleTaint string
+	// KuredAnnotations writes kured's --annotate-nodes annotations: both at the cordon,
+	// and the reboot-in-progress one removed when the reboot ends.
+	KuredAnnotations bool
+	// LockReleaseDelay is kured's --lock-release-delay: after a reboot the node is
+	// uncordoned, and the slot released only this long afterwards.
+	LockReleaseDelay time.Duration
 	// MaxFailures consecutive failures put the node on hold (HoldAnnotation, with
 	// the reason); FailureBackoff is the first back-off, doubled per failure up to
 	// MaxBackoff.
@@ -159,6 +175,13 @@ func (p *Executor) Cordon(ctx context.Context, st State, slot SlotRef) (State, e
 		}
 		if cordonedByUs {
 			patch.Metadata.Annotations[AnnotationCordonedByUs] = ptr("true")
+		}
+		if p.cfg.KuredAnnotations {
+			now := p.cfg.Clock.Now().Format(time.RFC3339)
+			if _, ok := n.Annotations[AnnotationKuredRebootInProgress]; !ok {
+				patch.Metadata.Annotations[AnnotationKuredRebootInProgress] = ptr(now)
+			}
+			patch.Metadata.Annotations[AnnotationKuredMostRecentRebootNeeded] = ptr(now)
 		}
 	})
 	if err != nil {
@@ -272,6 +295,9 @@ func (p *Executor) Finish(ctx context.Context, st State, s Step, slot Slot) erro
 		if hold != "" {
 			patch.Metadata.Annotations[holdKey] = ptr(hold)
 		}
+		if _, ok := n.Annotations[AnnotationKuredRebootInProgress]; ok && p.cfg.KuredAnnotations {
+			patch.Metadata.Annotations[AnnotationKuredRebootInProgress] = nil
+		}
 	})
 	if err != nil {
 		return err
@@ -297,10 +323,42 @@ func (p *Executor) Finish(ctx context.Context, st State, s Step, slot Slot) erro
 	if slot == nil {
 		return nil
 	}
+	if rebooted && p.cfg.LockReleaseDelay > 0 {
+		// kured's throttle: the node is back in service, the next one waits a little.
+		p.cfg.Logger.Info("delaying the slot's release", "node", p.cfg.NodeName, "delay", p.cfg.LockReleaseDelay)
+		t := p.cfg.Clock.NewTimer(p.cfg.LockReleaseDelay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C():
+		}
+	}
 	if err := slot.Release(ctx); err != nil {
 		return fmt.Errorf("releasing slot %s: %w", slot.Name(), err)
 	}
 	return nil
+}
+
+// PreferNoSchedule adds (want) or removes the PreferNoSchedule taint, writing only
+// when the node's taints differ; kured sets it while the node waits for the lock, so
+// that pods evicted from rebooting nodes prefer other nodes.
+func (p *Executor) PreferNoSchedule(ctx context.Context, want bool) error {
+	if p.cfg.PreferNoScheduleTaint == "" {
+		return nil
+	}
+	n, err := p.cfg.Node()
+	if err != nil {
+		return fmt.Errorf("reading node %s: %w", p.cfg.NodeName, err)
+	}
+	if _, changed := withTaint(n.Spec.Taints, p.cfg.PreferNoScheduleTaint, want); !changed {
+		return nil
+	}
+	return p.patchNode(ctx, "setting taint "+p.cfg.PreferNoScheduleTaint, func(n *corev1.Node, patch *nodePatch) bool {
+		taints, changed := withTaint(n.Spec.Taints, p.cfg.PreferNoScheduleTaint, want)
+		patch.Spec = &patchSpec{Taints: &taints}
+		return changed
+	})
 }
 
 // Event records an event on the node (and logs it).
@@ -316,29 +374,43 @@ func (p *Executor) save(ctx context.Context, st State, extra func(*corev1.Node, 
 	} else {
 		st.Since = time.Time{}
 	}
+	err := p.patchNode(ctx, fmt.Sprintf("recording phase %q", st.Phase), func(n *corev1.Node, patch *nodePatch) bool {
+		patch.Metadata.Annotations = st.annotations()
+		if extra != nil {
+			extra(n, patch)
+		}
+		return true
+	})
+	if err == nil && p.cfg.OnPhase != nil {
+		p.cfg.OnPhase(st.Phase)
+	}
+	return st, err
+}
+
+// patchNode writes one merge patch built from a fresh read of the node, guarded by its
+// resourceVersion and retried on conflicts; build returns false when there is nothing
+// to write.
+func (p *Executor) patchNode(ctx context.Context, what string, build func(*corev1.Node, *nodePatch) bool) error {
 	nodes := p.cfg.Client.CoreV1().Nodes()
 	for attempt := 0; ; attempt++ {
 		n, err := nodes.Get(ctx, p.cfg.NodeName, metav1.GetOptions{})
 		if err != nil {
-			return st, fmt.Errorf("reading node %s: %w", p.cfg.NodeName, err)
+			return fmt.Errorf("reading node %s: %w", p.cfg.NodeName, err)
 		}
-		patch := &nodePatch{Metadata: patchMeta{ResourceVersion: n.ResourceVersion, Annotations: st.annotations()}}
-		if extra != nil {
-			extra(n, patch)
+		patch := &nodePatch{Metadata: patchMeta{ResourceVersion: n.ResourceVersion}}
+		if !build(n, patch) {
+			return nil
 		}
 		data, err := patch.bytes()
 		if err != nil {
-			return st, err
+			return err
 		}
 		_, err = nodes.Patch(ctx, p.cfg.NodeName, types.MergePatchType, data, metav1.PatchOptions{})
 		if err == nil {
-			if p.cfg.OnPhase != nil {
-				p.cfg.OnPhase(st.Phase)
-			}
-			return st, nil
+			return nil
 		}
 		if !apierrors.IsConflict(err) || attempt >= 10 {
-			return st, fmt.Errorf("recording phase %q on node %s: %w", st.Phase, p.cfg.NodeName, err)
+			return fmt.Errorf("%s on node %s: %w", what, p.cfg.NodeName, err)
 		}
 	}
 }

@@ -246,3 +246,97 @@ func eventSeen(r *record.FakeRecorder, reason string) bool {
 		}
 	}
 }
+
+// --annotate-nodes: kured's two annotations are written with the cordon, and the
+// reboot-in-progress one is gone when the reboot ends; the other stays for tools.
+func TestKuredAnnotations(t *testing.T) {
+	h := newHarness(t, false, func(c *Config) { c.KuredAnnotations = true })
+	ctx := context.Background()
+	st, err := h.ex.Cordon(ctx, StateOf(h.node()), slot0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := t0.Format(time.RFC3339)
+	a := h.node().Annotations
+	if a[AnnotationKuredRebootInProgress] != want || a[AnnotationKuredMostRecentRebootNeeded] != want {
+		t.Fatalf("after cordon: %s=%q %s=%q, want both %q", AnnotationKuredRebootInProgress, a[AnnotationKuredRebootInProgress],
+			AnnotationKuredMostRecentRebootNeeded, a[AnnotationKuredMostRecentRebootNeeded], want)
+	}
+	st, _ = h.ex.Drained(ctx, st)
+	st, _ = h.ex.Rebooted(ctx, st)
+	if err := h.ex.Finish(ctx, st, Step{Action: ActFinish}, h); err != nil {
+		t.Fatal(err)
+	}
+	a = h.node().Annotations
+	if _, ok := a[AnnotationKuredRebootInProgress]; ok || a[AnnotationKuredMostRecentRebootNeeded] != want {
+		t.Fatalf("after finish: annotations %v, want only %s=%q", a, AnnotationKuredMostRecentRebootNeeded, want)
+	}
+
+	plain := newHarness(t, false, nil)
+	if _, err := plain.ex.Cordon(ctx, StateOf(plain.node()), slot0); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := plain.node().Annotations[AnnotationKuredRebootInProgress]; ok {
+		t.Fatal("kured's annotation written without --annotate-nodes")
+	}
+}
+
+// --lock-release-delay: the node is uncordoned at once and the slot released only
+// after the delay.
+func TestLockReleaseDelay(t *testing.T) {
+	h := newHarness(t, false, func(c *Config) { c.LockReleaseDelay = time.Minute })
+	ctx := context.Background()
+	st, _ := h.ex.Cordon(ctx, StateOf(h.node()), slot0)
+	st, _ = h.ex.Drained(ctx, st)
+	st, _ = h.ex.Rebooted(ctx, st)
+	done := make(chan error, 1)
+	go func() { done <- h.ex.Finish(ctx, st, Step{Action: ActFinish}, h) }()
+	for !h.clock.HasWaiters() {
+		time.Sleep(time.Millisecond)
+	}
+	if h.node().Spec.Unschedulable {
+		t.Fatal("still cordoned during the release delay")
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("Finish returned (%v) before the delay passed", err)
+	default:
+	}
+	h.clock.Step(time.Minute)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if h.released != 1 {
+		t.Fatalf("released %d times after the delay, want 1", h.released)
+	}
+}
+
+// --prefer-no-schedule-taint while waiting for a slot: added and removed only when
+// the node's taints differ, the admin's taints kept.
+func TestPreferNoScheduleWhileWaiting(t *testing.T) {
+	h := newHarness(t, false, nil)
+	ctx := context.Background()
+	for range 2 {
+		if err := h.ex.PreferNoSchedule(ctx, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := h.node(); len(n.Spec.Taints) != 2 || n.Spec.Taints[1].Key != "rebootgate.io/rebooting" || n.Spec.Taints[1].Effect != corev1.TaintEffectPreferNoSchedule {
+		t.Fatalf("taints %v, want the admin's and ours (PreferNoSchedule)", n.Spec.Taints)
+	}
+	patches := 0
+	for _, a := range h.client.Actions() {
+		if a.GetVerb() == "patch" {
+			patches++
+		}
+	}
+	if patches != 1 {
+		t.Fatalf("%d patches for two requests of the same taint, want 1", patches)
+	}
+	if err := h.ex.PreferNoSchedule(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	if n := h.node(); len(n.Spec.Taints) != 1 || n.Spec.Taints[0].Key != "other" {
+		t.Fatalf("taints %v, want only the admin's", n.Spec.Taints)
+	}
+}

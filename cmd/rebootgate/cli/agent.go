@@ -44,12 +44,10 @@ type agentOptions struct {
 
 	// kured's flags that have no field of their own in agent.Config.
 	sched            kuredSchedule
-	period           time.Duration
-	lockReleaseDelay time.Duration
-	dsNamespace      string
-	dsName           string
-	lockAnnotation   string
-	annotateNodes    bool
+	period         time.Duration
+	dsNamespace    string
+	dsName         string
+	lockAnnotation string
 	// lookupEnv reads the KURED_* variables; os.LookupEnv unless a test sets it.
 	lookupEnv func(string) (string, bool)
 }
@@ -79,29 +77,29 @@ kured's schedule, blocker and concurrency flags (--reboot-days, --start-time, --
 	c := &o.cfg
 	f.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster)")
 	f.StringVar(&c.NodeName, "node-id", "", "this node's name (default: env KURED_NODE_ID or NODE_NAME)")
-	f.StringVar(&c.Namespace, "namespace", "", "namespace of the slot Leases and policy ConfigMaps (default: env POD_NAMESPACE)")
+	f.StringVar(&c.Namespace, "namespace", "", "namespace of the slot Leases and policy ConfigMaps (default: env POD_NAMESPACE, else --ds-namespace)")
 	f.StringSliceVar(&c.PolicyNamespaces, "policy-namespace", nil, "namespaces with policy ConfigMaps labelled rebootgate.io/policy=rego (default: --namespace)")
 	f.StringVar(&c.ConfigPath, "config", "", "RebootGateConfig file, reloaded on change (default: one pool, any time)")
 	f.BoolVar(&c.DryRun, "dry-run", false, "decide and report only: never cordon, drain or reboot")
 	f.StringVar(&c.SentinelPath, "reboot-sentinel", "/var/run/reboot-required", "file whose existence means a reboot is needed")
 	f.StringVar(&c.SentinelCommand, "reboot-sentinel-command", "", "command instead of the file: exit 0 = needed, 1 = not needed, anything else is an error")
-	f.DurationVar(&c.SentinelPeriod, "sentinel-period", 0, "sentinel command period and sentinel file fallback check (default 1m / 5m)")
+	f.DurationVar(&c.SentinelPeriod, "sentinel-period", 0, "sentinel command period and sentinel file fallback check (default --period if given, else 1m / 5m)")
 	f.BoolVar(&c.Nsenter, "nsenter", true, "run the sentinel and reboot commands in the host's mount namespace (nsenter -m/proc/1/ns/mnt)")
 	f.StringVar(&c.Alerts.Prometheus.URL, "prometheus-url", "", "Prometheus URL; firing ALERTS block reboots")
 	f.StringVar(&c.Alerts.Alertmanager.URL, "alertmanager-url", "", "Alertmanager URL; its alerts block reboots, silenced ones only with blockSilenced")
-	f.DurationVar(&c.LockTTL, "lock-ttl", 0, "slot Lease duration while held, renewed every third of it; 0 = 2m (kured's 0, never expires, is what a renewed Lease does while its holder lives; a dead holder's slot is reclaimed)")
-	f.DurationVar(&o.lockReleaseDelay, "lock-release-delay", 0, "kured: wait after the reboot before releasing the lock; the same as --soak (wait before uncordoning and releasing the slot)")
-	f.StringVar(&o.dsNamespace, "ds-namespace", "kube-system", "kured only, ignored: the lock is a coordination.k8s.io Lease per pool slot in --namespace, not a DaemonSet annotation")
-	f.StringVar(&o.dsName, "ds-name", "kured", "kured only, ignored (see --ds-namespace)")
-	f.StringVar(&o.lockAnnotation, "lock-annotation", "weave.works/kured-node-lock", "kured only, ignored (see --ds-namespace)")
-	f.DurationVar(&o.period, "period", 0, "kured's main-loop period (1h in kured). rebootgate is event-driven and uses it only as the re-check period while a needed reboot is blocked: the same as --recheck-interval")
+	f.DurationVar(&c.LockTTL, "lock-ttl", 0, "slot Lease duration while held, renewed every third of it; 0 = 2m. As kured's 0 (never expires), a node mid-reboot keeps its slot until it is back, however long that takes (safer than kured's TTL > 0, which frees it mid-reboot); only a holder that stopped renewing and is not rebooting loses it")
+	f.DurationVar(&c.LockReleaseDelay, "lock-release-delay", 0, "after a reboot, uncordon and then keep the slot this long before releasing it (kured's throttle between nodes; --soak instead waits before the uncordon)")
+	f.StringVar(&o.dsNamespace, "ds-namespace", "kube-system", "namespace used when neither --namespace nor env POD_NAMESPACE is set; with --kured-lock, the namespace of kured's DaemonSet")
+	f.StringVar(&o.dsName, "ds-name", "kured", "with --kured-lock: the DaemonSet carrying kured's lock annotation")
+	f.StringVar(&o.lockAnnotation, "lock-annotation", "weave.works/kured-node-lock", "with --kured-lock: kured's lock annotation on --ds-name")
+	f.DurationVar(&o.period, "period", 0, "kured's main-loop period (1h in kured): the sentinel check period (as --sentinel-period) and the re-check period while a needed reboot is blocked (as --recheck-interval); rebootgate also reacts to events at once")
 	o.sched.bind(f)
 	f.DurationVar(&c.LockJitter, "lock-jitter", 0, "random delay before taking a freed slot (default 500ms)")
 	f.IntVar(&o.drainGracePeriod, "drain-grace-period", -1, "pod termination grace period in seconds; -1 = each pod's own")
-	f.DurationVar(&o.drainTimeout, "drain-timeout", 15*time.Minute, "timeout of one drain attempt (kured's 0, no timeout, also means 15m: a drain that never ends would hold a cordoned node and its slot for ever)")
+	f.DurationVar(&o.drainTimeout, "drain-timeout", 15*time.Minute, "timeout of the whole drain, all attempts; then the node is uncordoned and the slot released, or with --force-reboot it reboots anyway (kured's 0, no timeout, means 15m: a drain that never ends would hold a cordoned node and its slot for ever)")
 	f.StringVar(&c.Drain.PodSelector, "drain-pod-selector", "", "only drain pods with these labels")
 	f.IntVar(&o.skipWaitTimeout, "skip-wait-for-delete-timeout", 0, "ignore pods whose deletion started more than this many seconds ago")
-	f.DurationVar(&c.Drain.Delay, "drain-delay", 0, "wait before draining")
+	f.DurationVar(&c.Drain.Delay, "drain-delay", 0, "wait after the cordon before evicting pods (the gate and the slot are still checked meanwhile)")
 	f.IntVar(&c.Drain.Attempts, "drain-attempts", 3, "drain attempts before giving up (uncordon, then release the slot)")
 	f.DurationVar(&c.Drain.RetryDelay, "drain-retry-delay", 30*time.Second, "pause between drain attempts")
 	f.BoolVar(&c.ForceReboot, "force-reboot", false, "reboot even if the drain fails")
@@ -120,13 +118,15 @@ kured's schedule, blocker and concurrency flags (--reboot-days, --start-time, --
 	f.DurationVar(&c.UnhealthyAfter, "unhealthy-after", 2*time.Minute, "/healthz fails once every reconcile has failed for this long")
 	f.StringSliceVar(&o.preLabels, "pre-reboot-node-labels", nil, "labels (k=v) set before cordoning")
 	f.StringSliceVar(&o.postLabels, "post-reboot-node-labels", nil, "labels (k=v) set after uncordoning")
-	f.BoolVar(&o.annotateNodes, "annotate-nodes", false, "kured only, accepted: rebootgate always annotates nodes (rebootgate.io/phase, rebootgate.io/decision, rebootgate.io/reboot-required, ...)")
-	f.StringVar(&c.PreferNoScheduleTaint, "prefer-no-schedule-taint", "", "taint key (PreferNoSchedule) set while rebooting")
+	f.BoolVar(&c.KuredAnnotations, "annotate-nodes", false, "also write kured's node annotations weave.works/kured-reboot-in-progress and weave.works/kured-most-recent-reboot-needed (RFC 3339 times) for tools that read them; rebootgate's own are always written")
+	f.StringVar(&c.PreferNoScheduleTaint, "prefer-no-schedule-taint", "", "taint key (effect PreferNoSchedule) set while the node waits for a slot and while it reboots, so pods prefer other nodes")
 	f.StringVar(&o.metricsHost, "metrics-host", "", "address /metrics, /healthz and /readyz listen on")
 	f.IntVar(&o.metricsPort, "metrics-port", 8080, "port of /metrics; 0 disables")
 	f.StringArrayVar(&c.Notify.URLs, "notify-url", nil, "shoutrrr URL for notifications (repeatable), e.g. slack://…, teams://…, smtp://…")
 	f.StringVar(&o.notifyURLFile, "notify-url-file", "", "file of shoutrrr URLs, one per line (# comments), added to --notify-url: keeps the tokens out of the command line (e.g. a mounted Secret)")
 	f.StringVar(&c.Notify.SlackHookURL, "slack-hook-url", "", "deprecated: a Slack incoming-webhook URL (use --notify-url)")
+	f.StringVar(&c.Notify.SlackUsername, "slack-username", "kured", "deprecated: with --slack-hook-url, the name messages are posted under (used only when given)")
+	f.StringVar(&c.Notify.SlackChannel, "slack-channel", "", "deprecated, no effect (as in kured since 1.7): a Slack incoming webhook posts to the channel it was created for")
 	f.StringVar(&c.Notify.Templates.Drain, "message-template-drain", "", "drain message: a Go template over .Node .Pool .Decision, or kured's printf form with %s")
 	f.StringVar(&c.Notify.Templates.Reboot, "message-template-reboot", "", "reboot message (as --message-template-drain)")
 	f.StringVar(&c.Notify.Templates.Uncordon, "message-template-uncordon", "", "uncordon message (as --message-template-drain)")
@@ -186,7 +186,7 @@ func (o *agentOptions) prepare(fs *pflag.FlagSet, log *slog.Logger) error {
 	var err error
 	c := &o.cfg
 	c.NodeName = firstNonEmpty(c.NodeName, os.Getenv("KURED_NODE_ID"), os.Getenv("NODE_NAME"))
-	c.Namespace = firstNonEmpty(c.Namespace, os.Getenv("POD_NAMESPACE"))
+	c.Namespace = firstNonEmpty(c.Namespace, os.Getenv("POD_NAMESPACE"), o.dsNamespace)
 	if c.RebootCommand, err = detect.SplitCommand(o.rebootCommand); err != nil {
 		return badInput("--reboot-command: %w", err)
 	}

@@ -27,12 +27,12 @@ type kuredFlag struct {
 var kuredFlags = []kuredFlag{
 	{"reboot-sentinel", "same"},
 	{"reboot-sentinel-command", "same; an exit code other than 0 or 1 is an error that blocks, not \"not needed\""},
-	{"period", "re-check period while a needed reboot is blocked (--recheck-interval); rebootgate is event-driven"},
-	{"ds-namespace", "ignored: the lock is a coordination.k8s.io Lease per pool slot"},
-	{"ds-name", "ignored: the lock is a coordination.k8s.io Lease per pool slot"},
-	{"lock-annotation", "ignored: the lock is a coordination.k8s.io Lease per pool slot"},
-	{"lock-ttl", "slot Lease duration, renewed while held; 0 (kured: never expires) = 2m"},
-	{"lock-release-delay", "--soak: wait after the reboot before uncordoning and releasing the slot"},
+	{"period", "the sentinel check period (--sentinel-period) and the re-check period while a needed reboot is blocked (--recheck-interval); rebootgate also reacts to events at once"},
+	{"ds-namespace", "the namespace when neither --namespace nor POD_NAMESPACE is set; with --kured-lock, the DaemonSet's namespace"},
+	{"ds-name", "with --kured-lock, the DaemonSet carrying kured's lock; otherwise unused (the lock is a Lease per pool slot)"},
+	{"lock-annotation", "with --kured-lock, kured's lock annotation; otherwise unused"},
+	{"lock-ttl", "safer: 0 (kured: never expires) holds the slot until the node is back, however long its reboot takes; only an agent that stopped renewing while its node is not rebooting loses the slot, after 2m (a TTL > 0 likewise, never mid-reboot)"},
+	{"lock-release-delay", "same: after the reboot the node is uncordoned, and the slot released this long afterwards"},
 	{"concurrency", "the default pool's concurrency (also a percentage, e.g. 10%)"},
 	{"reboot-days", "the default pool's daily window: days"},
 	{"start-time", "the default pool's daily window: startTime"},
@@ -40,31 +40,33 @@ var kuredFlags = []kuredFlag{
 	{"time-zone", "the default pool's daily window: timeZone"},
 	{"blocking-pod-selector", "blockers.pods.selectors"},
 	{"prometheus-url", "same (firing ALERTS block; a query error blocks)"},
-	{"alert-filter-regexp", "blockers.alerts.filterRegexp"},
+	{"alert-filter-regexp", "blockers.alerts.filterRegexp; given as \"\" it matches every alert name, as in kured"},
 	{"alert-filter-match-only", "blockers.alerts.filterMatchOnly"},
 	{"alert-firing-only", "blockers.alerts.firingOnly"},
 	{"drain-grace-period", "same"},
-	{"drain-timeout", "same (per drain attempt; see --drain-attempts)"},
+	{"drain-timeout", "bounds the whole drain (all --drain-attempts), then --force-reboot reboots anyway, as in kured; safer: 0 (kured: no timeout) = 15m"},
 	{"drain-pod-selector", "same"},
 	{"skip-wait-for-delete-timeout", "same"},
-	{"drain-delay", "same"},
+	{"drain-delay", "same (wait after the cordon, before evicting)"},
 	{"force-reboot", "same"},
 	{"reboot-method", "same"},
 	{"reboot-command", "same"},
 	{"reboot-signal", "same"},
 	{"reboot-delay", "same"},
 	{"node-id", "same"},
-	{"annotate-nodes", "accepted; rebootgate always writes its own node annotations"},
+	{"annotate-nodes", "same annotations and RFC 3339 times; written with the cordon (kured: when first found needed in the window) and reboot-in-progress removed when the reboot ends"},
 	{"pre-reboot-node-labels", "same"},
 	{"post-reboot-node-labels", "same"},
-	{"prefer-no-schedule-taint", "same"},
+	{"prefer-no-schedule-taint", "same: set while the node waits for a slot and while it reboots; removed when the reboot ends, no longer needed, or blocked"},
 	{"notify-url", "same (repeatable)"},
 	{"slack-hook-url", "same (deprecated, as in kured)"},
+	{"slack-username", "the name --slack-hook-url messages are posted under (when given)"},
+	{"slack-channel", "accepted, no effect, as in kured since 1.7: a Slack webhook posts to its own channel"},
 	{"message-template-drain", "same (%s = node name), or a Go template"},
 	{"message-template-reboot", "same (%s = node name), or a Go template"},
 	{"message-template-uncordon", "same (%s = node name), or a Go template"},
 	{"metrics-host", "same"},
-	{"metrics-port", "same; kured_reboot_required{node} is rebootgate_reboot_required{node}, beside the other rebootgate_* metrics"},
+	{"metrics-port", "same; kured_reboot_required{node} is exported, beside rebootgate_reboot_required{node} and the other rebootgate_* metrics"},
 	{"log-format", "same"},
 }
 
@@ -162,6 +164,9 @@ var kuredScheduleFlags = []string{
 	flagBlockingPodSelector, flagAlertFilterRegexp, flagAlertFilterMatchOnly, flagAlertFiringOnly,
 }
 
+// matchEveryName is the filter an explicitly empty --alert-filter-regexp stands for.
+const matchEveryName = ".*"
+
 // windowFlags are the flags that make the daily window; without any of them the pool
 // may reboot at any time (kured's defaults mean the same).
 var windowFlags = []string{flagRebootDays, flagStartTime, flagEndTime, flagTimeZone}
@@ -206,6 +211,11 @@ func (k *kuredSchedule) config(f *pflag.FlagSet) *config.Config {
 			break
 		}
 	}
+	filter := k.alertFilterRegexp
+	if filter == "" && f.Changed(flagAlertFilterRegexp) {
+		// kured compiles the empty regexp given explicitly, and it matches every name.
+		filter = matchEveryName
+	}
 	return &config.Config{
 		APIVersion: config.APIVersion,
 		Kind:       config.Kind,
@@ -213,7 +223,7 @@ func (k *kuredSchedule) config(f *pflag.FlagSet) *config.Config {
 		Blockers: config.Blockers{
 			Pods: config.PodBlockers{Selectors: k.podSelectors},
 			Alerts: config.AlertBlockers{
-				FilterRegexp: k.alertFilterRegexp, FilterMatchOnly: k.alertFilterMatchOnly, FiringOnly: k.alertFiringOnly,
+				FilterRegexp: filter, FilterMatchOnly: k.alertFilterMatchOnly, FiringOnly: k.alertFiringOnly,
 			},
 		},
 	}

@@ -3,6 +3,7 @@ package cli
 import (
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 	"sigs.k8s.io/yaml"
@@ -10,14 +11,13 @@ import (
 
 // prepareKured maps kured's flags that have no agent.Config field of their own:
 //
-//   - --period is kured's polling period. The agent reacts to watch events and only
-//     re-checks on a timer while a needed reboot is blocked, so --period sets that
-//     re-check period (--recheck-interval).
-//   - --lock-release-delay is kured's wait between coming back and releasing the lock:
-//     --soak, the wait after the reboot before uncordoning and releasing the slot.
-//   - --ds-namespace, --ds-name and --lock-annotation located kured's lock; the lock is
-//     now a Lease per pool slot, so they are accepted, logged and ignored. So is
-//     --annotate-nodes: rebootgate always annotates.
+//   - --period is kured's polling period. The agent reacts to watch events at once, so
+//     --period sets what is still periodic: the sentinel check (--sentinel-period) and
+//     the re-check while a needed reboot is blocked (--recheck-interval).
+//   - --ds-namespace is the namespace when neither --namespace nor POD_NAMESPACE says
+//     (a kured manifest sets neither); with --ds-name and --lock-annotation it locates
+//     kured's lock, which only --kured-lock takes part in.
+//   - --slack-username applies only when given: kured has not used it since 1.7.
 //   - the schedule, blocker and concurrency flags make the config when there is no
 //     --config (see kuredSchedule). The agent keeps it in memory rather than in a
 //     generated file, so it works with a read-only root filesystem.
@@ -27,36 +27,27 @@ func (o *agentOptions) prepareKured(fs *pflag.FlagSet, log *slog.Logger) error {
 		if o.period <= 0 {
 			return badInput("--period: %v is not positive", o.period)
 		}
-		if fs.Changed("recheck-interval") && c.RecheckInterval != o.period {
-			return badInput("--period %v and --recheck-interval %v: they are one setting, give one", o.period, c.RecheckInterval)
+		for _, same := range []struct {
+			flag string
+			v    *time.Duration
+		}{{"recheck-interval", &c.RecheckInterval}, {"sentinel-period", &c.SentinelPeriod}} {
+			if fs.Changed(same.flag) && *same.v != o.period {
+				return badInput("--period %v and --%s %v: --period sets both --sentinel-period and --recheck-interval; give one or the other", o.period, same.flag, *same.v)
+			}
+			*same.v = o.period
 		}
-		c.RecheckInterval = o.period
-		log.Info("--period: rebootgate is event-driven; kured's period is used only as the re-check period while a needed reboot is blocked", "period", o.period)
 	}
-	if fs.Changed("lock-release-delay") {
-		if o.lockReleaseDelay < 0 {
-			return badInput("--lock-release-delay: %v is negative", o.lockReleaseDelay)
-		}
-		if fs.Changed("soak") && c.Soak != o.lockReleaseDelay {
-			return badInput("--lock-release-delay %v and --soak %v: they are one setting, give one", o.lockReleaseDelay, c.Soak)
-		}
-		c.Soak = o.lockReleaseDelay
+	if !fs.Changed("slack-username") {
+		c.Notify.SlackUsername = ""
 	}
 	if c.LockTTL < 0 {
 		return badInput("--lock-ttl: %v is negative (0 = the default, 2m)", c.LockTTL)
 	}
-	var ignored []string
-	for _, name := range []string{"ds-namespace", "ds-name", "lock-annotation"} {
-		if fs.Changed(name) {
-			ignored = append(ignored, "--"+name)
-		}
+	if c.LockReleaseDelay < 0 {
+		return badInput("--lock-release-delay: %v is negative", c.LockReleaseDelay)
 	}
-	if len(ignored) > 0 {
-		log.Warn("kured lock flags ignored: the lock is now a coordination.k8s.io Lease per pool slot (rebootgate-<pool>-<slot>) in --namespace, not an annotation on a DaemonSet",
-			"flags", strings.Join(ignored, ","), "namespace", c.Namespace)
-	}
-	if fs.Changed("annotate-nodes") {
-		log.Info("--annotate-nodes: accepted and not needed; rebootgate always annotates nodes (rebootgate.io/phase, rebootgate.io/decision, rebootgate.io/reboot-required, ...)")
+	if fs.Changed(flagAlertFilterRegexp) && o.sched.alertFilterRegexp == "" {
+		log.Info("--alert-filter-regexp is empty: as in kured, it matches every alert name, so no alert blocks (with --alert-filter-match-only, every alert blocks)")
 	}
 	r, err := o.sched.resolve(fs, c.ConfigPath)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -111,7 +112,7 @@ func TestKuredEnvOverridesFlags(t *testing.T) {
 	}
 	c := o.cfg
 	if c.NodeName != "from-env" || c.Drain.Timeout != 5*time.Minute || c.Drain.GracePeriod != 30*time.Second || !c.ForceReboot ||
-		!slices.Equal(c.RebootCommand, []string{"/sbin/reboot", "now"}) || c.RecheckInterval != 10*time.Minute || c.Soak != 30*time.Second ||
+		!slices.Equal(c.RebootCommand, []string{"/sbin/reboot", "now"}) || c.RecheckInterval != 10*time.Minute || c.SentinelPeriod != 10*time.Minute || c.LockReleaseDelay != 30*time.Second || c.Soak != 0 ||
 		len(c.PreRebootLabels) != 2 || c.PreRebootLabels["b"] != "2" || !slices.Equal(c.Notify.URLs, []string{"slack://token@channel"}) ||
 		c.MetricsAddress != ":9090" || c.LockTTL != 10*time.Minute || c.SentinelPath != "/sentinel/reboot-required" {
 		t.Errorf("config = %+v", c)
@@ -133,20 +134,87 @@ func TestKuredEnvOverridesFlags(t *testing.T) {
 }
 
 func TestKuredFlagsWithoutEnv(t *testing.T) {
-	o, logs, err := configureAgent(t, nil, "--node-id", "n", "--namespace", "ns", "--ds-name", "kured", "--lock-annotation", "x/y", "--annotate-nodes")
+	o, _, err := configureAgent(t, nil, "--node-id", "n", "--namespace", "ns", "--ds-name", "kured", "--lock-annotation", "x/y", "--annotate-nodes")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if o.cfg.InlineConfig != nil {
 		t.Error("a config was made without any schedule flag")
 	}
-	if o.cfg.RecheckInterval != time.Minute || o.cfg.LockTTL != 0 {
-		t.Errorf("defaults changed: recheck %v, lock TTL %v", o.cfg.RecheckInterval, o.cfg.LockTTL)
+	if o.cfg.RecheckInterval != time.Minute || o.cfg.SentinelPeriod != 0 || o.cfg.LockTTL != 0 || o.cfg.Notify.SlackUsername != "" {
+		t.Errorf("defaults changed: recheck %v, sentinel period %v, lock TTL %v, slack username %q",
+			o.cfg.RecheckInterval, o.cfg.SentinelPeriod, o.cfg.LockTTL, o.cfg.Notify.SlackUsername)
 	}
-	for _, want := range []string{"kured lock flags ignored", "coordination.k8s.io Lease", "--ds-name,--lock-annotation", "--annotate-nodes: accepted"} {
-		if !strings.Contains(logs, want) {
-			t.Errorf("log lacks %q:\n%s", want, logs)
+	if !o.cfg.KuredAnnotations {
+		t.Error("--annotate-nodes did not turn on kured's node annotations")
+	}
+}
+
+// A kured manifest sets neither --namespace nor POD_NAMESPACE: --ds-namespace (default
+// kube-system, as in kured) is the fallback.
+func TestKuredNamespaceFallback(t *testing.T) {
+	t.Setenv("POD_NAMESPACE", "")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "kube-system"},
+		{[]string{"--ds-namespace", "kured"}, "kured"},
+		{[]string{"--ds-namespace", "kured", "--namespace", "rebootgate"}, "rebootgate"},
+	} {
+		o, _, err := configureAgent(t, nil, append([]string{"--node-id", "n"}, tc.args...)...)
+		if err != nil {
+			t.Fatal(err)
 		}
+		if o.cfg.Namespace != tc.want {
+			t.Errorf("%v: namespace %q, want %q", tc.args, o.cfg.Namespace, tc.want)
+		}
+	}
+	t.Setenv("POD_NAMESPACE", "from-pod")
+	if o, _, _ := configureAgent(t, nil, "--node-id", "n", "--ds-namespace", "kured"); o.cfg.Namespace != "from-pod" {
+		t.Errorf("namespace %q, want POD_NAMESPACE's from-pod", o.cfg.Namespace)
+	}
+}
+
+// kured's slack companions: accepted from flags and env; the username is used only
+// when given, since kured's default "kured" has not been used since 1.7.
+func TestKuredSlackFlags(t *testing.T) {
+	o, _, err := configureAgent(t, map[string]string{"KURED_SLACK_CHANNEL": "#ops"}, "--node-id", "n", "--namespace", "ns",
+		"--slack-hook-url", "https://hooks.slack.com/services/T/B/X", "--slack-username", "rebooter")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := o.cfg.Notify; n.SlackUsername != "rebooter" || n.SlackChannel != "#ops" {
+		t.Errorf("slack username %q channel %q", n.SlackUsername, n.SlackChannel)
+	}
+}
+
+// kured compiles an explicitly empty --alert-filter-regexp, and it matches every name:
+// no alert blocks, or with --alert-filter-match-only every alert does.
+func TestKuredEmptyAlertFilter(t *testing.T) {
+	for _, env := range []map[string]string{nil, {"KURED_ALERT_FILTER_REGEXP": ""}} {
+		args := []string{"--node-id", "n", "--namespace", "ns"}
+		if env == nil {
+			args = append(args, "--alert-filter-regexp=")
+		}
+		o, _, err := configureAgent(t, env, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.cfg.InlineConfig == nil {
+			t.Fatalf("%v %v: no config from an explicit --alert-filter-regexp", args, env)
+		}
+		re := o.cfg.InlineConfig.Pools[0].Params.Alerts.FilterRegexp
+		if re == "" || !regexp.MustCompile(re).MatchString("AnyAlert") || !regexp.MustCompile(re).MatchString("") {
+			t.Errorf("%v %v: filter %v does not match every name", args, env, re)
+		}
+	}
+	o, _, err := configureAgent(t, nil, "--node-id", "n", "--namespace", "ns", "--concurrency", "2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if re := o.cfg.InlineConfig.Pools[0].Params.Alerts.FilterRegexp; re != "" {
+		t.Errorf("filter %v without --alert-filter-regexp, want none", re)
 	}
 }
 
@@ -166,7 +234,8 @@ func TestKuredEnvAndFlagErrors(t *testing.T) {
 		"config and flags":    {nil, []string{"--config", "c.yaml", "--reboot-days", "mon", "--concurrency", "2"}, []string{"--config and --concurrency, --reboot-days"}},
 		"config and env":      {map[string]string{"KURED_START_TIME": "9pm"}, []string{"--config", "c.yaml"}, []string{"--config and --start-time"}},
 		"period and recheck":  {nil, []string{"--period", "1h", "--recheck-interval", "1m"}, []string{"--period", "--recheck-interval"}},
-		"release and soak":    {nil, []string{"--lock-release-delay", "1m", "--soak", "2m"}, []string{"--lock-release-delay", "--soak"}},
+		"period and sentinel": {nil, []string{"--period", "1h", "--sentinel-period", "1m"}, []string{"--period", "--sentinel-period"}},
+		"negative release":    {nil, []string{"--lock-release-delay", "-1m"}, []string{"--lock-release-delay"}},
 		"negative lock ttl":   {nil, []string{"--lock-ttl", "-1s"}, []string{"--lock-ttl"}},
 	} {
 		t.Run(name, func(t *testing.T) {
