@@ -43,7 +43,7 @@ type agentOptions struct {
 	notifyURLFile    string
 
 	// kured's flags that have no field of their own in agent.Config.
-	sched            kuredSchedule
+	sched          kuredSchedule
 	period         time.Duration
 	dsNamespace    string
 	dsName         string
