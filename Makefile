@@ -97,20 +97,31 @@ bench-rollout:
 demo:
 	$(GO) run ./test/demo
 
-## build-static: the image's binary (the Dockerfile runs this target).
+## build-static: the image's files under STATIC_ROOT (the Dockerfile runs this target and
+## copies STATIC_ROOT to /): the static binary usr/local/bin/rebootgate, and usr/bin/kured,
+## a relative symlink to it, which kured's DaemonSet runs (invoked as kured, the binary is
+## `rebootgate agent`).
 VERSION ?= dev
-STATIC_OUT ?= $(OUT)/image/rebootgate
+STATIC_ROOT ?= $(OUT)/image/rootfs
+STATIC_OUT := $(STATIC_ROOT)/usr/local/bin/rebootgate
+STATIC_KURED := $(STATIC_ROOT)/usr/bin/kured
 .PHONY: build-static image-check
 build-static:
 	CGO_ENABLED=0 GOOS=linux $(GO) build -trimpath \
 		-ldflags "-s -w -X github.com/rebootgate/rebootgate/cmd/rebootgate/cli.Version=$(VERSION)" \
 		-o $(STATIC_OUT) ./cmd/rebootgate
+	mkdir -p $(dir $(STATIC_KURED))
+	ln -sfn ../local/bin/rebootgate $(STATIC_KURED)
 
-## image-check: no Docker engine here, so check the Dockerfile with BuildKit's parser and
-## build the same static binary it builds; prove it is static and that it decides.
+## image-check: no Docker engine here, so check the Dockerfile with BuildKit's parser (its
+## stages, and that it builds STATIC_ROOT with build-static and copies it into both final
+## stages) and build the same files it builds; prove the binary is static, that it decides,
+## and that /usr/bin/kured is the binary and runs as `rebootgate agent`.
 image-check: build-static
-	cd hack/imagecheck && $(GO) run . ../../Dockerfile build rebootgate rebootgate-nsenter
+	cd hack/imagecheck && $(GO) run . -rootfs /out/rootfs ../../Dockerfile build rebootgate rebootgate-nsenter
 	cd hack/imagecheck && $(GO) run . -static $(STATIC_OUT)
+	test "$$(readlink -f $(STATIC_KURED))" = "$$(readlink -f $(STATIC_OUT))"
+	$(STATIC_KURED) --help | grep -q -- '--reboot-sentinel '
 	$(STATIC_OUT) eval --node cmd/rebootgate/cli/testdata/node.yaml \
 		--config examples/aks/config.yaml --at 2026-11-24T23:30:00+01:00 -o json | grep -q '"allowed": true'
 

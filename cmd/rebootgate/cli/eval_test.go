@@ -10,8 +10,13 @@ import (
 )
 
 func run(args ...string) (code int, stdout, stderr string) {
+	return runArgv(append([]string{"/usr/local/bin/rebootgate"}, args...)...)
+}
+
+// runArgv runs a whole argv, the program name first, as main does.
+func runArgv(argv ...string) (code int, stdout, stderr string) {
 	var out, errOut bytes.Buffer
-	code = Main(args, &out, &errOut)
+	code = MainArgv(argv, &out, &errOut)
 	return code, out.String(), errOut.String()
 }
 

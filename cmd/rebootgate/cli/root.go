@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	_ "time/tzdata" // time zones must resolve in a distroless image too
 
 	"github.com/spf13/cobra"
@@ -30,7 +31,25 @@ func badInput(format string, args ...any) error {
 	return &exitError{code: ExitBadInput, err: fmt.Errorf(format, args...)}
 }
 
-// Main runs the command line and returns the process exit code.
+// KuredName is the name under which the binary is kured: kured's DaemonSet runs
+// `/usr/bin/kured --flag...`, with no subcommand, and the image links that path to
+// rebootgate, so a kured manifest runs with only the image swapped.
+const KuredName = "kured"
+
+// MainArgv runs the process's whole argv (the program name first) and returns the exit
+// code. Invoked as kured, it runs `rebootgate agent` with the arguments.
+func MainArgv(argv []string, stdout, stderr io.Writer) int {
+	if len(argv) == 0 {
+		return Main(nil, stdout, stderr)
+	}
+	args := argv[1:]
+	if filepath.Base(argv[0]) == KuredName {
+		args = append([]string{"agent"}, args...)
+	}
+	return Main(args, stdout, stderr)
+}
+
+// Main runs the command line (without the program name) and returns the process exit code.
 func Main(args []string, stdout, stderr io.Writer) int {
 	root := newRoot(stdout, stderr)
 	root.SetArgs(args)
