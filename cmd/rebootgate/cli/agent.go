@@ -144,7 +144,11 @@ func (o *agentOptions) run(ctx context.Context, fs *pflag.FlagSet, stderr io.Wri
 	}
 	c := &o.cfg
 	c.APIRequests = metrics.NewAPIRequests()
-	client, err := newCountingClient(o.kubeconfig, "rebootgate-agent/"+c.NodeName, c.APIRequests.(*prometheus.CounterVec))
+	cfg, err := restConfig(o.kubeconfig, "rebootgate-agent/"+c.NodeName, c.APIRequests.(*prometheus.CounterVec))
+	if err != nil {
+		return badInput("%w", err)
+	}
+	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return badInput("%w", err)
 	}
@@ -157,7 +161,33 @@ func (o *agentOptions) run(ctx context.Context, fs *pflag.FlagSet, stderr io.Wri
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	// The config is valid (agent.New checked it without API requests): say now which
+	// permission is missing, not with the first Forbidden mid-reboot. The reviews get
+	// their own rate limit, so the informers' start is not queued behind them.
+	reviews := rest.CopyConfig(cfg)
+	reviews.QPS, reviews.Burst = 50, 50
+	reviewClient, err := kubernetes.NewForConfig(reviews)
+	if err != nil {
+		return badInput("%w", err)
+	}
+	if err := checkRBAC(ctx, reviewClient, o.accessTarget(fs).checks(agentPermissions), log); err != nil {
+		return err
+	}
 	return a.Run(ctx)
+}
+
+// accessTarget is where this agent's permissions apply.
+func (o *agentOptions) accessTarget(fs *pflag.FlagSet) accessTarget {
+	c := &o.cfg
+	// With --kured-lock on, the agent also takes part in kured's lock on its DaemonSet.
+	kuredLock := false
+	if f := fs.Lookup("kured-lock"); f != nil {
+		kuredLock = f.Value.String() == "true"
+	}
+	return accessTarget{
+		node: c.NodeName, namespace: c.Namespace, policyNamespaces: c.PolicyNamespaces,
+		dsNamespace: o.dsNamespace, dsName: o.dsName, kuredLock: kuredLock,
+	}
 }
 
 // configure applies the KURED_* env over the parsed flags and turns them into o.cfg,
@@ -213,12 +243,16 @@ func (o *agentOptions) prepare(fs *pflag.FlagSet, log *slog.Logger) error {
 }
 
 func newClient(kubeconfig, userAgent string) (kubernetes.Interface, error) {
-	return newCountingClient(kubeconfig, userAgent, nil)
+	cfg, err := restConfig(kubeconfig, userAgent, nil)
+	if err != nil {
+		return nil, err
+	}
+	return kubernetes.NewForConfig(cfg)
 }
 
-// newCountingClient builds a client; with counter, every request is counted by method
+// restConfig is the client config; with counter, every request is counted by method
 // and watch, which is how the agent proves it makes no periodic requests when idle.
-func newCountingClient(kubeconfig, userAgent string, counter *prometheus.CounterVec) (kubernetes.Interface, error) {
+func restConfig(kubeconfig, userAgent string, counter *prometheus.CounterVec) (*rest.Config, error) {
 	var cfg *rest.Config
 	var err error
 	if kubeconfig == "" && os.Getenv("KUBERNETES_SERVICE_HOST") != "" {
@@ -240,7 +274,7 @@ func newCountingClient(kubeconfig, userAgent string, counter *prometheus.Counter
 			})
 		})
 	}
-	return kubernetes.NewForConfig(cfg)
+	return cfg, nil
 }
 
 type roundTripFunc func(*http.Request) (*http.Response, error)

@@ -52,18 +52,26 @@ func TestAgentHelpListsEveryKuredFlag(t *testing.T) {
 	}
 }
 
-func TestREADMEMapsEveryKuredFlag(t *testing.T) {
+// readmeSection is README.md from the heading to the next "## " heading; the test is
+// skipped without a README.
+func readmeSection(t *testing.T, heading string) string {
+	t.Helper()
 	data, err := os.ReadFile("../../../README.md")
 	if err != nil {
 		t.Skipf("no README: %v", err)
 	}
-	_, section, ok := strings.Cut(string(data), "### kured flags")
+	_, section, ok := strings.Cut(string(data), heading)
 	if !ok {
-		t.Fatal(`README.md has no "### kured flags" section`)
+		t.Fatalf("README.md has no %q section", heading)
 	}
 	if i := strings.Index(section, "\n## "); i >= 0 {
 		section = section[:i]
 	}
+	return section
+}
+
+func TestREADMEMapsEveryKuredFlag(t *testing.T) {
+	section := readmeSection(t, "### kured flags")
 	for _, kf := range kuredFlags {
 		if !strings.Contains(section, "`--"+kf.Name+"`") {
 			t.Errorf("README's kured flags section does not map --%s", kf.Name)

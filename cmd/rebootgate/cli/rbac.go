@@ -1,0 +1,199 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	authorizationv1 "k8s.io/api/authorization/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+)
+
+// scope says where the agent uses a permission, and so where it is checked.
+type scope int
+
+const (
+	// scopeCluster: a cluster-scoped resource, or a namespaced one in every namespace
+	// (the drain reads the node's pods and their DaemonSets wherever they are).
+	scopeCluster scope = iota
+	// scopeOwnNode: the agent's own Node only.
+	scopeOwnNode
+	// scopeNamespace: the agent's namespace (--namespace, POD_NAMESPACE, --ds-namespace).
+	scopeNamespace
+	// scopePolicyNamespaces: each --policy-namespace (default: the agent's namespace).
+	scopePolicyNamespaces
+	// scopeEventNamespaces: where the agent's Events go: "default" for the Node's (a
+	// cluster-scoped object's events live there), the agent's namespace for its slot
+	// Leases', and each policy namespace for its ConfigMaps'.
+	scopeEventNamespaces
+	// scopeKuredDaemonSet: kured's DaemonSet (--ds-name in --ds-namespace), only with
+	// --kured-lock.
+	scopeKuredDaemonSet
+)
+
+// permission is one API permission the agent needs. agentPermissions is the one list:
+// the start-up check asks for each, and the tests check that
+// examples/kured-dropin/rbac.yaml and the chart grant each.
+type permission struct {
+	group, resource, subresource string
+	verbs                        []string
+	scope                        scope
+	// kured: granted by kured's own RBAC (kured ≥ 1.20); false means rebootgate's delta.
+	kured bool
+}
+
+// agentPermissions is every permission `rebootgate agent` uses, from its code.
+var agentPermissions = []permission{
+	// Its Node, fresh before each patch, and a slot holder's Node.
+	{group: "", resource: "nodes", verbs: []string{"get"}, scope: scopeCluster, kured: true},
+	// State annotations, cordon and uncordon, labels, taint.
+	{group: "", resource: "nodes", verbs: []string{"patch"}, scope: scopeOwnNode, kured: true},
+	// The informer on its own Node (a field selector on metadata.name), pool sizes and
+	// slot users (list).
+	{group: "", resource: "nodes", verbs: []string{"list", "watch"}, scope: scopeCluster},
+	// The RebootRequired condition.
+	{group: "", resource: "nodes", subresource: "status", verbs: []string{"patch"}, scope: scopeOwnNode},
+	// The drain lists the node's pods and waits for each to go.
+	{group: "", resource: "pods", verbs: []string{"get", "list"}, scope: scopeCluster, kured: true},
+	// The informer on the pods bound to its node (blocking pods).
+	{group: "", resource: "pods", verbs: []string{"watch"}, scope: scopeCluster},
+	// The drain evicts through the eviction API (PDBs honoured).
+	{group: "", resource: "pods", subresource: "eviction", verbs: []string{"create"}, scope: scopeCluster, kured: true},
+	// The drain looks up the DaemonSet of each DaemonSet pod.
+	{group: "apps", resource: "daemonsets", verbs: []string{"get"}, scope: scopeCluster, kured: true},
+	// client-go's recorder (core/v1 Events, not events.k8s.io): create, and patch for a
+	// repeated event.
+	{group: "", resource: "events", verbs: []string{"create", "patch"}, scope: scopeEventNamespaces},
+	// The reboot slots, one Lease per pool slot.
+	{group: "coordination.k8s.io", resource: "leases", verbs: []string{"get", "list", "watch", "create", "update"}, scope: scopeNamespace},
+	// Policy ConfigMaps (informer) and their status annotation.
+	{group: "", resource: "configmaps", verbs: []string{"list", "watch", "patch"}, scope: scopePolicyNamespaces},
+	// --kured-lock: kured's lock annotation, a GET and a full-object UPDATE.
+	{group: "apps", resource: "daemonsets", verbs: []string{"get", "update"}, scope: scopeKuredDaemonSet, kured: true},
+	// --kured-lock: watching kured's lock (with a field selector on metadata.name, which
+	// is what lets a rule with resourceNames cover a list or watch).
+	{group: "apps", resource: "daemonsets", verbs: []string{"list", "watch"}, scope: scopeKuredDaemonSet},
+}
+
+// accessCheck is one SelfSubjectAccessReview to ask.
+type accessCheck struct {
+	authorizationv1.ResourceAttributes
+}
+
+// String is `verb resource[/subresource] (group)`, then `named N`, and `in namespace X`
+// or, for every namespace or any cluster-scoped object, `cluster-wide`.
+func (c accessCheck) String() string {
+	res := c.Resource
+	if c.Subresource != "" {
+		res += "/" + c.Subresource
+	}
+	group := c.Group
+	if group == "" {
+		group = "core"
+	}
+	s := fmt.Sprintf("%s %s (%s)", c.Verb, res, group)
+	if c.Name != "" {
+		s += " named " + c.Name
+	}
+	switch {
+	case c.Namespace != "":
+		s += " in namespace " + c.Namespace
+	case c.Name == "":
+		s += " cluster-wide"
+	}
+	return s
+}
+
+// accessTarget is what the scopes resolve to for one agent.
+type accessTarget struct {
+	node, namespace     string
+	policyNamespaces    []string
+	dsNamespace, dsName string
+	kuredLock           bool
+}
+
+// checks expands the permissions into one check per verb and place.
+func (t accessTarget) checks(perms []permission) []accessCheck {
+	policyNS := t.policyNamespaces
+	if len(policyNS) == 0 {
+		policyNS = []string{t.namespace}
+	}
+	var out []accessCheck
+	for _, p := range perms {
+		var where []authorizationv1.ResourceAttributes // namespace and name only
+		switch p.scope {
+		case scopeCluster:
+			where = []authorizationv1.ResourceAttributes{{}}
+		case scopeOwnNode:
+			where = []authorizationv1.ResourceAttributes{{Name: t.node}}
+		case scopeNamespace:
+			where = []authorizationv1.ResourceAttributes{{Namespace: t.namespace}}
+		case scopePolicyNamespaces:
+			where = namespaces(policyNS)
+		case scopeEventNamespaces:
+			where = namespaces(append([]string{metav1.NamespaceDefault, t.namespace}, policyNS...))
+		case scopeKuredDaemonSet:
+			if !t.kuredLock {
+				continue
+			}
+			where = []authorizationv1.ResourceAttributes{{Namespace: t.dsNamespace, Name: t.dsName}}
+		}
+		for _, w := range where {
+			for _, verb := range p.verbs {
+				out = append(out, accessCheck{authorizationv1.ResourceAttributes{
+					Namespace: w.Namespace, Name: w.Name, Verb: verb,
+					Group: p.group, Resource: p.resource, Subresource: p.subresource,
+				}})
+			}
+		}
+	}
+	return out
+}
+
+// namespaces is one place per distinct namespace, in order.
+func namespaces(list []string) []authorizationv1.ResourceAttributes {
+	var out []authorizationv1.ResourceAttributes
+	var seen []string
+	for _, ns := range list {
+		if ns != "" && !slices.Contains(seen, ns) {
+			seen = append(seen, ns)
+			out = append(out, authorizationv1.ResourceAttributes{Namespace: ns})
+		}
+	}
+	return out
+}
+
+// rbacCheckTimeout bounds the whole start-up check; past it the check is skipped.
+const rbacCheckTimeout = 15 * time.Second
+
+// checkRBAC asks the apiserver, with one SelfSubjectAccessReview per check, whether the
+// agent may do everything it will do, and returns one error naming every denied
+// permission. A review that fails (API down, review API not served) skips the check with
+// a warning: it must never keep the agent from starting.
+func checkRBAC(ctx context.Context, client kubernetes.Interface, checks []accessCheck, log *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(ctx, rbacCheckTimeout)
+	defer cancel()
+	var denied []string
+	for _, c := range checks {
+		attrs := c.ResourceAttributes
+		review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &attrs}}
+		res, err := client.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, review, metav1.CreateOptions{})
+		if err != nil {
+			log.Warn("RBAC check skipped: the access review failed", "permission", c.String(), "err", err)
+			return nil
+		}
+		if !res.Status.Allowed {
+			denied = append(denied, c.String())
+		}
+	}
+	if len(denied) == 0 {
+		log.Debug("RBAC check passed", "permissions", len(checks))
+		return nil
+	}
+	return fmt.Errorf("RBAC: %d permission(s) missing: %s; grant them (examples/kured-dropin/rbac.yaml, kured's RBAC plus rebootgate's delta, or the chart's RBAC)",
+		len(denied), strings.Join(denied, "; "))
+}

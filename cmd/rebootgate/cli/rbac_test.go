@@ -1,0 +1,363 @@
+package cli
+
+import (
+	"bytes"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	authorizationv1 "k8s.io/api/authorization/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+	"sigs.k8s.io/yaml"
+
+	"github.com/rebootgate/rebootgate/test/chart"
+)
+
+// dropinTarget is the agent of examples/kured-dropin/daemonset.yaml on node n1, with
+// --kured-lock, so every permission of the list is checked.
+var dropinTarget = accessTarget{node: "n1", namespace: "kube-system", dsNamespace: "kube-system", dsName: "kured", kuredLock: true}
+
+// reviewer answers SelfSubjectAccessReviews: allowed unless deny says otherwise.
+func reviewer(deny func(authorizationv1.ResourceAttributes) bool) *fake.Clientset {
+	client := fake.NewClientset()
+	client.PrependReactor("create", "selfsubjectaccessreviews", func(action k8stesting.Action) (bool, runtime.Object, error) {
+		review := action.(k8stesting.CreateAction).GetObject().(*authorizationv1.SelfSubjectAccessReview).DeepCopy()
+		review.Status.Allowed = !deny(*review.Spec.ResourceAttributes)
+		return true, review, nil
+	})
+	return client
+}
+
+func TestRBACCheckNamesTheMissingPermission(t *testing.T) {
+	checks := dropinTarget.checks(agentPermissions)
+	client := reviewer(func(a authorizationv1.ResourceAttributes) bool {
+		return a.Resource == "leases" && a.Verb == "create" || a.Resource == "nodes" && a.Subresource == "status"
+	})
+	err := checkRBAC(t.Context(), client, checks, slog.New(slog.DiscardHandler))
+	if err == nil {
+		t.Fatal("no error with two permissions denied")
+	}
+	msg := err.Error()
+	for _, want := range []string{
+		"2 permission(s) missing",
+		"create leases (coordination.k8s.io) in namespace kube-system",
+		"patch nodes/status (core) named n1",
+		"examples/kured-dropin/rbac.yaml",
+	} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error lacks %q: %s", want, msg)
+		}
+	}
+	if strings.Contains(msg, "\n") || strings.Contains(msg, " get leases") {
+		t.Errorf("error is not one line naming only the denied permissions: %s", msg)
+	}
+	reviews := 0
+	for _, a := range client.Actions() {
+		if a.GetResource().Resource == "selfsubjectaccessreviews" {
+			reviews++
+		}
+	}
+	if reviews != len(checks) {
+		t.Errorf("%d reviews for %d checks", reviews, len(checks))
+	}
+}
+
+func TestRBACCheckPasses(t *testing.T) {
+	client := reviewer(func(authorizationv1.ResourceAttributes) bool { return false })
+	if err := checkRBAC(t.Context(), client, dropinTarget.checks(agentPermissions), slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRBACCheckNeverBlocksOnAFailedReview: the API down or the review API missing skips
+// the check with a warning, and the agent starts.
+func TestRBACCheckNeverBlocksOnAFailedReview(t *testing.T) {
+	client := fake.NewClientset()
+	client.PrependReactor("create", "selfsubjectaccessreviews", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, errors.New("connection refused")
+	})
+	var logs bytes.Buffer
+	if err := checkRBAC(t.Context(), client, dropinTarget.checks(agentPermissions), slog.New(slog.NewTextHandler(&logs, nil))); err != nil {
+		t.Fatalf("a failed review blocked the start: %v", err)
+	}
+	if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "RBAC check skipped") || !strings.Contains(logs.String(), "connection refused") {
+		t.Errorf("no warning: %s", logs.String())
+	}
+}
+
+func TestAccessChecks(t *testing.T) {
+	target := accessTarget{node: "n1", namespace: "rg", policyNamespaces: []string{"rg", "team-a"}, dsNamespace: "kube-system", dsName: "kured"}
+	var got []string
+	for _, c := range target.checks(agentPermissions) {
+		got = append(got, c.String())
+	}
+	for _, want := range []string{
+		"list nodes (core) cluster-wide",
+		"patch nodes (core) named n1",
+		"watch pods (core) cluster-wide",
+		"create pods/eviction (core) cluster-wide",
+		"get daemonsets (apps) cluster-wide",
+		"create events (core) in namespace default",
+		"patch events (core) in namespace team-a",
+		"update leases (coordination.k8s.io) in namespace rg",
+		"watch configmaps (core) in namespace team-a",
+	} {
+		if !slices.Contains(got, want) {
+			t.Errorf("no check %q in %q", want, got)
+		}
+	}
+	if n := countPrefix(got, "create events (core) in namespace rg"); n != 1 {
+		t.Errorf("events in the agent's namespace, also a policy namespace, checked %d times", n)
+	}
+	for _, c := range got {
+		if strings.Contains(c, "named kured") {
+			t.Errorf("kured's DaemonSet checked without --kured-lock: %s", c)
+		}
+	}
+	target.kuredLock = true
+	withLock := target.checks(agentPermissions)
+	if !slices.ContainsFunc(withLock, func(c accessCheck) bool {
+		return c.String() == "watch daemonsets (apps) named kured in namespace kube-system"
+	}) {
+		t.Errorf("--kured-lock does not check watching kured's DaemonSet")
+	}
+}
+
+func countPrefix(list []string, s string) int {
+	n := 0
+	for _, v := range list {
+		if v == s {
+			n++
+		}
+	}
+	return n
+}
+
+// grant is the rules a subject has in a namespace ("" = every namespace and the cluster).
+type grant struct {
+	namespace string
+	rules     []rbacv1.PolicyRule
+}
+
+// grantsOf collects the rules that the manifests' bindings give ServiceAccount ns/name.
+func grantsOf(t *testing.T, manifests []byte, ns, name string) []grant {
+	t.Helper()
+	objs, err := chart.Split(manifests)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roles := map[string][]rbacv1.PolicyRule{} // kind/namespace/name
+	type binding struct {
+		namespace, roleKey string
+	}
+	var bindings []binding
+	for _, o := range objs {
+		switch o.Kind {
+		case "ClusterRole", "Role":
+			var r rbacv1.Role
+			if err := yaml.UnmarshalStrict(o.YAML, &r); err != nil {
+				t.Fatalf("%s %s: %v", o.Kind, o.Name, err)
+			}
+			roles[o.Kind+"/"+o.Namespace+"/"+o.Name] = r.Rules
+		case "ClusterRoleBinding", "RoleBinding":
+			var b rbacv1.RoleBinding
+			if err := yaml.UnmarshalStrict(o.YAML, &b); err != nil {
+				t.Fatalf("%s %s: %v", o.Kind, o.Name, err)
+			}
+			if !slices.ContainsFunc(b.Subjects, func(s rbacv1.Subject) bool {
+				return s.Kind == "ServiceAccount" && s.Namespace == ns && s.Name == name
+			}) {
+				continue
+			}
+			roleNS := o.Namespace
+			if b.RoleRef.Kind == "ClusterRole" {
+				roleNS = ""
+			}
+			bindings = append(bindings, binding{o.Namespace, b.RoleRef.Kind + "/" + roleNS + "/" + b.RoleRef.Name})
+		}
+	}
+	var out []grant
+	for _, b := range bindings {
+		rules, ok := roles[b.roleKey]
+		if !ok {
+			t.Fatalf("a binding refers to %s, which the manifests do not have", b.roleKey)
+		}
+		out = append(out, grant{b.namespace, rules})
+	}
+	return out
+}
+
+// allows is RBAC's rule match for one request.
+func allows(grants []grant, a authorizationv1.ResourceAttributes) bool {
+	res := a.Resource
+	if a.Subresource != "" {
+		res += "/" + a.Subresource
+	}
+	has := func(list []string, v string) bool { return slices.Contains(list, v) || slices.Contains(list, "*") }
+	for _, g := range grants {
+		if g.namespace != "" && g.namespace != a.Namespace {
+			continue
+		}
+		for _, r := range g.rules {
+			if has(r.APIGroups, a.Group) && has(r.Resources, res) && has(r.Verbs, a.Verb) &&
+				(len(r.ResourceNames) == 0 || a.Name != "" && slices.Contains(r.ResourceNames, a.Name)) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func readDropin(t *testing.T, name string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("..", "..", "..", "examples", "kured-dropin", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// TestDropinRBACGrantsEveryPermission: examples/kured-dropin/rbac.yaml grants every
+// permission the agent checks; kured's part alone grants exactly those marked kured, and
+// the delta grants nothing the list does not need.
+func TestDropinRBACGrantsEveryPermission(t *testing.T) {
+	var baseDocs, deltaDocs []byte
+	for _, doc := range bytes.Split(readDropin(t, "rbac.yaml"), []byte("\n---")) {
+		if bytes.Contains(doc, []byte("name: kured-rebootgate")) {
+			deltaDocs = append(append(deltaDocs, doc...), "\n---"...)
+		} else {
+			baseDocs = append(append(baseDocs, doc...), "\n---"...)
+		}
+	}
+	base := grantsOf(t, baseDocs, "kube-system", "kured")
+	delta := grantsOf(t, deltaDocs, "kube-system", "kured")
+	all := append(slices.Clone(base), delta...)
+	for _, p := range agentPermissions {
+		for _, c := range dropinTarget.checks([]permission{p}) {
+			if !allows(all, c.ResourceAttributes) {
+				t.Errorf("rbac.yaml does not grant %s", c)
+			}
+			if inBase := allows(base, c.ResourceAttributes); inBase != p.kured {
+				t.Errorf("%s: granted by kured's RBAC alone = %v, but the list says kured = %v", c, inBase, p.kured)
+			}
+		}
+	}
+	// No rule of the delta beyond the list: each delta verb is a permission of the list.
+	for _, g := range delta {
+		for _, r := range g.rules {
+			for _, group := range r.APIGroups {
+				for _, res := range r.Resources {
+					resource, sub, _ := strings.Cut(res, "/")
+					for _, verb := range r.Verbs {
+						if !slices.ContainsFunc(agentPermissions, func(p permission) bool {
+							return !p.kured && p.group == group && p.resource == resource && p.subresource == sub && slices.Contains(p.verbs, verb)
+						}) {
+							t.Errorf("the delta grants %s %s (%q), which the agent's permission list does not need", verb, res, group)
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestDropinDaemonSetRunsTheAgent: the manifest's command is kured's (/usr/bin/kured and
+// kured's flags) and the agent accepts it as it is.
+func TestDropinDaemonSetRunsTheAgent(t *testing.T) {
+	var ds struct {
+		Spec struct {
+			Template struct {
+				Spec struct {
+					Containers []struct {
+						Command []string `json:"command"`
+					} `json:"containers"`
+				} `json:"spec"`
+			} `json:"template"`
+		} `json:"spec"`
+	}
+	if err := yaml.Unmarshal(readDropin(t, "daemonset.yaml"), &ds); err != nil {
+		t.Fatal(err)
+	}
+	cmd := ds.Spec.Template.Spec.Containers[0].Command
+	if len(cmd) < 2 || cmd[0] != "/usr/bin/kured" {
+		t.Fatalf("command %q is not /usr/bin/kured with kured's flags", cmd)
+	}
+	code, out, errOut := runArgv(append(slices.Clone(cmd), "--help")...)
+	if code != ExitOK || !strings.Contains(out, "--reboot-sentinel") {
+		t.Errorf("%s --help: exit %d: %s", strings.Join(cmd, " "), code, errOut)
+	}
+	o, _, err := configureAgent(t, map[string]string{"KURED_NODE_ID": "n1"}, cmd[1:]...)
+	if err != nil {
+		t.Fatalf("the agent rejects the manifest's flags: %v", err)
+	}
+	if o.cfg.Namespace != "kube-system" || o.cfg.SentinelPath != "/sentinel/reboot-required" {
+		t.Errorf("namespace %q, sentinel %q; want kube-system (from --ds-namespace) and the mounted sentinel", o.cfg.Namespace, o.cfg.SentinelPath)
+	}
+}
+
+// TestChartRBACGrantsEveryPermission renders the chart's RBAC (release namespace and two
+// policy namespaces) and checks it grants every permission the agent checks without
+// --kured-lock, which the chart has no value for.
+func TestChartRBACGrantsEveryPermission(t *testing.T) {
+	root, err := chart.Root()
+	if err != nil {
+		t.Fatal(err)
+	}
+	helm, ok := chart.Helm(root)
+	if !ok {
+		t.Skipf("no helm at %s and $HELM unset: run `make test-chart`", helm)
+	}
+	const ns, release = "rg", "rg"
+	out, err := chart.Template(helm, chart.Dir(root), release, ns, "--set", "policyNamespaces={team-a,rg}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	grants := grantsOf(t, out, ns, release+"-rebootgate")
+	if len(grants) == 0 {
+		t.Fatal("the chart binds nothing to its ServiceAccount")
+	}
+	target := accessTarget{node: "n1", namespace: ns, policyNamespaces: []string{ns, "team-a"}}
+	for _, c := range target.checks(agentPermissions) {
+		if !allows(grants, c.ResourceAttributes) {
+			t.Errorf("the chart does not grant %s", c)
+		}
+	}
+}
+
+// TestREADMETablesTheDelta: the README's delta table has a row for every permission of
+// rebootgate's delta, with its verbs.
+func TestREADMETablesTheDelta(t *testing.T) {
+	section := readmeSection(t, "### A kured DaemonSet with the image swapped")
+	for _, p := range agentPermissions {
+		if p.kured {
+			continue
+		}
+		res := p.resource
+		if p.subresource != "" {
+			res += "/" + p.subresource
+		}
+		row := ""
+		for _, line := range strings.Split(section, "\n") {
+			if strings.HasPrefix(line, "| `"+res+"`") && (p.group == "" || strings.Contains(line, "`"+p.group+"`")) {
+				row = line
+			}
+		}
+		cells := strings.Split(row, "|")
+		if len(cells) < 3 {
+			t.Errorf("README's delta table has no row for %s (%q)", res, p.group)
+			continue
+		}
+		for _, verb := range p.verbs {
+			if !slices.Contains(strings.Split(strings.ReplaceAll(cells[2], " ", ""), ","), verb) {
+				t.Errorf("README's delta row for %s lacks %s: %s", res, verb, row)
+			}
+		}
+	}
+}
