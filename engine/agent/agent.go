@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	appslisters "k8s.io/client-go/listers/apps/v1"
 	listersv1 "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
@@ -59,7 +60,11 @@ type Agent struct {
 
 	nodes listersv1.NodeLister
 	pods  listersv1.PodLister
-	pokes chan struct{}
+	// kuredDS caches kured's DaemonSet (with --kured-lock); kuredWaitingFor is the
+	// holders last reported while waiting for its lock.
+	kuredDS         appslisters.DaemonSetLister
+	kuredWaitingFor string
+	pokes           chan struct{}
 	// detectorStates carries the sentinel's changes to the loop.
 	detectorStates chan detect.State
 	ready          atomic.Bool
@@ -151,6 +156,22 @@ func New(cfg Config, client kubernetes.Interface, log *slog.Logger) (*Agent, err
 		a.blocked = notify.NewBlockedTooLong(cfg.BlockedTooLong)
 	}
 	a.stalled, a.notBackSeen = map[string]bool{}, map[string]bool{}
+	if k := cfg.KuredLock; k != nil {
+		own := *k
+		if own.Client == nil {
+			own.Client = client
+		}
+		if own.NodeID == "" {
+			own.NodeID = cfg.NodeName
+		}
+		if own.Clock == nil {
+			own.Clock = a.clock
+		}
+		if err := own.Validate(); err != nil {
+			return nil, err
+		}
+		a.cfg.KuredLock = &own
+	}
 	if a.executor, err = pipeline.New(a.executorConfig()); err != nil {
 		return nil, err
 	}
@@ -187,6 +208,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	if err := a.startInformers(ctx); err != nil {
 		return err
+	}
+	if a.cfg.KuredLock != nil && !a.cfg.DryRun {
+		if err := a.startKuredInformer(ctx); err != nil {
+			return err
+		}
 	}
 	go a.source.Run(ctx)
 	go func() {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/rebootgate/rebootgate/engine/alerts"
 	"github.com/rebootgate/rebootgate/engine/config"
+	"github.com/rebootgate/rebootgate/engine/kuredlock"
 	"github.com/rebootgate/rebootgate/engine/lock"
 	"github.com/rebootgate/rebootgate/engine/notify"
 	"github.com/rebootgate/rebootgate/engine/pipeline"
@@ -41,6 +42,12 @@ type Config struct {
 
 	// Alerts are the Prometheus and Alertmanager endpoints; both empty = no alerts.
 	Alerts alerts.Config
+
+	// KuredLock, when set, is kured's DaemonSet-annotation lock, taken after the slot
+	// and before the cordon and given back before the slot, so that kured agents in
+	// the same cluster count this node's reboot (--kured-lock). Its Client may be nil:
+	// the agent's is used.
+	KuredLock *kuredlock.Lock
 
 	// LockTTL is the slot Lease duration while held; LockJitter spreads waiters.
 	LockTTL    time.Duration

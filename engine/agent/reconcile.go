@@ -105,6 +105,9 @@ func (a *Agent) reconcile(ctx context.Context) (time.Duration, error) {
 	if st.Phase == pipeline.PhaseIdle {
 		a.resumed, a.healthySince = false, time.Time{}
 		clear(a.stalled)
+		if err := a.releaseStaleKuredLock(ctx); err != nil {
+			return 0, err
+		}
 	} else if err := a.resumeSlot(ctx, n, st); err != nil {
 		return 0, err
 	}
@@ -203,6 +206,9 @@ func (a *Agent) execute(ctx context.Context, n *corev1.Node, st pipeline.State, 
 	case pipeline.ActRelease:
 		return 0, a.releaseSlot(ctx)
 	case pipeline.ActCordon:
+		if ok, wait, err := a.takeKuredLock(ctx, n); !ok {
+			return wait, err
+		}
 		if err := a.confirmSlot(ctx); err != nil {
 			return requeueNow, err
 		}
@@ -442,12 +448,15 @@ func (a *Agent) confirmSlot(ctx context.Context) error {
 	if slots := a.currentSlots(ctx, a.heldRef.Pool); a.held.Index() >= slots {
 		return fmt.Errorf("%w: slot %s is not below the pool's concurrency %d", pipeline.ErrCancelled, a.heldRef.Name, slots)
 	}
-	return nil
+	return a.confirmKuredLock(ctx)
 }
 
 func (a *Agent) releaseSlot(ctx context.Context) error {
 	if a.held == nil {
 		return nil
+	}
+	if err := a.releaseKuredLock(ctx); err != nil {
+		return err
 	}
 	if err := a.held.Release(ctx); err != nil {
 		return fmt.Errorf("releasing slot %s: %w", a.heldRef.Name, err)
@@ -492,6 +501,10 @@ func (a *Agent) drain(ctx context.Context, st pipeline.State) (time.Duration, er
 			}
 			if s := a.slotStatus(dctx); dctx.Err() == nil && s != pipeline.SlotHeld {
 				cancel(fmt.Errorf("%w: slot %s", errAbandoned, s))
+				return
+			}
+			if err := a.confirmKuredLock(dctx); dctx.Err() == nil && errors.Is(err, pipeline.ErrCancelled) {
+				cancel(fmt.Errorf("%w: %w", errAbandoned, err))
 				return
 			}
 		}
@@ -555,7 +568,10 @@ func (a *Agent) requestReboot(ctx context.Context, st pipeline.State) (time.Dura
 // releases the slot.
 func (a *Agent) finish(ctx context.Context, st pipeline.State, step pipeline.Step) (time.Duration, error) {
 	var slot pipeline.Slot
-	if a.held != nil {
+	switch {
+	case a.cfg.KuredLock != nil:
+		slot = slotAndKuredLock{a: a, held: a.held}
+	case a.held != nil:
 		slot = a.held
 	}
 	if step.Failure {

@@ -159,6 +159,26 @@ func (l *Lock) Holders(ds *appsv1.DaemonSet) ([]string, error) {
 	return out, nil
 }
 
+// NextExpiry is when the first live entry of ds with a TTL expires (false: none
+// will), the one moment the lock can free up without a write to wake waiters.
+func (l *Lock) NextExpiry(ds *appsv1.DaemonSet) (time.Time, bool) {
+	all, err := l.entries(ds)
+	if err != nil {
+		return time.Time{}, false
+	}
+	var next time.Time
+	for _, e := range all {
+		ttl := e.TTL
+		if ttl == 0 {
+			ttl = l.TTL
+		}
+		if at := e.Created.Add(ttl); ttl > 0 && !l.expired(e) && (next.IsZero() || at.Before(next)) {
+			next = at
+		}
+	}
+	return next, !next.IsZero()
+}
+
 // HeldBy reports whether ds's annotation has an unexpired entry of this node.
 func (l *Lock) HeldBy(ds *appsv1.DaemonSet) (bool, error) {
 	holders, err := l.Holders(ds)

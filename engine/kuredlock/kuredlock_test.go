@@ -192,3 +192,17 @@ func TestValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestNextExpiry(t *testing.T) {
+	c, _, l := newLocks(t, `{"maxOwners":3,"locks":[`+
+		`{"nodeID":"a","metadata":{"unschedulable":false},"created":"2026-12-02T05:30:00Z","TTL":3600000000000},`+
+		`{"nodeID":"b","metadata":{"unschedulable":false},"created":"2026-12-02T05:50:00Z","TTL":900000000000},`+
+		`{"nodeID":"c","metadata":{"unschedulable":false},"created":"2026-12-02T05:00:00Z","TTL":0}]}`, 3, "n1")
+	ds, err := c.AppsV1().DaemonSets("kube-system").Get(context.Background(), "kured", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if at, ok := l[0].NextExpiry(ds); !ok || !at.Equal(t0.Add(5*time.Minute)) {
+		t.Fatalf("next expiry %v %v, want b's at 06:05", at, ok)
+	}
+}

@@ -45,6 +45,7 @@ type agentOptions struct {
 	// kured's flags that have no field of their own in agent.Config.
 	sched          kuredSchedule
 	period         time.Duration
+	kuredLock      bool
 	dsNamespace    string
 	dsName         string
 	lockAnnotation string
@@ -89,6 +90,7 @@ kured's schedule, blocker and concurrency flags (--reboot-days, --start-time, --
 	f.StringVar(&c.Alerts.Alertmanager.URL, "alertmanager-url", "", "Alertmanager URL; its alerts block reboots, silenced ones only with blockSilenced")
 	f.DurationVar(&c.LockTTL, "lock-ttl", 0, "slot Lease duration while held, renewed every third of it; 0 = 2m. As kured's 0 (never expires), a node mid-reboot keeps its slot until it is back, however long that takes (safer than kured's TTL > 0, which frees it mid-reboot); only a holder that stopped renewing and is not rebooting loses it")
 	f.DurationVar(&c.LockReleaseDelay, "lock-release-delay", 0, "after a reboot, uncordon and then keep the slot this long before releasing it (kured's throttle between nodes; --soak instead waits before the uncordon)")
+	f.BoolVar(&o.kuredLock, "kured-lock", false, "also take kured's lock (the --lock-annotation on DaemonSet --ds-namespace/--ds-name, in kured's JSON; --concurrency gives its holder count and must match the kured agents') after the slot and before the cordon, so that a mixed kured and rebootgate fleet never reboots more nodes together than kured's --concurrency")
 	f.StringVar(&o.dsNamespace, "ds-namespace", "kube-system", "namespace used when neither --namespace nor env POD_NAMESPACE is set; with --kured-lock, the namespace of kured's DaemonSet")
 	f.StringVar(&o.dsName, "ds-name", "kured", "with --kured-lock: the DaemonSet carrying kured's lock annotation")
 	f.StringVar(&o.lockAnnotation, "lock-annotation", "weave.works/kured-node-lock", "with --kured-lock: kured's lock annotation on --ds-name")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -143,6 +144,9 @@ type kuredSchedule struct {
 	alertFiringOnly      bool
 	// env names the KURED_* variable a flag's value came from, for error messages.
 	env map[string]string
+	// kuredLock: with --config, --concurrency is allowed and sets only the holder
+	// count of kured's lock.
+	kuredLock bool
 }
 
 // Flag names of kuredSchedule, with the config fields they set.
@@ -236,6 +240,9 @@ func (k *kuredSchedule) resolve(f *pflag.FlagSet, configPath string) (*config.Re
 	set := k.set(f)
 	if len(set) == 0 {
 		return nil, nil
+	}
+	if configPath != "" && k.kuredLock && slices.Equal(set, []string{"--" + flagConcurrency}) {
+		return nil, nil // only the kured lock's holder count
 	}
 	if configPath != "" {
 		return nil, badInput("--config and %s: use one (move the schedule and blockers into the config file, or drop --config)", strings.Join(set, ", "))

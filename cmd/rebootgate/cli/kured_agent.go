@@ -2,11 +2,14 @@ package cli
 
 import (
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
 	"sigs.k8s.io/yaml"
+
+	"github.com/rebootgate/rebootgate/engine/kuredlock"
 )
 
 // prepareKured maps kured's flags that have no agent.Config field of their own:
@@ -46,9 +49,20 @@ func (o *agentOptions) prepareKured(fs *pflag.FlagSet, log *slog.Logger) error {
 	if c.LockReleaseDelay < 0 {
 		return badInput("--lock-release-delay: %v is negative", c.LockReleaseDelay)
 	}
+	if o.kuredLock {
+		owners, err := strconv.Atoi(strings.TrimSpace(o.sched.concurrency))
+		if err != nil || owners < 1 {
+			return badInput("--kured-lock: --concurrency %q must be a count of at least 1 (kured's lock has no percentages)", o.sched.concurrency)
+		}
+		c.KuredLock = &kuredlock.Lock{Namespace: o.dsNamespace, DaemonSet: o.dsName, Annotation: o.lockAnnotation, NodeID: c.NodeName, MaxOwners: owners, TTL: c.LockTTL}
+		if c.DryRun {
+			log.Info("--kured-lock: dry-run never takes kured's lock")
+		}
+	}
 	if fs.Changed(flagAlertFilterRegexp) && o.sched.alertFilterRegexp == "" {
 		log.Info("--alert-filter-regexp is empty: as in kured, it matches every alert name, so no alert blocks (with --alert-filter-match-only, every alert blocks)")
 	}
+	o.sched.kuredLock = o.kuredLock
 	r, err := o.sched.resolve(fs, c.ConfigPath)
 	if err != nil {
 		return err

@@ -534,3 +534,30 @@ func TestEvalKuredBadValuesExit2(t *testing.T) {
 		})
 	}
 }
+
+// --kured-lock: kured's lock located by the ds flags, its holder count from
+// --concurrency (allowed with --config for that alone), its TTL from --lock-ttl.
+func TestKuredLockFlags(t *testing.T) {
+	o, _, err := configureAgent(t, map[string]string{"KURED_CONCURRENCY": "2"}, "--node-id", "n", "--kured-lock", "--ds-name", "kured-ds",
+		"--lock-annotation", "example.com/lock", "--lock-ttl", "30m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := o.cfg.KuredLock
+	if k == nil || k.Namespace != "kube-system" || k.DaemonSet != "kured-ds" || k.Annotation != "example.com/lock" || k.MaxOwners != 2 || k.TTL != 30*time.Minute || k.NodeID != "n" {
+		t.Fatalf("kured lock %+v", k)
+	}
+	o, _, err = configureAgent(t, nil, "--node-id", "n", "--namespace", "ns", "--kured-lock", "--config", "c.yaml", "--concurrency", "3")
+	if err != nil {
+		t.Fatalf("--config with --kured-lock and --concurrency: %v", err)
+	}
+	if o.cfg.KuredLock.MaxOwners != 3 || o.cfg.InlineConfig != nil {
+		t.Fatalf("kured lock %+v, inline config %v", o.cfg.KuredLock, o.cfg.InlineConfig)
+	}
+	if _, _, err := configureAgent(t, nil, "--node-id", "n", "--kured-lock", "--concurrency", "10%"); err == nil || !strings.Contains(err.Error(), "--kured-lock") {
+		t.Fatalf("a percentage for kured's lock: %v", err)
+	}
+	if o, _, _ := configureAgent(t, nil, "--node-id", "n"); o.cfg.KuredLock != nil {
+		t.Fatal("kured's lock taken without --kured-lock")
+	}
+}
