@@ -220,6 +220,8 @@ func (a *Agent) execute(ctx context.Context, n *corev1.Node, st pipeline.State, 
 	case pipeline.ActRequestReboot:
 		return a.requestReboot(ctx, st)
 	case pipeline.ActMarkRebooted:
+		// From the request, read from the node: the process that made it died with
+		// the host.
 		if !st.RequestedAt.IsZero() {
 			a.metrics.RebootDuration.WithLabelValues(a.cfg.NodeName, st.Pool).Observe(a.clock.Since(st.RequestedAt).Seconds())
 		}
@@ -591,8 +593,10 @@ func (a *Agent) finish(ctx context.Context, st pipeline.State, step pipeline.Ste
 	if st.Pool != "" {
 		a.metrics.HolderNotBack.DeleteLabelValues(st.Pool, a.cfg.NodeName)
 	}
-	if step.Action == pipeline.ActFinish && !st.LastReboot.IsZero() {
-		a.metrics.TotalDuration.WithLabelValues(a.cfg.NodeName, st.Pool).Observe(a.clock.Since(st.LastReboot).Seconds())
+	if step.Action == pipeline.ActFinish && !st.StartedAt.IsZero() {
+		// From the cordon, read from the node: an agent restarted by the reboot
+		// measures the whole of it.
+		a.metrics.TotalDuration.WithLabelValues(a.cfg.NodeName, st.Pool).Observe(a.clock.Since(st.StartedAt).Seconds())
 	}
 	a.log.Info("reboot ended", "step", step.String(), "failure", step.Failure)
 	a.setNeeded(ctx, a.detector.Check(ctx))
@@ -685,8 +689,17 @@ func (a *Agent) executorConfig() pipeline.Config {
 			kind := map[pipeline.Action]notify.Kind{
 				pipeline.ActDrain: notify.KindDrain, pipeline.ActRequestReboot: notify.KindReboot, pipeline.ActFinish: notify.KindUncordon,
 			}[step.Action]
+			// The decision that allowed this reboot, for templates over .Decision.
+			n, _ := a.node()
+			d := reportedOn(n)
+			pool := a.heldRef.Pool
+			if st := pipeline.StateOf(n); n != nil && st.Pool != "" {
+				pool = st.Pool
+			} else if pool == "" && d != nil {
+				pool = d.Pool
+			}
 			// Errors are logged by the notifier; a notification never stops a reboot.
-			_ = a.notifier.Notify(ctx, notify.Event{Kind: kind, Node: a.cfg.NodeName, Pool: a.heldRef.Pool})
+			_ = a.notifier.Notify(ctx, notify.Event{Kind: kind, Node: a.cfg.NodeName, Pool: pool, Decision: d})
 		},
 		OnHold: func(ctx context.Context, reason string) {
 			a.metrics.OnHold.WithLabelValues(a.cfg.NodeName).Set(1)

@@ -82,6 +82,20 @@ func (a *Agent) report(ctx context.Context, d decision.Decision) {
 	}
 }
 
+// reportedOn is the decision last reported on n (its annotation): for a node in the
+// middle of a reboot, the one that allowed it, even after an agent restart. nil when
+// there is none to read.
+func reportedOn(n *corev1.Node) *decision.Decision {
+	if n == nil {
+		return nil
+	}
+	var r reportedDecision
+	if err := json.Unmarshal([]byte(n.Annotations[AnnotationDecision]), &r); err != nil {
+		return nil
+	}
+	return &decision.Decision{Node: n.Name, Pool: r.Pool, Allowed: r.Allowed, At: r.At, Reasons: r.Reasons, NextAllowed: r.NextAllowed}
+}
+
 func dryRunSuffix(dry bool) string {
 	if dry {
 		return " (dry-run: nothing will be done)"

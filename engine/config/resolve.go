@@ -258,9 +258,11 @@ func resolveWindow(w *Window, path string, e *errs) (schedule.Window, input.Wind
 	if !ok {
 		return nil, input.WindowParams{}, false
 	}
-	return schedule.Daily{Days: days, Start: start, End: end, Location: loc}, input.WindowParams{
+	d := schedule.Daily{Days: days, Start: start, End: end, Location: loc}
+	return d, input.WindowParams{
 		Kind: input.KindDaily, Days: days.Names(), StartTime: start.String(), EndTime: end.String(),
 		StartSeconds: start.Seconds(), EndSeconds: end.Seconds(), TimeZone: zone,
+		CrossesMidnight: d.CrossesMidnight(),
 	}, true
 }
 

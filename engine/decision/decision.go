@@ -241,17 +241,22 @@ func (c *condition) evaluate(vars *celeval.Vars) input.ConditionResult {
 	return res
 }
 
-// scheduleState computes what Rego cannot: cron window state and the next openings.
+// scheduleState computes what Rego cannot: cron window state, daily windows' bounds on
+// now's local date, and the next openings.
 func scheduleState(p *config.ResolvedPool, now time.Time) input.Schedule {
 	s := input.Schedule{Windows: make([]input.WindowState, len(p.Windows))}
 	for i, w := range p.Windows {
 		st := input.WindowState{Index: i, Kind: p.Params.Windows[i].Kind}
-		if c, ok := w.(schedule.Cron); ok {
-			if opened, active := c.Active(now); active {
+		switch w := w.(type) {
+		case schedule.Cron:
+			if opened, active := w.Active(now); active {
 				st.Active = true
 				st.OpenedAt = opened.Format(time.RFC3339)
-				st.ClosesAt = opened.Add(c.Duration).Format(time.RFC3339)
+				st.ClosesAt = opened.Add(w.Duration).Format(time.RFC3339)
 			}
+		case schedule.Daily:
+			start, end := w.Bounds(now)
+			st.StartNs, st.EndNs = start.UnixNano(), end.UnixNano()
 		}
 		if t, ok := w.NextOpening(now); ok {
 			st.NextOpening = t.Format(time.RFC3339)

@@ -29,7 +29,7 @@ func obj(items ...[2]*ast.Term) *ast.Term { return ast.ObjectTerm(items...) }
 // so every object can share them, which saves an allocation per field per decision.
 var keyTerms = func() map[string]*ast.Term {
 	m := map[string]*ast.Term{}
-	for _, k := range []string{"active", "alerts", "annotations", "arch", "architecture", "blackouts", "blockSilenced", "bootID", "build", "closesAt", "concurrency", "conditions", "containerRuntimeVersion", "custom", "date", "days", "duration", "durationSeconds", "effect", "end", "endNs", "endSeconds", "endTime", "error", "errors", "expression", "families", "family", "filterMatchOnly", "filterRegexp", "firingOnly", "generation", "holdAnnotation", "image", "index", "kernelVersion", "key", "kind", "kubeletVersion", "label", "labels", "machineID", "message", "minDate", "name", "namespace", "nextAllowed", "nextOpening", "node", "nodeImage", "nodeInfo", "ns", "openedAt", "operatingSystem", "operator", "os", "osImage", "ownerKind", "ownerName", "params", "parsed", "patch", "phase", "podSelectors", "pods", "pool", "ready", "reason", "requirements", "result", "rfc3339", "runtime", "schedule", "selector", "silenced", "sku", "source", "start", "startNs", "startSeconds", "startTime", "state", "status", "systemUUID", "taints", "time", "timeZone", "type", "unschedulable", "value", "values", "windows"} {
+	for _, k := range []string{"active", "alerts", "annotations", "arch", "architecture", "blackouts", "blockSilenced", "bootID", "build", "closesAt", "concurrency", "conditions", "containerRuntimeVersion", "crossesMidnight", "custom", "date", "days", "duration", "durationSeconds", "effect", "end", "endNs", "endSeconds", "endTime", "error", "errors", "expression", "families", "family", "filterMatchOnly", "filterRegexp", "firingOnly", "generation", "holdAnnotation", "image", "index", "kernelVersion", "key", "kind", "kubeletVersion", "label", "labels", "machineID", "message", "minDate", "name", "namespace", "nextAllowed", "nextOpening", "node", "nodeImage", "nodeInfo", "ns", "openedAt", "operatingSystem", "operator", "os", "osImage", "ownerKind", "ownerName", "params", "parsed", "patch", "phase", "podSelectors", "pods", "pool", "ready", "reason", "requirements", "result", "rfc3339", "runtime", "schedule", "selector", "silenced", "sku", "source", "start", "startNs", "startSeconds", "startTime", "state", "status", "systemUUID", "taints", "time", "timeZone", "type", "unschedulable", "value", "values", "windows"} {
 		m[k] = ast.StringTerm(k)
 	}
 	return m
@@ -186,14 +186,18 @@ func alertTerm(a *facts.Alert) *ast.Term {
 func (s *Schedule) term() *ast.Term {
 	return obj(
 		item("windows", listOf(s.Windows, func(w *WindowState) *ast.Term {
-			return obj(
+			items := []([2]*ast.Term){
 				item("index", integer(int64(w.Index))),
 				item("kind", str(w.Kind)),
 				item("active", boolean(w.Active)),
 				item("openedAt", str(w.OpenedAt)),
 				item("closesAt", str(w.ClosesAt)),
 				item("nextOpening", str(w.NextOpening)),
-			)
+			}
+			if w.Kind == KindDaily {
+				items = append(items, item("startNs", integer(w.StartNs)), item("endNs", integer(w.EndNs)))
+			}
+			return obj(items...)
 		})),
 		item("nextAllowed", str(s.NextAllowed)),
 	)
@@ -259,6 +263,7 @@ func windowTerm(w *WindowParams) *ast.Term {
 			item("endTime", str(w.EndTime)),
 			item("startSeconds", integer(int64(w.StartSeconds))),
 			item("endSeconds", integer(int64(w.EndSeconds))),
+			item("crossesMidnight", boolean(w.CrossesMidnight)),
 		)
 	case KindCron:
 		items = append(items,

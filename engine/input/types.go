@@ -124,6 +124,10 @@ type WindowState struct {
 	OpenedAt    string `json:"openedAt"`
 	ClosesAt    string `json:"closesAt"`
 	NextOpening string `json:"nextOpening"`
+	// StartNs and EndNs (daily windows) are the window's start and end on the local
+	// date of the checked instant, in ns since the epoch (see schedule.Daily.Bounds).
+	StartNs int64 `json:"startNs,omitempty"`
+	EndNs   int64 `json:"endNs,omitempty"`
 }
 
 // Params are the pool's gate parameters from the config, validated and normalised.
@@ -151,6 +155,7 @@ type WindowParams struct {
 	EndTime         string   `json:"endTime"`
 	StartSeconds    int      `json:"startSeconds"`
 	EndSeconds      int      `json:"endSeconds"`
+	CrossesMidnight bool     `json:"crossesMidnight"`
 	Schedule        string   `json:"schedule"`
 	Duration        string   `json:"duration"`
 	DurationSeconds int64    `json:"durationSeconds"`

@@ -87,11 +87,11 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"node", "pool"}),
 		RebootDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: Namespace, Name: "reboot_duration_seconds",
-			Help: "Time from the reboot request to the node being Ready with a new boot ID.", Buckets: durationBuckets,
+			Help: "Time from the (last) reboot request to the node showing a new boot ID, as recorded on the node, so measured across the agent's restart.", Buckets: durationBuckets,
 		}, []string{"node", "pool"}),
 		TotalDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: Namespace, Name: "total_duration_seconds",
-			Help: "Time from taking a slot to releasing it after a verified reboot.", Buckets: durationBuckets,
+			Help: "Time from the cordon to the end of a verified reboot (uncordon, slot released), as recorded on the node.", Buckets: durationBuckets,
 		}, []string{"node", "pool"}),
 		Errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: Namespace, Name: "errors_total",

@@ -19,7 +19,7 @@
 // --message-template-drain="Draining node %s" renders "Draining node worker-1". A
 // template containing both is a Go template in which "%s" is plain text. The defaults
 // are kured's, written as Go templates ("Draining node {{.Node}}", "Rebooting node
-// {{.Node}}", "Node {{.Node}} rebooted and uncordoned"), and a BlockedTooLong message
+// {{.Node}}", "Node {{.Node}} rebooted & uncordoned successfully!"), and a BlockedTooLong message
 // naming the pool, the start of the blocked stretch and the first three reasons.
 //
 // Templates are parsed once, by New or ParseTemplates, and executed against a sample

@@ -25,7 +25,7 @@ type Templates struct {
 const (
 	DefaultDrainTemplate          = "Draining node {{.Node}}"
 	DefaultRebootTemplate         = "Rebooting node {{.Node}}"
-	DefaultUncordonTemplate       = "Node {{.Node}} rebooted and uncordoned"
+	DefaultUncordonTemplate       = "Node {{.Node}} rebooted & uncordoned successfully!"
 	DefaultNotBackTemplate        = `Node {{.Node}}{{with .Pool}} (pool {{.}}){{end}} has not come back after {{.Detail}}; it keeps its slot and the pool's rollout is stopped`
 	DefaultHoldTemplate           = `Node {{.Node}}{{with .Pool}} (pool {{.}}){{end}} is on hold: {{.Detail}}`
 	DefaultBlockedTooLongTemplate = `Node {{.Node}}{{with .Pool}} (pool {{.}}){{end}} needs a reboot but has been blocked since {{.Since.UTC.Format "2006-01-02 15:04 UTC"}}{{with .Decision | reasons 3}}: {{.}}{{end}}`

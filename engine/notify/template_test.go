@@ -28,7 +28,7 @@ func TestDefaultTemplates(t *testing.T) {
 	}{
 		{Event{Kind: KindDrain, Node: "worker-1"}, "Draining node worker-1"},
 		{Event{Kind: KindReboot, Node: "worker-1"}, "Rebooting node worker-1"},
-		{Event{Kind: KindUncordon, Node: "worker-1"}, "Node worker-1 rebooted and uncordoned"},
+		{Event{Kind: KindUncordon, Node: "worker-1"}, "Node worker-1 rebooted & uncordoned successfully!"},
 		{
 			Event{Kind: KindBlockedTooLong, Node: "worker-1", Pool: "workers", Since: since,
 				Decision: blockedDecision("outside the maintenance window", "alert KubeNodeNotReady is firing", "pod db-0 blocks", "fourth")},

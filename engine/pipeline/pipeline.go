@@ -162,7 +162,7 @@ func (p *Executor) step(ctx context.Context, s Step) {
 // admin's cordon is never undone.
 func (p *Executor) Cordon(ctx context.Context, st State, slot SlotRef) (State, error) {
 	st.Phase, st.Slot, st.Pool, st.SlotValue = PhaseDraining, slot.Name, slot.Pool, slot.Value
-	st.Attempts, st.RequestedAt, st.BootIDBefore = 0, time.Time{}, ""
+	st.Attempts, st.RequestedAt, st.BootIDBefore, st.StartedAt = 0, time.Time{}, "", p.cfg.Clock.Now()
 	var cordonedByUs bool
 	st, err := p.save(ctx, st, func(n *corev1.Node, patch *nodePatch) {
 		cordonedByUs = !n.Spec.Unschedulable || StateOf(n).CordonedByUs

@@ -22,6 +22,9 @@ const (
 	// so an interrupted reboot can resume and finish without any config.
 	AnnotationPool      = "rebootgate.io/slot-pool"
 	AnnotationSlotValue = "rebootgate.io/slot-value"
+	// AnnotationStartedAt is when the reboot began (the cordon), for its total
+	// duration, which a restarted agent can still measure.
+	AnnotationStartedAt = "rebootgate.io/reboot-started-at"
 	// AnnotationRequestedAt is when the last reboot request was made.
 	AnnotationRequestedAt = "rebootgate.io/reboot-requested-at"
 	// AnnotationFailures counts consecutive failed attempts (drain, reboot that did
@@ -58,6 +61,8 @@ type State struct {
 	// Pool and SlotValue identify the slot's semaphore (see AnnotationPool).
 	Pool      string
 	SlotValue string
+	// StartedAt is the cordon (see AnnotationStartedAt).
+	StartedAt time.Time
 	// Attempts counts reboot requests; RequestedAt is the last one.
 	Attempts    int
 	RequestedAt time.Time
@@ -81,6 +86,7 @@ func StateOf(n *corev1.Node) State {
 	s.Since, _ = time.Parse(time.RFC3339, a[AnnotationPhaseSince])
 	s.LastReboot, _ = time.Parse(time.RFC3339, a[AnnotationLastReboot])
 	s.RequestedAt, _ = time.Parse(time.RFC3339, a[AnnotationRequestedAt])
+	s.StartedAt, _ = time.Parse(time.RFC3339, a[AnnotationStartedAt])
 	s.RetryAfter, _ = time.Parse(time.RFC3339, a[AnnotationRetryAfter])
 	s.Attempts, _ = strconv.Atoi(a[AnnotationAttempts])
 	s.Failures, _ = strconv.Atoi(a[AnnotationFailures])
@@ -109,6 +115,7 @@ func (s State) annotations() map[string]*string {
 		AnnotationPool:         str(s.Pool),
 		AnnotationSlotValue:    str(s.SlotValue),
 		AnnotationRequestedAt:  ts(s.RequestedAt),
+		AnnotationStartedAt:    ts(s.StartedAt),
 		AnnotationLastReboot:   ts(s.LastReboot),
 		AnnotationRetryAfter:   ts(s.RetryAfter),
 		AnnotationCordonedByUs: nil,

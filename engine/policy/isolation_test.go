@@ -101,8 +101,8 @@ func TestOperatorModulesMayOnlyAddToDeny(t *testing.T) {
 	}{
 		{"helper in package rebootgate", "package rebootgate\n\nbackup_phases := {\"Running\"}\n",
 			"rule backup_phases: an operator's module in package rebootgate may only add to deny"},
-		{"function overriding a default-gate function", "package rebootgate\n\ntime_of_day_allowed(_) := true\n",
-			"rule time_of_day_allowed: data.rebootgate.time_of_day_allowed belongs to the default gate"},
+		{"function overriding a default-gate function", "package rebootgate\n\ndaily_open(_, _) := true\n",
+			"rule daily_open: data.rebootgate.daily_open belongs to the default gate"},
 		{"default deny", "package rebootgate\n\ndefault deny := set()\n", "rule deny: an operator's module may only add to data.rebootgate.deny"},
 		{"complete deny", "package rebootgate\n\ndeny := set()\n", "rule deny: an operator's module may only add to data.rebootgate.deny"},
 		{"boolean deny", "package rebootgate\n\ndeny if false\n", "rule deny: an operator's module may only add to data.rebootgate.deny"},

@@ -76,7 +76,7 @@ func (w Daily) Contains(t time.Time) bool {
 		return false
 	}
 	start, end := w.bounds(lt)
-	if w.Start.after(w.End) {
+	if w.CrossesMidnight() {
 		if lt.Before(end) {
 			start = start.Add(-24 * time.Hour)
 		} else {
@@ -85,6 +85,19 @@ func (w Daily) Contains(t time.Time) bool {
 	}
 	return !lt.Before(start) && !lt.After(end)
 }
+
+// Bounds returns the start and end of the window on the local calendar date of
+// t, as kured computes them before it looks at midnight: Start and End on that
+// date in Location, resolved by time.Date, End extended to the last nanosecond
+// of its second.
+func (w Daily) Bounds(t time.Time) (start, end time.Time) {
+	return w.bounds(t.In(w.location()))
+}
+
+// CrossesMidnight reports whether Start is after End, comparing fractions of a
+// second too, as kured compares its parsed times: such a window runs from Start
+// to End of the next day.
+func (w Daily) CrossesMidnight() bool { return w.Start.after(w.End) }
 
 // NextOpening returns the earliest instant at or after t at which the window
 // contains the time: t itself when t is inside. It looks eight days ahead
