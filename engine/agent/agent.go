@@ -81,6 +81,7 @@ type Agent struct {
 	// Loop state, owned by Run's goroutine.
 	needed       detect.State
 	lastReport   string
+	blockedBy    map[[2]string]bool // pool, source of the rebootgate_blocked series set
 	lastRequired *bool
 	// held is the slot this node holds (nil: none), heldRef names it.
 	held    *lock.Held

@@ -593,6 +593,9 @@ func (a *Agent) finish(ctx context.Context, st pipeline.State, step pipeline.Ste
 	if st.Pool != "" {
 		a.metrics.HolderNotBack.DeleteLabelValues(st.Pool, a.cfg.NodeName)
 	}
+	if step.Action == pipeline.ActFinish {
+		a.metrics.Reboots.WithLabelValues(a.cfg.NodeName, st.Pool).Inc()
+	}
 	if step.Action == pipeline.ActFinish && !st.StartedAt.IsZero() {
 		// From the cordon, read from the node: an agent restarted by the reboot
 		// measures the whole of it.

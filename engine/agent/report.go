@@ -54,6 +54,7 @@ func (a *Agent) report(ctx context.Context, d decision.Decision) {
 	}
 	a.metrics.GateDecision.WithLabelValues(a.cfg.NodeName, d.Pool).Set(allowed)
 	a.metrics.GateDecisions.WithLabelValues(a.cfg.NodeName, d.Pool, result).Inc()
+	a.reportBlocked(d)
 	messages := make([]string, len(d.Reasons))
 	for i, r := range d.Reasons {
 		messages[i] = r.Source + ": " + r.Message
@@ -80,6 +81,26 @@ func (a *Agent) report(ctx context.Context, d decision.Decision) {
 		a.log.Warn("writing the decision annotation failed", "err", err)
 		a.lastReport = "" // try again next time
 	}
+}
+
+// reportBlocked keeps one rebootgate_blocked series per source of the decision's
+// reasons, removing those of the previous decision that no longer apply.
+func (a *Agent) reportBlocked(d decision.Decision) {
+	now := map[[2]string]bool{}
+	if !d.Allowed {
+		for _, r := range d.Reasons {
+			now[[2]string{d.Pool, r.Source}] = true
+		}
+	}
+	for k := range a.blockedBy {
+		if !now[k] {
+			a.metrics.Blocked.DeleteLabelValues(a.cfg.NodeName, k[0], k[1])
+		}
+	}
+	for k := range now {
+		a.metrics.Blocked.WithLabelValues(a.cfg.NodeName, k[0], k[1]).Set(1)
+	}
+	a.blockedBy = now
 }
 
 // reportedOn is the decision last reported on n (its annotation): for a node in the

@@ -21,6 +21,11 @@ type Metrics struct {
 	GateDecision *prometheus.GaugeVec
 	// GateDecisions counts decisions by result.
 	GateDecisions *prometheus.CounterVec
+	// Blocked is 1 for each source (pool, condition/<name>, policy, engine) of the
+	// reasons of the node's current blocked decision; no series while allowed.
+	Blocked *prometheus.GaugeVec
+	// Reboots counts verified reboots of the node.
+	Reboots *prometheus.CounterVec
 	// Phase is 1 for the node's current pipeline phase, 0 for the others.
 	Phase *prometheus.GaugeVec
 	// SlotsHeld is the number of the pool's slots this node holds (0 or 1); sum it over
@@ -73,6 +78,14 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Namespace: Namespace, Name: "gate_decisions_total",
 			Help: "Gate decisions by result (allowed or blocked).",
 		}, []string{"node", "pool", "result"}),
+		Blocked: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "blocked",
+			Help: "1 for each source (pool, condition/<name>, policy, engine) of a reason blocking the node's reboot; no series while allowed.",
+		}, []string{"node", "pool", "source"}),
+		Reboots: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "reboots_total",
+			Help: "Verified reboots of the node (new boot ID, then uncordoned and the slot released).",
+		}, []string{"node", "pool"}),
 		Phase: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: Namespace, Name: "phase",
 			Help: "1 for the node's current reboot pipeline phase, 0 for the others.",
@@ -123,7 +136,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"node", "step"}),
 	}
 	for _, c := range []prometheus.Collector{
-		m.RebootRequired, m.KuredRebootRequired, m.SentinelErrors, m.GateDecision, m.GateDecisions, m.Phase, m.SlotsHeld,
+		m.RebootRequired, m.KuredRebootRequired, m.SentinelErrors, m.GateDecision, m.GateDecisions, m.Blocked, m.Reboots, m.Phase, m.SlotsHeld,
 		m.DrainDuration, m.RebootDuration, m.TotalDuration, m.Errors, m.PolicyStatus, m.PolicyLoadErrors,
 		m.Failures, m.OnHold, m.HolderNotBack, m.Stalled,
 	} {

@@ -230,32 +230,46 @@ func (c *cluster) waitLog(sim *testbed.Simulator, node, what string, n int) {
 // decisions reads the agent's count of its decisions (rebootgate_gate_decisions_total,
 // every pool and result) from its /metrics.
 func decisions(ctx context.Context, sim *testbed.Simulator, node string) (float64, error) {
+	v, _, err := metricValue(ctx, sim, node, "rebootgate_gate_decisions_total", nil)
+	return v, err
+}
+
+// metricValue scrapes the node's agent and sums the samples of the metric name (a
+// histogram's name_sum or name_count too) for this node that carry every label in
+// labels; found says whether any sample matched.
+func metricValue(ctx context.Context, sim *testbed.Simulator, node, name string, labels map[string]string) (total float64, found bool, err error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/metrics", sim.Port(node)), nil)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
-	total := 0.0
 	for _, line := range strings.Split(string(body), "\n") {
-		if !strings.HasPrefix(line, "rebootgate_gate_decisions_total{") || !strings.Contains(line, `node="`+node+`"`) {
+		if !strings.HasPrefix(line, name+"{") || !strings.Contains(line, `node="`+node+`"`) {
+			continue
+		}
+		match := true
+		for k, v := range labels {
+			match = match && strings.Contains(line, k+`="`+v+`"`)
+		}
+		if !match {
 			continue
 		}
 		f := strings.Fields(line)
 		v, err := strconv.ParseFloat(f[len(f)-1], 64)
 		if err != nil {
-			return 0, fmt.Errorf("%q: %w", line, err)
+			return 0, false, fmt.Errorf("%q: %w", line, err)
 		}
-		total += v
+		total, found = total+v, true
 	}
-	return total, nil
+	return total, found, nil
 }
 
 // blocked is a node whose needed reboot is blocked: a recording of its changes since
