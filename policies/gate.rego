@@ -6,7 +6,8 @@
 # and may define nothing else in this package: every other rule here is the gate's own.
 #
 # The input document is described in INPUT.md and input.schema.json. Anything Rego cannot
-# compute (cron, the next opening, node-image parsing) arrives precomputed from Go.
+# compute (cron, the next opening, a daily window's bounds on a date in its zone,
+# node-image parsing) arrives precomputed from Go.
 package rebootgate
 
 # ---------------------------------------------------------------------------
@@ -29,12 +30,17 @@ in_window if {
 	window_open(i, w)
 }
 
-# Daily window with kured's semantics: the weekday and the time of day are both taken
-# from the instant being checked, in the window's zone. Empty days never open (as kured).
-window_open(_, w) if {
+# Daily window with kured's semantics: the weekday is that of the instant being checked,
+# in the window's zone. Empty days never open (as kured). Go supplies the day's bounds
+# (input.schedule.windows[i].startNs and endNs): the start and end times on the checked
+# instant's local date, resolved by Go's time.Date as in kured (which decides a time in a
+# skipped or repeated hour), the end extended to the last nanosecond of its second.
+window_open(i, w) if {
 	w.kind == "daily"
 	time.weekday([input.time.ns, w.timeZone]) in w.days
-	time_of_day_allowed(w)
+	some sw in input.schedule.windows
+	sw.index == i
+	daily_open(w, sw.startNs, sw.endNs)
 }
 
 # Cron windows: Go evaluates the schedule, including `days` (which filter the weekday of
@@ -46,33 +52,38 @@ window_open(i, w) if {
 	sw.active == true
 }
 
-# start <= end: an ordinary window, inclusive at both ends (start == end is one second;
-# whole seconds make the end cover its entire second, as kured does).
-time_of_day_allowed(w) if {
-	w.startSeconds <= w.endSeconds
-	s := seconds_after_midnight(w.timeZone)
-	w.startSeconds <= s
-	s <= w.endSeconds
+# kured's test, step for step, so that it also holds on daylight-saving change days. An
+# ordinary window is inclusive at both ends (start == end is one second).
+daily_open(w, start, end) if {
+	not crosses_midnight(w)
+	start <= input.time.ns
+	input.time.ns <= end
 }
 
-# start > end: the window crosses midnight, so it is open before the end (it opened
-# yesterday) or after the start (it closes tomorrow).
-time_of_day_allowed(w) if {
-	w.startSeconds > w.endSeconds
-	s := seconds_after_midnight(w.timeZone)
-	crosses_midnight_open(s, w)
+# A window crossing midnight: before today's end it opened at today's start less 24 hours
+# (of elapsed time, not one calendar day)...
+daily_open(w, start, end) if {
+	crosses_midnight(w)
+	input.time.ns < end
+	start - day_ns <= input.time.ns
 }
 
-crosses_midnight_open(s, w) if s <= w.endSeconds
-
-crosses_midnight_open(s, w) if s >= w.startSeconds
-
-# Wall-clock seconds after local midnight of the checked instant in zone tz. kured (and
-# Go's schedule package) compare absolute instants and shift by 24 h, so on a
-# daylight-saving change day the two can differ within about an hour of the change.
-seconds_after_midnight(tz) := (((h * 60) + m) * 60) + s if {
-	[h, m, s] := time.clock([input.time.ns, tz])
+# ...otherwise it opens at today's start and closes at today's end plus 24 hours.
+daily_open(w, start, end) if {
+	crosses_midnight(w)
+	input.time.ns >= end
+	start <= input.time.ns
+	input.time.ns <= end + day_ns
 }
+
+day_ns := 86400000000000
+
+# kured compares the parsed times, a fraction of a second included ("17:00:00.5" is after
+# "17:00:00"), so Go says whether a window crosses midnight; an input written by hand may
+# leave crossesMidnight out.
+crosses_midnight(w) if w.crossesMidnight
+
+crosses_midnight(w) if w.startSeconds > w.endSeconds
 
 # ---------------------------------------------------------------------------
 # Blackouts: [start, end) in nanoseconds.

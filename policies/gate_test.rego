@@ -76,11 +76,33 @@ cron_state(i, active) := {
 
 daily_state(i) := {"index": i, "kind": "daily", "nextOpening": "2026-11-24T09:00:00-08:00"}
 
+# The schedule entry Go writes for daily window w at ts, with the window's bounds on ts's
+# local date. Computed here from the wall clock, which is right on days without an offset
+# change in w's zone; the daylight-saving tests give Go's bounds explicitly.
+daily_state_at(i, w, ts) := object.union(daily_state(i), {
+	"startNs": midnight + (w.startSeconds * s_ns),
+	"endNs": ((midnight + (w.endSeconds * s_ns)) + s_ns) - 1,
+}) if {
+	ns := time.parse_rfc3339_ns(ts)
+	[h, m, s] := time.clock([ns, w.timeZone])
+	midnight := (ns - (ns % s_ns)) - (((((h * 60) + m) * 60) + s) * s_ns)
+}
+
+s_ns := 1000000000
+
 # One daily window checked at ts, with nextAllowed "" so messages carry no parenthesis.
-daily_at(w, ts) := deny_for({
+daily_at(w, ts) := daily_with(w, ts, daily_state_at(0, w, ts))
+
+# The same with the bounds Go computes on a daylight-saving change day.
+daily_bounds_at(w, ts, start, end) := daily_with(w, ts, object.union(daily_state(0), {
+	"startNs": time.parse_rfc3339_ns(start),
+	"endNs": time.parse_rfc3339_ns(end),
+}))
+
+daily_with(w, ts, state) := deny_for({
 	"time": at(ts),
 	"params": {"windows": [w]},
-	"schedule": {"windows": [daily_state(0)], "nextAllowed": ""},
+	"schedule": {"windows": [state], "nextAllowed": ""},
 })
 
 closed := {"outside every reboot window"}
@@ -160,6 +182,81 @@ test_daily_empty_days_never_open if {
 	daily_at(daily([], "00:00:00", "23:59:59", "UTC"), "2026-11-28T12:00:00Z") == closed
 }
 
+# A start later than the end by a fraction of a second ("17:00:00.5" to "17:00:00") crosses
+# midnight in kured: Go says so in crossesMidnight, and the window covers the whole day.
+test_crosses_midnight_by_a_fraction_of_a_second if {
+	w := object.union(daily(weekdays, "17:00:00", "17:00:00", "UTC"), {"crossesMidnight": true})
+	count(daily_at(w, "2026-11-23T12:00:00Z")) == 0
+	count(daily_at(w, "2026-11-23T17:00:00.5Z")) == 0
+	daily_at(daily(weekdays, "17:00:00", "17:00:00", "UTC"), "2026-11-23T12:00:00Z") == closed
+}
+
+# kured's quirk: at the very last nanosecond of its end second a midnight-crossing window
+# is not "before the end", so it is judged against the next start and is closed.
+test_crossing_midnight_last_nanosecond if {
+	w := daily(weekdays, "21:00:00", "05:00:00", "UTC")
+	count(daily_at(w, "2026-11-24T05:00:00.999999998Z")) == 0
+	daily_at(w, "2026-11-24T05:00:00.999999999Z") == closed
+}
+
+# Without the bounds from Go a daily window never opens (fail closed).
+test_daily_without_bounds_is_closed if {
+	w := daily(weekdays, "09:00:00", "17:00:00", "UTC")
+	count(daily_at(w, "2026-11-23T12:00:00Z")) == 0
+	daily_with(w, "2026-11-23T12:00:00Z", daily_state(0)) == closed
+}
+
+# Daylight-saving change days, with the bounds Go's time.Date gives, as in kured (Go's
+# engine/decision fuzz test checks the whole path against engine/schedule at random
+# instants and windows).
+every_day := ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"]
+
+# Europe/Berlin springs forward at 02:00 on 2026-03-29: a 02:30 start is 03:30, so a window
+# 02:30-03:15 does not open that day; the next day it does.
+test_dst_skipped_start_berlin if {
+	w := daily(every_day, "02:30:00", "03:15:00", "Europe/Berlin")
+	daily_bounds_at(w, "2026-03-29T03:10:00+02:00", "2026-03-29T03:30:00+02:00", "2026-03-29T03:15:00.999999999+02:00") == closed
+	count(daily_at(w, "2026-03-30T03:10:00+02:00")) == 0
+}
+
+# Europe/Berlin falls back at 03:00 on 2026-10-25: an end of 02:30 is the second 02:30 (CET),
+# so 00:00-02:30 is open through the first pass of 02:30-03:00 (CEST) as well.
+test_dst_repeated_end_berlin if {
+	w := daily(every_day, "00:00:00", "02:30:00", "Europe/Berlin")
+	count(daily_bounds_at(w, "2026-10-25T02:45:00+02:00", "2026-10-25T00:00:00+02:00", "2026-10-25T02:30:00.999999999+01:00")) == 0
+	daily_bounds_at(w, "2026-10-25T02:45:00+01:00", "2026-10-25T00:00:00+02:00", "2026-10-25T02:30:00.999999999+01:00") == closed
+}
+
+# On the 25-hour day, today's start less 24 hours is 00:30, not yesterday's 23:30...
+test_dst_crossing_midnight_start_moves_berlin if {
+	w := daily(every_day, "23:30:00", "04:00:00", "Europe/Berlin")
+	daily_bounds_at(w, "2026-10-25T00:15:00+02:00", "2026-10-25T23:30:00+01:00", "2026-10-25T04:00:00.999999999+01:00") == closed
+	count(daily_bounds_at(w, "2026-10-25T00:45:00+02:00", "2026-10-25T23:30:00+01:00", "2026-10-25T04:00:00.999999999+01:00")) == 0
+}
+
+# ...and today's end plus 24 hours is 23:30 the same day, not 00:30 the next.
+test_dst_crossing_midnight_end_moves_berlin if {
+	w := daily(every_day, "22:00:00", "00:30:00", "Europe/Berlin")
+	count(daily_bounds_at(w, "2026-10-25T23:15:00+01:00", "2026-10-25T22:00:00+01:00", "2026-10-25T00:30:00.999999999+02:00")) == 0
+	daily_bounds_at(w, "2026-10-25T23:45:00+01:00", "2026-10-25T22:00:00+01:00", "2026-10-25T00:30:00.999999999+02:00") == closed
+}
+
+# West of UTC a skipped start comes out earlier: America/New_York springs forward at 02:00
+# on 2026-03-08, and a 02:30 start is 01:30 EST.
+test_dst_skipped_start_new_york if {
+	w := daily(every_day, "02:30:00", "03:30:00", "America/New_York")
+	count(daily_bounds_at(w, "2026-03-08T01:45:00-05:00", "2026-03-08T01:30:00-05:00", "2026-03-08T03:30:00.999999999-04:00")) == 0
+	daily_bounds_at(w, "2026-03-08T01:15:00-05:00", "2026-03-08T01:30:00-05:00", "2026-03-08T03:30:00.999999999-04:00") == closed
+}
+
+# Australia/Lord_Howe moves by 30 minutes (02:00 to 02:30 on 2026-10-04): 02:15-02:20 is
+# 02:45-02:50 that day.
+test_dst_half_hour_lord_howe if {
+	w := daily(every_day, "02:15:00", "02:20:00", "Australia/Lord_Howe")
+	count(daily_bounds_at(w, "2026-10-04T02:47:00+11:00", "2026-10-04T02:45:00+11:00", "2026-10-04T02:50:00.999999999+11:00")) == 0
+	daily_bounds_at(w, "2026-10-04T02:44:00+11:00", "2026-10-04T02:45:00+11:00", "2026-10-04T02:50:00.999999999+11:00") == closed
+}
+
 test_next_allowed_in_message if {
 	deny_for({
 		"params": {"windows": [daily(["Sunday"], "09:00:00", "17:00:00", "America/Los_Angeles")]},
@@ -210,7 +307,13 @@ union_with(daily_open, cron_active) := deny_for({
 		daily(weekdays, "09:00:00", "17:00:00", "America/Los_Angeles"),
 		cron([], "Europe/Berlin"),
 	]},
-	"schedule": {"windows": [daily_state(0), cron_state(1, cron_active)], "nextAllowed": ""},
+	"schedule": {
+		"windows": [
+			daily_state_at(0, daily(weekdays, "09:00:00", "17:00:00", "America/Los_Angeles"), daily_open),
+			cron_state(1, cron_active),
+		],
+		"nextAllowed": "",
+	},
 	"time": at(daily_open),
 })
 

@@ -113,6 +113,21 @@ func TestParseRejectsWrongKindAndEmpty(t *testing.T) {
 	}
 }
 
+func TestCrossesMidnightComparesFractions(t *testing.T) {
+	for _, tt := range []struct {
+		start, end string
+		want       bool
+	}{{"9pm", "5am", true}, {"9am", "5pm", false}, {"17:00:00.5", "17:00:00", true}, {"17:00:00", "17:00:00.5", false}} {
+		r, err := Parse([]byte(header + "pools:\n- name: p\n  windows:\n  - startTime: \"" + tt.start + "\"\n    endTime: \"" + tt.end + "\"\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := r.Pools[0].Params.Windows[0].CrossesMidnight; got != tt.want {
+			t.Errorf("%s-%s: crossesMidnight = %v, want %v", tt.start, tt.end, got, tt.want)
+		}
+	}
+}
+
 func TestDaysAsListOrString(t *testing.T) {
 	for _, days := range []string{`"mon,tue"`, `[mon, tue]`, `["mo", "2"]`} {
 		r, err := Parse([]byte(header + "pools:\n- name: a\n  windows:\n  - days: " + days + "\n"))

@@ -367,3 +367,30 @@ func ExampleDaily_Contains() {
 	fmt.Println(w.Contains(thursday), w.Contains(tuesday))
 	// Output: false true
 }
+
+func TestDailyBoundsOnDaylightSavingDays(t *testing.T) {
+	// The bounds are kured's: Start and End on the instant's local date, resolved by
+	// time.Date, End to the last nanosecond of its second. The Rego gate reads them
+	// from the input (schedule.windows[i].startNs/endNs).
+	tests := []struct {
+		start, end, zone, at string
+		wantStart, wantEnd   string
+	}{
+		// Berlin springs forward at 02:00: 02:30 does not exist and comes out as 03:30.
+		{"02:30", "03:15", "Europe/Berlin", "2026-03-29T12:00:00+02:00", "2026-03-29T03:30:00+02:00", "2026-03-29T03:15:00.999999999+02:00"},
+		// Berlin falls back at 03:00: 02:30 happens twice; time.Date picks the second.
+		{"00:00", "02:30", "Europe/Berlin", "2026-10-25T01:00:00+02:00", "2026-10-25T00:00:00+02:00", "2026-10-25T02:30:00.999999999+01:00"},
+		// West of UTC the skipped 02:30 comes out as 01:30 EST.
+		{"02:30", "03:30", "America/New_York", "2026-03-08T12:00:00-04:00", "2026-03-08T01:30:00-05:00", "2026-03-08T03:30:00.999999999-04:00"},
+		// Lord Howe moves by 30 minutes: 02:15 and 02:20 are skipped.
+		{"02:15", "02:20", "Australia/Lord_Howe", "2026-10-04T12:00:00+11:00", "2026-10-04T02:45:00+11:00", "2026-10-04T02:50:00.999999999+11:00"},
+	}
+	for _, tt := range tests {
+		w := mustDaily(t, "", tt.start, tt.end, tt.zone)
+		s, e := w.Bounds(utc(t, tt.at))
+		if !s.Equal(utc(t, tt.wantStart)) || !e.Equal(utc(t, tt.wantEnd)) {
+			t.Errorf("%s %s-%s at %s: bounds %s, %s; want %s, %s", tt.zone, tt.start, tt.end, tt.at,
+				s.Format(time.RFC3339Nano), e.Format(time.RFC3339Nano), tt.wantStart, tt.wantEnd)
+		}
+	}
+}

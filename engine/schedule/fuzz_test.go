@@ -5,36 +5,18 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rebootgate/rebootgate/engine/schedule/scheduletest"
 )
 
-// fuzzZones includes zones with unusual transitions: DST at midnight
-// (Sao_Paulo, Havana, Tehran), half-hour DST (Lord_Howe), a skipped day
-// (Apia), negative DST (Dublin), repeated Ramadan switches (Casablanca) and
-// a two-hour DST (Troll).
-var fuzzZones = []string{
-	"UTC", "America/Los_Angeles", "Europe/Berlin", "America/Sao_Paulo", "America/Havana",
-	"Asia/Tehran", "Australia/Lord_Howe", "Pacific/Apia", "Europe/Dublin", "Africa/Casablanca",
-	"Antarctica/Troll", "Asia/Kolkata", "Pacific/Chatham", "America/St_Johns", "Local",
-}
-
 func fuzzZone(t testing.TB, i uint8) *time.Location {
-	return mustLoc(t, fuzzZones[int(i)%len(fuzzZones)])
+	return mustLoc(t, scheduletest.Zones[int(i)%len(scheduletest.Zones)])
 }
 
 // saneTime maps any int64 to an instant between 1900 and 2300, where the
 // window properties are checked; others are only checked not to panic.
 func saneTime(sec int64, nsec int64) time.Time {
-	const span = 400 * 365 * 24 * 3600
-	base := time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC).Unix()
-	s := sec % span
-	if s < 0 {
-		s += span
-	}
-	n := nsec % int64(time.Second)
-	if n < 0 {
-		n += int64(time.Second)
-	}
-	return time.Unix(base+s, n)
+	return scheduletest.Instant(sec, nsec, time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC), 400*365*24*3600)
 }
 
 func FuzzParseDays(f *testing.F) {
