@@ -8,9 +8,11 @@ import (
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 )
@@ -57,4 +59,25 @@ func (b *Bed) ServiceAccountKubeconfig(ctx context.Context, namespace, name, dir
 		return "", fmt.Errorf("write %s: %w", path, err)
 	}
 	return path, nil
+}
+
+// WaitAccess waits until the user of kubeconfig may do attrs (or, with allowed false,
+// may not), asking as that user with SelfSubjectAccessReviews: a changed Role or binding
+// takes effect shortly after it is written, so a test waits before it relies on it.
+func WaitAccess(ctx context.Context, kubeconfig string, attrs authorizationv1.ResourceAttributes, allowed bool, timeout time.Duration) error {
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return fmt.Errorf("load %s: %w", kubeconfig, err)
+	}
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("client for %s: %w", kubeconfig, err)
+	}
+	what := fmt.Sprintf("%s %s (%q) named %q in namespace %q: allowed=%v", attrs.Verb, attrs.Resource, attrs.Group, attrs.Name, attrs.Namespace, allowed)
+	return Poll(ctx, timeout, what, func(ctx context.Context) (bool, error) {
+		r, err := client.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
+			Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &attrs},
+		}, metav1.CreateOptions{})
+		return err == nil && r.Status.Allowed == allowed, err
+	})
 }

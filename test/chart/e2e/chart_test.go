@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -317,11 +318,12 @@ func TestChartRBACIsEnough(t *testing.T) {
 
 // TestDrainNeedsDaemonSetGet is the control for the least obvious rule: without apps
 // daemonsets get, kubectl's drain cannot look up the DaemonSet of the chart's own pod on
-// the node, the drain fails, and the node is not rebooted.
+// the node, the drain fails, and the node is not rebooted. The rule goes once the agent
+// runs: at start-up, its RBAC check would refuse to start without it.
 func TestDrainNeedsDaemonSetGet(t *testing.T) {
 	e := setup(t)
 	ctx := context.Background()
-	sc := e.rebootScenario(t, func(ctx context.Context, role string) {
+	sc := e.rebootScenario(t, func(ctx context.Context, role, kubeconfig string) {
 		cr, err := e.bed.Client.RbacV1().ClusterRoles().Get(ctx, role, metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
@@ -334,6 +336,10 @@ func TestDrainNeedsDaemonSetGet(t *testing.T) {
 		}
 		cr.Rules = kept
 		if _, err := e.bed.Client.RbacV1().ClusterRoles().Update(ctx, cr, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		denied := authorizationv1.ResourceAttributes{Verb: "get", Group: "apps", Resource: "daemonsets"}
+		if err := testbed.WaitAccess(ctx, kubeconfig, denied, false, time.Minute); err != nil {
 			t.Fatal(err)
 		}
 	}, "--drain-attempts", "1")
@@ -371,9 +377,10 @@ func (sc *scenario) log(t *testing.T) []byte {
 }
 
 // rebootScenario installs the chart, creates a fresh node carrying the chart's DaemonSet
-// pod and a Deployment's pod, lets mutate change the ClusterRole, starts a real agent on
-// the node as the chart's ServiceAccount, and marks the node reboot-required.
-func (e env) rebootScenario(t *testing.T, mutate func(ctx context.Context, clusterRole string), extraArgs ...string) *scenario {
+// pod and a Deployment's pod, starts a real agent on the node as the chart's
+// ServiceAccount, lets mutate change the ClusterRole once the agent has started (past its
+// start-up RBAC check), and marks the node reboot-required.
+func (e env) rebootScenario(t *testing.T, mutate func(ctx context.Context, clusterRole, kubeconfig string), extraArgs ...string) *scenario {
 	t.Helper()
 	ctx := context.Background()
 	// Only this test's node is in the pool, so nothing else on the bed is touched.
@@ -413,9 +420,6 @@ func (e env) rebootScenario(t *testing.T, mutate func(ctx context.Context, clust
 		t.Fatal(err)
 	}
 	sc.webPod = web[0].Name
-	if mutate != nil {
-		mutate(ctx, sc.full)
-	}
 
 	// The agent authenticates with the ServiceAccount's token: the chart's RBAC only.
 	kubeconfig, err := e.bed.ServiceAccountKubeconfig(ctx, ns, sc.full, t.TempDir(), time.Hour)
@@ -459,6 +463,15 @@ func (e env) rebootScenario(t *testing.T, mutate func(ctx context.Context, clust
 			t.Logf("--- agent log (last 6 KiB) ---\n%s", tail(string(sc.log(t)), 6144))
 		}
 	})
+	if mutate != nil {
+		err := testbed.Poll(ctx, time.Minute, "the agent started", func(context.Context) (bool, error) {
+			return bytes.Contains(sc.log(t), []byte("agent started")), nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mutate(ctx, sc.full, kubeconfig)
+	}
 	if err := sc.sim.SetRebootRequired(sc.node, true); err != nil {
 		t.Fatal(err)
 	}
