@@ -145,6 +145,10 @@ var (
 	expectedPolicyRoleRules = []string{
 		`"" configmaps [list watch patch]`,
 	}
+	// With configuration.kuredLock, on kured's DaemonSet alone.
+	expectedKuredLockRules = []string{
+		`"apps" daemonsets [get list watch update] named [kured]`,
+	}
 )
 
 func ruleStrings(rules []rbacv1.PolicyRule) []string {
@@ -152,7 +156,11 @@ func ruleStrings(rules []rbacv1.PolicyRule) []string {
 	for _, r := range rules {
 		for _, g := range r.APIGroups {
 			for _, res := range r.Resources {
-				out = append(out, `"`+g+`" `+res+" ["+strings.Join(r.Verbs, " ")+"]")
+				rule := `"` + g + `" ` + res + " [" + strings.Join(r.Verbs, " ") + "]"
+				if len(r.ResourceNames) > 0 {
+					rule += " named [" + strings.Join(r.ResourceNames, " ") + "]"
+				}
+				out = append(out, rule)
 			}
 		}
 	}
@@ -184,14 +192,17 @@ func TestRBACLeastPrivilege(t *testing.T) {
 				if err := yaml.UnmarshalStrict(o.YAML, &role); err != nil {
 					t.Fatal(err)
 				}
+				kuredLock := strings.HasSuffix(o.Name, "-kured-lock")
 				for _, r := range role.Rules {
-					if len(r.NonResourceURLs) > 0 || len(r.ResourceNames) > 0 {
+					if len(r.NonResourceURLs) > 0 || (len(r.ResourceNames) > 0 && !kuredLock) {
 						t.Errorf("%s %s: unexpected nonResourceURLs/resourceNames in %+v", o.Kind, o.Name, r)
 					}
 				}
 				got := ruleStrings(role.Rules)
 				want := expectedRoleRules
 				switch {
+				case kuredLock:
+					want = expectedKuredLockRules
 				case o.Kind == "ClusterRole":
 					want = expectedClusterRules
 				case o.Namespace != Namespace:
@@ -389,7 +400,7 @@ func TestKuredFlagsRendered(t *testing.T) {
 		"drain-grace-period", "drain-timeout", "drain-pod-selector", "skip-wait-for-delete-timeout",
 		"drain-delay", "force-reboot", "reboot-method", "reboot-command", "reboot-delay",
 		"annotate-nodes", "pre-reboot-node-labels", "post-reboot-node-labels",
-		"prefer-no-schedule-taint", "message-template-drain",
+		"prefer-no-schedule-taint", "slack-username", "slack-channel", "message-template-drain",
 		"message-template-reboot", "message-template-uncordon", "metrics-port", "log-format",
 	} {
 		if !strings.Contains(joined, " --"+fl+"=") {
@@ -535,6 +546,34 @@ func TestMonitoring(t *testing.T) {
 	} {
 		if got[alert] != want {
 			t.Errorf("alert %s: got %q, want %q", alert, got[alert], want)
+		}
+	}
+}
+
+// TestKuredLock: configuration.kuredLock renders --kured-lock with kured's lock flags,
+// and grants the agent kured's DaemonSet alone, in its namespace; without it there is no
+// such grant.
+func TestKuredLock(t *testing.T) {
+	e := setup(t)
+	objs := e.render(t, "-f", filepath.Join("testdata", "kuredlock.values.yaml"))
+	c := agentContainer(t, daemonSet(t, objs))
+	for _, want := range []string{"--kured-lock=true", "--concurrency=2", "--ds-namespace=kube-system", "--ds-name=kured"} {
+		if !slices.Contains(c.Args, want) {
+			t.Errorf("args %q lack %q", c.Args, want)
+		}
+	}
+	found := false
+	for _, o := range objs {
+		if o.Kind == "Role" && strings.HasSuffix(o.Name, "-kured-lock") {
+			found = o.Namespace == "kube-system"
+		}
+	}
+	if !found {
+		t.Error("no kured-lock Role in kube-system")
+	}
+	for _, o := range e.render(t) {
+		if strings.HasSuffix(o.Name, "-kured-lock") {
+			t.Errorf("%s %s rendered without configuration.kuredLock", o.Kind, o.Name)
 		}
 	}
 }

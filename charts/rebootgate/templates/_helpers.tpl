@@ -79,13 +79,13 @@ notifyUrl and slackHookUrl: they carry tokens, so they go into a Secret, not the
 */}}
 {{- define "rebootgate.kuredFlags" -}}
 {{- list
-  "period" "dsNamespace" "dsName" "lockAnnotation" "lockTtl" "lockReleaseDelay" "concurrency"
+  "period" "dsNamespace" "dsName" "lockAnnotation" "lockTtl" "lockReleaseDelay" "concurrency" "kuredLock"
   "rebootDays" "startTime" "endTime" "timeZone"
   "blockingPodSelector" "prometheusUrl" "alertFilterRegexp" "alertFilterMatchOnly" "alertFiringOnly"
   "drainGracePeriod" "drainTimeout" "drainPodSelector" "skipWaitForDeleteTimeout" "drainDelay" "forceReboot"
   "rebootSentinelCommand" "rebootCommand" "rebootSignal" "rebootDelay"
   "annotateNodes" "preRebootNodeLabels" "postRebootNodeLabels" "preferNoScheduleTaint"
-  "messageTemplateDrain" "messageTemplateReboot" "messageTemplateUncordon"
+  "slackUsername" "slackChannel" "messageTemplateDrain" "messageTemplateReboot" "messageTemplateUncordon"
   "metricsHost" "logFormat" | toJson }}
 {{- end }}
 
