@@ -172,23 +172,18 @@ func (o *agentOptions) run(ctx context.Context, fs *pflag.FlagSet, stderr io.Wri
 	if err != nil {
 		return badInput("%w", err)
 	}
-	if err := checkRBAC(ctx, reviewClient, o.accessTarget(fs).checks(agentPermissions), log); err != nil {
+	if err := checkRBAC(ctx, reviewClient, o.accessTarget().checks(agentPermissions), log); err != nil {
 		return err
 	}
 	return a.Run(ctx)
 }
 
 // accessTarget is where this agent's permissions apply.
-func (o *agentOptions) accessTarget(fs *pflag.FlagSet) accessTarget {
+func (o *agentOptions) accessTarget() accessTarget {
 	c := &o.cfg
-	// With --kured-lock on, the agent also takes part in kured's lock on its DaemonSet.
-	kuredLock := false
-	if f := fs.Lookup("kured-lock"); f != nil {
-		kuredLock = f.Value.String() == "true"
-	}
 	return accessTarget{
 		node: c.NodeName, namespace: c.Namespace, policyNamespaces: c.PolicyNamespaces,
-		dsNamespace: o.dsNamespace, dsName: o.dsName, kuredLock: kuredLock,
+		dsNamespace: o.dsNamespace, dsName: o.dsName, kuredLock: o.kuredLock,
 	}
 }
 

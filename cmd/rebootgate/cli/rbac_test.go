@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -303,8 +304,8 @@ func TestDropinDaemonSetRunsTheAgent(t *testing.T) {
 }
 
 // TestChartRBACGrantsEveryPermission renders the chart's RBAC (release namespace and two
-// policy namespaces) and checks it grants every permission the agent checks without
-// --kured-lock, which the chart has no value for.
+// policy namespaces; then with configuration.kuredLock on kured's DaemonSet elsewhere)
+// and checks it grants every permission the agent checks.
 func TestChartRBACGrantsEveryPermission(t *testing.T) {
 	root, err := chart.Root()
 	if err != nil {
@@ -315,18 +316,26 @@ func TestChartRBACGrantsEveryPermission(t *testing.T) {
 		t.Skipf("no helm at %s and $HELM unset: run `make test-chart`", helm)
 	}
 	const ns, release = "rg", "rg"
-	out, err := chart.Template(helm, chart.Dir(root), release, ns, "--set", "policyNamespaces={team-a,rg}")
-	if err != nil {
-		t.Fatal(err)
-	}
-	grants := grantsOf(t, out, ns, release+"-rebootgate")
-	if len(grants) == 0 {
-		t.Fatal("the chart binds nothing to its ServiceAccount")
-	}
-	target := accessTarget{node: "n1", namespace: ns, policyNamespaces: []string{ns, "team-a"}}
-	for _, c := range target.checks(agentPermissions) {
-		if !allows(grants, c.ResourceAttributes) {
-			t.Errorf("the chart does not grant %s", c)
+	target := accessTarget{node: "n1", namespace: ns, policyNamespaces: []string{ns, "team-a"}, dsNamespace: "kured-ns", dsName: "my-kured"}
+	for _, kuredLock := range []bool{false, true} {
+		args := []string{"--set", "policyNamespaces={team-a,rg}"}
+		if kuredLock {
+			args = append(args, "--set", "configuration.kuredLock=true", "--set", "configuration.dsNamespace="+target.dsNamespace,
+				"--set", "configuration.dsName="+target.dsName)
+		}
+		out, err := chart.Template(helm, chart.Dir(root), release, ns, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		grants := grantsOf(t, out, ns, release+"-rebootgate")
+		if len(grants) == 0 {
+			t.Fatal("the chart binds nothing to its ServiceAccount")
+		}
+		target.kuredLock = kuredLock
+		for _, c := range target.checks(agentPermissions) {
+			if !allows(grants, c.ResourceAttributes) {
+				t.Errorf("kuredLock=%v: the chart does not grant %s", kuredLock, c)
+			}
 		}
 	}
 }
@@ -359,5 +368,18 @@ func TestREADMETablesTheDelta(t *testing.T) {
 				t.Errorf("README's delta row for %s lacks %s: %s", res, verb, row)
 			}
 		}
+	}
+}
+
+// TestAccessTargetFromFlags: the checks follow the agent's flags — its node, namespace
+// (--ds-namespace when nothing else says) and, with --kured-lock, kured's DaemonSet.
+func TestAccessTargetFromFlags(t *testing.T) {
+	o, _, err := configureAgent(t, map[string]string{"KURED_NODE_ID": "n1"}, "--ds-namespace=ops", "--ds-name=kured-ds", "--kured-lock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := accessTarget{node: "n1", namespace: "ops", dsNamespace: "ops", dsName: "kured-ds", kuredLock: true}
+	if got := o.accessTarget(); !reflect.DeepEqual(got, want) {
+		t.Errorf("access target %+v, want %+v", got, want)
 	}
 }
