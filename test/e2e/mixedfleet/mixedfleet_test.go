@@ -91,10 +91,11 @@ func (f *fleet) start(concurrency int, kuredLock bool) []*testbed.Simulator {
 		"--config", cfg, "--reboot-sentinel", testbed.PhSentinel, "--reboot-command", testbed.PhRebootHook, "--nsenter=false",
 		"--metrics-port", "0", "--lock-ttl", "30s", "--lock-jitter", "100ms", "--recheck-interval", "2s", "--sentinel-period", "1s",
 		"--reboot-timeout", "20s", "--drain-timeout", "30s", "--log-level", "debug",
-		"--ds-namespace", f.ns, "--ds-name", "kured", "--concurrency", strconv.Itoa(concurrency),
+		"--ds-namespace", f.ns, "--ds-name", "kured",
 	}
 	if kuredLock {
-		rg = append(rg, "--kured-lock")
+		// With --config, --concurrency is allowed only as kured's lock's holder count.
+		rg = append(rg, "--kured-lock", "--concurrency", strconv.Itoa(concurrency))
 	}
 	kd := []string{
 		buildDouble(f.t), "--node-id", testbed.PhNode, "--kubeconfig", testbed.PhKubeconfig, "--reboot-sentinel", testbed.PhSentinel,
@@ -149,9 +150,11 @@ func TestMixedFleetKeepsKuredConcurrency(t *testing.T) {
 			f := newFleet(t, 3)
 			sims := f.start(concurrency, true)
 			downs := f.rollout(sims)
-			if most, nodes := testbed.MostDown(downs); most > concurrency {
+			most, nodes := testbed.MostDown(downs)
+			if most > concurrency {
 				t.Errorf("%d hosts down at once (%v), kured's concurrency is %d", most, nodes, concurrency)
 			}
+			t.Logf("mixed fleet, kured's concurrency %d: at most %d hosts down at once", concurrency, most)
 			for _, s := range sims {
 				for _, n := range s.Nodes() {
 					count := 0
@@ -191,7 +194,9 @@ func TestMixedFleetKeepsKuredConcurrency(t *testing.T) {
 func TestMixedFleetWithoutKuredLockOverlaps(t *testing.T) {
 	f := newFleet(t, 3)
 	downs := f.rollout(f.start(1, false))
-	if most, _ := testbed.MostDown(downs); most <= 1 {
+	most, nodes := testbed.MostDown(downs)
+	if most <= 1 {
 		t.Errorf("at most %d host down at once without --kured-lock; the fleets should have overlapped", most)
 	}
+	t.Logf("without --kured-lock: %d hosts down at once (%v) where kured allows 1", most, nodes)
 }
