@@ -81,6 +81,19 @@ func (c *cluster) writeConfig(pools string, rest string) string {
 	return path
 }
 
+// userPoolOpeningAt is the pool "user" (the agentpool label) with the given
+// concurrency and one daily window, UTC, from open for an hour.
+func userPoolOpeningAt(open time.Time, concurrency int) string {
+	return fmt.Sprintf(`- name: user
+  selector: 'node.labels[?"agentpool"] == optional.of("user")'
+  concurrency: %d
+  windows:
+  - startTime: "%s"
+    endTime: "%s"
+    timeZone: UTC
+`, concurrency, open.Format("15:04:05"), open.Add(time.Hour).Format("15:04:05"))
+}
+
 // agentCommand is the agent's command line under the simulator.
 func (c *cluster) agentCommand(configPath string, extra ...string) []string {
 	args := []string{

@@ -62,14 +62,7 @@ func TestMetricsAndNotificationsAfterARealRun(t *testing.T) {
 	node := c.nodes["user"][0]
 	hook := newHookServer(t)
 	open := time.Now().UTC().Add(30 * time.Second).Truncate(time.Second)
-	pools := fmt.Sprintf(`- name: user
-  selector: 'node.labels[?"agentpool"] == optional.of("user")'
-  concurrency: 1
-  windows:
-  - startTime: "%s"
-    endTime: "%s"
-    timeZone: UTC
-`, open.Format("15:04:05"), open.Add(time.Hour).Format("15:04:05"))
+	pools := userPoolOpeningAt(open, 1)
 	const tmpl = "{{.Node}} pool={{.Decision.Pool}} allowed={{.Decision.Allowed}}"
 	sim := c.simulate(testbed.SimConfig{Command: c.agentCommand(c.writeConfig(pools, ""),
 		"--soak", "10s", "--annotate-nodes", "--notify-url", hook.url,

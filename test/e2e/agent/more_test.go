@@ -20,14 +20,7 @@ import (
 func TestWindowOpens(t *testing.T) {
 	c := newCluster(t, map[string]int{"user": 2})
 	open := time.Now().UTC().Add(25 * time.Second).Truncate(time.Second)
-	pools := fmt.Sprintf(`- name: user
-  selector: 'node.labels[?"agentpool"] == optional.of("user")'
-  concurrency: 2
-  windows:
-  - startTime: "%s"
-    endTime: "%s"
-    timeZone: UTC
-`, open.Format("15:04:05"), open.Add(time.Hour).Format("15:04:05"))
+	pools := userPoolOpeningAt(open, 2)
 	sim := c.simulate(testbed.SimConfig{Command: c.agentCommand(c.writeConfig(pools, ""))})
 	watched := map[string]*blocked{}
 	for _, n := range c.allNodes() {
