@@ -32,6 +32,9 @@ const (
 	// EnvState overrides the state directory (default <repo>/_cache/testbed/run),
 	// as it does for the hack/testbed scripts.
 	EnvState = "TESTBED_STATE"
+	// EnvCache overrides the scripts' cache of built binaries (default
+	// <repo>/_cache/testbed); without EnvState the state lives in its run/.
+	EnvCache = "TESTBED_CACHE"
 )
 
 // ModulePath is the Go module whose root holds hack/testbed.
@@ -95,10 +98,15 @@ func FindRoot(dir string) (string, error) {
 	}
 }
 
-// StateDir returns the state directory the scripts use for the repo at root.
+// StateDir returns the state directory the scripts use for the repo at root:
+// $TESTBED_STATE, else $TESTBED_CACHE/run, else <root>/_cache/testbed/run (the same
+// rule as hack/testbed/lib.sh).
 func StateDir(root string) string {
 	if s := os.Getenv(EnvState); s != "" {
 		return s
+	}
+	if c := os.Getenv(EnvCache); c != "" {
+		return filepath.Join(c, "run")
 	}
 	return filepath.Join(root, "_cache", "testbed", "run")
 }

@@ -37,7 +37,7 @@ func (b *Bed) kwokDir() string { return filepath.Join(b.StateDir, "kwok", "clust
 
 // binDir is where hack/testbed caches the binaries (env TESTBED_CACHE/bin).
 func (b *Bed) binDir() string {
-	return filepath.Join(cmp.Or(os.Getenv("TESTBED_CACHE"), filepath.Join(b.Root, "_cache", "testbed")), "bin")
+	return filepath.Join(cmp.Or(os.Getenv(EnvCache), filepath.Join(b.Root, "_cache", "testbed")), "bin")
 }
 
 // APIServer is the bed's kube-apiserver. Starting it again after Stop runs

@@ -177,3 +177,31 @@ func TestMostDown(t *testing.T) {
 		t.Fatalf("MostDown(nil) = %d", n)
 	}
 }
+
+// The Go harness finds the bed where the scripts put it, for every combination of
+// TESTBED_STATE and TESTBED_CACHE: both read hack/testbed/lib.sh's rule.
+func TestStateDirAgreesWithScripts(t *testing.T) {
+	root, err := FindRoot(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := t.TempDir()
+	for _, env := range []map[string]string{
+		{},
+		{EnvCache: filepath.Join(tmp, "cache")},
+		{EnvState: filepath.Join(tmp, "state")},
+		{EnvCache: filepath.Join(tmp, "cache"), EnvState: filepath.Join(tmp, "state")},
+	} {
+		t.Setenv(EnvCache, env[EnvCache])
+		t.Setenv(EnvState, env[EnvState])
+		cmd := exec.Command("bash", "-c", `[ -n "$TESTBED_CACHE" ] || unset TESTBED_CACHE; [ -n "$TESTBED_STATE" ] || unset TESTBED_STATE; source hack/testbed/lib.sh && printf %s "$TESTBED_STATE"`)
+		cmd.Dir = root
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("%v: %v", env, err)
+		}
+		if got := StateDir(root); got != string(out) {
+			t.Errorf("%v: the harness looks in %s, the scripts use %s", env, got, out)
+		}
+	}
+}
