@@ -13,6 +13,7 @@ import (
 
 	"github.com/rebootgate/rebootgate/engine/config"
 	"github.com/rebootgate/rebootgate/engine/decision"
+	"github.com/rebootgate/rebootgate/engine/detect"
 	"github.com/rebootgate/rebootgate/engine/lock"
 	"github.com/rebootgate/rebootgate/engine/notify"
 	"github.com/rebootgate/rebootgate/engine/pipeline"
@@ -99,6 +100,7 @@ func (a *Agent) reconcile(ctx context.Context) (time.Duration, error) {
 	}
 	a.setPhase(st.Phase)
 	a.metrics.OnHold.WithLabelValues(a.cfg.NodeName).Set(boolValue(n.Annotations[a.holdAnnotation()] != ""))
+	a.reportDegraded()
 	if a.cfg.DryRun {
 		return a.reconcileDryRun(ctx, st)
 	}
@@ -158,6 +160,17 @@ func (a *Agent) reconcile(ctx context.Context) (time.Duration, error) {
 	step := pipeline.Next(obs, a.timing())
 	a.log.Debug("reconcile", "phase", st.Phase, "step", step.String(), "slot", obs.Slot)
 	return a.execute(ctx, n, st, step, d)
+}
+
+// reportDegraded sets rebootgate_detection_degraded: a sentinel or config file that
+// cannot be watched is polled instead, and noticed later.
+func (a *Agent) reportDegraded() {
+	sentinel := false
+	if d, ok := a.detector.(detect.Degrader); ok {
+		sentinel = d.Degraded()
+	}
+	a.metrics.DetectionDegraded.WithLabelValues(a.cfg.NodeName, "sentinel").Set(boolValue(sentinel))
+	a.metrics.DetectionDegraded.WithLabelValues(a.cfg.NodeName, "config").Set(boolValue(a.source.ConfigDegraded()))
 }
 
 // written is the progress of the agent's last write of the node's state, until the

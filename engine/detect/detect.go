@@ -41,6 +41,10 @@ const (
 	// DefaultFallbackPeriod is how often a FileSentinel checks the file even without
 	// fsnotify events.
 	DefaultFallbackPeriod = 5 * time.Minute
+	// DegradedPeriod is the file's check period while inotify is unavailable (busy
+	// hosts run out of fs.inotify.max_user_instances): one stat, so a short poll
+	// keeps a needed reboot from going unnoticed for the whole fallback period.
+	DegradedPeriod = 15 * time.Second
 	// DefaultCommandPeriod is how often a CommandSentinel runs its command.
 	DefaultCommandPeriod = time.Minute
 	// DefaultCommandTimeout bounds one run of a sentinel command.
@@ -102,6 +106,13 @@ type Detector interface {
 	// when ctx is done. Run returns nil when ctx is done and an error only for an
 	// invalid configuration, before sending anything.
 	Run(ctx context.Context, changes chan<- State) error
+}
+
+// Degrader is a detector that can run without change notifications, by polling
+// alone (FileSentinel without inotify).
+type Degrader interface {
+	// Degraded reports whether detection currently runs by polling alone.
+	Degraded() bool
 }
 
 // Options are the settings shared by FromKured's detectors.

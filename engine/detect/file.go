@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -29,8 +30,13 @@ type FileSentinel struct {
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 
+	// degraded is set while the file is only polled (no inotify instance).
+	degraded atomic.Bool
 	// noWatch disables fsnotify, for tests of the fallback.
 	noWatch bool
+	// newWatcher makes the fsnotify watcher; nil means fsnotify.NewWatcher (tests
+	// make it fail as exhausted inotify instances do).
+	newWatcher func() (*fsnotify.Watcher, error)
 }
 
 var _ Detector = (*FileSentinel)(nil)
@@ -52,6 +58,10 @@ func (f *FileSentinel) stat(now time.Time) State {
 	}
 }
 
+// Degraded reports whether the file is only polled, every DegradedPeriod, because no
+// inotify instance could be had.
+func (f *FileSentinel) Degraded() bool { return f.degraded.Load() }
+
 // Run watches the file until ctx is done. See Detector.
 func (f *FileSentinel) Run(ctx context.Context, changes chan<- State) error {
 	if f.Path == "" {
@@ -69,11 +79,17 @@ func (f *FileSentinel) Run(ctx context.Context, changes chan<- State) error {
 	path := filepath.Clean(f.Path)
 	w := &dirWatch{dir: filepath.Dir(path), log: log}
 	if !f.noWatch {
-		fw, err := fsnotify.NewWatcher()
+		newWatcher := f.newWatcher
+		if newWatcher == nil {
+			newWatcher = fsnotify.NewWatcher
+		}
+		fw, err := newWatcher()
 		if err != nil {
 			// Typically inotify instances exhausted (fs.inotify.max_user_instances):
-			// the fallback check still works, only slower.
-			log.Warn("cannot watch the reboot sentinel, relying on the periodic check only", "period", period, "error", err)
+			// a short poll stands in for the events.
+			period = min(period, DegradedPeriod)
+			f.degraded.Store(true)
+			log.Warn("cannot watch the reboot sentinel, checking it periodically instead", "period", period, "error", err)
 		} else {
 			w.w = fw
 			defer func() { _ = fw.Close() }()

@@ -2,8 +2,10 @@ package detect
 
 import (
 	"context"
+	"github.com/fsnotify/fsnotify"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -200,6 +202,32 @@ func TestFileSentinelFallback(t *testing.T) {
 	}
 	fc.Step(period)
 	expect(t, ch, false, ReasonSentinelAbsent, false)
+}
+
+// Without an inotify instance (fs.inotify.max_user_instances used up), the file is
+// polled every DegradedPeriod instead of the 5-minute fallback, and says so.
+func TestFileSentinelDegradedPoll(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "reboot-required")
+	fc := clocktesting.NewFakeClock(t0)
+	f := &FileSentinel{Path: path, Clock: fc, Logger: discardLogger(),
+		newWatcher: func() (*fsnotify.Watcher, error) { return nil, syscall.EMFILE }}
+	ch, _ := start(t, f)
+	expect(t, ch, false, ReasonSentinelAbsent, false)
+	eventually(t, "the poll ticker", fc.HasWaiters)
+	if !f.Degraded() {
+		t.Fatal("Degraded() = false without an inotify instance")
+	}
+	touch(t, path)
+	fc.Step(DegradedPeriod)
+	expect(t, ch, true, ReasonSentinelPresent, false)
+
+	healthy := &FileSentinel{Path: path, Clock: fc, Logger: discardLogger()}
+	ch2, _ := start(t, healthy)
+	expect(t, ch2, true, ReasonSentinelPresent, false) // past the watcher's set-up
+	if healthy.Degraded() {
+		t.Error("Degraded() = true with inotify")
+	}
 }
 
 func TestFileSentinelRunErrors(t *testing.T) {

@@ -48,6 +48,9 @@ type Metrics struct {
 	// HolderNotBack is 1 while a slot holder of the pool (possibly another node, seen
 	// by this waiting agent) has not come back from its reboot.
 	HolderNotBack *prometheus.GaugeVec
+	// DetectionDegraded is 1 while the sentinel file or the config file cannot be
+	// watched (no inotify instance left) and is polled instead.
+	DetectionDegraded *prometheus.GaugeVec
 	// Stalled is 1 while a step (Ready, health gate) waits longer than its timeout.
 	Stalled *prometheus.GaugeVec
 }
@@ -130,6 +133,10 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Namespace: Namespace, Name: "holder_not_back",
 			Help: "1 while a slot holder of the pool has not come back from its reboot after the reboot and ready timeouts.",
 		}, []string{"pool", "holder"}),
+		DetectionDegraded: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "detection_degraded",
+			Help: "1 while the sentinel (what=sentinel) or config file (what=config) cannot be watched and is polled instead (every 15s).",
+		}, []string{"node", "what"}),
 		Stalled: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: Namespace, Name: "stalled",
 			Help: "1 while the node's reboot waits longer than its timeout for a step (ready, health).",
@@ -138,7 +145,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 	for _, c := range []prometheus.Collector{
 		m.RebootRequired, m.KuredRebootRequired, m.SentinelErrors, m.GateDecision, m.GateDecisions, m.Blocked, m.Reboots, m.Phase, m.SlotsHeld,
 		m.DrainDuration, m.RebootDuration, m.TotalDuration, m.Errors, m.PolicyStatus, m.PolicyLoadErrors,
-		m.Failures, m.OnHold, m.HolderNotBack, m.Stalled,
+		m.Failures, m.OnHold, m.HolderNotBack, m.DetectionDegraded, m.Stalled,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/fsnotify/fsnotify"
 	"log/slog"
 	"slices"
 	"sync"
@@ -53,6 +54,9 @@ const (
 const (
 	DefaultStatusJitter       = 5 * time.Second
 	DefaultConfigPollInterval = time.Minute
+	// DegradedConfigPollInterval is the config file's re-read period while it cannot
+	// be watched (no inotify instance left): a short poll stands in for the events.
+	DegradedConfigPollInterval = 15 * time.Second
 )
 
 // ErrNoValidPolicy is wrapped by the error [Source.Current] returns while no config and
@@ -114,9 +118,13 @@ type Source struct {
 	configPath   string
 	inline       *config.Resolved
 	pollInterval time.Duration
-	jitter       time.Duration
-	recorder     EventRecorder
-	metrics      *metrics.Metrics
+	// watch is the config file's watch, once Run started it.
+	watch atomic.Pointer[configWatch]
+	// newWatcher, if set, replaces fsnotify.NewWatcher (tests).
+	newWatcher func() (*fsnotify.Watcher, error)
+	jitter     time.Duration
+	recorder   EventRecorder
+	metrics    *metrics.Metrics
 
 	factories []informers.SharedInformerFactory
 	listers   []listersv1.ConfigMapLister
@@ -245,7 +253,15 @@ func (s *Source) Run(ctx context.Context) {
 	var watch *configWatch
 	if s.configPath != "" {
 		watch = newConfigWatch(s.configPath, s.log, s.reload)
+		watch.newWatcher = s.newWatcher
+		s.watch.Store(watch)
 		wg.Go(func() { watch.run(ctx) })
+	}
+	interval := func() time.Duration {
+		if s.ConfigDegraded() {
+			return min(s.pollInterval, DegradedConfigPollInterval)
+		}
+		return s.pollInterval
 	}
 	poll := s.clock.NewTimer(s.pollInterval)
 	defer poll.Stop()
@@ -256,14 +272,24 @@ func (s *Source) Run(ctx context.Context) {
 			return
 		case <-s.kick:
 			s.load(ctx, &wg)
+			if s.ConfigDegraded() {
+				poll.Reset(interval())
+			}
 		case <-poll.C():
 			if watch != nil {
 				watch.ensure() // the directory may have appeared since
 			}
 			s.load(ctx, &wg)
-			poll.Reset(s.pollInterval)
+			poll.Reset(interval())
 		}
 	}
+}
+
+// ConfigDegraded reports whether the config file is re-read by polling alone, every
+// DegradedConfigPollInterval, because it cannot be watched.
+func (s *Source) ConfigDegraded() bool {
+	w := s.watch.Load()
+	return w != nil && w.degraded.Load()
 }
 
 // reload asks the Run loop to load again; many calls before it runs make one load.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/fsnotify/fsnotify"
 	"io"
 	"log/slog"
 	"maps"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -81,6 +83,7 @@ type harnessOpts struct {
 	inline     *config.Resolved
 	jitter     time.Duration // 0: none (tests of the jitter set it)
 	objects    []*corev1.ConfigMap
+	noInotify  bool // the config file's watcher cannot be made (inotify used up)
 }
 
 func start(t *testing.T, o harnessOpts) *harness {
@@ -115,6 +118,9 @@ func start(t *testing.T, o harnessOpts) *harness {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if o.noInotify {
+		src.newWatcher = func() (*fsnotify.Watcher, error) { return nil, syscall.EMFILE }
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
@@ -667,6 +673,25 @@ func TestConfigPollFindsLateDirectory(t *testing.T) {
 	// The poll also started the watch, so later updates need no poll.
 	k.write(configWithCondition("watched", "false"))
 	h.waitReasons("the update via the watch", "condition/watched: watched is in force")
+}
+
+// Without an inotify instance the config file is re-read every
+// DegradedConfigPollInterval, not the minute of the fallback poll, and says so.
+func TestConfigDegradedPoll(t *testing.T) {
+	k := newKubeletDir(t, configWithCondition("v1", "false"))
+	h := start(t, harnessOpts{configPath: k.path(), noInotify: true})
+	h.waitReasons("config v1", "condition/v1: v1 is in force")
+	eventually(t, "the config source to say it is degraded", h.src.ConfigDegraded)
+	k.write(configWithCondition("v2", "false"))
+	// Fake time advances a second at a time: the short poll must load v2 well before
+	// the minute that the normal poll would take.
+	for !slices.Equal(h.reasons(), []string{"condition/v2: v2 is in force"}) {
+		if h.clock.Since(testTime) >= DefaultConfigPollInterval-15*time.Second {
+			t.Fatalf("v2 not loaded %v after it was written; the short poll is every %v", h.clock.Since(testTime), DegradedConfigPollInterval)
+		}
+		h.clock.Step(time.Second)
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func TestBadConfigKeepsLastGood(t *testing.T) {

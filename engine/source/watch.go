@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	"github.com/fsnotify/fsnotify"
 )
@@ -22,6 +23,11 @@ type configWatch struct {
 	mu       sync.Mutex
 	watcher  *fsnotify.Watcher // nil until run starts, or when fsnotify is unavailable
 	watching bool              // dir is added to watcher
+
+	// degraded is set when no inotify instance could be had: polling alone.
+	degraded atomic.Bool
+	// newWatcher makes the watcher; nil means fsnotify.NewWatcher (tests fail it).
+	newWatcher func() (*fsnotify.Watcher, error)
 }
 
 func newConfigWatch(path string, log *slog.Logger, onChange func()) *configWatch {
@@ -31,9 +37,15 @@ func newConfigWatch(path string, log *slog.Logger, onChange func()) *configWatch
 // run delivers the directory's events until ctx is done. Without fsnotify the periodic
 // re-read is all there is, so a failure here is logged, not fatal.
 func (w *configWatch) run(ctx context.Context) {
-	watcher, err := fsnotify.NewWatcher()
+	newWatcher := w.newWatcher
+	if newWatcher == nil {
+		newWatcher = fsnotify.NewWatcher
+	}
+	watcher, err := newWatcher()
 	if err != nil {
-		w.log.Warn("cannot watch the config file; relying on the periodic re-read", "dir", w.dir, "error", err)
+		w.degraded.Store(true)
+		w.log.Warn("cannot watch the config file; re-reading it periodically instead", "dir", w.dir, "every", DegradedConfigPollInterval, "error", err)
+		w.onChange() // the Run loop switches to the short poll
 		return
 	}
 	defer watcher.Close()
