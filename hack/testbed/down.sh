@@ -48,13 +48,23 @@ if [[ -x "$TESTBED_BIN/kwokctl" && -d "$KWOK_WORKDIR/clusters/$TESTBED_CLUSTER" 
   "$TESTBED_BIN/kwokctl" --v WARN delete cluster --name "$TESTBED_CLUSTER" >&2 9>&- || log "kwokctl delete failed; continuing"
 fi
 
-# Anything still running one of our cached binaries (or kwokctl's copies of them
-# in the state directory) is ours: kill it.
+# Anything left of this bed: a binary copied into its state directory, or one of the
+# cached binaries (which other beds share, with TESTBED_CACHE) whose command line or
+# working directory names this bed's state directory. Another bed's processes name
+# their own state directory and are left alone.
 left=""
 for exe in /proc/[0-9]*/exe; do
   target="$(readlink "$exe" 2>/dev/null || true)"
-  [[ "$target" == "$TESTBED_BIN/"* || "$target" == "$TESTBED_STATE/"* ]] || continue
   pid="${exe#/proc/}"; pid="${pid%/exe}"
+  case "$target" in
+    "$TESTBED_STATE/"*) ;;
+    "$TESTBED_BIN/"*)
+      cwd="$(readlink "/proc/$pid/cwd" 2>/dev/null || true)"
+      [[ "$cwd" == "$TESTBED_STATE" || "$cwd" == "$TESTBED_STATE/"* ]] ||
+        tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$TESTBED_STATE/" || continue
+      ;;
+    *) continue ;;
+  esac
   left+=" $pid"
 done
 if [[ -n "$left" ]]; then
