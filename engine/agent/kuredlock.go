@@ -97,7 +97,7 @@ func (a *Agent) kuredWait(_ context.Context, ds *appsv1.DaemonSet, holders []str
 	wait := a.cfg.RecheckInterval
 	if ds != nil {
 		if at, ok := a.cfg.KuredLock.NextExpiry(ds); ok {
-			wait = min(wait, max(time.Until(at), 0)+time.Second)
+			wait = min(wait, max(at.Sub(a.clock.Now()), 0)+time.Second)
 		}
 	}
 	return wait

@@ -706,12 +706,11 @@ func (a *Agent) executorConfig() pipeline.Config {
 				pipeline.ActDrain: notify.KindDrain, pipeline.ActRequestReboot: notify.KindReboot, pipeline.ActFinish: notify.KindUncordon,
 			}[step.Action]
 			// The decision that allowed this reboot, for templates over .Decision.
+			// (A node the cache cannot give has none: reportedOn(nil) is nil.)
 			n, _ := a.node()
 			d := reportedOn(n)
-			pool := a.heldRef.Pool
-			if st := pipeline.StateOf(n); n != nil && st.Pool != "" {
-				pool = st.Pool
-			} else if pool == "" && d != nil {
+			pool := a.heldRef.Pool // the held or resumed slot's, from the node's state
+			if pool == "" && d != nil {
 				pool = d.Pool
 			}
 			// Errors are logged by the notifier; a notification never stops a reboot.

@@ -291,8 +291,10 @@ func TestLockReleaseDelay(t *testing.T) {
 	st, _ = h.ex.Rebooted(ctx, st)
 	done := make(chan error, 1)
 	go func() { done <- h.ex.Finish(ctx, st, Step{Action: ActFinish}, h) }()
-	for !h.clock.HasWaiters() {
-		time.Sleep(time.Millisecond)
+	for deadline := time.Now().Add(10 * time.Second); !h.clock.HasWaiters(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("Finish never started waiting out the release delay")
+		}
 	}
 	if h.node().Spec.Unschedulable {
 		t.Fatal("still cordoned during the release delay")
