@@ -355,16 +355,21 @@ func (a *Agent) decide(ctx context.Context) decision.Decision {
 func (a *Agent) acquire(ctx context.Context, sem *lock.Semaphore, pool string) (*lock.Held, error) {
 	actx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	// atHead asks the watcher for a fresh decision when this node's turn has come:
+	// all decisions are made on the watcher's goroutine.
+	atHead := make(chan chan error)
 	watcherDone := make(chan struct{})
 	go func() {
 		defer close(watcherDone)
 		for {
+			var reply chan error
 			select {
 			case <-actx.Done():
 				return
 			case <-a.clock.After(a.cfg.RecheckInterval):
 			case <-a.pokes:
 			case <-a.source.Changed():
+			case reply = <-atHead:
 			}
 			d := a.gate(actx)
 			if actx.Err() != nil {
@@ -373,23 +378,50 @@ func (a *Agent) acquire(ctx context.Context, sem *lock.Semaphore, pool string) (
 			// Run's goroutine is blocked in Acquire below, so reporting from here does
 			// not race with it; watcherDone orders it before Run goes on.
 			a.report(actx, d)
-			if !d.Allowed {
-				cancel(errGateClosed)
-				return
+			var closed error
+			switch {
+			case !d.Allowed:
+				closed = errGateClosed
+			case d.Pool != pool:
+				closed = fmt.Errorf("%w: the node moved from pool %s to %s", errGateClosed, pool, d.Pool)
 			}
-			if d.Pool != pool {
-				cancel(fmt.Errorf("%w: the node moved from pool %s to %s", errGateClosed, pool, d.Pool))
+			if reply != nil {
+				reply <- closed
+			}
+			if closed != nil {
+				cancel(closed)
 				return
 			}
 			// The concurrency may have changed (config, or a percentage pool's size).
 			sem.Recheck()
 		}
 	}()
-	held, err := sem.Acquire(actx, func() int { return a.currentSlots(actx, pool) })
+	beforeClaim := lock.BeforeClaim(func(ctx context.Context) error {
+		reply := make(chan error, 1)
+		select {
+		case atHead <- reply:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+		select {
+		case err := <-reply:
+			return err
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	})
+	held, err := sem.Acquire(actx, func() int { return a.currentSlots(actx, pool) }, beforeClaim)
 	cause := context.Cause(actx)
 	cancel(nil)
 	<-watcherDone
-	if err != nil && errors.Is(cause, errGateClosed) {
+	if err != nil && (errors.Is(cause, errGateClosed) || errors.Is(err, errGateClosed)) {
+		// Give our place in the queue up: the waiters behind go on without us.
+		if lerr := sem.Leave(ctx); lerr != nil {
+			a.log.Warn("leaving the slot queue failed; the waiters behind pass us over", "err", lerr)
+		}
+		if errors.Is(err, errGateClosed) {
+			return nil, err
+		}
 		return nil, cause
 	}
 	return held, err
@@ -490,7 +522,7 @@ func (a *Agent) semaphore(pool, value string) (*lock.Semaphore, error) {
 	}
 	s, err := lock.New(lock.Config{
 		Client: a.client, Namespace: a.cfg.Namespace, Pool: pool, Holder: a.cfg.NodeName,
-		TTL: a.cfg.LockTTL, Jitter: a.cfg.LockJitter, Clock: a.clock, SlotValue: value, Logger: a.log,
+		TTL: a.cfg.LockTTL, Jitter: a.cfg.LockJitter, QueueGrace: a.cfg.LockQueueGrace, Clock: a.clock, SlotValue: value, Logger: a.log,
 		OnStuckHolder: func(lease, holder string, since time.Time) {
 			a.notBack(context.Background(), pool, lease, holder, since)
 		},

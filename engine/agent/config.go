@@ -49,9 +49,12 @@ type Config struct {
 	// the agent's is used.
 	KuredLock *kuredlock.Lock
 
-	// LockTTL is the slot Lease duration while held; LockJitter spreads waiters.
-	LockTTL    time.Duration
-	LockJitter time.Duration
+	// LockTTL is the slot Lease duration while held; LockJitter spreads waiters that
+	// could not queue; LockQueueGrace is how long a waiter whose turn has come may take
+	// to claim before the queue passes it over (0: lock.DefaultQueueGrace).
+	LockTTL        time.Duration
+	LockJitter     time.Duration
+	LockQueueGrace time.Duration
 
 	Drain pipeline.DrainOptions
 

@@ -49,6 +49,13 @@ func (a *Agent) loop(ctx context.Context) {
 		}
 		if next == requeueNow {
 			<-timer.C()
+			// Observe a sentinel change before the next step, even when steps follow
+			// one another at once (a gate closed at the head of the slot queue).
+			select {
+			case st := <-a.detectorStates:
+				a.setNeeded(ctx, st)
+			default:
+			}
 			continue
 		}
 		select {

@@ -40,17 +40,42 @@ func (e *slotInUseError) Error() string {
 	return fmt.Sprintf("slot %s is still used by %v, mid-reboot", e.lease, e.users)
 }
 
+// AcquireOption changes how one Acquire waits.
+type AcquireOption func(*acquireOptions)
+
+type acquireOptions struct {
+	beforeClaim func(context.Context) error
+}
+
+// BeforeClaim sets a check run when this node's turn has come and a slot is
+// free, right before it claims: the gate, re-checked at the head of the
+// queue. An error gives the node's place up (the queue goes on without it)
+// and is returned by Acquire, wrapped.
+func BeforeClaim(check func(context.Context) error) AcquireOption {
+	return func(o *acquireOptions) { o.beforeClaim = check }
+}
+
 // Acquire blocks until this node holds a slot of the pool or ctx is done.
 // slots is called before every attempt, so a percentage concurrency follows
 // the pool's current size; a result below 1 means that no slot may be taken.
 //
+// A node that cannot take a slot at once queues (see queue.go): it creates a
+// ticket and claims only when fewer waiters are ahead of it than slots are
+// free. It keeps its ticket when ctx ends, so an agent that restarts keeps
+// its place; call Leave when the reboot is no longer wanted.
+//
 // While it waits, Acquire watches the pool's Leases and re-plans on every
-// event; it sets no timers except the jitter before an attempt and one timer
-// for the earliest expiry of a blocking Lease. If this node already holds a
-// slot (an earlier run crashed), Acquire returns it.
-func (s *Semaphore) Acquire(ctx context.Context, slots func() int) (*Held, error) {
+// event; it sets no timers except the jitter before an unqueued attempt and
+// one for the earliest moment a blocking Lease or a waiter ahead may be
+// passed over. If this node already holds a slot (an earlier run crashed),
+// Acquire returns it.
+func (s *Semaphore) Acquire(ctx context.Context, slots func() int, opts ...AcquireOption) (*Held, error) {
 	if slots == nil {
 		return nil, errors.New("acquire: slots func is nil")
+	}
+	var o acquireOptions
+	for _, opt := range opts {
+		opt(&o)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // stops the informer: a node that holds a slot watches nothing
@@ -60,32 +85,74 @@ func (s *Semaphore) Acquire(ctx context.Context, slots func() int) (*Held, error
 		return nil, fmt.Errorf("acquire slot in pool %q: %w", s.pool, err)
 	}
 	in := planInput{avoid: map[string]string{}, verdicts: map[string]verdict{}}
-	woken := false // jitter applies only to attempts prompted by an event or timer
+	if mine := poolLeases(s.pool, store.List())[s.ticketName]; mine != nil {
+		// Queued before this agent (re)started: show the waiters behind that
+		// we are alive, so that they stop passing us over.
+		if err := s.touch(ctx, mine); err != nil {
+			s.log.Warn("touching our ticket failed", "ticket", s.ticketName, "error", err)
+		}
+		s.setQueued(true)
+	}
+	var pending *coordinationv1.Lease // our ticket, created but maybe not yet in the cache
+	woken := false                    // jitter applies only to attempts prompted by an event or timer
 	errDelay := time.Duration(0)
 	for {
 		recheck := s.recheckChan() // before slots(): a Recheck after this point wakes us
 		in.now = s.clock.Now()
 		in.slots = slots()
 		in.leases = poolLeases(s.pool, store.List())
+		if pending != nil {
+			if _, ok := in.leases[s.ticketName]; ok {
+				pending = nil
+			} else {
+				in.leases[s.ticketName] = pending
+			}
+		}
 		in.observedAt = s.observe(in.now, in.leases)
 		pruneVerdicts(&in)
-		p, err := s.planChecked(ctx, &in)
+		p, q, err := s.planTurn(ctx, &in)
 		if err != nil {
 			return nil, fmt.Errorf("acquire slot in pool %q: %w", s.pool, err)
 		}
 		s.reportStuck(p.stuck)
-		if p.ok && woken && s.jitter > 0 {
-			// Every waiter got the same event; spreading their attempts lets
-			// one win cleanly and the others see its write before trying.
+		if !p.ok && !q.mine && pending == nil {
+			if pending, err = s.enqueue(ctx); err != nil {
+				s.log.Warn("queueing for a slot failed; waiting unqueued", "error", err)
+			}
+			s.setQueued(true)
+		}
+		if p.ok && !p.mine && !q.mine && woken && s.jitter > 0 {
+			// Unqueued waiters woken by the same event race for the free
+			// slot; spreading their attempts lets one win cleanly.
 			if err := s.sleep(ctx, rand.N(s.jitter)+1); err != nil {
 				return nil, fmt.Errorf("acquire slot in pool %q: %w", s.pool, err)
 			}
 			woken = false
 			continue // re-plan on the cache as it is now
 		}
+		if p.ok && !p.mine && o.beforeClaim != nil {
+			if err := o.beforeClaim(ctx); err != nil {
+				if lerr := s.Leave(ctx); lerr != nil {
+					s.log.Warn("giving up our place failed; it will be passed over", "error", lerr)
+				}
+				return nil, fmt.Errorf("acquire slot in pool %q: %w", s.pool, err)
+			}
+		}
 		if p.ok {
+			for _, l := range q.stale {
+				s.log.Info("deleting the ticket of a waiter that let its turn pass", "ticket", l.Name, "waiter", l.Annotations[AnnotationWaiter])
+				if err := s.dropTicket(ctx, l.Name, l.UID, l.ResourceVersion); err != nil {
+					s.log.Warn("deleting a stale ticket failed", "error", err)
+				}
+			}
 			h, err := s.execute(ctx, &p)
 			if err == nil {
+				if q.mine || pending != nil {
+					if err := s.dropTicket(ctx, s.ticketName, "", ""); err != nil {
+						s.log.Warn("deleting our ticket failed; the waiters pass it over", "error", err)
+					}
+				}
+				s.setQueued(false)
 				return h, nil
 			}
 			var lost *raceLostError
@@ -115,6 +182,52 @@ func (s *Semaphore) Acquire(ctx context.Context, slots func() int) (*Held, error
 		}
 		woken = true
 	}
+}
+
+// planTurn plans, then lets the queue say whether it is this node's turn: a
+// plan that may claim is held back (ok=false) while the waiters ahead take
+// the free slots. Holders of Leases that stopped being renewed are asked
+// about only when this node is near enough the head for their slots to
+// matter, so a long queue costs the API server nothing extra.
+func (s *Semaphore) planTurn(ctx context.Context, in *planInput) (plan, queueTurn, error) {
+	var p plan
+	var q queueTurn
+	for round := 0; ; round++ {
+		p = s.plan(in, rand.IntN)
+		q = s.turn(in, &p)
+		if p.ok && !p.mine {
+			if !q.turn {
+				p.ok = false
+			} else if q.mine {
+				// Waiters at ranks 0..k-1 take distinct free slots.
+				s.choose(&p, in, p.free[q.rank%len(p.free)])
+			}
+		}
+		p.wakeNoLaterThan(q.wakeAt)
+		// Each round checks only holders not checked before, and a verdict can
+		// unblock the next stage (a gone slot holder, then its stale slot-key
+		// mutex), so a few rounds settle it.
+		if p.ok || len(p.checks) == 0 || q.ahead >= in.slots || round == 3 {
+			s.mu.Lock()
+			s.due = q.due
+			s.mu.Unlock()
+			return p, q, nil
+		}
+		if err := s.checkHolders(ctx, in, p.checks); err != nil {
+			return plan{}, queueTurn{}, err
+		}
+	}
+}
+
+// turn asks the queue about this node's turn given plan p's free slots.
+func (s *Semaphore) turn(in *planInput, p *plan) queueTurn {
+	s.mu.Lock()
+	due := s.due
+	s.mu.Unlock()
+	return turnOf(queueInput{
+		now: in.now, me: s.holder, queue: queueOf(s.pool, in.leases), free: len(p.free),
+		active: p.holders, busy: p.busyKeys, due: due, grace: s.grace, ttl: s.ttl,
+	})
 }
 
 // Recheck wakes every waiting Acquire to call its slots func again. Call it
@@ -457,7 +570,7 @@ func poolLeases(pool string, objs []any) map[string]*coordinationv1.Lease {
 		if !ok || l.Labels[LabelPool] != pool {
 			continue
 		}
-		if _, isSlot := slotIndex(pool, l.Name); isSlot || isKeyLease(pool, l.Name) {
+		if _, isSlot := slotIndex(pool, l.Name); isSlot || isKeyLease(pool, l.Name) || isTicketLease(pool, l.Name) {
 			out[l.Name] = l
 		}
 	}

@@ -78,6 +78,10 @@ type Config struct {
 	// SlotValue, if set, is this node's value of the pool's slot key (for
 	// example its zone): at most one node per value holds a slot at a time.
 	SlotValue string
+	// QueueGrace is how long a waiter whose turn has come may take to claim
+	// before the waiters behind it pass it over (its agent is gone or
+	// stuck). Default DefaultQueueGrace; it must be less than TTL.
+	QueueGrace time.Duration
 	// Logger receives renewal failures and hand-offs. Default: slog.Default().
 	Logger *slog.Logger
 }
@@ -98,6 +102,8 @@ type Semaphore struct {
 	onStuck      func(lease, holder string, since time.Time)
 	slotValue    string
 	keyName      string // "" without a slot value
+	ticketName   string // this node's place in the queue
+	grace        time.Duration
 	log          *slog.Logger
 
 	mu      sync.Mutex
@@ -111,6 +117,11 @@ type Semaphore struct {
 	// stuckReported maps a slot Lease name to the stuckKey last reported to
 	// OnStuckHolder, so that one stuck holding is reported once.
 	stuckReported map[string]string
+	// due records, per ticket, since when (on this node's clock) its waiter
+	// should have claimed: after QueueGrace it is passed over.
+	due map[string]dueSince
+	// queued: this node has a ticket in the queue (as far as it knows).
+	queued bool
 }
 
 // maxSlotSuffix is the longest suffix after "rebootgate-<pool>-": "key-" plus
@@ -161,6 +172,12 @@ func New(cfg Config) (*Semaphore, error) {
 	if cfg.Skew >= cfg.TTL/4 {
 		return nil, fmt.Errorf("lock config: Skew %v must be less than TTL/4 (TTL %v)", cfg.Skew, cfg.TTL)
 	}
+	if cfg.QueueGrace == 0 {
+		cfg.QueueGrace = min(DefaultQueueGrace, cfg.TTL/2)
+	}
+	if cfg.QueueGrace < 0 || cfg.QueueGrace >= cfg.TTL {
+		return nil, fmt.Errorf("lock config: QueueGrace %v must be positive and less than TTL (TTL %v)", cfg.QueueGrace, cfg.TTL)
+	}
 	if cfg.Clock == nil {
 		cfg.Clock = clock.RealClock{}
 	}
@@ -179,6 +196,9 @@ func New(cfg Config) (*Semaphore, error) {
 		holderStatus:  cfg.HolderStatus,
 		onStuck:       cfg.OnStuckHolder,
 		slotValue:     cfg.SlotValue,
+		ticketName:    ticketLeaseName(cfg.Pool, cfg.Holder),
+		grace:         cfg.QueueGrace,
+		due:           map[string]dueSince{},
 		log:           cfg.Logger.With("pool", cfg.Pool, "holder", cfg.Holder),
 		observed:      map[string]observation{},
 		stuckReported: map[string]string{},

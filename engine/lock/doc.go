@@ -48,9 +48,24 @@
 //     holder.) The count is re-read on
 //     every attempt; a count that changes without any Lease changing (a
 //     percentage of a pool that grew) is picked up on [Semaphore.Recheck].
-//   - Jitter trades hand-off latency for conflicts: waiters whose jitter
-//     ends before the winner's write reaches them make a write that fails
-//     with 409. For pools of thousands of waiting nodes, raise it.
+//   - Waiters queue, first come first served, and a hand-off costs O(1)
+//     writes however many nodes wait. A node that cannot take a slot at once
+//     creates a ticket Lease rebootgate-<pool>-q-<hash> (no holder; its node
+//     in the rebootgate.io/waiter annotation), ordered by creationTimestamp,
+//     then its queued-at time, then name. Only the first k waiters, for k
+//     claimable slots, try to claim (each its own slot, so they do not
+//     collide), right after a last gate check ([BeforeClaim]); the others
+//     only watch. A waiter that gets a slot deletes its ticket; one whose
+//     gate closes gives its place up ([Semaphore.Leave]). A waiter that is
+//     a holder already, or whose slot value's mutex is taken, does not hold
+//     up the queue, and neither does one that lets its turn pass: after
+//     QueueGrace it is passed over, and a TTL later the waiter claiming
+//     behind it deletes its ticket. A restarted agent keeps its place (it
+//     touches its ticket). Holders of stalled slots are asked about only by
+//     waiters near the head. Tickets order the claims; they never decide
+//     safety, which rests on the slot Leases alone.
+//   - Jitter applies only to a waiter that could not queue (its ticket was
+//     refused): unqueued waiters woken by one event spread their attempts.
 //   - With a slot value (for example the node's zone), a node first takes a
 //     per-value mutex Lease rebootgate-<pool>-key-<hash> and only then a
 //     slot, and gives them up in the reverse order. That makes "at most one

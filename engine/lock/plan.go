@@ -54,6 +54,10 @@ type stuckHolder struct {
 // plan is the outcome of planning: which Leases to write, or when to look again.
 type plan struct {
 	ok        bool
+	mine      bool  // the slot is one this node already holds
+	free      []int // the claimable slots, by index
+	holders   map[string]bool
+	busyKeys  map[string]bool // slot values whose mutex another node holds live
 	slotName  string
 	slotIndex int
 	slotLease *coordinationv1.Lease // nil: create it
@@ -173,7 +177,7 @@ func avoided(in *planInput, name string, l *coordinationv1.Lease) bool {
 // free slots, at random in production so that waiters woken together spread
 // over the free slots instead of all racing for the lowest one.
 func (s *Semaphore) plan(in *planInput, pick func(n int) int) plan {
-	var p plan
+	p := plan{holders: map[string]bool{}, busyKeys: map[string]bool{}}
 	live := 0
 	mine := -1
 	liveHolders := map[string]time.Time{} // holder → wake time of its live slot
@@ -193,6 +197,7 @@ func (s *Semaphore) plan(in *planInput, pick func(n int) int) plan {
 			// shrinks, nobody new starts until enough of them have finished.
 			live++
 			liveHolders[holderOf(l)] = j.wake
+			p.holders[holderOf(l)] = true
 			p.wakeNoLaterThan(j.wake)
 			if j.check {
 				p.checks = append(p.checks, l)
@@ -203,11 +208,20 @@ func (s *Semaphore) plan(in *planInput, pick func(n int) int) plan {
 		}
 	}
 
+	for name, l := range in.leases {
+		if isKeyLease(s.pool, name) && s.classify(in, l).state == stateLive {
+			if v := l.Annotations[AnnotationSlotValue]; v != "" {
+				p.busyKeys[v] = true
+			}
+		}
+	}
+
 	var free []int
 	if mine >= 0 {
 		// Ours already (an earlier run crashed after taking it): keep it,
 		// whatever the count, as a reboot may be in progress.
 		free = []int{mine}
+		p.mine = true
 	} else if live < in.slots {
 		for i := 0; i < in.slots; i++ {
 			name := SlotLeaseName(s.pool, i)
@@ -220,6 +234,7 @@ func (s *Semaphore) plan(in *planInput, pick func(n int) int) plan {
 			}
 		}
 	}
+	p.free = free
 	if len(free) == 0 {
 		return p
 	}
@@ -255,8 +270,13 @@ func (s *Semaphore) plan(in *planInput, pick func(n int) int) plan {
 		i = free[pick(len(free))]
 	}
 	p.ok = true
+	s.choose(&p, in, i)
+	return p
+}
+
+// choose makes slot i the one p claims.
+func (s *Semaphore) choose(p *plan, in *planInput, i int) {
 	p.slotIndex = i
 	p.slotName = SlotLeaseName(s.pool, i)
 	p.slotLease = in.leases[p.slotName]
-	return p
 }

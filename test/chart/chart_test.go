@@ -139,7 +139,7 @@ var (
 		`"" events [create patch]`,
 	}
 	expectedRoleRules = []string{
-		`"coordination.k8s.io" leases [get list watch create update]`,
+		`"coordination.k8s.io" leases [get list watch create update delete]`,
 		`"" configmaps [list watch patch]`,
 	}
 	expectedPolicyRoleRules = []string{

@@ -69,7 +69,7 @@ var agentPermissions = []permission{
 	// repeated event.
 	{group: "", resource: "events", verbs: []string{"create", "patch"}, scope: scopeEventNamespaces},
 	// The reboot slots, one Lease per pool slot.
-	{group: "coordination.k8s.io", resource: "leases", verbs: []string{"get", "list", "watch", "create", "update"}, scope: scopeNamespace},
+	{group: "coordination.k8s.io", resource: "leases", verbs: []string{"get", "list", "watch", "create", "update", "delete"}, scope: scopeNamespace},
 	// Policy ConfigMaps (informer) and their status annotation.
 	{group: "", resource: "configmaps", verbs: []string{"list", "watch", "patch"}, scope: scopePolicyNamespaces},
 	// --kured-lock: kured's lock annotation, a GET and a full-object UPDATE.
