@@ -18,8 +18,10 @@ all: build
 build:
 	$(GO) build -o $(BIN)/rebootgate ./cmd/rebootgate
 
-## test: everything CI runs — unit tests with fuzz seeds, stock `opa test`, e2e on the test bed.
-test: test-unit test-policies image-check test-chart test-e2e test-chaos
+## test: everything CI runs — unit tests with fuzz seeds, stock `opa test`, the Dockerfile
+## check, the images built twice (test-image), the chart, e2e on the test bed, the chart's
+## pod under runc (test-runtime), the chaos rollout.
+test: test-unit test-policies image-check test-image test-chart test-e2e test-runtime test-chaos
 
 ## test-unit: the fast loop (Go unit tests; fuzz seed corpora run as ordinary tests).
 test-unit:
@@ -138,3 +140,43 @@ $(HELM):
 test-chart: $(HELM)
 	$(HELM) lint --strict charts/rebootgate
 	HELM=$(HELM) $(GO) test -count=1 ./test/chart/
+
+## Release images without Docker (hack/image, go-containerregistry): the default image
+## (distroless/static stand-in, signal method) and the nsenter image (Debian-slim stand-in,
+## command method), each for linux/amd64 and linux/arm64 as one multi-arch index, from
+## Debian packages (apt-get download, hack/image/packages.txt) and build-static per
+## architecture. Timestamps are SOURCE_DATE_EPOCH (the commit's time): one commit and one
+## set of Debian package versions give one digest.
+IMAGE_OUT ?= $(OUT)/image
+IMAGE_DEBS ?= $(ROOT)/_cache/image/debs
+IMAGE_ARCHES ?= amd64 arm64
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
+.PHONY: image test-image test-runtime
+
+## image: the OCI layouts _output/image/oci/<image>/, `docker load`-able tarballs
+## _output/image/<image>-<arch>.tar, SPDX SBOMs _output/image/sbom/ and digests.txt.
+image:
+	ARCHES="$(IMAGE_ARCHES)" $(ROOT)/hack/image/debs.sh $(IMAGE_DEBS)
+	for a in $(IMAGE_ARCHES); do GOARCH=$$a $(MAKE) --no-print-directory build-static VERSION=$(VERSION) STATIC_ROOT=$(IMAGE_OUT)/rootfs-$$a || exit 1; done
+	cd hack/image && $(GO) run . -out $(IMAGE_OUT) -debs $(IMAGE_DEBS) -rootfs $(IMAGE_OUT)/rootfs-%s \
+		-arch "$$(echo $(IMAGE_ARCHES) | tr ' ' ,)" -packages packages.txt \
+		-epoch $(SOURCE_DATE_EPOCH) -version $(VERSION) -revision "$(REVISION)"
+
+## test-image: build the images, then again into _output/image-again (binaries linked
+## anew), and require the same digests; then hack/image's tests on what was built (every
+## ELF's libraries are in its image, the Dockerfile and the builder agree on base, user,
+## entrypoint and labels, the SBOM names the Go modules and the Debian packages).
+test-image: image
+	$(MAKE) --no-print-directory image IMAGE_OUT=$(OUT)/image-again
+	diff $(IMAGE_OUT)/digests.txt $(OUT)/image-again/digests.txt && echo "image: reproducible: $$(tr '\n' ' ' < $(IMAGE_OUT)/digests.txt)"
+	cd hack/image && IMAGE_OUT=$(IMAGE_OUT) IMAGE_DEBS=$(IMAGE_DEBS) $(GO) test -count=1 ./...
+
+## test-runtime: the chart's pod spec under runc (test/runtime): the images of `make
+## image`, a stand-in host, the test bed's kube-apiserver; a reboot by the signal and by
+## the command method. Needs root; installs runc.
+test-runtime: image $(HELM)
+	command -v runc >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends runc >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends runc; }; }
+	@NODES=$(NODES) GO=$(GO) HELM=$(HELM) IMAGE_OUT=$(IMAGE_OUT) IMAGE_TAG=$(VERSION) E2E_FLAGS="-v" REBOOTGATE_RUNTIME=1 \
+		E2E_PACKAGES=./test/runtime $(TESTBED)/e2e.sh

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os/exec"
 	"strings"
@@ -61,6 +62,11 @@ func (r *SignalRebooter) Reboot(context.Context) error {
 		pid = 1
 	}
 	if err := syscall.Kill(pid, r.Signal); err != nil {
+		if errors.Is(err, syscall.EPERM) {
+			// The kernel lets a process signal another of its own user, or with CAP_KILL;
+			// the host's init is root's, and a non-root container loses its capabilities.
+			return fmt.Errorf("sending signal %d to PID %d: %w: the agent must run as root (uid 0) with hostPID, or hold CAP_KILL, to signal the host's init", r.Signal, pid, err)
+		}
 		return fmt.Errorf("sending signal %d to PID %d: %w", r.Signal, pid, err)
 	}
 	return nil
