@@ -135,9 +135,14 @@ HELM := $(BIN)/helm
 $(HELM):
 	$(GO) install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
 
-## test-chart: helm lint and the chart's golden, RBAC and security tests (no test bed;
-## the chart's e2e suite, test/chart/e2e, runs in test-e2e).
+## test-chart: helm lint and the chart's golden, RBAC and security tests, and its
+## PrometheusRule through promtool (check rules; test rules, one case per alert) — no test
+## bed; the chart's e2e suite, test/chart/e2e, runs in test-e2e and validates the
+## ServiceMonitor and PrometheusRule against the Prometheus Operator's own CRDs.
 test-chart: $(HELM)
+	command -v promtool >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq --no-install-recommends prometheus >/dev/null && \
+		{ systemctl stop prometheus prometheus-node-exporter >/dev/null 2>&1 || true; }; }
 	$(HELM) lint --strict charts/rebootgate
 	HELM=$(HELM) $(GO) test -count=1 ./test/chart/
 

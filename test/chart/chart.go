@@ -71,6 +71,41 @@ func Template(helm, chartDir, release, namespace string, args ...string) ([]byte
 	return out, nil
 }
 
+// PrometheusOperator is the Go module (on the module proxy) whose
+// example/prometheus-operator-crd holds the Prometheus Operator's own CRDs, with the
+// monitoring.coreos.com schemas the chart's ServiceMonitor and PrometheusRule must pass.
+const PrometheusOperator = "github.com/prometheus-operator/prometheus-operator@v0.85.0"
+
+// MonitoringCRDs returns the ServiceMonitor and PrometheusRule CRDs of PrometheusOperator,
+// fetched with `go mod download` into the module cache.
+func MonitoringCRDs() ([]byte, error) {
+	cmd := exec.Command("go", "mod", "download", "-json", PrometheusOperator)
+	cmd.Dir = os.TempDir() // outside any module: nothing's go.mod or go.sum changes
+	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GO111MODULE=on")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("go mod download %s: %w: %s", PrometheusOperator, err, strings.TrimSpace(stderr.String()))
+	}
+	var mod struct{ Dir, Error string }
+	if err := yaml.Unmarshal(out, &mod); err != nil {
+		return nil, fmt.Errorf("go mod download %s: %w", PrometheusOperator, err)
+	}
+	if mod.Error != "" || mod.Dir == "" {
+		return nil, fmt.Errorf("go mod download %s: %s", PrometheusOperator, mod.Error)
+	}
+	var crds []byte
+	for _, kind := range []string{"servicemonitors", "prometheusrules"} {
+		data, err := os.ReadFile(filepath.Join(mod.Dir, "example", "prometheus-operator-crd", "monitoring.coreos.com_"+kind+".yaml"))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", PrometheusOperator, err)
+		}
+		crds = append(append(crds, "---\n"...), data...)
+	}
+	return crds, nil
+}
+
 // Object is one rendered manifest: its kind, name and raw YAML.
 type Object struct {
 	Kind, Name, Namespace string

@@ -82,52 +82,59 @@ func (e env) run(t *testing.T, stdin []byte, name string, args ...string) string
 	return stdout.String()
 }
 
-// The bed has no Prometheus operator. These stand-in CRDs accept any spec, so the dry
-// run checks that the ServiceMonitor and PrometheusRule are well-formed objects of the
-// right group, version and kind — not the operator's own schema.
-const monitoringCRDs = `
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata:
-  name: servicemonitors.monitoring.coreos.com
-spec:
-  group: monitoring.coreos.com
-  scope: Namespaced
-  names: {plural: servicemonitors, singular: servicemonitor, kind: ServiceMonitor, listKind: ServiceMonitorList}
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    schema:
-      openAPIV3Schema:
-        type: object
-        properties:
-          spec: {type: object, x-kubernetes-preserve-unknown-fields: true}
----
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata:
-  name: prometheusrules.monitoring.coreos.com
-spec:
-  group: monitoring.coreos.com
-  scope: Namespaced
-  names: {plural: prometheusrules, singular: prometheusrule, kind: PrometheusRule, listKind: PrometheusRuleList}
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    schema:
-      openAPIV3Schema:
-        type: object
-        properties:
-          spec: {type: object, x-kubernetes-preserve-unknown-fields: true}
-`
-
+// monitoringCRDs installs the Prometheus Operator's own ServiceMonitor and
+// PrometheusRule CRDs (chart.PrometheusOperator, from the module proxy), so the dry runs
+// and the install check the chart's monitoring objects against the operator's schemas.
+// They are too large for client-side apply's annotation: server-side apply.
 func (e env) monitoringCRDs(t *testing.T) {
 	t.Helper()
-	e.run(t, []byte(monitoringCRDs), "kubectl", "apply", "-f", "-")
+	crds, err := chart.MonitoringCRDs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.run(t, crds, "kubectl", "apply", "--server-side", "--force-conflicts", "--field-manager=rebootgate-e2e", "-f", "-")
 	e.run(t, nil, "kubectl", "wait", "--for=condition=Established", "--timeout=60s",
 		"crd/servicemonitors.monitoring.coreos.com", "crd/prometheusrules.monitoring.coreos.com")
+}
+
+// TestMonitoringSchemasEnforced: the CRDs the dry runs use are the operator's, with their
+// schemas: a ServiceMonitor whose interval is not a Prometheus duration, and a
+// PrometheusRule rule without expr, are refused, while the chart's own are accepted.
+func TestMonitoringSchemasEnforced(t *testing.T) {
+	e := setup(t)
+	e.monitoringCRDs(t)
+	ns := e.bed.Namespace(t)
+	out, err := chart.Template(e.helm, e.chart, "rg-"+ns, ns, "-f", filepath.Join("..", "testdata", "signal.values.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := chart.Split(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range objs {
+		var bad []byte
+		var field string
+		switch o.Kind {
+		case "ServiceMonitor":
+			bad, field = bytes.Replace(o.YAML, []byte("interval: 60s"), []byte("interval: one minute"), 1), "spec.endpoints[0].interval"
+		case "PrometheusRule":
+			bad, field = bytes.Replace(o.YAML, []byte("expr: max by (node) (rebootgate_reboot_required) == 1"), []byte("record: rebootgate:pending"), 1), "expr"
+		default:
+			continue
+		}
+		if bytes.Equal(bad, o.YAML) {
+			t.Fatalf("%s: the text to break is not in the rendered object:\n%s", o.Kind, o.YAML)
+		}
+		e.run(t, o.YAML, "kubectl", "apply", "--dry-run=server", "-f", "-")
+		cmd := exec.Command("kubectl", "apply", "--dry-run=server", "-f", "-")
+		cmd.Env = append(os.Environ(), "KUBECONFIG="+e.bed.Kubeconfig)
+		cmd.Stdin = bytes.NewReader(bad)
+		res, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(res), field) {
+			t.Errorf("a broken %s was not refused on %s (err %v):\n%s", o.Kind, field, err, res)
+		}
+	}
 }
 
 // TestServerDryRun renders every golden values file into a fresh namespace and has the
