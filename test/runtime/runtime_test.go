@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -715,7 +716,51 @@ func TestSignalMethodRebootsTheHost(t *testing.T) {
 	checkNothingWritten(t, st, container(t, p.ds, "agent"))
 	checkNothingWritten(t, st, container(t, p.ds, "sentinel-mirror"))
 	p.waitUncordoned(t)
+	p.checkAlertMetrics(t)
 }
+
+// checkAlertMetrics scrapes the restarted agent's /metrics (after a reboot, so every
+// series of a reboot exists) and checks it exports every metric the chart's
+// PrometheusRule alerts on, with the node label the alerts group by.
+func (p *pod) checkAlertMetrics(t *testing.T) {
+	t.Helper()
+	var exprs []string
+	for _, o := range render(t, p.ns, "metrics.prometheusRule.enabled=true") {
+		if o.Kind != "PrometheusRule" {
+			continue
+		}
+		for _, line := range strings.Split(string(o.YAML), "\n") {
+			if e, ok := strings.CutPrefix(strings.TrimSpace(line), "expr: "); ok {
+				exprs = append(exprs, e)
+			}
+		}
+	}
+	var names []string
+	for _, e := range exprs {
+		names = append(names, metricName.FindAllString(e, -1)...)
+	}
+	if len(names) == 0 {
+		t.Fatal("no metric in the chart's PrometheusRule expressions")
+	}
+	st := p.waitState(t)
+	agent := container(t, p.ds, "agent")
+	var body string
+	err := testbed.Poll(context.Background(), time.Minute, "/metrics of the restarted agent", func(context.Context) (bool, error) {
+		code, b, err := probe(st, "agent", agent, &corev1.HTTPGetAction{Path: "/metrics", Port: agent.LivenessProbe.HTTPGet.Port})
+		body = b
+		return err == nil && code == http.StatusOK, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range names {
+		if !strings.Contains(body, n+"{") || !strings.Contains(body, fmt.Sprintf(`node="%s"`, p.node)) {
+			t.Errorf("/metrics has no %s series for node %s (the PrometheusRule alerts on it)", n, p.node)
+		}
+	}
+}
+
+var metricName = regexp.MustCompile(`rebootgate_[a-z_]+`)
 
 // waitUncordoned waits until the rebooted node's agent, started again, has uncordoned it.
 func (p *pod) waitUncordoned(t *testing.T) {
