@@ -16,9 +16,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 	"github.com/moby/buildkit/frontend/dockerfile/shell"
@@ -415,6 +417,53 @@ func TestSBOM(t *testing.T) {
 			for _, w := range want {
 				if !names[w] {
 					t.Errorf("%s %s: the SBOM does not name %s", v.name, arch, w)
+				}
+			}
+		}
+	}
+}
+
+// Each `docker load` tarball holds one image, tagged <repository>:<version>[-nsenter],
+// whose config (and so image ID) and layers are the layout's image for that platform.
+func TestDockerTarballs(t *testing.T) {
+	built := builtImages(t)
+	out := imageOut(t)
+	cfg, err := builtConfig(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range variants {
+		for arch, img := range built[v.name] {
+			path := filepath.Join(out, v.name+"-"+arch+".tar")
+			tag, err := name.NewTag(cfg.repository + ":" + cfg.version + v.tagSuffix)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tb, err := tarball.ImageFromPath(path, &tag)
+			if err != nil {
+				t.Fatalf("%s: %v", path, err)
+			}
+			want, err := img.ConfigName()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := tb.ConfigName()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != want {
+				t.Errorf("%s: image ID %s, the layout's %s/%s is %s", path, got, v.name, arch, want)
+			}
+			wl, _ := img.Layers()
+			gl, err := tb.Layers()
+			if err != nil || len(gl) != len(wl) {
+				t.Fatalf("%s: %d layers (%v), want %d", path, len(gl), err, len(wl))
+			}
+			for i := range wl {
+				wd, _ := wl[i].DiffID()
+				gd, _ := gl[i].DiffID()
+				if wd != gd {
+					t.Errorf("%s: layer %d is %s, want %s", path, i, gd, wd)
 				}
 			}
 		}
