@@ -582,6 +582,10 @@ func (a *Agent) handler() http.Handler {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
+		if d := a.degradedStatus(); d != "" {
+			_, _ = w.Write([]byte("ok, " + d + "\n")) // healthy, but slower to notice
+			return
+		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {

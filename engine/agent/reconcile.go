@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"syscall"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/rebootgate/rebootgate/engine/lock"
 	"github.com/rebootgate/rebootgate/engine/notify"
 	"github.com/rebootgate/rebootgate/engine/pipeline"
+	"github.com/rebootgate/rebootgate/engine/source"
 )
 
 // requeueNow asks the loop to reconcile again at once: the step just taken changed
@@ -172,12 +174,34 @@ func (a *Agent) reconcile(ctx context.Context) (time.Duration, error) {
 // reportDegraded sets rebootgate_detection_degraded: a sentinel or config file that
 // cannot be watched is polled instead, and noticed later.
 func (a *Agent) reportDegraded() {
-	sentinel := false
+	sentinel, config := a.degraded()
+	a.metrics.DetectionDegraded.WithLabelValues(a.cfg.NodeName, "sentinel").Set(boolValue(sentinel))
+	a.metrics.DetectionDegraded.WithLabelValues(a.cfg.NodeName, "config").Set(boolValue(config))
+}
+
+// degraded says which files are polled because no inotify watch could be set up.
+func (a *Agent) degraded() (sentinel, config bool) {
 	if d, ok := a.detector.(detect.Degrader); ok {
 		sentinel = d.Degraded()
 	}
-	a.metrics.DetectionDegraded.WithLabelValues(a.cfg.NodeName, "sentinel").Set(boolValue(sentinel))
-	a.metrics.DetectionDegraded.WithLabelValues(a.cfg.NodeName, "config").Set(boolValue(a.source.ConfigDegraded()))
+	return sentinel, a.source.ConfigDegraded()
+}
+
+// degradedStatus is what /healthz and the RebootRequired condition say of degraded
+// detection; "" when every file is watched.
+func (a *Agent) degradedStatus() string {
+	var polled []string
+	sentinel, config := a.degraded()
+	if sentinel {
+		polled = append(polled, fmt.Sprintf("the sentinel every %s", detect.DegradedPeriod))
+	}
+	if config {
+		polled = append(polled, fmt.Sprintf("the config file every %s", source.DegradedConfigPollInterval))
+	}
+	if len(polled) == 0 {
+		return ""
+	}
+	return "detection degraded (no inotify instance): polling " + strings.Join(polled, " and ")
 }
 
 // written is the progress of the agent's last write of the node's state, until the

@@ -183,6 +183,9 @@ func (a *Agent) patchCondition(ctx context.Context, st detect.State) error {
 	if st.Err != nil {
 		msg = "reboot detection failed: " + st.Err.Error()
 	}
+	if d := a.degradedStatus(); d != "" {
+		msg += "; " + d
+	}
 	now := metav1.NewTime(a.clock.Now())
 	cond := corev1.NodeCondition{
 		Type: ConditionRebootRequired, Status: status, Reason: orDefault(st.Reason, "RebootRequired"), Message: msg,

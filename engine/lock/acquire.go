@@ -59,9 +59,8 @@ func BeforeClaim(check func(context.Context) error) AcquireOption {
 // slots is called before every attempt, so a percentage concurrency follows
 // the pool's current size; a result below 1 means that no slot may be taken.
 //
-// A node that cannot take a slot at once queues (see queue.go): it creates a
-// ticket and claims only when fewer waiters are ahead of it than slots are
-// free. It keeps its ticket when ctx ends, so an agent that restarts keeps
+// The node queues (see queue.go): it creates a ticket and claims only when
+// fewer waiters are ahead of it than slots are free. It keeps its ticket when ctx ends, so an agent that restarts keeps
 // its place; call Leave when the reboot is no longer wanted.
 //
 // While it waits, Acquire watches the pool's Leases and re-plans on every
@@ -94,6 +93,7 @@ func (s *Semaphore) Acquire(ctx context.Context, slots func() int, opts ...Acqui
 		s.setQueued(true)
 	}
 	var pending *coordinationv1.Lease // our ticket, created but maybe not yet in the cache
+	unqueued := false                 // our ticket was refused: claim as the slots allow
 	woken := false                    // jitter applies only to attempts prompted by an event or timer
 	errDelay := time.Duration(0)
 	for {
@@ -115,11 +115,22 @@ func (s *Semaphore) Acquire(ctx context.Context, slots func() int, opts ...Acqui
 			return nil, fmt.Errorf("acquire slot in pool %q: %w", s.pool, err)
 		}
 		s.reportStuck(p.stuck)
-		if !p.ok && !q.mine && pending == nil {
+		if !p.mine && !q.mine && pending == nil && !unqueued {
+			// Queue even when a slot looks free: nodes that start waiting together
+			// (one patch run across the fleet) then take turns instead of racing.
 			if pending, err = s.enqueue(ctx); err != nil {
 				s.log.Warn("queueing for a slot failed; waiting unqueued", "error", err)
+				unqueued = true // retrying on every event would cost a write per waiter per hand-off
+			} else {
+				s.setQueued(true)
+				continue // plan again with our ticket in the queue
 			}
-			s.setQueued(true)
+		}
+		if p.ok && pending != nil {
+			// Our ticket is not in the watch's cache yet. Once it is, so is every
+			// ticket created before it (a watch delivers in commit order): only
+			// then do we know who is ahead. Its event wakes us.
+			p.ok = false
 		}
 		if p.ok && !p.mine && !q.mine && woken && s.jitter > 0 {
 			// Unqueued waiters woken by the same event race for the free

@@ -49,10 +49,14 @@
 //     every attempt; a count that changes without any Lease changing (a
 //     percentage of a pool that grew) is picked up on [Semaphore.Recheck].
 //   - Waiters queue, first come first served, and a hand-off costs O(1)
-//     writes however many nodes wait. A node that cannot take a slot at once
-//     creates a ticket Lease rebootgate-<pool>-q-<hash> (no holder; its node
-//     in the rebootgate.io/waiter annotation), ordered by creationTimestamp,
-//     then its queued-at time, then name. Only the first k waiters, for k
+//     writes however many nodes wait. A node that wants a slot first creates a
+//     ticket Lease rebootgate-<pool>-q-<hash> (no holder; its node in the
+//     rebootgate.io/waiter annotation), even when a slot is free, so nodes
+//     that start together take turns instead of racing; tickets are ordered
+//     by creationTimestamp, then queued-at time, then name. A waiter claims
+//     only once its own ticket is in its watch's cache: a watch delivers in
+//     commit order, so every ticket ahead of it is known. Only the first k
+//     waiters, for k
 //     claimable slots, try to claim (each its own slot, so they do not
 //     collide), right after a last gate check ([BeforeClaim]); the others
 //     only watch. A waiter that gets a slot deletes its ticket; one whose

@@ -15,9 +15,9 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 )
 
-// The waiting queue. A node that cannot take a slot at once creates a ticket,
-// a Lease rebootgate-<pool>-q-<hash of its name> in the pool (so the waiters'
-// one informer sees it), and only the first k waiters in ticket order, for k
+// The waiting queue. A node that wants a slot creates a ticket, a Lease
+// rebootgate-<pool>-q-<hash of its name> in the pool (so the waiters' one
+// informer sees it), and only the first k waiters in ticket order, for k
 // claimable slots, try to claim; everyone else only watches. A hand-off then
 // costs one claim and one ticket deletion however many nodes wait, and nodes
 // take their turn first come, first served.
@@ -179,13 +179,17 @@ func (s *Semaphore) newTicket(now time.Time) *coordinationv1.Lease {
 	return l
 }
 
-// enqueue creates this node's ticket. An existing one (a create that raced
-// with our own earlier one) is kept.
+// enqueue creates this node's ticket. An existing one (ours, not yet in the
+// watch's cache) is kept and returned.
 func (s *Semaphore) enqueue(ctx context.Context) (*coordinationv1.Lease, error) {
-	out, err := s.client.CoordinationV1().Leases(s.namespace).Create(ctx, s.newTicket(s.clock.Now()), metav1.CreateOptions{})
+	leases := s.client.CoordinationV1().Leases(s.namespace)
+	out, err := leases.Create(ctx, s.newTicket(s.clock.Now()), metav1.CreateOptions{})
 	switch {
 	case apierrors.IsAlreadyExists(err):
-		return nil, nil
+		if out, err = leases.Get(ctx, s.ticketName, metav1.GetOptions{}); err != nil {
+			return nil, fmt.Errorf("get ticket %s: %w", s.ticketName, err)
+		}
+		return out, nil
 	case err != nil:
 		return nil, fmt.Errorf("create ticket %s: %w", s.ticketName, err)
 	}

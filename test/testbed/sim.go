@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +23,8 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 )
 
 // Placeholders substituted, per node, in SimConfig.Command and SimConfig.Env.
@@ -143,6 +147,9 @@ type NodeState struct {
 // reboots when an agent runs its reboot hook. See SimConfig.
 type Simulator struct {
 	bed  *Bed
+	// client is the bed's admin client, counting its requests in requests.
+	client   kubernetes.Interface
+	requests requestCounts
 	cfg  SimConfig
 	id   string
 	log  *slog.Logger
@@ -203,6 +210,15 @@ func (b *Bed) NewSimulator(ctx context.Context, cfg SimConfig) (*Simulator, erro
 		return nil, errors.New("simulator: no nodes")
 	}
 	s := &Simulator{bed: b, cfg: cfg, id: NewUUID()[:8], log: cfg.Log, changed: make(chan struct{}), nodes: map[string]*simNode{}}
+	// The simulator plays the kubelet; its requests are counted apart so that a
+	// benchmark can tell them from the agents' (APIRequests).
+	rc := rest.CopyConfig(b.Config)
+	rc.Wrap(func(rt http.RoundTripper) http.RoundTripper { return countingTransport{rt, &s.requests} })
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("simulator: client: %w", err)
+	}
+	s.client = client
 	if s.cfg.Dir == "" {
 		s.cfg.Dir = filepath.Join(b.StateDir, "sim", s.id)
 	}
@@ -714,7 +730,7 @@ func (s *Simulator) reboot(ctx context.Context, n *simNode, args string) error {
 	s.stopAgent(n)
 	ev.DownAt = time.Now()
 	poweredOff := false
-	nodes := s.bed.Client.CoreV1().Nodes()
+	nodes := s.client.CoreV1().Nodes()
 	if s.cfg.FlipReady {
 		if err := s.patchNode(ctx, n.name, false, map[string]any{"metadata": map[string]any{"annotations": map[string]any{PoweredOffAnnotation: "true"}}}); err != nil {
 			return err
@@ -808,7 +824,7 @@ func (s *Simulator) patchNode(ctx context.Context, name string, status bool, pat
 	var last error
 	deadline := time.Now().Add(s.cfg.APITimeout)
 	for try := 1; ; try++ {
-		if _, last = s.bed.Client.CoreV1().Nodes().Patch(ctx, name, types.MergePatchType, data, metav1.PatchOptions{}, sub...); last == nil {
+		if _, last = s.client.CoreV1().Nodes().Patch(ctx, name, types.MergePatchType, data, metav1.PatchOptions{}, sub...); last == nil {
 			return nil
 		}
 		if (s.cfg.APITimeout == 0 && try >= 5) || (s.cfg.APITimeout > 0 && time.Now().After(deadline)) {
@@ -847,4 +863,33 @@ func (p *prefixWriter) Write(b []byte) (int, error) {
 		return 0, err
 	}
 	return len(b), nil
+}
+
+// requestCounts counts requests by HTTP method.
+type requestCounts struct {
+	mu sync.Mutex
+	by map[string]int
+}
+
+type countingTransport struct {
+	next   http.RoundTripper
+	counts *requestCounts
+}
+
+func (c countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.counts.mu.Lock()
+	if c.counts.by == nil {
+		c.counts.by = map[string]int{}
+	}
+	c.counts.by[r.Method]++
+	c.counts.mu.Unlock()
+	return c.next.RoundTrip(r)
+}
+
+// APIRequests returns the requests the simulator itself (the kubelet's part of a
+// reboot: power-off mark, boot ID, waits) has made so far, by HTTP method.
+func (s *Simulator) APIRequests() map[string]int {
+	s.requests.mu.Lock()
+	defer s.requests.mu.Unlock()
+	return maps.Clone(s.requests.by)
 }

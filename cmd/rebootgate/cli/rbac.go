@@ -170,23 +170,29 @@ func namespaces(list []string) []authorizationv1.ResourceAttributes {
 // rbacCheckTimeout bounds the whole start-up check; past it the check is skipped.
 const rbacCheckTimeout = 15 * time.Second
 
-// checkRBAC asks the apiserver, with one SelfSubjectAccessReview per check, whether the
-// agent may do everything it will do, and returns one error naming every denied
-// permission. A review that fails (API down, review API not served) skips the check with
-// a warning: it must never keep the agent from starting.
+// checkRBAC asks the apiserver whether the agent may do everything it will do, and
+// returns one error naming every denied permission. It asks with one
+// SelfSubjectRulesReview per namespace the checks name (two at least: the agent starts
+// after every reboot, so the check must cost a few requests, not one per permission); a
+// cluster-wide permission must be allowed by the rules of every namespace asked, so a
+// RoleBinding in one namespace does not pass for a cluster-wide grant. When the rules
+// are incomplete (an authorizer that cannot list them, such as a webhook) it falls back
+// to one SelfSubjectAccessReview per check. A review that fails (API down, review API not
+// served) skips the check with a warning: it must never keep the agent from starting.
 func checkRBAC(ctx context.Context, client kubernetes.Interface, checks []accessCheck, log *slog.Logger) error {
 	ctx, cancel := context.WithTimeout(ctx, rbacCheckTimeout)
 	defer cancel()
+	allowed, complete, err := rulesAllowChecks(ctx, client, checks)
+	if err == nil && !complete {
+		allowed, err = reviewsAllowChecks(ctx, client, checks)
+	}
+	if err != nil {
+		log.Warn("RBAC check skipped: the access review failed", "err", err)
+		return nil
+	}
 	var denied []string
-	for _, c := range checks {
-		attrs := c.ResourceAttributes
-		review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &attrs}}
-		res, err := client.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, review, metav1.CreateOptions{})
-		if err != nil {
-			log.Warn("RBAC check skipped: the access review failed", "permission", c.String(), "err", err)
-			return nil
-		}
-		if !res.Status.Allowed {
+	for i, c := range checks {
+		if !allowed[i] {
 			denied = append(denied, c.String())
 		}
 	}
@@ -196,4 +202,84 @@ func checkRBAC(ctx context.Context, client kubernetes.Interface, checks []access
 	}
 	return fmt.Errorf("RBAC: %d permission(s) missing: %s; grant them (examples/kured-dropin/rbac.yaml, kured's RBAC plus rebootgate's delta, or the chart's RBAC)",
 		len(denied), strings.Join(denied, "; "))
+}
+
+// rulesAllowChecks answers every check from SelfSubjectRulesReviews; complete is false
+// when the apiserver says its rules are incomplete.
+func rulesAllowChecks(ctx context.Context, client kubernetes.Interface, checks []accessCheck) (allowed []bool, complete bool, err error) {
+	var asked []string
+	for _, c := range checks {
+		if c.Namespace != "" && !slices.Contains(asked, c.Namespace) {
+			asked = append(asked, c.Namespace)
+		}
+	}
+	for _, ns := range []string{metav1.NamespaceDefault, metav1.NamespaceSystem} {
+		if len(asked) < 2 && !slices.Contains(asked, ns) {
+			asked = append(asked, ns)
+		}
+	}
+	rules := map[string][]authorizationv1.ResourceRule{}
+	for _, ns := range asked {
+		review := &authorizationv1.SelfSubjectRulesReview{Spec: authorizationv1.SelfSubjectRulesReviewSpec{Namespace: ns}}
+		res, err := client.AuthorizationV1().SelfSubjectRulesReviews().Create(ctx, review, metav1.CreateOptions{})
+		if err != nil {
+			return nil, false, fmt.Errorf("rules review in namespace %s: %w", ns, err)
+		}
+		if res.Status.Incomplete {
+			return nil, false, nil
+		}
+		rules[ns] = res.Status.ResourceRules
+	}
+	allowed = make([]bool, len(checks))
+	for i, c := range checks {
+		if c.Namespace != "" {
+			allowed[i] = rulesAllow(rules[c.Namespace], c.ResourceAttributes)
+			continue
+		}
+		allowed[i] = true
+		for _, ns := range asked {
+			allowed[i] = allowed[i] && rulesAllow(rules[ns], c.ResourceAttributes)
+		}
+	}
+	return allowed, true, nil
+}
+
+// reviewsAllowChecks asks one SelfSubjectAccessReview per check.
+func reviewsAllowChecks(ctx context.Context, client kubernetes.Interface, checks []accessCheck) ([]bool, error) {
+	allowed := make([]bool, len(checks))
+	for i, c := range checks {
+		attrs := c.ResourceAttributes
+		review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &attrs}}
+		res, err := client.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, review, metav1.CreateOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("access review of %s: %w", c, err)
+		}
+		allowed[i] = res.Status.Allowed
+	}
+	return allowed, nil
+}
+
+// rulesAllow says whether one of rules grants a: RBAC's matching of verbs, API groups,
+// resources (with "*", "*/sub" and "res/*") and resource names.
+func rulesAllow(rules []authorizationv1.ResourceRule, a authorizationv1.ResourceAttributes) bool {
+	res := a.Resource
+	if a.Subresource != "" {
+		res += "/" + a.Subresource
+	}
+	matches := func(list []string, v string) bool { return slices.Contains(list, v) || slices.Contains(list, "*") }
+	for _, r := range rules {
+		if !matches(r.Verbs, a.Verb) || !matches(r.APIGroups, a.Group) {
+			continue
+		}
+		if !slices.ContainsFunc(r.Resources, func(g string) bool {
+			return g == "*" || g == res || (a.Subresource != "" && (g == "*/"+a.Subresource || g == a.Resource+"/*"))
+		}) {
+			continue
+		}
+		if len(r.ResourceNames) > 0 && (a.Name == "" || !slices.Contains(r.ResourceNames, a.Name)) {
+			continue
+		}
+		return true
+	}
+	return false
 }

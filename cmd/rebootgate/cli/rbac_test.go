@@ -25,9 +25,30 @@ import (
 // --kured-lock, so every permission of the list is checked.
 var dropinTarget = accessTarget{node: "n1", namespace: "kube-system", dsNamespace: "kube-system", dsName: "kured", kuredLock: true}
 
-// reviewer answers SelfSubjectAccessReviews: allowed unless deny says otherwise.
-func reviewer(deny func(authorizationv1.ResourceAttributes) bool) *fake.Clientset {
+// reviewer answers SelfSubjectRulesReviews (with one rule per check in the namespace
+// asked, and per cluster-wide check, unless deny says otherwise; incomplete if asked) and
+// SelfSubjectAccessReviews (allowed unless deny says otherwise).
+func reviewer(checks []accessCheck, incomplete bool, deny func(authorizationv1.ResourceAttributes) bool) *fake.Clientset {
 	client := fake.NewClientset()
+	client.PrependReactor("create", "selfsubjectrulesreviews", func(action k8stesting.Action) (bool, runtime.Object, error) {
+		review := action.(k8stesting.CreateAction).GetObject().(*authorizationv1.SelfSubjectRulesReview).DeepCopy()
+		review.Status.Incomplete = incomplete
+		for _, c := range checks {
+			if deny(c.ResourceAttributes) || (c.Namespace != "" && c.Namespace != review.Spec.Namespace) {
+				continue
+			}
+			res := c.Resource
+			if c.Subresource != "" {
+				res += "/" + c.Subresource
+			}
+			rule := authorizationv1.ResourceRule{Verbs: []string{c.Verb}, APIGroups: []string{c.Group}, Resources: []string{res}}
+			if c.Name != "" {
+				rule.ResourceNames = []string{c.Name}
+			}
+			review.Status.ResourceRules = append(review.Status.ResourceRules, rule)
+		}
+		return true, review, nil
+	})
 	client.PrependReactor("create", "selfsubjectaccessreviews", func(action k8stesting.Action) (bool, runtime.Object, error) {
 		review := action.(k8stesting.CreateAction).GetObject().(*authorizationv1.SelfSubjectAccessReview).DeepCopy()
 		review.Status.Allowed = !deny(*review.Spec.ResourceAttributes)
@@ -36,43 +57,102 @@ func reviewer(deny func(authorizationv1.ResourceAttributes) bool) *fake.Clientse
 	return client
 }
 
+func reviews(client *fake.Clientset, resource string) int {
+	n := 0
+	for _, a := range client.Actions() {
+		if a.GetResource().Resource == resource {
+			n++
+		}
+	}
+	return n
+}
+
+// TestRBACCheckNamesTheMissingPermission: from the rules of two namespaces (two
+// requests, not one per permission), and from one access review per permission when
+// the rules are incomplete, the error names exactly the denied permissions.
 func TestRBACCheckNamesTheMissingPermission(t *testing.T) {
 	checks := dropinTarget.checks(agentPermissions)
-	client := reviewer(func(a authorizationv1.ResourceAttributes) bool {
+	deny := func(a authorizationv1.ResourceAttributes) bool {
 		return a.Resource == "leases" && a.Verb == "create" || a.Resource == "nodes" && a.Subresource == "status"
+	}
+	for _, incomplete := range []bool{false, true} {
+		client := reviewer(checks, incomplete, deny)
+		err := checkRBAC(t.Context(), client, checks, slog.New(slog.DiscardHandler))
+		if err == nil {
+			t.Fatalf("incomplete=%v: no error with two permissions denied", incomplete)
+		}
+		msg := err.Error()
+		for _, want := range []string{
+			"2 permission(s) missing",
+			"create leases (coordination.k8s.io) in namespace kube-system",
+			"patch nodes/status (core) named n1",
+			"examples/kured-dropin/rbac.yaml",
+		} {
+			if !strings.Contains(msg, want) {
+				t.Errorf("incomplete=%v: error lacks %q: %s", incomplete, want, msg)
+			}
+		}
+		if strings.Contains(msg, "\n") || strings.Contains(msg, " get leases") {
+			t.Errorf("error is not one line naming only the denied permissions: %s", msg)
+		}
+		rules, access := reviews(client, "selfsubjectrulesreviews"), reviews(client, "selfsubjectaccessreviews")
+		switch {
+		case !incomplete && (rules != 2 || access != 0):
+			t.Errorf("%d rules reviews and %d access reviews, want 2 and 0", rules, access)
+		case incomplete && access != len(checks):
+			t.Errorf("incomplete rules: %d access reviews for %d checks", access, len(checks))
+		}
+	}
+}
+
+// TestRBACCheckClusterWideNeedsEveryNamespace: a permission granted in one namespace
+// only (a RoleBinding) does not pass for a cluster-wide one.
+func TestRBACCheckClusterWideNeedsEveryNamespace(t *testing.T) {
+	rules := map[string][]authorizationv1.ResourceRule{
+		"kube-system": {{Verbs: []string{"*"}, APIGroups: []string{""}, Resources: []string{"pods"}}},
+	}
+	client := fake.NewClientset()
+	client.PrependReactor("create", "selfsubjectrulesreviews", func(action k8stesting.Action) (bool, runtime.Object, error) {
+		review := action.(k8stesting.CreateAction).GetObject().(*authorizationv1.SelfSubjectRulesReview).DeepCopy()
+		review.Status.ResourceRules = rules[review.Spec.Namespace]
+		return true, review, nil
 	})
+	checks := []accessCheck{
+		{authorizationv1.ResourceAttributes{Verb: "list", Resource: "pods"}},
+		{authorizationv1.ResourceAttributes{Verb: "list", Resource: "pods", Namespace: "kube-system"}},
+	}
 	err := checkRBAC(t.Context(), client, checks, slog.New(slog.DiscardHandler))
-	if err == nil {
-		t.Fatal("no error with two permissions denied")
+	if err == nil || !strings.Contains(err.Error(), "1 permission(s) missing: list pods (core) cluster-wide;") {
+		t.Fatalf("err = %v, want only the cluster-wide list denied", err)
 	}
-	msg := err.Error()
-	for _, want := range []string{
-		"2 permission(s) missing",
-		"create leases (coordination.k8s.io) in namespace kube-system",
-		"patch nodes/status (core) named n1",
-		"examples/kured-dropin/rbac.yaml",
+}
+
+func TestRulesAllow(t *testing.T) {
+	node := authorizationv1.ResourceAttributes{Verb: "patch", Resource: "nodes", Subresource: "status", Name: "n1"}
+	for _, tc := range []struct {
+		rule authorizationv1.ResourceRule
+		want bool
+	}{
+		{authorizationv1.ResourceRule{Verbs: []string{"patch"}, APIGroups: []string{""}, Resources: []string{"nodes/status"}}, true},
+		{authorizationv1.ResourceRule{Verbs: []string{"*"}, APIGroups: []string{"*"}, Resources: []string{"*"}}, true},
+		{authorizationv1.ResourceRule{Verbs: []string{"patch"}, APIGroups: []string{""}, Resources: []string{"*/status"}}, true},
+		{authorizationv1.ResourceRule{Verbs: []string{"patch"}, APIGroups: []string{""}, Resources: []string{"nodes/*"}}, true},
+		{authorizationv1.ResourceRule{Verbs: []string{"patch"}, APIGroups: []string{""}, Resources: []string{"nodes/status"}, ResourceNames: []string{"n1"}}, true},
+		{authorizationv1.ResourceRule{Verbs: []string{"patch"}, APIGroups: []string{""}, Resources: []string{"nodes/status"}, ResourceNames: []string{"n2"}}, false},
+		{authorizationv1.ResourceRule{Verbs: []string{"patch"}, APIGroups: []string{""}, Resources: []string{"nodes"}}, false},
+		{authorizationv1.ResourceRule{Verbs: []string{"get"}, APIGroups: []string{""}, Resources: []string{"nodes/status"}}, false},
+		{authorizationv1.ResourceRule{Verbs: []string{"patch"}, APIGroups: []string{"apps"}, Resources: []string{"nodes/status"}}, false},
 	} {
-		if !strings.Contains(msg, want) {
-			t.Errorf("error lacks %q: %s", want, msg)
+		if got := rulesAllow([]authorizationv1.ResourceRule{tc.rule}, node); got != tc.want {
+			t.Errorf("%+v allows patch nodes/status n1 = %v, want %v", tc.rule, got, tc.want)
 		}
-	}
-	if strings.Contains(msg, "\n") || strings.Contains(msg, " get leases") {
-		t.Errorf("error is not one line naming only the denied permissions: %s", msg)
-	}
-	reviews := 0
-	for _, a := range client.Actions() {
-		if a.GetResource().Resource == "selfsubjectaccessreviews" {
-			reviews++
-		}
-	}
-	if reviews != len(checks) {
-		t.Errorf("%d reviews for %d checks", reviews, len(checks))
 	}
 }
 
 func TestRBACCheckPasses(t *testing.T) {
-	client := reviewer(func(authorizationv1.ResourceAttributes) bool { return false })
-	if err := checkRBAC(t.Context(), client, dropinTarget.checks(agentPermissions), slog.New(slog.DiscardHandler)); err != nil {
+	checks := dropinTarget.checks(agentPermissions)
+	client := reviewer(checks, false, func(authorizationv1.ResourceAttributes) bool { return false })
+	if err := checkRBAC(t.Context(), client, checks, slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -81,7 +161,7 @@ func TestRBACCheckPasses(t *testing.T) {
 // the check with a warning, and the agent starts.
 func TestRBACCheckNeverBlocksOnAFailedReview(t *testing.T) {
 	client := fake.NewClientset()
-	client.PrependReactor("create", "selfsubjectaccessreviews", func(k8stesting.Action) (bool, runtime.Object, error) {
+	client.PrependReactor("create", "selfsubjectrulesreviews", func(k8stesting.Action) (bool, runtime.Object, error) {
 		return true, nil, errors.New("connection refused")
 	})
 	var logs bytes.Buffer
