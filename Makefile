@@ -94,6 +94,18 @@ bench-rollout:
 	@set -o pipefail; NODES=$(NODES) GO=$(GO) E2E_FLAGS="-run TestRollout -v -timeout 60m" REBOOTGATE_BENCH_ROLLOUT=1 N=$(N) C=$(C) D=$(D) \
 		E2E_PACKAGES=./test/bench/rollout $(TESTBED)/e2e.sh 2>&1 | grep -E '^(rollout|per-node|idle agent|--- FAIL|FAIL|ok)'
 
+## bench-footprint: AGENTS idle agents (the release build, as `make build-static`) on the
+## test bed: each one's time from start to /readyz 200, then, after a WINDOW with no
+## API request but their watches (checked), their resident memory, total and private
+## (anonymous); the binary's size and its initialisers' cost (GODEBUG=inittrace=1).
+## REBOOTGATE_BIN=path measures another binary.
+AGENTS ?= 5
+WINDOW ?= 60s
+.PHONY: bench-footprint
+bench-footprint:
+	@set -o pipefail; NODES=$(NODES) GO=$(GO) E2E_FLAGS="-run TestIdleFootprint -v -timeout 20m" REBOOTGATE_BENCH_FOOTPRINT=1 AGENTS=$(AGENTS) WINDOW=$(WINDOW) \
+		E2E_PACKAGES=./test/testbed/footprint $(TESTBED)/e2e.sh 2>&1 | grep -E '^(idle-rss|footprint|binary|--- FAIL|FAIL|ok|\s+footprint_test)'
+
 ## demo: a live rolling reboot of 8 simulated nodes in 2 pools on the test bed.
 .PHONY: demo
 demo:

@@ -227,6 +227,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		return nil
 	}
 	a.ready.Store(true)
+	if a.cfg.OnReady != nil {
+		a.cfg.OnReady()
+	}
 	a.log.Info("agent started", "dryRun", a.cfg.DryRun, "sentinel", a.cfg.SentinelPath, "sentinelCommand", a.cfg.SentinelCommand)
 
 	a.loop(ctx)

@@ -10,13 +10,23 @@ import (
 
 // BuildBinary builds the rebootgate binary into a new temporary directory for a suite's
 // TestMain, returning its path and a cleanup that removes it.
-func BuildBinary() (path string, cleanup func(), err error) {
+func BuildBinary() (path string, cleanup func(), err error) { return build(nil) }
+
+// BuildReleaseBinary is BuildBinary with the flags of `make build-static`, the binary
+// the image ships: static, without symbol tables, paths trimmed.
+func BuildReleaseBinary() (path string, cleanup func(), err error) {
+	return build([]string{"CGO_ENABLED=0"}, "-trimpath", "-ldflags", "-s -w")
+}
+
+func build(env []string, flags ...string) (path string, cleanup func(), err error) {
 	dir, err := os.MkdirTemp("", "rebootgate-e2e-")
 	if err != nil {
 		return "", nil, fmt.Errorf("building rebootgate: %w", err)
 	}
 	path = filepath.Join(dir, "rebootgate")
-	cmd := exec.Command("go", "build", "-o", path, "github.com/rebootgate/rebootgate/cmd/rebootgate")
+	args := append(append([]string{"build"}, flags...), "-o", path, "github.com/rebootgate/rebootgate/cmd/rebootgate")
+	cmd := exec.Command("go", args...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
 		os.RemoveAll(dir)

@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/rebootgate/rebootgate/cmd/rebootgate/internal/footprint"
 	"github.com/rebootgate/rebootgate/engine/agent"
 	"github.com/rebootgate/rebootgate/engine/detect"
 	"github.com/rebootgate/rebootgate/engine/metrics"
@@ -140,6 +141,11 @@ kured's schedule, blocker and concurrency flags (--reboot-days, --start-time, --
 	return cmd
 }
 
+// releaseAfterReady is when, after the agent is ready, start-up's memory is given
+// back (footprint.Release): its first decision, the status it writes and the events
+// it records are done well within it.
+const releaseAfterReady = 30 * time.Second
+
 func (o *agentOptions) run(ctx context.Context, fs *pflag.FlagSet, stderr io.Writer) error {
 	log, err := o.configure(fs, stderr)
 	if err != nil {
@@ -147,6 +153,24 @@ func (o *agentOptions) run(ctx context.Context, fs *pflag.FlagSet, stderr io.Wri
 	}
 	c := &o.cfg
 	c.APIRequests = metrics.NewAPIRequests()
+	// What only start-up needed (initialisers, the policy compilers, the first lists,
+	// the first decision and its reports) need not stay resident in an agent that may
+	// idle for weeks: release it once start-up is over.
+	var release *time.Timer
+	c.OnReady = func() {
+		release = time.AfterFunc(releaseAfterReady, func() {
+			if n, err := footprint.Release(); err != nil {
+				log.Warn("returning start-up memory to the system", "err", err)
+			} else {
+				log.Debug("returned start-up memory to the system", "unmappedBytes", n)
+			}
+		})
+	}
+	defer func() {
+		if release != nil {
+			release.Stop()
+		}
+	}()
 	cfg, err := restConfig(o.kubeconfig, "rebootgate-agent/"+c.NodeName, c.APIRequests.(*prometheus.CounterVec))
 	if err != nil {
 		return badInput("%w", err)
