@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"debug/buildinfo"
 	"encoding/json"
 	"fmt"
@@ -117,8 +118,10 @@ func spdx(cfg config, v variant, arch string, img v1.Image, files tree, pkgs []p
 	for _, s := range info.Settings {
 		settings[s.Key] = s.Value
 	}
+	// The commit: the binary's own record, else the one the build was given (GOFLAGS may
+	// carry -buildvcs=false).
 	mainVersion := cfg.version
-	if rev := settings["vcs.revision"]; rev != "" {
+	if rev := cmp.Or(settings["vcs.revision"], cfg.revision); rev != "" {
 		mainVersion += "+" + rev
 	}
 	doc.Packages = append(doc.Packages, spdxPackage{
