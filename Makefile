@@ -106,6 +106,30 @@ bench-footprint:
 	@set -o pipefail; NODES=$(NODES) GO=$(GO) E2E_FLAGS="-run TestIdleFootprint -v -timeout 20m" REBOOTGATE_BENCH_FOOTPRINT=1 AGENTS=$(AGENTS) WINDOW=$(WINDOW) \
 		E2E_PACKAGES=./test/testbed/footprint $(TESTBED)/e2e.sh 2>&1 | grep -E '^(idle-rss|footprint|binary|--- FAIL|FAIL|ok|\s+footprint_test)'
 
+## bench-scale: N real agent processes through the node simulator, one line per run
+## (`scale nodes=N concurrency=C wall=... requests-per-reboot=... idle-rss=...`), for
+## SCALE_NODES (default 10,30,100) x SCALE_CONCURRENCY (default 1,5%). Each agent needs
+## inotify instances, so fs.inotify.max_user_instances is raised for the run (and put
+## back); SCALE_FALLBACK (default 100 nodes at 5%) then runs once more without raising
+## it, to show the cost of the polling fallback. Needs root for sysctl.
+SCALE_NODES ?= 10,30,100
+SCALE_CONCURRENCY ?= 1,5%
+SCALE_INOTIFY ?= 4096
+SCALE_FALLBACK ?= 100:5%
+.PHONY: bench-scale
+bench-scale:
+	@set -o pipefail; orig=$$(cat /proc/sys/fs/inotify/max_user_instances); \
+	run() { NODES=$(NODES) GO=$(GO) E2E_FLAGS="-run TestScale -v -timeout 240m" REBOOTGATE_BENCH_SCALE=1 SCALE_NODES=$$1 SCALE_CONCURRENCY=$$2 \
+		E2E_PACKAGES=./test/bench/scale $(TESTBED)/e2e.sh 2>&1 | grep --line-buffered -E '^(scale|per-node|bench-scale|--- FAIL|FAIL|ok|\s+scale_test)'; }; \
+	echo "bench-scale: raising fs.inotify.max_user_instances from $$orig to $(SCALE_INOTIFY) for the run"; \
+	sysctl -qw fs.inotify.max_user_instances=$(SCALE_INOTIFY); \
+	run '$(SCALE_NODES)' '$(SCALE_CONCURRENCY)'; rc=$$?; \
+	sysctl -qw fs.inotify.max_user_instances=$$orig; \
+	if [ -n '$(SCALE_FALLBACK)' ] && [ $$rc = 0 ]; then \
+		echo "bench-scale: once more at fs.inotify.max_user_instances=$$orig (not raised): agents without inotify poll every 15s"; \
+		fb='$(SCALE_FALLBACK)'; run "$${fb%%:*}" "$${fb#*:}"; rc=$$?; \
+	fi; exit $$rc
+
 ## demo: a live rolling reboot of 8 simulated nodes in 2 pools on the test bed.
 .PHONY: demo
 demo:

@@ -29,21 +29,7 @@ const envBench = "REBOOTGATE_BENCH_ROLLOUT"
 
 var binary string
 
-func TestMain(m *testing.M) {
-	if os.Getenv(envBench) == "" {
-		fmt.Fprintf(os.Stderr, "rollout: %s is not set, skipping (run `make bench-rollout`)\n", envBench)
-		os.Exit(0)
-	}
-	var cleanup func()
-	var err error
-	if binary, cleanup, err = testbed.BuildBinary(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := testbed.Main(m)
-	cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testbed.BenchMain(m, envBench, "bench-rollout", &binary)) }
 
 func envInt(name string, def int) int {
 	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
@@ -127,15 +113,7 @@ pools:
 	fmt.Printf("rollout nodes=%d concurrency=%d wall=%.1fs limit=%.1fs ratio=%.2f\n",
 		n, c, wall.Seconds(), limit.Seconds(), wall.Seconds()/limit.Seconds())
 	fmt.Printf("per-node time alone (median of 3): %.2fs (runs %v)\n", perNode.Seconds(), roundAll(solo))
-	per := map[string]int{}
-	for _, r := range sim.Reboots() {
-		per[r.Node]++
-	}
-	for _, name := range names {
-		if per[name] != 1 {
-			t.Errorf("%s rebooted %d times, want 1", name, per[name])
-		}
-	}
+	testbed.CheckRebootedOnce(t, sim, names)
 
 	// Idle agents: every node rebooted and no reboot is needed. Measure RSS and the
 	// API requests over a minute, extrapolated to an hour.
