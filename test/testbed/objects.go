@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
 )
 
 // Labels and annotations the bed puts on its nodes.
@@ -171,9 +172,13 @@ func NodeNotReady(n *corev1.Node) bool {
 
 // WaitNode polls the node until cond holds and returns it.
 func (b *Bed) WaitNode(ctx context.Context, name string, timeout time.Duration, what string, cond func(*corev1.Node) bool) (*corev1.Node, error) {
+	return waitNode(ctx, b.Client, name, timeout, what, cond)
+}
+
+func waitNode(ctx context.Context, client kubernetes.Interface, name string, timeout time.Duration, what string, cond func(*corev1.Node) bool) (*corev1.Node, error) {
 	var got *corev1.Node
 	err := Poll(ctx, timeout, "node "+name+" "+what, func(ctx context.Context) (bool, error) {
-		n, err := b.Client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		n, err := client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return false, err
 		}

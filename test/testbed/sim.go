@@ -744,7 +744,7 @@ func (s *Simulator) reboot(ctx context.Context, n *simNode, args string) error {
 				_ = s.patchNode(cctx, n.name, false, map[string]any{"metadata": map[string]any{"annotations": map[string]any{PoweredOffAnnotation: nil}}})
 			}
 		}()
-		if _, err := s.bed.WaitNode(ctx, n.name, s.apiWait(), "NotReady", NodeNotReady); err != nil {
+		if _, err := waitNode(ctx, s.client, n.name, s.apiWait(), "NotReady", NodeNotReady); err != nil {
 			return err
 		}
 		ev.NotReadyAt = time.Now()

@@ -71,11 +71,11 @@ func TestScale(t *testing.T) {
 			fmt.Printf("scale nodes=%d concurrency=%d wall=%.1fs limit=%.1fs ratio=%.2f handoff-p50=%.2fs handoff-p99=%.2fs "+
 				"requests-per-reboot=%.1f writes-per-reboot=%.1f conflicts-per-reboot=%.2f watches-per-idle-agent=%.1f "+
 				"idle-rss=%.1fMiB idle-private=%.1fMiB ready-after=%.2fs concurrency-spec=%s per-node=%.2fs max-overtake=%d "+
-				"sim-writes-per-reboot=%.1f idle-requests-per-agent-hour=%.1f degraded-agents=%d %s\n",
+				"sim-writes-per-reboot=%.1f sim-requests-per-reboot=%.1f idle-requests-per-agent-hour=%.1f degraded-agents=%d %s\n",
 				size, slots, r.wall.Seconds(), limit.Seconds(), r.wall.Seconds()/limit.Seconds(), r.handoffP50.Seconds(), r.handoffP99.Seconds(),
 				r.requests/float64(size), r.writes/float64(size), r.conflicts/float64(size), r.watchesPerAgent,
 				r.rss, r.private, r.readyAfter.Seconds(), c, r.wall.Seconds()/math.Ceil(float64(size)/float64(slots)), r.maxOvertake,
-				r.simWrites/float64(size), r.idleRequestsPerAgentHour, r.degraded, r.byVerb)
+				r.simWrites/float64(size), r.simRequests/float64(size), r.idleRequestsPerAgentHour, r.degraded, r.byVerb)
 		}
 	}
 }
@@ -164,12 +164,12 @@ func perNodeAlone(t *testing.T, bed *testbed.Bed, ns string) time.Duration {
 }
 
 type result struct {
-	wall, handoffP50, handoffP99, readyAfter time.Duration
-	requests, writes, conflicts, simWrites   float64
-	watchesPerAgent, rss, private            float64
-	idleRequestsPerAgentHour                 float64
-	maxOvertake, degraded                    int
-	byVerb                                   string
+	wall, handoffP50, handoffP99, readyAfter            time.Duration
+	requests, writes, conflicts, simWrites, simRequests float64
+	watchesPerAgent, rss, private                       float64
+	idleRequestsPerAgentHour                            float64
+	maxOvertake, degraded                               int
+	byVerb                                              string
 }
 
 func runScale(t *testing.T, bed *testbed.Bed, ns string, n int, concurrency string, slots int) result {
@@ -212,8 +212,11 @@ func runScale(t *testing.T, bed *testbed.Bed, ns string, n int, concurrency stri
 	}
 
 	r := result{degraded: degraded, wall: wall, requests: run.nonWatch(), writes: run.writes(), conflicts: run.conflicts(), byVerb: run.verbs(n)}
-	for _, m := range []string{"POST", "PUT", "PATCH", "DELETE"} {
-		r.simWrites += float64(simReq[m])
+	for m, c := range simReq {
+		r.simRequests += float64(c)
+		if m != "GET" {
+			r.simWrites += float64(c)
+		}
 	}
 	r.handoffP50, r.handoffP99 = w.handoffs(slots)
 	r.maxOvertake = w.maxOvertake()
