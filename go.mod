@@ -5,6 +5,7 @@ go 1.26.0
 require (
 	github.com/fsnotify/fsnotify v1.10.1
 	github.com/google/cel-go v0.29.2
+	github.com/moby/profiles/seccomp v0.3.0
 	github.com/nicholas-fedor/shoutrrr v0.13.2
 	github.com/open-policy-agent/opa v1.22.2
 	github.com/opencontainers/runtime-spec v1.2.1

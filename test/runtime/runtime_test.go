@@ -574,6 +574,15 @@ func (p *pod) checkAgentProcess(t *testing.T, st State, wantUID int, wantCaps []
 	if got := ps["NoNewPrivs"] == "1"; got != wantNoNewPrivs {
 		t.Errorf("agent process %d: NoNewPrivs %q, want %v", pid, ps["NoNewPrivs"], wantNoNewPrivs)
 	}
+	// Seccomp 2 is a filter (the chart's RuntimeDefault), 0 none (privileged).
+	wantSeccomp := "0"
+	if sc := container(t, p.ds, "agent").SecurityContext; sc != nil && sc.SeccompProfile != nil &&
+		sc.SeccompProfile.Type == corev1.SeccompProfileTypeRuntimeDefault && (sc.Privileged == nil || !*sc.Privileged) {
+		wantSeccomp = "2"
+	}
+	if ps["Seccomp"] != wantSeccomp {
+		t.Errorf("agent process %d: Seccomp %q, want %s for the chart's securityContext", pid, ps["Seccomp"], wantSeccomp)
+	}
 	// The root mount as the process sees it: mount point "/", options with "ro".
 	info, err := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", pid))
 	if err != nil {

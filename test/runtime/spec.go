@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/moby/profiles/seccomp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	corev1 "k8s.io/api/core/v1"
 )
@@ -206,11 +207,23 @@ func user(c corev1.Container, pod *corev1.PodSpec, img ImageConfig, rootfs strin
 	return uid, 0, nil
 }
 
+// seccompType is the container's seccomp profile type, else the pod's.
+func seccompType(c corev1.Container, pod *corev1.PodSpec) corev1.SeccompProfileType {
+	if c.SecurityContext != nil && c.SecurityContext.SeccompProfile != nil {
+		return c.SecurityContext.SeccompProfile.Type
+	}
+	if pod.SecurityContext != nil && pod.SecurityContext.SeccompProfile != nil {
+		return pod.SecurityContext.SeccompProfile.Type
+	}
+	return ""
+}
+
 // Spec translates one container of a pod into an OCI runtime spec, as containerd's CRI
 // plugin would: process (args, env, user, capabilities, no_new_privs), read-only root,
 // the default mounts, the kubelet's files, the container's volume mounts, masked and
 // read-only /proc paths unless privileged, hostPID as the stand-in host's PID namespace,
-// the pod's network namespace, and the memory limit and CPU shares of its resources.
+// the pod's network namespace, the RuntimeDefault seccomp profile, and the memory limit
+// and CPU shares of its resources.
 // rootfs is the unpacked image (the spec's root.path).
 func Spec(c corev1.Container, pod *corev1.PodSpec, img ImageConfig, rootfs string, pc PodContext) (*specs.Spec, error) {
 	sc := c.SecurityContext
@@ -334,6 +347,20 @@ func Spec(c corev1.Container, pod *corev1.PodSpec, img ImageConfig, rootfs strin
 			"/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
 			"/proc/scsi", "/sys/firmware"}
 		s.Linux.ReadonlyPaths = []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}
+	}
+	// seccompProfile: RuntimeDefault is the runtime's default profile; Docker's (moby's)
+	// stands in for containerd's, which is derived from it, built for this spec's
+	// capabilities as both do. Unset is Unconfined, as the kubelet's default is.
+	if !privileged {
+		switch profile := seccompType(c, pod); profile {
+		case "", corev1.SeccompProfileTypeUnconfined:
+		case corev1.SeccompProfileTypeRuntimeDefault:
+			if s.Linux.Seccomp, err = seccomp.GetDefaultProfile(s); err != nil {
+				return nil, fmt.Errorf("container %s: the default seccomp profile: %w", c.Name, err)
+			}
+		default:
+			return nil, fmt.Errorf("container %s: seccompProfile %s is not supported here", c.Name, profile)
+		}
 	}
 	if q, ok := c.Resources.Limits[corev1.ResourceMemory]; ok {
 		limit := q.Value()

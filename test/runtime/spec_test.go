@@ -39,7 +39,8 @@ func TestSpecTranslation(t *testing.T) {
 			{Name: "NODE_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.nodeName"}}}},
 		SecurityContext: &corev1.SecurityContext{
 			Privileged: ptr(false), AllowPrivilegeEscalation: ptr(false), ReadOnlyRootFilesystem: ptr(true),
-			RunAsUser: ptr(int64(0)), Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}, Add: []corev1.Capability{"KILL"}},
+			SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+			RunAsUser:      ptr(int64(0)), Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}, Add: []corev1.Capability{"KILL"}},
 		},
 		VolumeMounts: []corev1.VolumeMount{{Name: "sentinel", MountPath: "/sentinel", ReadOnly: true}},
 		Resources: corev1.ResourceRequirements{
@@ -62,6 +63,9 @@ func TestSpecTranslation(t *testing.T) {
 	}
 	if c := s.Process.Capabilities; !slices.Equal(c.Effective, []string{"CAP_KILL"}) || !slices.Equal(c.Bounding, []string{"CAP_KILL"}) || len(c.Inheritable)+len(c.Ambient) != 0 {
 		t.Errorf("capabilities %+v, want CAP_KILL alone", c)
+	}
+	if s.Linux.Seccomp == nil || s.Linux.Seccomp.DefaultAction != specs.ActErrno || len(s.Linux.Seccomp.Syscalls) == 0 {
+		t.Errorf("RuntimeDefault gave no default-deny seccomp filter: %+v", s.Linux.Seccomp)
 	}
 	if !s.Process.NoNewPrivileges || !s.Root.Readonly || len(s.Linux.MaskedPaths) == 0 {
 		t.Errorf("no_new_privs %v, read-only root %v, masked paths %v", s.Process.NoNewPrivileges, s.Root.Readonly, s.Linux.MaskedPaths)
@@ -90,9 +94,9 @@ func TestSpecTranslation(t *testing.T) {
 	if s.Process.User.UID != 65532 || s.Process.User.GID != 65532 {
 		t.Errorf("user %+v, want the image's nonroot 65532:65532", s.Process.User)
 	}
-	if !slices.Equal(s.Process.Capabilities.Effective, ownCaps()) || len(s.Linux.MaskedPaths) != 0 || s.Process.NoNewPrivileges {
-		t.Errorf("privileged: capabilities %v (want %v), masked %v, no_new_privs %v",
-			s.Process.Capabilities.Effective, ownCaps(), s.Linux.MaskedPaths, s.Process.NoNewPrivileges)
+	if !slices.Equal(s.Process.Capabilities.Effective, ownCaps()) || len(s.Linux.MaskedPaths) != 0 || s.Process.NoNewPrivileges || s.Linux.Seccomp != nil {
+		t.Errorf("privileged: capabilities %v (want %v), masked %v, no_new_privs %v, seccomp %v",
+			s.Process.Capabilities.Effective, ownCaps(), s.Linux.MaskedPaths, s.Process.NoNewPrivileges, s.Linux.Seccomp != nil)
 	}
 	// runAsNonRoot with a root user is refused, as the kubelet does.
 	bad := corev1.Container{Name: "agent", SecurityContext: &corev1.SecurityContext{RunAsNonRoot: ptr(true), RunAsUser: ptr(int64(0))}}
