@@ -1,11 +1,13 @@
 package runtime
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -54,6 +56,88 @@ type PlanContainer struct {
 	Image string
 	Ports map[string]int
 	Log   string
+	// Liveness and Readiness are its HTTP probes, run on their own timers.
+	Liveness, Readiness *ProbePlan
+}
+
+// ProbePlan is an HTTP GET probe as the kubelet runs it: after InitialDelay, every
+// Period, with Timeout; FailureThreshold failures in a row of a liveness probe restart
+// the container (here: the pod, whose launcher then exits and is started again).
+type ProbePlan struct {
+	Path                          string
+	Port                          int
+	InitialDelay, Period, Timeout time.Duration
+	FailureThreshold              int
+}
+
+// ProbeResult is one probe, as the launcher records it in <Dir>/probes.jsonl.
+type ProbeResult struct {
+	At        time.Time
+	Container string
+	Kind      string // liveness or readiness
+	Status    int    // HTTP status, 0 when the request failed
+	Error     string `json:",omitempty"`
+}
+
+// ReadProbes reads the probes recorded so far.
+func ReadProbes(dir string) []ProbeResult {
+	var out []ProbeResult
+	for _, line := range readLines(filepath.Join(dir, "probes.jsonl")) {
+		var r ProbeResult
+		if json.Unmarshal([]byte(line), &r) == nil {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+var probeMu sync.Mutex
+
+// runProbe runs one probe until stop is closed; a liveness probe that fails
+// FailureThreshold times in a row closes kill.
+func runProbe(ns *netns, dir, container, kind string, p *ProbePlan, stop <-chan struct{}, kill func()) {
+	select {
+	case <-stop:
+		return
+	case <-time.After(p.InitialDelay):
+	}
+	client := &http.Client{
+		Timeout: p.Timeout,
+		Transport: &http.Transport{DialContext: func(context.Context, string, string) (net.Conn, error) {
+			return ns.dial(fmt.Sprintf("127.0.0.1:%d", p.Port))
+		}},
+	}
+	fails := 0
+	tick := time.NewTicker(p.Period)
+	defer tick.Stop()
+	for {
+		r := ProbeResult{At: time.Now(), Container: container, Kind: kind}
+		resp, err := client.Get(fmt.Sprintf("http://127.0.0.1:%d%s", p.Port, p.Path))
+		if err != nil {
+			r.Error = err.Error()
+		} else {
+			r.Status = resp.StatusCode
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		if line, err := json.Marshal(r); err == nil {
+			probeMu.Lock()
+			_ = appendFile(filepath.Join(dir, "probes.jsonl"), string(line)+"\n")
+			probeMu.Unlock()
+		}
+		// The kubelet counts 200-399 as success.
+		if r.Status >= 200 && r.Status < 400 {
+			fails = 0
+		} else if fails++; kind == "liveness" && fails >= p.FailureThreshold {
+			kill()
+			return
+		}
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // State is what a running launcher reports in <Dir>/state.json.
@@ -229,6 +313,9 @@ func podMain() error {
 
 	state := State{PIDs: map[string]int{}, Ports: map[string]string{}, Upper: map[string]string{}, NetNS: ns.path}
 	var ids []string
+	stopProbes := make(chan struct{})
+	endProbes := sync.OnceFunc(func() { close(stopProbes) })
+	cleanups = append(cleanups, endProbes)
 	cleanups = append(cleanups, func() {
 		for _, id := range ids {
 			_ = exec.Command(plan.Runc, "--root", plan.RuncRoot, "delete", "--force", id).Run()
@@ -309,6 +396,14 @@ func podMain() error {
 			go forward(hl, func() (net.Conn, error) { return ns.dial(target) })
 			state.Ports[c.Name+"/"+name] = hl.Addr().String()
 		}
+		for kind, pp := range map[string]*ProbePlan{"liveness": c.Liveness, "readiness": c.Readiness} {
+			if pp == nil {
+				continue
+			}
+			go runProbe(ns, plan.Dir, c.Name, kind, pp, stopProbes, func() {
+				_ = exec.Command(plan.Runc, "--root", plan.RuncRoot, "kill", id, "KILL").Run()
+			})
+		}
 	}
 	data, err := json.Marshal(state)
 	if err != nil {
@@ -340,6 +435,7 @@ wait:
 			}
 		}
 	}
+	endProbes() // a container shutting down is not probed
 	grace := min(plan.GracePeriod, 10*time.Second)
 	for _, id := range ids {
 		_ = exec.Command(plan.Runc, "--root", plan.RuncRoot, "kill", id, "TERM").Run()

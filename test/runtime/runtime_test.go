@@ -200,6 +200,7 @@ var fast = []string{
 	"extraArgs.lock-jitter=100ms", "extraArgs.recheck-interval=2s", "extraArgs.sentinel-period=2s",
 	"extraArgs.reboot-timeout=30s", "extraArgs.ready-timeout=1m", "extraArgs.drain-timeout=30s",
 	"extraArgs.lock-ttl=30s", "sentinelMirror.period=1",
+	"livenessProbe.initialDelaySeconds=1", "livenessProbe.periodSeconds=1", "readinessProbe.periodSeconds=1",
 }
 
 // startPod renders the chart with set, applies its objects (but the monitoring ones) to a
@@ -433,9 +434,84 @@ func (p *pod) plan(t *testing.T, runc string) Plan {
 		for _, port := range c.Ports {
 			pcn.Ports[port.Name] = int(port.ContainerPort)
 		}
+		pcn.Liveness, pcn.Readiness = probePlan(t, c, c.LivenessProbe), probePlan(t, c, c.ReadinessProbe)
 		plan.Containers = append(plan.Containers, pcn)
 	}
 	return plan
+}
+
+// probePlan is the launcher's form of an HTTP probe of c, its port resolved by name.
+func probePlan(t *testing.T, c corev1.Container, p *corev1.Probe) *ProbePlan {
+	t.Helper()
+	if p == nil {
+		return nil
+	}
+	if p.HTTPGet == nil {
+		t.Fatalf("container %s: only HTTP probes are supported here", c.Name)
+	}
+	port := p.HTTPGet.Port.IntValue()
+	for _, cp := range c.Ports {
+		if cp.Name == p.HTTPGet.Port.StrVal {
+			port = int(cp.ContainerPort)
+		}
+	}
+	if port == 0 {
+		t.Fatalf("container %s: probe port %s is not one of its ports", c.Name, p.HTTPGet.Port.String())
+	}
+	sec := func(v, def int32) time.Duration {
+		if v == 0 {
+			v = def
+		}
+		return time.Duration(v) * time.Second
+	}
+	threshold := int(p.FailureThreshold)
+	if threshold == 0 {
+		threshold = 3
+	}
+	return &ProbePlan{
+		Path: p.HTTPGet.Path, Port: port, InitialDelay: sec(p.InitialDelaySeconds, 0),
+		Period: sec(p.PeriodSeconds, 10), Timeout: sec(p.TimeoutSeconds, 1), FailureThreshold: threshold,
+	}
+}
+
+// checkProbeRecord checks the probes the launcher ran on the chart's timers: each kind
+// succeeded, and liveness never failed often enough in a row to restart the agent.
+func (p *pod) checkProbeRecord(t *testing.T) {
+	t.Helper()
+	agent := container(t, p.ds, "agent")
+	threshold := int(agent.LivenessProbe.FailureThreshold)
+	// Both kinds get a chance to run on their timers.
+	_ = testbed.Poll(context.Background(), 30*time.Second, "a liveness and a readiness success", func(context.Context) (bool, error) {
+		seen := map[string]bool{}
+		for _, r := range ReadProbes(p.dir) {
+			seen[r.Kind] = seen[r.Kind] || (r.Container == "agent" && r.Status == http.StatusOK)
+		}
+		return seen["liveness"] && seen["readiness"], nil
+	})
+	ok := map[string]int{}
+	run, worst := 0, 0
+	for _, r := range ReadProbes(p.dir) {
+		if r.Container != "agent" {
+			continue
+		}
+		if r.Status == http.StatusOK {
+			ok[r.Kind]++
+		}
+		if r.Kind == "liveness" {
+			if r.Status == http.StatusOK {
+				run = 0
+			} else {
+				run++
+				worst = max(worst, run)
+			}
+		}
+	}
+	if ok["liveness"] == 0 || ok["readiness"] == 0 {
+		t.Errorf("probes on the chart's timers: %d liveness and %d readiness successes, want both", ok["liveness"], ok["readiness"])
+	}
+	if worst >= threshold {
+		t.Errorf("the liveness probe failed %d times in a row (threshold %d): the kubelet would have restarted the agent", worst, threshold)
+	}
 }
 
 func apiserverAddr(bed *testbed.Bed) (host, port string, err error) {
@@ -726,6 +802,7 @@ func TestSignalMethodRebootsTheHost(t *testing.T) {
 	checkNothingWritten(t, st, container(t, p.ds, "sentinel-mirror"))
 	p.waitUncordoned(t)
 	p.checkAlertMetrics(t)
+	p.checkProbeRecord(t)
 }
 
 // checkAlertMetrics scrapes the restarted agent's /metrics (after a reboot, so every
@@ -814,6 +891,7 @@ func TestCommandMethodRebootsTheHost(t *testing.T) {
 	}
 	checkNothingWritten(t, st, container(t, p.ds, "agent"))
 	p.waitUncordoned(t)
+	p.checkProbeRecord(t)
 }
 
 // TestSignalMethodWithoutPermissionSaysSo: the signal method run as a non-root user
