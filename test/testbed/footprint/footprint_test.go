@@ -74,7 +74,8 @@ func (a *agent) url(path string) string { return fmt.Sprintf("http://127.0.0.1:%
 // after another, each on its own Node, timing each from its start to /readyz
 // answering 200; then, 5 s after the last one is ready, over a WINDOW, it checks
 // that they make no API request other than their long-lived watches, and reads
-// their memory at its end.
+// their memory at its end. It fails when an idle agent makes any other request or
+// when the medians miss the targets (maxTotalMiB, maxPrivateMiB, maxReady).
 func TestIdleFootprint(t *testing.T) {
 	n := envInt("AGENTS", 5)
 	window := 60 * time.Second
@@ -133,7 +134,24 @@ func TestIdleFootprint(t *testing.T) {
 		n, median(totals), median(privates), median(files), median(readies), slices.Max(readies), window, slices.Max(nonWatch), slices.Max(watch))
 	fmt.Printf("binary=%.1fMiB init=%.1fms init-heap=%.1fMiB (median of 5 starts, GODEBUG=inittrace=1)\n",
 		testbed.MiB(uint64(fi.Size())), initMs, testbed.MiB(uint64(initBytes)))
+	if m := median(totals); m > maxTotalMiB {
+		t.Errorf("idle RSS %.1f MiB (median), want at most %.1f MiB", m, maxTotalMiB)
+	}
+	if m := median(privates); m > maxPrivateMiB {
+		t.Errorf("idle private memory %.1f MiB (median), want at most %.1f MiB", m, maxPrivateMiB)
+	}
+	if m := median(readies); m > maxReady.Seconds() {
+		t.Errorf("start to ready %.2f s (median), want at most %s", m, maxReady)
+	}
 }
+
+// The targets of issue 12: an idle agent's RSS no more than kured's (measured on this
+// bed), its private part, and the time from start to ready.
+const (
+	maxTotalMiB   = 37.5
+	maxPrivateMiB = 12.0
+	maxReady      = time.Second
+)
 
 // start runs an idle agent for node and waits until it is ready.
 func start(t *testing.T, bed *testbed.Bed, ns, node string) *agent {

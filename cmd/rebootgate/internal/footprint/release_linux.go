@@ -11,10 +11,6 @@ import (
 	"syscall"
 )
 
-// madvDontneed is MADV_DONTNEED: the pages of the range are unmapped; a clean
-// page of a file mapping is read again from the page cache on the next access.
-const madvDontneed = 4
-
 // Release unmaps the executable's read-only pages that this process has no
 // private copy of, and returns freed heap memory to the operating system. It
 // returns the number of bytes of address space it released. Writable mappings,
@@ -37,7 +33,9 @@ func Release() (int64, error) {
 	}
 	var released int64
 	for _, r := range codeRegions(data, st.Ino) {
-		if _, _, errno := syscall.Syscall(syscall.SYS_MADVISE, r.start, r.end-r.start, madvDontneed); errno != 0 {
+		// MADV_DONTNEED unmaps the range; a clean page of a file mapping is read
+		// again from the page cache on its next access.
+		if _, _, errno := syscall.Syscall(syscall.SYS_MADVISE, r.start, r.end-r.start, syscall.MADV_DONTNEED); errno != 0 {
 			return released, fmt.Errorf("releasing the executable's pages at %#x: %w", r.start, errno)
 		}
 		released += int64(r.end - r.start)
