@@ -181,9 +181,12 @@ func runScale(t *testing.T, bed *testbed.Bed, ns string, n int, concurrency stri
 	w := watchRun(t, bed, ns, role)
 	defer w.stop()
 
-	// The background, with this run's nodes created (kwok's heartbeats are most of
-	// it) and no agent running.
-	const baseWindow = 20 * time.Second
+	// The background, with this run's nodes created (kwok's heartbeats and node
+	// leases are most of it) and no agent running. It is measured once the burst of
+	// new nodes has passed (registration events, the controller manager's taints),
+	// over two periods of kwok's node-lease renewals, so that it is a steady rate.
+	const settle, baseWindow = 30 * time.Second, 100 * time.Second
+	time.Sleep(settle)
 	b0 := scrapeAPIServer(t, bed)
 	time.Sleep(baseWindow)
 	b1 := scrapeAPIServer(t, bed)
