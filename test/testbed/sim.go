@@ -146,15 +146,15 @@ type NodeState struct {
 // Simulator runs one agent process per simulated node and simulates node
 // reboots when an agent runs its reboot hook. See SimConfig.
 type Simulator struct {
-	bed  *Bed
+	bed *Bed
 	// client is the bed's admin client, counting its requests in requests.
 	client   kubernetes.Interface
 	requests requestCounts
-	cfg  SimConfig
-	id   string
-	log  *slog.Logger
-	stop context.CancelFunc
-	done sync.WaitGroup
+	cfg      SimConfig
+	id       string
+	log      *slog.Logger
+	stop     context.CancelFunc
+	done     sync.WaitGroup
 
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced on every state change
