@@ -60,8 +60,9 @@ func BeforeClaim(check func(context.Context) error) AcquireOption {
 // the pool's current size; a result below 1 means that no slot may be taken.
 //
 // The node queues (see queue.go): it creates a ticket and claims only when
-// fewer waiters are ahead of it than slots are free. It keeps its ticket when ctx ends, so an agent that restarts keeps
-// its place; call Leave when the reboot is no longer wanted.
+// fewer waiters are ahead of it than slots are free. It keeps its ticket when
+// ctx ends, so an agent that restarts keeps its place; call Leave when the
+// reboot is no longer wanted.
 //
 // While it waits, Acquire watches the pool's Leases and re-plans on every
 // event; it sets no timers except the jitter before an unqueued attempt and
@@ -158,7 +159,7 @@ func (s *Semaphore) Acquire(ctx context.Context, slots func() int, opts ...Acqui
 			}
 			h, err := s.execute(ctx, &p)
 			if err == nil {
-				if q.mine || pending != nil {
+				if q.mine { // (a pending ticket never claims: see above)
 					if err := s.dropTicket(ctx, s.ticketName, "", ""); err != nil {
 						s.log.Warn("deleting our ticket failed; the waiters pass it over", "error", err)
 					}
@@ -588,10 +589,7 @@ func poolLeases(pool string, objs []any) map[string]*coordinationv1.Lease {
 	return out
 }
 
-func isKeyLease(pool, name string) bool {
-	prefix := leasePrefix(pool) + keySuffixPrefix
-	return len(name) == len(prefix)+keyHashLen && name[:len(prefix)] == prefix
-}
+func isKeyLease(pool, name string) bool { return isHashedLease(pool, keySuffixPrefix, name) }
 
 // wait returns when the pool's Leases changed, on Recheck, at wakeAt (if not
 // zero), or with ctx's error.

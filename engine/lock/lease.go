@@ -29,9 +29,18 @@ func SlotLeaseName(pool string, i int) string { return leasePrefix(pool) + strco
 // keyLeaseName is the name of the mutex Lease for one slot-key value. The
 // value is hashed because label values such as zones may contain characters
 // (upper case, dots, slashes) or lengths that Lease names do not allow.
-func keyLeaseName(pool, value string) string {
-	sum := sha256.Sum256([]byte(value))
-	return leasePrefix(pool) + keySuffixPrefix + hex.EncodeToString(sum[:])[:keyHashLen]
+func keyLeaseName(pool, value string) string { return hashedLeaseName(pool, keySuffixPrefix, value) }
+
+// hashedLeaseName is rebootgate-<pool>-<kind><hash of s>: a name for any s.
+func hashedLeaseName(pool, kind, s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return leasePrefix(pool) + kind + hex.EncodeToString(sum[:])[:keyHashLen]
+}
+
+// isHashedLease says whether name is a hashedLeaseName of pool and kind.
+func isHashedLease(pool, kind, name string) bool {
+	prefix := leasePrefix(pool) + kind
+	return len(name) == len(prefix)+keyHashLen && name[:len(prefix)] == prefix
 }
 
 // slotIndex parses a slot Lease name of pool; ok is false for key Leases and

@@ -3,8 +3,6 @@ package lock
 import (
 	"cmp"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"slices"
 	"time"
@@ -47,14 +45,10 @@ const (
 // ticketLeaseName is the name of node's ticket in pool. The node name is
 // hashed so that any node name fits.
 func ticketLeaseName(pool, node string) string {
-	sum := sha256.Sum256([]byte(node))
-	return leasePrefix(pool) + ticketSuffixPrefix + hex.EncodeToString(sum[:])[:keyHashLen]
+	return hashedLeaseName(pool, ticketSuffixPrefix, node)
 }
 
-func isTicketLease(pool, name string) bool {
-	prefix := leasePrefix(pool) + ticketSuffixPrefix
-	return len(name) == len(prefix)+keyHashLen && name[:len(prefix)] == prefix
-}
+func isTicketLease(pool, name string) bool { return isHashedLease(pool, ticketSuffixPrefix, name) }
 
 // ticket is one waiter's place in the queue.
 type ticket struct {
