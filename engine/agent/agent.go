@@ -92,6 +92,10 @@ type Agent struct {
 	// resumed: this process already looked for a slot held before it started.
 	resumed      bool
 	healthySince time.Time
+	// ended is how the last reboot ended, seen by this process (the lifecycle
+	// conditions' reason); condsSent is their last write.
+	ended     pipeline.Action
+	condsSent *condsSent
 	// lastHealthWhy is the health gate's last reason, reported once per change.
 	lastHealthWhy string
 	stalled       map[string]bool // escalations already reported in this phase

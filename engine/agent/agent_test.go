@@ -28,34 +28,51 @@ import (
 // command; the test plays the host and changes the boot ID; the agent verifies,
 // uncordons and releases.
 func TestAgentRebootsWithFakeAPI(t *testing.T) {
+	client := fake.NewClientset(fakeNode("n1", "boot-1"))
+	ctx := fakeReboot(t, client, Config{NodeName: "n1"}, nil)
+	n, _ := client.CoreV1().Nodes().Get(ctx, "n1", metav1.GetOptions{})
+	if !strings.Contains(n.Annotations[AnnotationDecision], `"allowed":true`) || n.Annotations[pipeline.AnnotationLastReboot] == "" {
+		t.Errorf("annotations = %v", n.Annotations)
+	}
+}
+
+// fakeNode is a Ready node of pool user with a boot ID.
+func fakeNode(name, bootID string) *corev1.Node {
+	return &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"agentpool": "user"}},
+		Status: corev1.NodeStatus{
+			NodeInfo:   corev1.NodeSystemInfo{BootID: bootID},
+			Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}},
+		},
+	}
+}
+
+// fakeReboot runs the agent of cfg.NodeName (cfg completed with a sentinel, a reboot
+// command and short timings) through one whole reboot on the fake API and stops it
+// once the node is idle, uncordoned and its slot released, and settled (if not nil)
+// holds of it. It returns a context still valid for reading the result.
+func fakeReboot(t *testing.T, client *fake.Clientset, cfg Config, settled func(*corev1.Node) bool) context.Context {
+	t.Helper()
 	dir := t.TempDir()
 	sentinel := filepath.Join(dir, "reboot-required")
 	requested := filepath.Join(dir, "reboot-requested")
-	client := fake.NewClientset(&corev1.Node{
-		ObjectMeta: metav1.ObjectMeta{Name: "n1", Labels: map[string]string{"agentpool": "user"}},
-		Status: corev1.NodeStatus{
-			NodeInfo:   corev1.NodeSystemInfo{BootID: "boot-1"},
-			Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}},
-		},
-	})
-	a, err := New(Config{
-		NodeName: "n1", Namespace: "rebootgate", SentinelPath: sentinel,
-		RebootCommand: []string{"touch", requested}, RecheckInterval: 500 * time.Millisecond,
-		LockJitter: -1, RebootTimeout: time.Minute, ReadyTimeout: time.Minute,
-	}, client, slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	cfg.Namespace, cfg.SentinelPath, cfg.RebootCommand = "rebootgate", sentinel, []string{"touch", requested}
+	cfg.RecheckInterval, cfg.LockJitter, cfg.RebootTimeout, cfg.ReadyTimeout = 500*time.Millisecond, -1, time.Minute, time.Minute
+	a, err := New(cfg, client, slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	t.Cleanup(cancel)
+	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
+	go func() { done <- a.Run(runCtx) }()
 
 	if err := os.WriteFile(sentinel, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, ctx, "the reboot command", func() bool { _, err := os.Stat(requested); return err == nil })
-	n, err := client.CoreV1().Nodes().Get(ctx, "n1", metav1.GetOptions{})
+	n, err := client.CoreV1().Nodes().Get(ctx, cfg.NodeName, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +80,7 @@ func TestAgentRebootsWithFakeAPI(t *testing.T) {
 		t.Fatalf("at the reboot: unschedulable=%v phase=%q", n.Spec.Unschedulable, pipeline.StateOf(n).Phase)
 	}
 	// The host reboots: new boot ID, sentinel gone.
-	n.Status.NodeInfo.BootID = "boot-2"
+	n.Status.NodeInfo.BootID += "-next"
 	if _, err := client.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +88,7 @@ func TestAgentRebootsWithFakeAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, ctx, "uncordon and slot release", func() bool {
-		n, err := client.CoreV1().Nodes().Get(ctx, "n1", metav1.GetOptions{})
+		n, err := client.CoreV1().Nodes().Get(ctx, cfg.NodeName, metav1.GetOptions{})
 		if err != nil || n.Spec.Unschedulable || pipeline.StateOf(n).Phase != pipeline.PhaseIdle {
 			return false
 		}
@@ -84,16 +101,13 @@ func TestAgentRebootsWithFakeAPI(t *testing.T) {
 				return false
 			}
 		}
-		return len(leases.Items) > 0
+		return len(leases.Items) > 0 && (settled == nil || settled(n))
 	})
-	n, _ = client.CoreV1().Nodes().Get(ctx, "n1", metav1.GetOptions{})
-	if !strings.Contains(n.Annotations[AnnotationDecision], `"allowed":true`) || n.Annotations[pipeline.AnnotationLastReboot] == "" {
-		t.Errorf("annotations = %v", n.Annotations)
-	}
-	cancel()
+	stop()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+	return ctx
 }
 
 type testWriter struct{ t *testing.T }

@@ -99,6 +99,9 @@ type Config struct {
 	PreferNoScheduleTaint string
 	// KuredAnnotations writes kured's --annotate-nodes annotations.
 	KuredAnnotations bool
+	// MaintenanceConditions writes the node lifecycle conditions of KEP-5683
+	// (MaintenancePlanned, MaintenanceInProgress, DrainInProgress, Drained).
+	MaintenanceConditions bool
 	// LockReleaseDelay keeps the slot this long after the node is uncordoned
 	// (kured's --lock-release-delay).
 	LockReleaseDelay time.Duration

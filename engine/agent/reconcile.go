@@ -167,6 +167,7 @@ func (a *Agent) reconcile(ctx context.Context) (time.Duration, error) {
 	obs.Allowed, obs.Why = d.Allowed, firstReason(d)
 	obs.Slot = a.slotStatus(ctx)
 	step := pipeline.Next(obs, a.timing())
+	a.syncConditions(ctx, n, st, d)
 	a.log.Debug("reconcile", "phase", st.Phase, "step", step.String(), "slot", obs.Slot)
 	return a.execute(ctx, n, st, step, d)
 }
@@ -627,6 +628,7 @@ func (a *Agent) finish(ctx context.Context, st pipeline.State, step pipeline.Ste
 		return 0, err
 	}
 	a.wrote(pipeline.State{}, nil)
+	a.ended = step.Action // the conditions' reason on the next pass
 	if a.held != nil {
 		a.metrics.SlotsHeld.WithLabelValues(a.cfg.NodeName, a.heldRef.Pool).Set(0)
 		a.held = nil

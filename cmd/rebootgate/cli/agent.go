@@ -123,6 +123,7 @@ kured's schedule, blocker and concurrency flags (--reboot-days, --start-time, --
 	f.StringSliceVar(&o.preLabels, "pre-reboot-node-labels", nil, "labels (k=v) set before cordoning")
 	f.StringSliceVar(&o.postLabels, "post-reboot-node-labels", nil, "labels (k=v) set after uncordoning")
 	f.BoolVar(&c.KuredAnnotations, "annotate-nodes", false, "also write kured's node annotations weave.works/kured-reboot-in-progress and weave.works/kured-most-recent-reboot-needed (RFC 3339 times) for tools that read them; rebootgate's own are always written")
+	f.BoolVar(&c.MaintenanceConditions, "node-maintenance-conditions", false, "write the Node conditions of KEP-5683 (MaintenancePlanned, MaintenanceInProgress, DrainInProgress, Drained) as the reboot goes, so other tools see it; off again, it turns False those it set")
 	f.StringVar(&c.PreferNoScheduleTaint, "prefer-no-schedule-taint", "", "taint key (effect PreferNoSchedule) set while the node waits for a slot and while it reboots, so pods prefer other nodes")
 	f.StringVar(&o.metricsHost, "metrics-host", "", "address /metrics, /healthz and /readyz listen on")
 	f.IntVar(&o.metricsPort, "metrics-port", 8080, "port of /metrics; 0 disables")

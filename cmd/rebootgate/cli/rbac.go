@@ -55,7 +55,7 @@ var agentPermissions = []permission{
 	// The informer on its own Node (a field selector on metadata.name), pool sizes and
 	// slot users (list).
 	{group: "", resource: "nodes", verbs: []string{"list", "watch"}, scope: scopeCluster},
-	// The RebootRequired condition.
+	// The RebootRequired condition, and the lifecycle conditions (KEP-5683).
 	{group: "", resource: "nodes", subresource: "status", verbs: []string{"patch"}, scope: scopeOwnNode},
 	// The drain lists the node's pods and waits for each to go.
 	{group: "", resource: "pods", verbs: []string{"get", "list"}, scope: scopeCluster, kured: true},

@@ -1,0 +1,217 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+
+	"github.com/rebootgate/rebootgate/engine/pipeline"
+)
+
+// statusPatches records the lifecycle conditions of every nodes/status patch, in order.
+type statusPatches struct {
+	mu      sync.Mutex
+	patches [][]corev1.NodeCondition
+}
+
+func recordStatusPatches(client *fake.Clientset) *statusPatches {
+	r := &statusPatches{}
+	client.PrependReactor("patch", "nodes", func(action k8stesting.Action) (bool, runtime.Object, error) {
+		p, ok := action.(k8stesting.PatchAction)
+		if !ok || p.GetSubresource() != "status" {
+			return false, nil, nil
+		}
+		var body struct {
+			Status struct {
+				Conditions []corev1.NodeCondition `json:"conditions"`
+			} `json:"status"`
+		}
+		if err := json.Unmarshal(p.GetPatch(), &body); err != nil {
+			return false, nil, nil
+		}
+		var lifecycle []corev1.NodeCondition
+		for _, c := range body.Status.Conditions {
+			if slices.Contains(pipeline.LifecycleConditionTypes, c.Type) {
+				lifecycle = append(lifecycle, c)
+			}
+		}
+		if len(lifecycle) > 0 {
+			r.mu.Lock()
+			r.patches = append(r.patches, lifecycle)
+			r.mu.Unlock()
+		}
+		return false, nil, nil
+	})
+	return r
+}
+
+func (r *statusPatches) all() [][]corev1.NodeCondition {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.patches)
+}
+
+func (r *statusPatches) String() string {
+	var sb strings.Builder
+	for i, p := range r.all() {
+		sb.WriteString("\n  patch " + string(rune('1'+i)) + ":")
+		for _, c := range p {
+			sb.WriteString(" " + string(c.Type) + "=" + string(c.Status) + "(" + c.Reason + ")")
+		}
+	}
+	return sb.String()
+}
+
+func conditionOf(n *corev1.Node, t corev1.NodeConditionType) *corev1.NodeCondition {
+	for i := range n.Status.Conditions {
+		if n.Status.Conditions[i].Type == t {
+			return &n.Status.Conditions[i]
+		}
+	}
+	return nil
+}
+
+// lifecycleSettled: every lifecycle condition the node has is False.
+func lifecycleSettled(n *corev1.Node) bool {
+	for _, t := range pipeline.LifecycleConditionTypes {
+		if c := conditionOf(n, t); c != nil && c.Status != corev1.ConditionFalse {
+			return false
+		}
+	}
+	return conditionOf(n, pipeline.ConditionMaintenanceInProgress) != nil
+}
+
+// TestMaintenanceConditionsFollowTheReboot: with MaintenanceConditions, one reboot on
+// the fake API writes MaintenancePlanned, then MaintenanceInProgress and
+// DrainInProgress (one patch: the cordon starts the drain), then Drained with
+// DrainInProgress False, then all False after the uncordon; one patch per step, with
+// the KEP's reasons, and RebootRequired kept.
+func TestMaintenanceConditionsFollowTheReboot(t *testing.T) {
+	client := fake.NewClientset(fakeNode("n1", "boot-1"))
+	rec := recordStatusPatches(client)
+	ctx := fakeReboot(t, client, Config{NodeName: "n1", MaintenanceConditions: true}, lifecycleSettled)
+
+	type cs = map[corev1.NodeConditionType]string
+	want := []cs{
+		{pipeline.ConditionMaintenancePlanned: "True/MaintenanceWindow"},
+		{pipeline.ConditionMaintenancePlanned: "False/MaintenanceStarted", pipeline.ConditionMaintenanceInProgress: "True/MaintenanceWindow", pipeline.ConditionDrainInProgress: "True/MaintenanceWindow"},
+		{pipeline.ConditionDrainInProgress: "False/DrainCompleted", pipeline.ConditionDrained: "True/DrainCompleted"},
+		{pipeline.ConditionMaintenanceInProgress: "False/MaintenanceCompleted", pipeline.ConditionDrained: "False/MaintenanceCompleted"},
+	}
+	var got []cs
+	for _, p := range rec.all() {
+		m := cs{}
+		for _, c := range p {
+			m[c.Type] = string(c.Status) + "/" + c.Reason
+			if !strings.HasPrefix(c.Message, pipeline.ConditionWriter) {
+				t.Errorf("%s's message %q does not name rebootgate", c.Type, c.Message)
+			}
+		}
+		// The same write repeated (the informer had not shown it yet) is one step.
+		if len(got) > 0 && equalMaps(got[len(got)-1], m) {
+			continue
+		}
+		got = append(got, m)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d condition writes, want %d:%s", len(got), len(want), rec)
+	}
+	for i := range want {
+		if !equalMaps(got[i], want[i]) {
+			t.Errorf("write %d = %v, want %v", i+1, got[i], want[i])
+		}
+	}
+	n, err := client.CoreV1().Nodes().Get(ctx, "n1", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := conditionOf(n, ConditionRebootRequired); c == nil || c.Status != corev1.ConditionFalse {
+		t.Errorf("RebootRequired = %+v, want kept and False after the reboot", c)
+	}
+	if c := conditionOf(n, corev1.NodeReady); c == nil || c.Status != corev1.ConditionTrue {
+		t.Errorf("Ready = %+v, want untouched", c)
+	}
+}
+
+func equalMaps[K, V comparable](a, b map[K]V) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+// TestMaintenanceConditionsOff: without the flag, a reboot writes no lifecycle
+// condition.
+func TestMaintenanceConditionsOff(t *testing.T) {
+	client := fake.NewClientset(fakeNode("n1", "boot-1"))
+	rec := recordStatusPatches(client)
+	ctx := fakeReboot(t, client, Config{NodeName: "n1"}, nil)
+	if p := rec.all(); len(p) != 0 {
+		t.Errorf("lifecycle conditions written without the flag:%s", rec)
+	}
+	n, _ := client.CoreV1().Nodes().Get(ctx, "n1", metav1.GetOptions{})
+	for _, typ := range pipeline.LifecycleConditionTypes {
+		if c := conditionOf(n, typ); c != nil {
+			t.Errorf("%s present without the flag: %+v", typ, c)
+		}
+	}
+}
+
+// TestMaintenanceConditionsRepaired: an agent that died after the uncordon but before
+// clearing the conditions leaves MaintenanceInProgress and Drained True; the next
+// agent turns them False (reason MaintenanceEnded: it did not see the end) without any
+// reboot to do, and leaves an admin's DrainInProgress alone. The same holds after the
+// flag is turned off: what rebootgate set, it clears.
+func TestMaintenanceConditionsRepaired(t *testing.T) {
+	for _, flag := range []bool{true, false} {
+		stale := fakeNode("n1", "boot-1")
+		earlier := metav1.NewTime(time.Now().Add(-time.Hour))
+		stale.Status.Conditions = append(stale.Status.Conditions,
+			corev1.NodeCondition{Type: pipeline.ConditionMaintenanceInProgress, Status: corev1.ConditionTrue, Reason: pipeline.CondReasonMaintenanceWindow, Message: pipeline.ConditionWriter + "rebooting", LastTransitionTime: earlier},
+			corev1.NodeCondition{Type: pipeline.ConditionDrained, Status: corev1.ConditionTrue, Reason: pipeline.CondReasonDrainCompleted, Message: pipeline.ConditionWriter + "drained", LastTransitionTime: earlier},
+			corev1.NodeCondition{Type: pipeline.ConditionDrainInProgress, Status: corev1.ConditionTrue, Reason: "AdminRequested", Message: "kubectl drain", LastTransitionTime: earlier},
+		)
+		client := fake.NewClientset(stale)
+		a, err := New(Config{NodeName: "n1", Namespace: "rebootgate", SentinelPath: t.TempDir() + "/absent", MaintenanceConditions: flag}, client, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		done := make(chan error, 1)
+		go func() { done <- a.Run(ctx) }()
+		var n *corev1.Node
+		waitFor(t, ctx, "the stale conditions turned False", func() bool {
+			n, _ = client.CoreV1().Nodes().Get(ctx, "n1", metav1.GetOptions{})
+			c, d := conditionOf(n, pipeline.ConditionMaintenanceInProgress), conditionOf(n, pipeline.ConditionDrained)
+			return c.Status == corev1.ConditionFalse && d.Status == corev1.ConditionFalse
+		})
+		cancel()
+		<-done
+		for _, typ := range []corev1.NodeConditionType{pipeline.ConditionMaintenanceInProgress, pipeline.ConditionDrained} {
+			if c := conditionOf(n, typ); c.Reason != pipeline.CondReasonMaintenanceEnded || c.LastTransitionTime.Equal(&earlier) {
+				t.Errorf("flag %v: %s = %s (%s), transition %v; want False (MaintenanceEnded) with a new transition time", flag, typ, c.Status, c.Reason, c.LastTransitionTime)
+			}
+		}
+		if c := conditionOf(n, pipeline.ConditionDrainInProgress); c.Status != corev1.ConditionTrue || c.Reason != "AdminRequested" {
+			t.Errorf("flag %v: the admin's DrainInProgress became %s (%s)", flag, c.Status, c.Reason)
+		}
+		if c := conditionOf(n, pipeline.ConditionMaintenancePlanned); c != nil {
+			t.Errorf("flag %v: MaintenancePlanned written on a node with no reboot to do: %+v", flag, c)
+		}
+	}
+}
