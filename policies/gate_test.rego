@@ -21,6 +21,11 @@ base := {
 			"machineID": "m1", "systemUUID": "u1",
 		},
 		"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": ""}],
+		"addresses": [
+			{"type": "InternalIP", "address": "10.224.0.4"},
+			{"type": "InternalIP", "address": "fd00:10:224::4"},
+			{"type": "Hostname", "address": "aks-system-0.internal"},
+		],
 		"image": {
 			"label": "kubernetes.azure.com/node-image-version",
 			"value": "AKSUbuntu-2204gen2containerd-202509.23.0",
@@ -42,7 +47,10 @@ base := {
 		"windows": [],
 		"blackouts": [],
 		"podSelectors": [],
-		"alerts": {"filterRegexp": "", "filterMatchOnly": false, "firingOnly": false, "blockSilenced": false},
+		"alerts": {
+			"filterRegexp": "", "filterMatchOnly": false, "firingOnly": false, "blockSilenced": false,
+			"nodeLabels": ["node", "instance", "kubernetes_node"],
+		},
 		"nodeImage": {"families": [], "minDate": ""},
 		"holdAnnotation": "rebootgate.io/hold",
 		"custom": {},
@@ -524,6 +532,87 @@ test_block_silenced if {
 	alerts_deny([alert("HighLoad", "firing", true)], {"blockSilenced": true}) == {
 		"alert HighLoad is firing (silenced, but blockSilenced is set)",
 	}
+}
+
+# Node-scoped alerts. base is aks-system-0 (10.224.0.4, fd00:10:224::4,
+# aks-system-0.internal) with the default nodeLabels.
+
+labelled(name, labels) := object.union(alert(name, "firing", false), {"labels": labels})
+
+scoped_deny(labels, overrides) := alerts_deny([labelled("NodeDown", labels)], overrides)
+
+test_alert_on_another_node_does_not_block if {
+	count(scoped_deny({"node": "aks-system-1"}, {})) == 0
+	count(scoped_deny({"kubernetes_node": "aks-system-1"}, {})) == 0
+	count(scoped_deny({"instance": "aks-system-1:9100"}, {})) == 0
+	count(scoped_deny({"instance": "10.224.0.5:9100"}, {})) == 0
+	count(scoped_deny({"instance": "[fd00:10:224::5]:9100"}, {})) == 0
+}
+
+test_alert_on_this_node_blocks_naming_it if {
+	scoped_deny({"node": "aks-system-0"}, {}) == {"alert NodeDown is firing on this node (node=aks-system-0)"}
+	scoped_deny({"kubernetes_node": "aks-system-0"}, {}) == {"alert NodeDown is firing on this node (kubernetes_node=aks-system-0)"}
+}
+
+test_alert_without_node_label_blocks_every_node if {
+	scoped_deny({"severity": "page"}, {}) == {"alert NodeDown is firing"}
+	scoped_deny({"node": ""}, {}) == {"alert NodeDown is firing"} # an empty value is no value
+}
+
+test_instance_forms_name_this_node if {
+	every instance in [
+		"aks-system-0:9100", "aks-system-0", "AKS-System-0:9100",
+		"10.224.0.4:9100", "10.224.0.4",
+		"[fd00:10:224::4]:9100", "[fd00:10:224::4]", "fd00:10:224::4",
+		"aks-system-0.internal:9100",
+	] {
+		scoped_deny({"instance": instance}, {}) == {sprintf("alert NodeDown is firing on this node (instance=%s)", [instance])}
+	}
+}
+
+# A prefix of an address is not the address, and a bare IPv6 address is not host:port.
+test_instance_near_misses_do_not_name_this_node if {
+	every instance in ["10.224.0.40:9100", "10.224.0.4x", "fd00:10:224::4:9100", "aks-system-00:9100"] {
+		count(scoped_deny({"instance": instance}, {})) == 0
+	}
+}
+
+# One label naming this node is enough, whatever the others name; the message names the
+# first in nodeLabels order that does.
+test_alert_naming_this_and_another_node_blocks if {
+	scoped_deny({"node": "aks-system-1", "instance": "10.224.0.4:9100"}, {}) == {"alert NodeDown is firing on this node (instance=10.224.0.4:9100)"}
+}
+
+# kured's behaviour: nodeLabels [] makes every alert cluster-wide.
+test_node_labels_empty_is_kured if {
+	scoped_deny({"node": "aks-system-1"}, {"nodeLabels": []}) == {"alert NodeDown is firing"}
+	scoped_deny({"node": "aks-system-0"}, {"nodeLabels": []}) == {"alert NodeDown is firing"}
+}
+
+# An input written before nodeLabels existed (no list, no addresses) keeps kured's
+# behaviour rather than letting alerts through.
+test_input_without_node_labels_is_kured if {
+	patched := object.union(base, {"alerts": [labelled("NodeDown", {"node": "aks-system-1"})]})
+	old := json.remove(patched, ["params/alerts/nodeLabels", "node/addresses"])
+	data.rebootgate.deny with input as old == {"alert NodeDown is firing"}
+}
+
+# Only the configured labels scope an alert.
+test_custom_node_labels if {
+	count(scoped_deny({"host": "aks-system-1"}, {"nodeLabels": ["host"]})) == 0
+	scoped_deny({"host": "aks-system-0"}, {"nodeLabels": ["host"]}) == {"alert NodeDown is firing on this node (host=aks-system-0)"}
+	scoped_deny({"node": "aks-system-1"}, {"nodeLabels": ["host"]}) == {"alert NodeDown is firing"}
+}
+
+# Scoping runs after kured's filters and silences, which stay as they were.
+test_scoped_alert_filters_and_silences if {
+	count(alerts_deny([object.union(labelled("NodeDown", {"node": "aks-system-0"}), {"state": "pending"})], {"firingOnly": true})) == 0
+	count(alerts_deny([labelled("NodeDown", {"node": "aks-system-0"})], {"filterRegexp": "^Node"})) == 0
+	silenced := object.union(labelled("NodeDown", {"node": "aks-system-0"}), {"silenced": true})
+	count(alerts_deny([silenced], {})) == 0
+	alerts_deny([silenced], {"blockSilenced": true}) == {"alert NodeDown is firing on this node (node=aks-system-0) (silenced, but blockSilenced is set)"}
+	silenced_elsewhere := object.union(labelled("NodeDown", {"node": "aks-system-1"}), {"silenced": true})
+	count(alerts_deny([silenced_elsewhere], {"blockSilenced": true})) == 0
 }
 
 test_alert_gatherer_error_fails_closed if {

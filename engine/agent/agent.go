@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -285,7 +286,8 @@ func (a *Agent) startInformers(ctx context.Context) error {
 }
 
 // onUpdate ignores Node heartbeats: only a change that can matter to a decision
-// (labels, annotations, taints, schedulability, conditions' status) pokes the loop.
+// (labels, annotations, taints, schedulability, conditions' status, addresses) pokes
+// the loop.
 func (a *Agent) onUpdate(old, cur any) {
 	on, ok1 := old.(*corev1.Node)
 	cn, ok2 := cur.(*corev1.Node)
@@ -298,7 +300,8 @@ func (a *Agent) onUpdate(old, cur any) {
 func nodeChangeMatters(a, b *corev1.Node) bool {
 	if !labels.Equals(a.Labels, b.Labels) || !labels.Equals(a.Annotations, b.Annotations) ||
 		a.Spec.Unschedulable != b.Spec.Unschedulable || len(a.Spec.Taints) != len(b.Spec.Taints) ||
-		a.Status.NodeInfo.BootID != b.Status.NodeInfo.BootID || len(a.Status.Conditions) != len(b.Status.Conditions) {
+		a.Status.NodeInfo.BootID != b.Status.NodeInfo.BootID || len(a.Status.Conditions) != len(b.Status.Conditions) ||
+		!slices.Equal(a.Status.Addresses, b.Status.Addresses) { // node-scoped alerts name addresses
 		return true
 	}
 	for i := range a.Status.Conditions {

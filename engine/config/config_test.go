@@ -1,6 +1,7 @@
 package config
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -84,6 +85,8 @@ func TestParseErrorsNameFieldAndValue(t *testing.T) {
 		"bad selector":         {"blockers:\n  pods:\n    selectors: [\"app in (x\"]\n", []string{`blockers.pods.selectors[0]: "app in (x" is not a label selector`}},
 		"bad regexp":           {"blockers:\n  alerts:\n    filterRegexp: \"(\"\n", []string{`blockers.alerts.filterRegexp: "(" is not a regular expression`}},
 		"wrong type":           {"blockers:\n  alerts:\n    firingOnly: \"yes\"\n", []string{`blockers.alerts.firingOnly`, `boolean`}},
+		"bad node label":       {"blockers:\n  alerts:\n    nodeLabels: [node, \"kubernetes.io/hostname\", 1st]\n", []string{`blockers.alerts.nodeLabels[1]: "kubernetes.io/hostname" is not a Prometheus label name`, `blockers.alerts.nodeLabels[2]: "1st"`}},
+		"node labels not list": {"blockers:\n  alerts:\n    nodeLabels: node\n", []string{`blockers.alerts.nodeLabels`}},
 		"bad min date":         {"pools:\n- name: a\n  nodeImage:\n    minDate: 2025/01/01\n", []string{`pools[0].nodeImage.minDate: "2025/01/01" is not a date`}},
 		"condition no name":    {"pools:\n- name: a\n  conditions:\n  - expression: \"true\"\n", []string{`pools[0].conditions[0].name: is required`}},
 		"several errors":       {"pools:\n- name: a\n  windows:\n  - startTime: 25pm\n    endTime: 5:00pm\n", []string{`pools[0].windows[0].startTime: "25pm"`, `pools[0].windows[0].endTime: "5:00pm"`}},
@@ -168,6 +171,39 @@ func TestDefault(t *testing.T) {
 	}
 	if d.Pools[0].Slots(100) != 1 {
 		t.Errorf("default concurrency is not 1")
+	}
+}
+
+// Unset nodeLabels is the default list, an explicit [] is kured's cluster-wide alerts,
+// and a list is taken as written; every pool gets the same.
+func TestAlertNodeLabels(t *testing.T) {
+	for name, tc := range map[string]struct {
+		yaml string
+		want []string
+	}{
+		"unset":    {"blockers:\n  alerts:\n    firingOnly: true\n", []string{"node", "instance", "kubernetes_node"}},
+		"null":     {"blockers:\n  alerts:\n    nodeLabels: null\n", []string{"node", "instance", "kubernetes_node"}},
+		"empty":    {"blockers:\n  alerts:\n    nodeLabels: []\n", []string{}},
+		"explicit": {"blockers:\n  alerts:\n    nodeLabels: [node, host_name]\n", []string{"node", "host_name"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			r, err := Parse([]byte(header + "pools:\n- name: a\n- name: b\n" + tc.yaml))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range r.Pools {
+				if got := p.Params.Alerts.NodeLabels; got == nil || !slices.Equal(got, tc.want) {
+					t.Errorf("pool %s: nodeLabels = %#v, want %#v", p.Name, got, tc.want)
+				}
+			}
+		})
+	}
+	// The default list is copied, so that changing one config's params cannot change
+	// another's.
+	d := Default()
+	d.Pools[0].Params.Alerts.NodeLabels[0] = "changed"
+	if DefaultAlertNodeLabels[0] != "node" || Default().Pools[0].Params.Alerts.NodeLabels[0] != "node" {
+		t.Error("the default nodeLabels list is shared")
 	}
 }
 

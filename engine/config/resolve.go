@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -341,15 +342,30 @@ func operatorName(op selection.Operator) string {
 	return string(op)
 }
 
+// promLabelName is Prometheus' label name syntax (the classic one, which alerting rules
+// and relabelling produce).
+var promLabelName = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
+
 func resolveAlerts(a AlertBlockers, e *errs) input.AlertParams {
 	if a.FilterRegexp != "" {
 		if _, err := regexp.Compile(a.FilterRegexp); err != nil {
 			e.add("blockers.alerts.filterRegexp", "%q is not a regular expression: %v", a.FilterRegexp, err)
 		}
 	}
+	nodeLabels := slices.Clone(DefaultAlertNodeLabels)
+	if a.NodeLabels != nil {
+		nodeLabels = make([]string, 0, len(*a.NodeLabels))
+		for i, l := range *a.NodeLabels {
+			if !promLabelName.MatchString(l) {
+				e.add(fmt.Sprintf("blockers.alerts.nodeLabels[%d]", i), "%q is not a Prometheus label name (letters, digits and _, not starting with a digit)", l)
+				continue
+			}
+			nodeLabels = append(nodeLabels, l)
+		}
+	}
 	return input.AlertParams{
 		FilterRegexp: a.FilterRegexp, FilterMatchOnly: a.FilterMatchOnly,
-		FiringOnly: a.FiringOnly, BlockSilenced: a.BlockSilenced,
+		FiringOnly: a.FiringOnly, BlockSilenced: a.BlockSilenced, NodeLabels: nodeLabels,
 	}
 }
 

@@ -107,7 +107,16 @@ type AlertBlockers struct {
 	FiringOnly      bool   `json:"firingOnly,omitempty"`
 	// BlockSilenced makes silenced alerts block too.
 	BlockSilenced bool `json:"blockSilenced,omitempty"`
+	// NodeLabels are the alert labels that name a node: an alert with a non-empty value
+	// in one of them blocks only the node it names. A pointer, because unset (nil: the
+	// default list) and an explicit [] (every alert is cluster-wide, as in kured) differ.
+	NodeLabels *[]string `json:"nodeLabels,omitempty"`
 }
+
+// DefaultAlertNodeLabels are the alert labels that name a node when
+// blockers.alerts.nodeLabels is not set: the node name as kube-state-metrics and
+// relabelled node exporters write it, and Prometheus' scrape target.
+var DefaultAlertNodeLabels = []string{"node", "instance", "kubernetes_node"}
 
 // Days is kured's day list: a comma-separated string or a YAML list.
 type Days []string

@@ -255,6 +255,7 @@ blockers:
   alerts: {filterRegexp: "^W", filterMatchOnly: true, firingOnly: true, blockSilenced: true}
 `)
 	f := benchFacts(3, 3)
+	f.Node.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "10.0.0.1"}}
 	f.AlertsErr = errors.New("timeout")
 	ev := e.Evaluate(context.Background(), f, at)
 	var schema map[string]any
@@ -301,5 +302,73 @@ pools:
 	}
 	if ok, _ := newEngine(t, "").HealthCheck(&facts.Facts{Node: self}, nil, at); !ok {
 		t.Error("a pool without a health gate must pass")
+	}
+}
+
+// An alert whose node labels name a node blocks only that node, by name or as an
+// instance naming one of its addresses; an alert without node labels blocks every node;
+// nodeLabels [] is kured's every-alert-blocks-every-node. CEL sees the addresses too.
+func TestNodeScopedAlerts(t *testing.T) {
+	withIP := func(name, ip string) *corev1.Node {
+		n := testNode(name, nil)
+		n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: ip}, {Type: corev1.NodeHostName, Address: name}}
+		return n
+	}
+	n1, n2 := withIP("n1", "10.0.0.1"), withIP("n2", "10.0.0.2")
+	alerts := []facts.Alert{
+		{Name: "KubeletDown", State: "firing", Labels: map[string]string{"alertname": "KubeletDown", "node": "n1"}},
+		{Name: "NodeFilesystemFull", State: "firing", Labels: map[string]string{"alertname": "NodeFilesystemFull", "instance": "10.0.0.2:9100"}},
+		{Name: "Watchdog", State: "firing", Labels: map[string]string{"alertname": "Watchdog", "severity": "none"}},
+	}
+	for _, tc := range []struct {
+		name, cfg string
+		node      *corev1.Node
+		want      []string
+	}{
+		{"n1 default", "", n1, []string{
+			"policy: alert KubeletDown is firing on this node (node=n1)",
+			"policy: alert Watchdog is firing",
+		}},
+		{"n2 default", "", n2, []string{
+			"policy: alert NodeFilesystemFull is firing on this node (instance=10.0.0.2:9100)",
+			"policy: alert Watchdog is firing",
+		}},
+		{"n1 node label only", "blockers: {alerts: {nodeLabels: [node]}}", n1, []string{
+			"policy: alert KubeletDown is firing on this node (node=n1)",
+			"policy: alert NodeFilesystemFull is firing",
+			"policy: alert Watchdog is firing",
+		}},
+		{"n2 kured", "blockers: {alerts: {nodeLabels: []}}", n2, []string{
+			"policy: alert KubeletDown is firing",
+			"policy: alert NodeFilesystemFull is firing",
+			"policy: alert Watchdog is firing",
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEngine(t, tc.cfg)
+			d := e.Decide(context.Background(), &facts.Facts{Node: tc.node, Alerts: alerts}, at)
+			if got := sources(d); strings.Join(got, "|") != strings.Join(tc.want, "|") {
+				t.Errorf("reasons =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
+			}
+		})
+	}
+	// Once the node's own alert clears, only the others remain: n1 reboots while n2's
+	// alert still fires.
+	e := newEngine(t, "")
+	if d := e.Decide(context.Background(), &facts.Facts{Node: n1, Alerts: alerts[1:2]}, at); !d.Allowed {
+		t.Errorf("n1 with only n2's alert: %v", sources(d))
+	}
+	cel := newEngine(t, `
+pools:
+- name: p
+  conditions:
+  - name: has-ip
+    expression: 'node.addresses.exists(a, a.type == "InternalIP" && a.address.startsWith("10."))'
+`)
+	if d := cel.Decide(context.Background(), &facts.Facts{Node: n1}, at); !d.Allowed {
+		t.Errorf("CEL on node.addresses: %v", sources(d))
+	}
+	if d := cel.Decide(context.Background(), &facts.Facts{Node: testNode("n3", nil)}, at); d.Allowed {
+		t.Error("CEL on node.addresses: a node without addresses passed")
 	}
 }

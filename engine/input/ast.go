@@ -29,7 +29,7 @@ func obj(items ...[2]*ast.Term) *ast.Term { return ast.ObjectTerm(items...) }
 // so every object can share them, which saves an allocation per field per decision.
 var keyTerms = func() map[string]*ast.Term {
 	m := map[string]*ast.Term{}
-	for _, k := range []string{"active", "alerts", "annotations", "arch", "architecture", "blackouts", "blockSilenced", "bootID", "build", "closesAt", "concurrency", "conditions", "containerRuntimeVersion", "crossesMidnight", "custom", "date", "days", "duration", "durationSeconds", "effect", "end", "endNs", "endSeconds", "endTime", "error", "errors", "expression", "families", "family", "filterMatchOnly", "filterRegexp", "firingOnly", "generation", "holdAnnotation", "image", "index", "kernelVersion", "key", "kind", "kubeletVersion", "label", "labels", "machineID", "message", "minDate", "name", "namespace", "nextAllowed", "nextOpening", "node", "nodeImage", "nodeInfo", "ns", "openedAt", "operatingSystem", "operator", "os", "osImage", "ownerKind", "ownerName", "params", "parsed", "patch", "phase", "podSelectors", "pods", "pool", "ready", "reason", "requirements", "result", "rfc3339", "runtime", "schedule", "selector", "silenced", "sku", "source", "start", "startNs", "startSeconds", "startTime", "state", "status", "systemUUID", "taints", "time", "timeZone", "type", "unschedulable", "value", "values", "windows"} {
+	for _, k := range []string{"active", "address", "addresses", "alerts", "annotations", "arch", "architecture", "blackouts", "blockSilenced", "bootID", "build", "closesAt", "concurrency", "conditions", "containerRuntimeVersion", "crossesMidnight", "custom", "date", "days", "duration", "durationSeconds", "effect", "end", "endNs", "endSeconds", "endTime", "error", "errors", "expression", "families", "family", "filterMatchOnly", "filterRegexp", "firingOnly", "generation", "holdAnnotation", "image", "index", "kernelVersion", "key", "kind", "kubeletVersion", "label", "labels", "machineID", "message", "minDate", "name", "namespace", "nextAllowed", "nextOpening", "node", "nodeImage", "nodeInfo", "nodeLabels", "ns", "openedAt", "operatingSystem", "operator", "os", "osImage", "ownerKind", "ownerName", "params", "parsed", "patch", "phase", "podSelectors", "pods", "pool", "ready", "reason", "requirements", "result", "rfc3339", "runtime", "schedule", "selector", "silenced", "sku", "source", "start", "startNs", "startSeconds", "startTime", "state", "status", "systemUUID", "taints", "time", "timeZone", "type", "unschedulable", "value", "values", "windows"} {
 		m[k] = ast.StringTerm(k)
 	}
 	return m
@@ -123,6 +123,9 @@ func (n *Node) term() *ast.Term {
 		)),
 		item("conditions", listOf(n.Conditions, func(c *Condition) *ast.Term {
 			return obj(item("type", str(c.Type)), item("status", str(c.Status)), item("reason", str(c.Reason)), item("message", str(c.Message)))
+		})),
+		item("addresses", listOf(n.Addresses, func(a *Address) *ast.Term {
+			return obj(item("type", str(a.Type)), item("address", str(a.Address)))
 		})),
 		item("image", n.Image.term()),
 	)
@@ -238,6 +241,7 @@ func ParamsValue(p *Params) (*ast.Term, error) {
 			item("filterMatchOnly", boolean(p.Alerts.FilterMatchOnly)),
 			item("firingOnly", boolean(p.Alerts.FiringOnly)),
 			item("blockSilenced", boolean(p.Alerts.BlockSilenced)),
+			item("nodeLabels", stringList(p.Alerts.NodeLabels)),
 		)),
 		item("nodeImage", obj(
 			item("families", stringList(p.NodeImage.Families)),

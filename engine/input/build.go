@@ -27,6 +27,7 @@ func NodeFrom(n *corev1.Node, imageLabel string) Node {
 			SystemUUID:              n.Status.NodeInfo.SystemUUID,
 		},
 		Conditions: make([]Condition, len(n.Status.Conditions)),
+		Addresses:  make([]Address, len(n.Status.Addresses)),
 		Image:      ImageFrom(imageLabel, n.Labels[imageLabel]),
 	}
 	if out.Labels == nil {
@@ -37,6 +38,9 @@ func NodeFrom(n *corev1.Node, imageLabel string) Node {
 	}
 	for i, t := range n.Spec.Taints {
 		out.Taints[i] = Taint{Key: t.Key, Value: t.Value, Effect: string(t.Effect)}
+	}
+	for i, a := range n.Status.Addresses {
+		out.Addresses[i] = Address{Type: string(a.Type), Address: a.Address}
 	}
 	for i, c := range n.Status.Conditions {
 		out.Conditions[i] = Condition{Type: string(c.Type), Status: string(c.Status), Reason: c.Reason, Message: c.Message}

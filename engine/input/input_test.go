@@ -18,6 +18,7 @@ func testDocument() *Document {
 			Taints: []Taint{{Key: "k", Value: "v", Effect: "NoSchedule"}}, Ready: true,
 			NodeInfo:   NodeInfo{BootID: "b1", KernelVersion: "6.8"},
 			Conditions: []Condition{{Type: "Ready", Status: "True"}},
+			Addresses:  []Address{{Type: "InternalIP", Address: "10.0.0.1"}},
 			Image:      ImageFrom("img", "AKSUbuntu-2204gen2containerd-202509.23.0"),
 		},
 		Pool:     Pool{Name: "p", Concurrency: "10%", Conditions: []ConditionResult{{Name: "c", Expression: "true", Result: true}}},

@@ -25,7 +25,15 @@ type Node struct {
 	Ready         bool              `json:"ready"`
 	NodeInfo      NodeInfo          `json:"nodeInfo"`
 	Conditions    []Condition       `json:"conditions"`
-	Image         Image             `json:"image"`
+	// Addresses are status.addresses: what an alert's instance label may name.
+	Addresses []Address `json:"addresses"`
+	Image     Image     `json:"image"`
+}
+
+// Address is one of the node's status.addresses.
+type Address struct {
+	Type    string `json:"type"`
+	Address string `json:"address"`
 }
 
 // Taint is a node taint.
@@ -191,6 +199,9 @@ type AlertParams struct {
 	FilterMatchOnly bool   `json:"filterMatchOnly"`
 	FiringOnly      bool   `json:"firingOnly"`
 	BlockSilenced   bool   `json:"blockSilenced"`
+	// NodeLabels are the alert labels that name a node; [] makes every alert
+	// cluster-wide.
+	NodeLabels []string `json:"nodeLabels"`
 }
 
 // NodeImage constrains the node-image version label.

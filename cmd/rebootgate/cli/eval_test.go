@@ -3,8 +3,10 @@ package cli
 import (
 	"bytes"
 	"encoding/json"
+	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -161,5 +163,76 @@ func TestPolicyTestDefaultGate(t *testing.T) {
 	code, out, errOut := run("policy", "test", "--default-gate", dir)
 	if code != 0 || !strings.Contains(out, "PASS: 1/1") {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+}
+
+var update = flag.Bool("update", false, "rewrite testdata/*.golden from the command's output")
+
+// golden compares out with testdata/name, or rewrites it with -update.
+func golden(t *testing.T, name, out string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, []byte(out), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out != string(want) {
+		t.Errorf("output differs from %s (go test -run %s -update rewrites it):\n%s", path, t.Name(), out)
+	}
+}
+
+// Offline, --node's Node (name and status.addresses) scopes the --alerts: an alert whose
+// node labels name another node does not block it, one naming it (here its InternalIP
+// as instance) does, and one without node labels blocks every node. nodeLabels: [] is
+// kured's every-alert-blocks-every-node.
+func TestEvalNodeScopedAlerts(t *testing.T) {
+	args := []string{"eval", "--node", "testdata/node-scoped.yaml", "--alerts", "testdata/alerts-scoped.json", "--at", "2026-11-24T12:00:00Z"}
+	code, out, errOut := run(args...)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	golden(t, "eval-node-scoped.golden", out)
+
+	reasons := func(extra ...string) []string {
+		t.Helper()
+		code, out, errOut := run(append(append([]string{}, args...), append(extra, "-o", "json")...)...)
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, errOut)
+		}
+		var d struct {
+			Reasons []struct{ Message string } `json:"reasons"`
+		}
+		if err := json.Unmarshal([]byte(out), &d); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		var msgs []string
+		for _, r := range d.Reasons {
+			msgs = append(msgs, r.Message)
+		}
+		return msgs
+	}
+	kured := writeFile(t, "kured.yaml", cfgHeader+"blockers:\n  alerts:\n    nodeLabels: []\n")
+	if got, want := reasons("--config", kured), []string{
+		"alert EtcdHighFsyncDurations is firing", "alert KubeNodeNotReady is firing", "alert NodeFilesystemAlmostFull is firing",
+	}; !slices.Equal(got, want) {
+		t.Errorf("nodeLabels []: reasons = %q, want %q", got, want)
+	}
+	nodeOnly := writeFile(t, "node.yaml", cfgHeader+"blockers:\n  alerts:\n    nodeLabels: [node]\n")
+	if got, want := reasons("--config", nodeOnly), []string{
+		"alert EtcdHighFsyncDurations is firing", "alert NodeFilesystemAlmostFull is firing",
+	}; !slices.Equal(got, want) {
+		t.Errorf("nodeLabels [node]: reasons = %q, want %q", got, want)
+	}
+	other := writeFile(t, "n.yaml", "apiVersion: v1\nkind: Node\nmetadata: {name: aks-user-1}\nstatus:\n  addresses: [{type: InternalIP, address: 10.224.0.5}]\n")
+	args[2] = other
+	if got, want := reasons(), []string{
+		"alert EtcdHighFsyncDurations is firing", "alert KubeNodeNotReady is firing on this node (node=aks-user-1)",
+	}; !slices.Equal(got, want) {
+		t.Errorf("aks-user-1: reasons = %q, want %q", got, want)
 	}
 }

@@ -228,6 +228,8 @@ func (k *kuredSchedule) config(f *pflag.FlagSet) *config.Config {
 			Pods: config.PodBlockers{Selectors: k.podSelectors},
 			Alerts: config.AlertBlockers{
 				FilterRegexp: filter, FilterMatchOnly: k.alertFilterMatchOnly, FiringOnly: k.alertFiringOnly,
+				// kured blocks every node on every alert, whatever its labels.
+				NodeLabels: &[]string{},
 			},
 		},
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/pflag"
 	"sigs.k8s.io/yaml"
 
+	"github.com/rebootgate/rebootgate/engine/config"
 	"github.com/rebootgate/rebootgate/engine/kuredlock"
 )
 
@@ -66,6 +67,14 @@ func (o *agentOptions) prepareKured(fs *pflag.FlagSet, log *slog.Logger) error {
 	r, err := o.sched.resolve(fs, c.ConfigPath)
 	if err != nil {
 		return err
+	}
+	if r == nil && c.ConfigPath == "" && (c.Alerts.Prometheus.URL != "" || c.Alerts.Alertmanager.URL != "") {
+		// Alerts without any config: kured's drop-in, so kured's alerts, which block
+		// every node whatever their labels (the default config would scope node-labelled
+		// alerts to their node). A config file opts in to node-scoped alerts.
+		if r, err = config.Resolve(o.sched.config(fs)); err != nil {
+			return err // the flags' defaults always resolve
+		}
 	}
 	if r != nil {
 		c.InlineConfig = r

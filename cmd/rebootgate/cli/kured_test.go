@@ -141,6 +141,41 @@ func TestKuredEnvOverridesFlags(t *testing.T) {
 	}
 }
 
+// kured blocks every node on every alert: the config made from kured's flags, and the
+// one made when alerts are configured without any config, say nodeLabels: []; a config
+// file keeps its own (here the default list).
+func TestKuredAlertsAreClusterWide(t *testing.T) {
+	for name, tc := range map[string]struct {
+		args []string
+		want []string // nil: no inline config
+	}{
+		"schedule flags":    {[]string{"--reboot-days", "mon"}, []string{}},
+		"prometheus only":   {[]string{"--prometheus-url", "http://127.0.0.1:9090"}, []string{}},
+		"alertmanager only": {[]string{"--alertmanager-url", "http://127.0.0.1:9093"}, []string{}},
+		"no alerts":         {nil, nil},
+	} {
+		t.Run(name, func(t *testing.T) {
+			o, _, err := configureAgent(t, nil, append([]string{"--node-id", "n", "--namespace", "ns"}, tc.args...)...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := o.cfg.InlineConfig
+			if tc.want == nil {
+				if r != nil {
+					t.Errorf("a config was made: %+v", r.Source)
+				}
+				return
+			}
+			if r == nil {
+				t.Fatal("no config from the kured flags")
+			}
+			if got := r.Pools[0].Params.Alerts.NodeLabels; got == nil || !slices.Equal(got, tc.want) {
+				t.Errorf("nodeLabels = %#v, want %#v", got, tc.want)
+			}
+		})
+	}
+}
+
 func TestKuredFlagsWithoutEnv(t *testing.T) {
 	o, _, err := configureAgent(t, nil, "--node-id", "n", "--namespace", "ns", "--ds-name", "kured", "--lock-annotation", "x/y", "--annotate-nodes")
 	if err != nil {
