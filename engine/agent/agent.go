@@ -32,12 +32,14 @@ import (
 	"github.com/rebootgate/rebootgate/engine/config"
 	"github.com/rebootgate/rebootgate/engine/decision"
 	"github.com/rebootgate/rebootgate/engine/detect"
+	"github.com/rebootgate/rebootgate/engine/disruption"
 	"github.com/rebootgate/rebootgate/engine/facts"
 	"github.com/rebootgate/rebootgate/engine/lock"
 	"github.com/rebootgate/rebootgate/engine/metrics"
 	"github.com/rebootgate/rebootgate/engine/notify"
 	"github.com/rebootgate/rebootgate/engine/pipeline"
 	"github.com/rebootgate/rebootgate/engine/source"
+	"github.com/rebootgate/rebootgate/engine/summary"
 )
 
 // Agent is one node's agent.
@@ -75,6 +77,9 @@ type Agent struct {
 
 	poolSizeMu sync.Mutex
 	poolSize   poolSizeCache
+
+	summaryMu    sync.Mutex
+	summaryCache summaryRead
 
 	executor *pipeline.Executor
 	runCtx   context.Context // Run's context, for callbacks
@@ -332,7 +337,34 @@ func (a *Agent) gather(ctx context.Context) (*facts.Facts, error) {
 	if a.alerts != nil {
 		a.alerts.Fill(ctx, f)
 	}
+	if engine, err := a.source.Current(); err == nil && engine.NeedsSummary(n, a.clock.Now()) {
+		f.Summary, f.SummaryErr = a.nodeSummary(ctx)
+	}
 	return f, nil
+}
+
+// summaryReuse is how long a read node summary is reused: the lock asks for the slot
+// count on every Lease event, and a burst of events needs one read, not one each.
+const summaryReuse = time.Second
+
+// nodeSummary reads the summarizer's node summary from the API server's watch cache.
+func (a *Agent) nodeSummary(ctx context.Context) (*disruption.Summary, error) {
+	now := a.clock.Now()
+	a.summaryMu.Lock()
+	defer a.summaryMu.Unlock()
+	if c := a.summaryCache; c.at != (time.Time{}) && now.Sub(c.at) < summaryReuse && !now.Before(c.at) {
+		return c.summary, c.err
+	}
+	s, err := summary.Read(ctx, a.client, a.cfg.Namespace)
+	a.summaryCache = summaryRead{summary: s, err: err, at: now}
+	return s, err
+}
+
+// summaryRead is the last read of the node summary.
+type summaryRead struct {
+	summary *disruption.Summary
+	err     error
+	at      time.Time
 }
 
 // decide is the engine's decision plus the agent's own rule against reboot loops.
@@ -455,7 +487,22 @@ func (a *Agent) currentSlots(ctx context.Context, pool string) int {
 	if err != nil || p.Name != pool {
 		return 0
 	}
-	return a.slots(ctx, engine, p)
+	slots := a.slots(ctx, engine, p)
+	if !p.CountOthers {
+		return slots
+	}
+	// The pool's nodes that others made unavailable use up slots: rebootgate's holders
+	// plus them stay within the concurrency. No usable summary, no slot (fail closed).
+	s, err := a.nodeSummary(ctx)
+	if err == nil {
+		err = decision.SummaryUsable(s, a.clock.Now())
+	}
+	if err != nil {
+		a.log.Warn("the disruption budget cannot be checked: no slot this time", "pool", pool, "err", err)
+		return 0
+	}
+	self := disruption.Classify(n, p.DisruptionTaints, false, disruption.InReboot(n))
+	return max(slots-decision.OthersUnavailable(s.Pool(pool), self), 0)
 }
 
 // gate is the decision the pipeline re-checks: the engine's, and the reboot must still
@@ -491,6 +538,12 @@ func (a *Agent) nextCheck(d decision.Decision) time.Duration {
 func (a *Agent) slots(ctx context.Context, engine *decision.Engine, pool *config.ResolvedPool) int {
 	if !pool.IsPercentage() {
 		return pool.Slots(0)
+	}
+	// The summarizer counts the pool's nodes anyway: with a fresh summary, no list.
+	if engine.Config().NeedsSummary(pool) {
+		if s, err := a.nodeSummary(ctx); err == nil && decision.SummaryUsable(s, a.clock.Now()) == nil {
+			return pool.Slots(s.Pool(pool.Name).Nodes)
+		}
 	}
 	// The lock asks on every Lease event; counting the pool reads every Node, so the
 	// count is reused for a re-check interval (the acquire loop calls Recheck after

@@ -58,6 +58,8 @@ func NewEnv() (*Env, error) {
 		cel.Variable("pods", cel.ListType(cel.ObjectType("input.Pod"))),
 		cel.Variable("alerts", cel.ListType(cel.ObjectType("facts.Alert"))),
 		cel.Variable("pool", cel.MapType(cel.StringType, cel.StringType)),
+		cel.Variable("poolSummary", cel.MapType(cel.StringType, cel.IntType)),
+		cel.Variable("clusterSummary", cel.MapType(cel.StringType, cel.IntType)),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("building the CEL condition environment: %w", err)
@@ -141,6 +143,9 @@ type Vars struct {
 	Now    time.Time
 	// PoolNodes is set for health checks only.
 	PoolNodes []input.Node
+	// PoolSummary and ClusterSummary are the node summaries (disruption.Counts.Map);
+	// empty when unknown, so that an expression reading them fails (closed).
+	PoolSummary, ClusterSummary map[string]int64
 }
 
 func (v *Vars) activation() map[string]any {
@@ -151,7 +156,17 @@ func (v *Vars) activation() map[string]any {
 		"alerts":    v.Alerts,
 		"pool":      v.Pool,
 		"poolNodes": v.PoolNodes,
+		// A nil map would be a CEL null: an empty one makes a missing summary an error.
+		"poolSummary":    orEmpty(v.PoolSummary),
+		"clusterSummary": orEmpty(v.ClusterSummary),
 	}
+}
+
+func orEmpty(m map[string]int64) map[string]int64 {
+	if m == nil {
+		return map[string]int64{}
+	}
+	return m
 }
 
 // Bool evaluates a bool program.

@@ -89,6 +89,10 @@ func TestParseErrorsNameFieldAndValue(t *testing.T) {
 		"node labels not list": {"blockers:\n  alerts:\n    nodeLabels: node\n", []string{`blockers.alerts.nodeLabels`}},
 		"bad min date":         {"pools:\n- name: a\n  nodeImage:\n    minDate: 2025/01/01\n", []string{`pools[0].nodeImage.minDate: "2025/01/01" is not a date`}},
 		"condition no name":    {"pools:\n- name: a\n  conditions:\n  - expression: \"true\"\n", []string{`pools[0].conditions[0].name: is required`}},
+		"bad disruption taint": {"pools:\n- name: a\n  budget:\n    disruptionTaints: [\"bad key!\"]\n", []string{`pools[0].budget.disruptionTaints[0]: "bad key!" is not a taint key`}},
+		"breaker no max":       {"pools:\n- name: a\n  breaker: {}\n", []string{`pools[0].breaker.maxUnavailable: is required`}},
+		"bad breaker":          {"pools:\n- name: a\n  breaker:\n    maxUnavailable: \"120%\"\n", []string{`pools[0].breaker.maxUnavailable: "120%" is not a count or a percentage`}},
+		"bad cluster breaker":  {"breaker:\n  maxUnavailable: -2\n", []string{`breaker.maxUnavailable: -2 is negative`}},
 		"several errors":       {"pools:\n- name: a\n  windows:\n  - startTime: 25pm\n    endTime: 5:00pm\n", []string{`pools[0].windows[0].startTime: "25pm"`, `pools[0].windows[0].endTime: "5:00pm"`}},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -219,4 +223,50 @@ func FuzzParse(f *testing.F) {
 			t.Fatal("a valid config has no pools")
 		}
 	})
+}
+
+func TestBudgetAndBreakerResolve(t *testing.T) {
+	r, err := Parse([]byte(header + `
+breaker:
+  maxUnavailable: 10%
+pools:
+- name: user
+  concurrency: 2
+  budget:
+    countOthers: true
+    disruptionTaints: ["example.com/draining", "karpenter.sh/disrupted"]
+  breaker:
+    maxUnavailable: "30%"
+- name: plain
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	user, plain := &r.Pools[0], &r.Pools[1]
+	if !user.CountOthers || user.Breaker == nil || user.Breaker.String() != "30%" || r.Breaker.String() != "10%" {
+		t.Fatalf("budget/breaker not resolved: countOthers=%v breaker=%v cluster=%v", user.CountOthers, user.Breaker, r.Breaker)
+	}
+	wantTaints := "karpenter.sh/disrupted,ToBeDeletedByClusterAutoscaler,remediator.kubernetes.azure.com/unschedulable,example.com/draining"
+	if got := strings.Join(user.DisruptionTaints, ","); got != wantTaints {
+		t.Errorf("user taints = %s, want %s (built-ins first, no duplicate)", got, wantTaints)
+	}
+	if got := strings.Join(plain.DisruptionTaints, ","); got != "karpenter.sh/disrupted,ToBeDeletedByClusterAutoscaler,remediator.kubernetes.azure.com/unschedulable" {
+		t.Errorf("a pool without budget has the built-in taints only, got %s", got)
+	}
+	if plain.CountOthers || plain.Breaker != nil {
+		t.Error("a pool without budget or breaker got one")
+	}
+	if !r.NeedsSummary(plain) {
+		t.Error("the cluster breaker needs the summary for every pool")
+	}
+	for _, tc := range []struct {
+		v     string
+		nodes int
+		want  int
+	}{{"30%", 10, 3}, {"30%", 5, 2}, {"30%", 0, 0}, {"0%", 7, 0}, {"4", 2, 4}} {
+		v := intstr.Parse(tc.v)
+		if got := MaxUnavailable(&v, tc.nodes); got != tc.want {
+			t.Errorf("MaxUnavailable(%s, %d) = %d, want %d (percentages round up)", tc.v, tc.nodes, got, tc.want)
+		}
+	}
 }

@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	"github.com/rebootgate/rebootgate/engine/disruption"
 	"github.com/rebootgate/rebootgate/engine/input"
 	"github.com/rebootgate/rebootgate/engine/schedule"
 )
@@ -29,6 +30,8 @@ type Resolved struct {
 	Pools          []ResolvedPool
 	NodeImageLabel string
 	HoldAnnotation string
+	// Breaker is the cluster-wide circuit breaker's maxUnavailable; nil without one.
+	Breaker *intstr.IntOrString
 }
 
 // ResolvedPool is one pool, ready for the decision engine.
@@ -44,6 +47,28 @@ type ResolvedPool struct {
 	Blackouts []schedule.Blackout
 	// Params is the pool's part of the Rego input (input.params).
 	Params *input.Params
+	// CountOthers: the pool's nodes unavailable for other reasons use up its slots.
+	CountOthers bool
+	// DisruptionTaints are the built-in disruption taints plus the pool's own.
+	DisruptionTaints []string
+	// Breaker is the pool's circuit breaker's maxUnavailable; nil without one.
+	Breaker *intstr.IntOrString
+}
+
+// MaxUnavailable resolves a breaker's maxUnavailable against a node count: a
+// percentage is rounded up, as a PodDisruptionBudget's is.
+func MaxUnavailable(v *intstr.IntOrString, nodes int) int {
+	if v.Type == intstr.Int {
+		return int(v.IntVal)
+	}
+	pct, _ := strconv.Atoi(strings.TrimSuffix(v.StrVal, "%"))
+	return int(math.Ceil(float64(nodes) * float64(pct) / 100))
+}
+
+// NeedsSummary reports whether deciding for the pool needs the node summary: its
+// budget counts others' disruptions, or a breaker (the pool's or the cluster's) is set.
+func (r *Resolved) NeedsSummary(p *ResolvedPool) bool {
+	return p.CountOthers || p.Breaker != nil || r.Breaker != nil
 }
 
 // Slots resolves the pool's concurrency against its current node count: a percentage
@@ -90,6 +115,9 @@ func Resolve(cfg *Config) (*Resolved, error) {
 	}
 	for _, msg := range validation.IsQualifiedName(r.HoldAnnotation) {
 		e.add("holdAnnotation", "%q is not an annotation key: %s", r.HoldAnnotation, msg)
+	}
+	if cfg.Breaker != nil {
+		r.Breaker = resolveBreaker(cfg.Breaker, "breaker", &e)
 	}
 	selectors := resolvePodSelectors(cfg.Blockers.Pods.Selectors, &e)
 	alerts := resolveAlerts(cfg.Blockers.Alerts, &e)
@@ -141,6 +169,20 @@ func resolvePool(p *Pool, path string, e *errs) ResolvedPool {
 		e.add(path+".name", "%q is not a DNS label (it names Leases): %s", p.Name, msgs[0])
 	}
 	rp.Concurrency = resolveConcurrency(p.Concurrency, path+".concurrency", e)
+	var extraTaints []string
+	if b := p.Budget; b != nil {
+		rp.CountOthers = b.CountOthers
+		for i, t := range b.DisruptionTaints {
+			for _, msg := range validation.IsQualifiedName(t) {
+				e.add(fmt.Sprintf("%s.budget.disruptionTaints[%d]", path, i), "%q is not a taint key: %s", t, msg)
+			}
+		}
+		extraTaints = b.DisruptionTaints
+	}
+	rp.DisruptionTaints = disruption.Taints(extraTaints)
+	if p.Breaker != nil {
+		rp.Breaker = resolveBreaker(p.Breaker, path+".breaker", e)
+	}
 	if p.SlotKey != "" {
 		for _, msg := range validation.IsQualifiedName(p.SlotKey) {
 			e.add(path+".slotKey", "%q is not a label key: %s", p.SlotKey, msg)
@@ -196,6 +238,17 @@ func resolvePool(p *Pool, path string, e *errs) ResolvedPool {
 		}
 	}
 	return rp
+}
+
+// resolveBreaker validates a breaker; maxUnavailable is required, a count or a
+// percentage as concurrency is (0 stops every reboot).
+func resolveBreaker(b *Breaker, path string, e *errs) *intstr.IntOrString {
+	if b.MaxUnavailable == nil {
+		e.add(path+".maxUnavailable", "is required (a count like 2 or a percentage like \"30%%\")")
+		return nil
+	}
+	v := resolveConcurrency(b.MaxUnavailable, path+".maxUnavailable", e)
+	return &v
 }
 
 func resolveConcurrency(c *intstr.IntOrString, path string, e *errs) intstr.IntOrString {

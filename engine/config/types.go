@@ -33,6 +33,28 @@ type Config struct {
 	HoldAnnotation string `json:"holdAnnotation,omitempty"`
 	// Custom is free-form data for operators' own policies (input.params.custom).
 	Custom map[string]any `json:"custom,omitempty"`
+	// Breaker is the cluster-wide circuit breaker: no new reboot in any pool while too
+	// many of the cluster's nodes are unavailable, for whatever reason.
+	Breaker *Breaker `json:"breaker,omitempty"`
+}
+
+// Budget makes a pool's concurrency count every unavailable node of the pool, not only
+// rebootgate's own reboots.
+type Budget struct {
+	// CountOthers counts the pool's nodes that are unavailable for any other reason
+	// (NotReady, cordoned, a disruption taint, a medik8s maintenance Lease) against the
+	// pool's concurrency.
+	CountOthers bool `json:"countOthers,omitempty"`
+	// DisruptionTaints are taint keys that mark a node as being disrupted, added to the
+	// built-in list (Karpenter, cluster-autoscaler, AKS auto-repair).
+	DisruptionTaints []string `json:"disruptionTaints,omitempty"`
+}
+
+// Breaker stops every new reboot while too many nodes are unavailable.
+type Breaker struct {
+	// MaxUnavailable is a count or a percentage ("30%", rounded up) of the nodes: a new
+	// reboot starts only if, counting it, at most this many are unavailable.
+	MaxUnavailable *intstr.IntOrString `json:"maxUnavailable,omitempty"`
 }
 
 // Pool is a group of nodes sharing a schedule, conditions and a concurrency limit.
@@ -52,6 +74,8 @@ type Pool struct {
 	HealthGate []Condition    `json:"healthGate,omitempty"`
 	NodeImage  *NodeImage     `json:"nodeImage,omitempty"`
 	Custom     map[string]any `json:"custom,omitempty"`
+	Budget     *Budget        `json:"budget,omitempty"`
+	Breaker    *Breaker       `json:"breaker,omitempty"`
 }
 
 // Window is a daily window in kured's syntax (days, startTime, endTime) or a cron window

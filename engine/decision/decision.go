@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -55,6 +56,9 @@ type Engine struct {
 	pools []*pool
 	gate  *policy.Gate
 	conv  input.Converter
+	// policiesReadSummary: an operator's module mentions input.pool.nodes or
+	// input.cluster, so every decision gathers the node summary.
+	policiesReadSummary bool
 }
 
 type pool struct {
@@ -63,6 +67,8 @@ type pool struct {
 	conditions []condition
 	health     []condition
 	params     *ast.Term
+	// readsSummary: a condition or health check reads poolSummary or clusterSummary.
+	readsSummary bool
 }
 
 type condition struct {
@@ -95,6 +101,7 @@ func New(ctx context.Context, cfg *config.Resolved, modules []policy.Module) (*E
 			env.CompileCondition, env.CompileMessage, fail)
 		p.health = compileChecks(rp.HealthGate, path+".healthGate", fmt.Sprintf("pool %q health check", rp.Name),
 			env.CompileHealthCheck, env.CompileHealthMessage, fail)
+		p.readsSummary = mentionsSummary(rp.Conditions) || mentionsSummary(rp.HealthGate)
 		if p.params, err = input.ParamsValue(rp.Params); err != nil {
 			fail(path, err)
 		}
@@ -106,7 +113,37 @@ func New(ctx context.Context, cfg *config.Resolved, modules []policy.Module) (*E
 	if e.gate, err = policy.Compile(ctx, modules); err != nil {
 		return nil, err
 	}
+	for _, m := range modules {
+		if strings.Contains(m.Source, "nodes") || strings.Contains(m.Source, "cluster") {
+			e.policiesReadSummary = true
+		}
+	}
 	return e, nil
+}
+
+// mentionsSummary reports whether a CEL check may read the node summary. A false
+// positive only costs one cheap read per decision.
+func mentionsSummary(checks []config.Condition) bool {
+	for _, c := range checks {
+		for _, s := range []string{c.Expression, c.MessageExpression} {
+			if strings.Contains(s, "poolSummary") || strings.Contains(s, "clusterSummary") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// NeedsSummary reports whether deciding for node n at now needs the node summary: its
+// pool has a budget or breaker, the cluster has a breaker, or a check or policy reads
+// the summary. Gatherers read it only then.
+func (e *Engine) NeedsSummary(n *corev1.Node, now time.Time) bool {
+	if e.cfg.Breaker != nil || e.policiesReadSummary {
+		return true
+	}
+	node := input.NodeFrom(n, e.cfg.NodeImageLabel)
+	p, _ := e.selectPool(&celeval.Vars{Node: &node, Now: now})
+	return p != nil && (e.cfg.NeedsSummary(p.cfg) || p.readsSummary)
 }
 
 // compileChecks compiles CEL checks (conditions or health checks) and their message
@@ -158,7 +195,7 @@ func (e *Engine) Evaluate(ctx context.Context, f *facts.Facts, now time.Time) Ev
 		return Evaluation{Decision: d}
 	}
 	d.Pool = p.cfg.Name
-	p.fill(vars, f)
+	sum := p.fill(vars, f)
 
 	for _, c := range p.conditions {
 		res := c.evaluate(vars)
@@ -167,6 +204,8 @@ func (e *Engine) Evaluate(ctx context.Context, f *facts.Facts, now time.Time) Ev
 			d.Reasons = append(d.Reasons, Reason{Source: SourceCondition + c.cfg.Name, Message: res.Message})
 		}
 	}
+
+	d.Reasons = append(d.Reasons, e.disruptionReasons(p.cfg, f, sum)...)
 
 	doc := &input.Document{
 		Node:   node,
@@ -177,6 +216,11 @@ func (e *Engine) Evaluate(ctx context.Context, f *facts.Facts, now time.Time) Ev
 	}
 	if f.AlertsErr != nil {
 		doc.Errors.Alerts = f.AlertsErr.Error()
+	}
+	if s := sum.summary; s != nil {
+		doc.Pool.Nodes, doc.Cluster.Nodes = counts(s.Pool(p.cfg.Name)), counts(s.Cluster)
+	} else {
+		doc.Errors.NodeSummary = sum.err.Error()
 	}
 	doc.Schedule = scheduleState(p.cfg, now)
 	d.NextAllowed = doc.Schedule.NextAllowed
@@ -316,12 +360,19 @@ func (e *Engine) HealthCheck(f *facts.Facts, poolNodes []*corev1.Node, now time.
 	return true, ""
 }
 
-// fill sets what conditions and health checks see beyond node and now.
-func (p *pool) fill(vars *celeval.Vars, f *facts.Facts) {
+// fill sets what conditions and health checks see beyond node and now, and returns the
+// node summary as far as it is usable.
+func (p *pool) fill(vars *celeval.Vars, f *facts.Facts) summaryState {
 	vars.Pods = input.PodsFrom(f.Pods)
 	vars.Alerts = f.Alerts
 	if vars.Alerts == nil {
 		vars.Alerts = []facts.Alert{}
 	}
 	vars.Pool = map[string]string{"name": p.cfg.Name, "concurrency": p.cfg.Concurrency.String()}
+	sum := usableSummary(f, vars.Now)
+	if s := sum.summary; s != nil {
+		pc := s.Pool(p.cfg.Name)
+		vars.PoolSummary, vars.ClusterSummary = pc.Map(), s.Cluster.Map()
+	}
+	return sum
 }

@@ -2,6 +2,8 @@ package facts
 
 import (
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/rebootgate/rebootgate/engine/disruption"
 )
 
 // Facts is everything a decision about one node depends on, apart from the time.
@@ -15,6 +17,10 @@ type Facts struct {
 	// AlertsErr is set when alerts could not be read; the default gate then denies,
 	// because an unknown alert state must not allow a reboot (kured does the same).
 	AlertsErr error
+	// Summary is the node summary of the pools and the cluster (see engine/disruption);
+	// SummaryErr says why it could not be read. Both nil: not gathered (not needed).
+	Summary    *disruption.Summary
+	SummaryErr error
 }
 
 // Alert is one alert as the gate sees it, whichever API it came from.

@@ -93,10 +93,26 @@ func (d *Document) Value(parts Parts) ast.Value {
 		item("pool", d.Pool.term()),
 		item("pods", parts.Pods),
 		item("alerts", parts.Alerts),
-		item("errors", obj(item("alerts", str(d.Errors.Alerts)))),
+		item("errors", obj(item("alerts", str(d.Errors.Alerts)), item("nodeSummary", str(d.Errors.NodeSummary)))),
 		item("time", obj(item("rfc3339", str(d.Time.RFC3339)), item("ns", integer(d.Time.Ns)))),
 		item("schedule", d.Schedule.term()),
 		item("params", parts.Params),
+		item("cluster", obj(item("nodes", d.Cluster.Nodes.term()))),
+	)
+}
+
+func (c *NodeCounts) term() *ast.Term {
+	return obj(
+		item("known", boolean(c.Known)),
+		item("nodes", integer(int64(c.Nodes))),
+		item("ready", integer(int64(c.Ready))),
+		item("notReady", integer(int64(c.NotReady))),
+		item("cordoned", integer(int64(c.Cordoned))),
+		item("disrupted", integer(int64(c.Disrupted))),
+		item("maintenance", integer(int64(c.Maintenance))),
+		item("unavailable", integer(int64(c.Unavailable))),
+		item("rebooting", integer(int64(c.Rebooting))),
+		item("unavailableOthers", integer(int64(c.UnavailableOthers))),
 	)
 }
 
@@ -153,6 +169,7 @@ func (p *Pool) term() *ast.Term {
 	return obj(
 		item("name", str(p.Name)),
 		item("concurrency", str(p.Concurrency)),
+		item("nodes", p.Nodes.term()),
 		item("conditions", listOf(p.Conditions, func(c *ConditionResult) *ast.Term {
 			return obj(
 				item("name", str(c.Name)),

@@ -1,6 +1,9 @@
 package input
 
-import "github.com/rebootgate/rebootgate/engine/facts"
+import (
+	"github.com/rebootgate/rebootgate/engine/disruption"
+	"github.com/rebootgate/rebootgate/engine/facts"
+)
 
 // Document is the whole input of one decision. The JSON names are the contract with the
 // Rego policies (see policies/INPUT.md and policies/input.schema.json).
@@ -13,6 +16,20 @@ type Document struct {
 	Time     Time          `json:"time"`
 	Schedule Schedule      `json:"schedule"`
 	Params   *Params       `json:"params"`
+	Cluster  Cluster       `json:"cluster"`
+}
+
+// Cluster is what is known about the whole cluster.
+type Cluster struct {
+	Nodes NodeCounts `json:"nodes"`
+}
+
+// NodeCounts is the node summary of a pool or of the cluster, as the summarizer last
+// published it. Known is false when there is no fresh, complete summary; the counts
+// are then 0, so rules using them must check Known.
+type NodeCounts struct {
+	Known bool `json:"known"`
+	disruption.Counts
 }
 
 // Node is the part of a Node that policies use.
@@ -86,6 +103,7 @@ type Pool struct {
 	Name        string            `json:"name"`
 	Concurrency string            `json:"concurrency"`
 	Conditions  []ConditionResult `json:"conditions"`
+	Nodes       NodeCounts        `json:"nodes"`
 }
 
 // ConditionResult is the outcome of one CEL condition.
@@ -110,6 +128,10 @@ type Pod struct {
 // Errors are gatherer errors; a non-empty one makes the default gate deny.
 type Errors struct {
 	Alerts string `json:"alerts"`
+	// NodeSummary says why the node summary is unknown (input.pool.nodes.known false).
+	// The default gate does not deny on it; pools with a budget or breaker fail closed
+	// in Go.
+	NodeSummary string `json:"nodeSummary"`
 }
 
 // Time is the evaluation time.

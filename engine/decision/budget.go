@@ -1,0 +1,129 @@
+package decision
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/rebootgate/rebootgate/engine/config"
+	"github.com/rebootgate/rebootgate/engine/disruption"
+	"github.com/rebootgate/rebootgate/engine/facts"
+	"github.com/rebootgate/rebootgate/engine/input"
+)
+
+// Reason sources of disruption budgets and circuit breakers.
+const (
+	SourceBudget  = "budget"
+	SourceBreaker = "breaker"
+)
+
+// MaxSummaryAge is how old a node summary may be before budgets and breakers stop
+// trusting it (the summarizer rewrites it at least every disruption heartbeat).
+const MaxSummaryAge = time.Minute
+
+// summaryState is the node summary as one decision sees it.
+type summaryState struct {
+	summary *disruption.Summary // nil when unknown
+	err     error               // why it is unknown
+}
+
+// usableSummary checks that the gathered summary is there, fresh and complete.
+func usableSummary(f *facts.Facts, now time.Time) summaryState {
+	if f.SummaryErr != nil {
+		return summaryState{err: f.SummaryErr}
+	}
+	if err := SummaryUsable(f.Summary, now); err != nil {
+		return summaryState{err: err}
+	}
+	return summaryState{summary: f.Summary}
+}
+
+// SummaryUsable says why a node summary must not be trusted at now (nil: it may be):
+// missing, older than MaxSummaryAge, or incomplete.
+func SummaryUsable(s *disruption.Summary, now time.Time) error {
+	switch {
+	case s == nil:
+		return errors.New("no node summary was read")
+	case now.Sub(s.ObservedAt) > MaxSummaryAge:
+		return fmt.Errorf("the node summary is stale: observed at %s by %s, more than %s ago (is the summarizer running?)",
+			s.ObservedAt.UTC().Format(time.RFC3339), s.Writer, MaxSummaryAge)
+	case len(s.Errors) > 0:
+		return fmt.Errorf("the node summary is incomplete: %v", s.Errors)
+	}
+	return nil
+}
+
+// counts is the input form of a summary's counts.
+func counts(c disruption.Counts) input.NodeCounts {
+	c.Examples = nil // names are for messages; policies get the counts
+	return input.NodeCounts{Known: true, Counts: c}
+}
+
+// disruptionReasons applies the pool's budget and the breakers. Without a usable
+// summary they fail closed.
+func (e *Engine) disruptionReasons(p *config.ResolvedPool, f *facts.Facts, st summaryState) []Reason {
+	if !e.cfg.NeedsSummary(p) {
+		return nil
+	}
+	if st.summary == nil {
+		var out []Reason
+		if p.CountOthers {
+			out = append(out, Reason{Source: SourceBudget, Message: fmt.Sprintf(
+				"the disruption budget of pool %s cannot be checked, so no reboot starts: %v", p.Name, st.err)})
+		}
+		if p.Breaker != nil || e.cfg.Breaker != nil {
+			out = append(out, Reason{Source: SourceBreaker, Message: fmt.Sprintf(
+				"the circuit breaker cannot be checked, so no reboot starts: %v", st.err)})
+		}
+		return out
+	}
+	self := disruption.Classify(f.Node, p.DisruptionTaints, false, disruption.InReboot(f.Node))
+	pc := st.summary.Pool(p.Name)
+	var out []Reason
+	if p.Breaker != nil {
+		if msg, open := breakerOpen(fmt.Sprintf("pool %s", p.Name), p.Breaker, pc, self, f.Node.Name); open {
+			out = append(out, Reason{Source: SourceBreaker, Message: msg})
+		}
+	}
+	if e.cfg.Breaker != nil {
+		if msg, open := breakerOpen("the cluster", e.cfg.Breaker, st.summary.Cluster, self, f.Node.Name); open {
+			out = append(out, Reason{Source: SourceBreaker, Message: msg})
+		}
+	}
+	if p.CountOthers {
+		others := OthersUnavailable(pc, self)
+		if slots := p.Slots(pc.Nodes); others >= slots {
+			out = append(out, Reason{Source: SourceBudget, Message: fmt.Sprintf(
+				"the disruption budget of pool %s is used up: it allows %d unavailable node(s) and %d are unavailable for other reasons: %s",
+				p.Name, slots, others, pc.Describe(f.Node.Name, true))})
+		}
+	}
+	return out
+}
+
+// OthersUnavailable is how many of the pool's nodes other than this one are unavailable
+// for reasons other than rebootgate: they use up the pool's budget.
+func OthersUnavailable(pc disruption.Counts, self disruption.Status) int {
+	others := pc.UnavailableOthers
+	if self.Other() {
+		others-- // this node takes a slot of its own when it reboots
+	}
+	return max(others, 0)
+}
+
+// breakerOpen says whether a new reboot of node would leave more than maxUnavailable
+// of the counted nodes unavailable.
+func breakerOpen(what string, maxUnavailable *intstr.IntOrString, c disruption.Counts, self disruption.Status, node string) (string, bool) {
+	limit := config.MaxUnavailable(maxUnavailable, c.Nodes)
+	after := c.Unavailable
+	if !self.Unavailable() {
+		after++ // this reboot makes one more
+	}
+	if after <= limit {
+		return "", false
+	}
+	return fmt.Sprintf("the circuit breaker of %s is open: %d of its %d node(s) are unavailable and rebooting this node would make %d, above maxUnavailable %s (= %d): %s",
+		what, c.Unavailable, c.Nodes, after, maxUnavailable.String(), limit, c.Describe(node, false)), true
+}

@@ -1,0 +1,11 @@
+// Package summary publishes and reads the node summary that disruption budgets,
+// circuit breakers and operators' rules decide from.
+//
+// One summarizer (`rebootgate summarizer`, a two-replica Deployment with leader
+// election) watches every Node, stripped to what availability needs, and medik8s'
+// maintenance Leases, and writes the counts of each pool and of the cluster into one
+// small ConfigMap: when they change, at most every Interval, and at least every
+// Heartbeat. Agents read that ConfigMap from the API server's watch cache when they
+// decide, so no agent needs an informer of all nodes: the cost of a budget is one
+// watch of the nodes in the whole cluster, plus one small GET per decision.
+package summary

@@ -1,0 +1,366 @@
+package summary
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/utils/clock"
+
+	"github.com/rebootgate/rebootgate/engine/decision"
+	"github.com/rebootgate/rebootgate/engine/disruption"
+)
+
+// ConfigMapName is the ConfigMap holding the summary, in the agents' namespace, under
+// DataKey as JSON (a disruption.Summary).
+const (
+	ConfigMapName = "rebootgate-node-summary"
+	DataKey       = "summary.json"
+)
+
+// Defaults of Config.
+const (
+	DefaultInterval  = 2 * time.Second
+	DefaultHeartbeat = 20 * time.Second
+)
+
+// Read returns the published summary, served from the API server's watch cache
+// (resourceVersion=0): cheap even when thousands of agents ask.
+func Read(ctx context.Context, client kubernetes.Interface, namespace string) (*disruption.Summary, error) {
+	cm, err := client.CoreV1().ConfigMaps(namespace).Get(ctx, ConfigMapName, metav1.GetOptions{ResourceVersion: "0"})
+	if apierrors.IsNotFound(err) {
+		return nil, fmt.Errorf("no node summary: ConfigMap %s/%s does not exist (is the summarizer running?)", namespace, ConfigMapName)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the node summary %s/%s: %w", namespace, ConfigMapName, err)
+	}
+	return decode(cm)
+}
+
+func decode(cm *corev1.ConfigMap) (*disruption.Summary, error) {
+	var s disruption.Summary
+	if err := json.Unmarshal([]byte(cm.Data[DataKey]), &s); err != nil {
+		return nil, fmt.Errorf("the node summary %s/%s key %s is not a summary: %w", cm.Namespace, cm.Name, DataKey, err)
+	}
+	return &s, nil
+}
+
+// Config configures a Summarizer. Client, Namespace, Identity and Engine are required.
+type Config struct {
+	Client    kubernetes.Interface
+	Namespace string
+	// Identity names the writer in the summary (the pod name).
+	Identity string
+	// Engine is the decision engine in force: its pools' selectors place each node.
+	// An error (no valid config) stops publishing: the summary goes stale and budgets
+	// fail closed.
+	Engine func() (*decision.Engine, error)
+	// EngineChanged, if set, signals a new engine (pool membership may change).
+	EngineChanged <-chan struct{}
+	// Medik8sNamespace holds medik8s' node-maintenance Leases (node-<name>). Default
+	// disruption.Medik8sNamespace.
+	Medik8sNamespace string
+	Interval         time.Duration
+	Heartbeat        time.Duration
+	Clock            clock.WithTicker
+	Logger           *slog.Logger
+}
+
+// Summarizer watches the nodes and publishes the summary.
+type Summarizer struct {
+	cfg   Config
+	dirty chan struct{}
+
+	mu         sync.Mutex
+	leaseErr   string // why medik8s Leases cannot be watched, "" when fine
+	leaseErrRV string // the lease informer's last synced resourceVersion when it failed
+	last       *disruption.Summary
+	lastWrite  time.Time
+	cm         *corev1.ConfigMap // our last write, for the guarded update
+}
+
+// New validates cfg and applies defaults.
+func New(cfg Config) (*Summarizer, error) {
+	switch {
+	case cfg.Client == nil:
+		return nil, errors.New("summary config: Client is required")
+	case cfg.Namespace == "":
+		return nil, errors.New("summary config: Namespace is required")
+	case cfg.Identity == "":
+		return nil, errors.New("summary config: Identity is required")
+	case cfg.Engine == nil:
+		return nil, errors.New("summary config: Engine is required")
+	}
+	if cfg.Medik8sNamespace == "" {
+		cfg.Medik8sNamespace = disruption.Medik8sNamespace
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = DefaultInterval
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = DefaultHeartbeat
+	}
+	if cfg.Heartbeat >= decision.MaxSummaryAge/2 {
+		return nil, fmt.Errorf("summary config: Heartbeat %v must be less than half of %v, the age at which agents stop trusting a summary", cfg.Heartbeat, decision.MaxSummaryAge)
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.RealClock{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Summarizer{cfg: cfg, dirty: make(chan struct{}, 1)}, nil
+}
+
+func (s *Summarizer) markDirty() {
+	select {
+	case s.dirty <- struct{}{}:
+	default:
+	}
+}
+
+// strip keeps what availability and pool selectors need of a Node: the informer
+// holds every node of the cluster, so images, volumes and managed fields are dropped.
+func strip(obj any) (any, error) {
+	n, ok := obj.(*corev1.Node)
+	if !ok {
+		return obj, nil // a tombstone
+	}
+	out := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: n.Name, UID: n.UID, ResourceVersion: n.ResourceVersion,
+			Labels: n.Labels, Annotations: n.Annotations,
+		},
+		Spec: corev1.NodeSpec{Unschedulable: n.Spec.Unschedulable, Taints: n.Spec.Taints},
+	}
+	out.Status.NodeInfo = n.Status.NodeInfo
+	for _, c := range n.Status.Conditions {
+		// Heartbeat times change every few minutes and matter to nobody here.
+		out.Status.Conditions = append(out.Status.Conditions, corev1.NodeCondition{
+			Type: c.Type, Status: c.Status, Reason: c.Reason, Message: c.Message,
+		})
+	}
+	return out, nil
+}
+
+// Run publishes until ctx is done.
+func (s *Summarizer) Run(ctx context.Context) error {
+	nodeFactory := informers.NewSharedInformerFactory(s.cfg.Client, 0)
+	nodeInformer := nodeFactory.Core().V1().Nodes().Informer()
+	if err := nodeInformer.SetTransform(strip); err != nil {
+		return fmt.Errorf("node informer: %w", err)
+	}
+	leaseFactory := informers.NewSharedInformerFactoryWithOptions(s.cfg.Client, 0, informers.WithNamespace(s.cfg.Medik8sNamespace))
+	leaseInformer := leaseFactory.Coordination().V1().Leases().Informer()
+	if err := leaseInformer.SetWatchErrorHandler(func(_ *cache.Reflector, err error) {
+		s.mu.Lock()
+		s.leaseErr = fmt.Sprintf("medik8s maintenance Leases in namespace %s cannot be watched: %v", s.cfg.Medik8sNamespace, err)
+		s.leaseErrRV = leaseInformer.LastSyncResourceVersion()
+		s.mu.Unlock()
+		s.markDirty()
+	}); err != nil {
+		return fmt.Errorf("lease informer: %w", err)
+	}
+	handler := cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { s.markDirty() },
+		UpdateFunc: func(any, any) { s.markDirty() },
+		DeleteFunc: func(any) { s.markDirty() },
+	}
+	if _, err := nodeInformer.AddEventHandler(handler); err != nil {
+		return fmt.Errorf("node informer: %w", err)
+	}
+	if _, err := leaseInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: func(any) { s.leaseOK(); s.markDirty() }, UpdateFunc: func(any, any) { s.leaseOK(); s.markDirty() },
+		DeleteFunc: func(any) { s.markDirty() },
+	}); err != nil {
+		return fmt.Errorf("lease informer: %w", err)
+	}
+	nodeFactory.Start(ctx.Done())
+	leaseFactory.Start(ctx.Done())
+	defer nodeFactory.Shutdown()
+	defer leaseFactory.Shutdown()
+	if !cache.WaitForCacheSync(ctx.Done(), nodeInformer.HasSynced) {
+		return fmt.Errorf("syncing the node informer: %w", ctx.Err())
+	}
+	// A lease list that fails (RBAC) never syncs; the error handler reports it and the
+	// summary carries the error, so budgets fail closed instead of the summarizer hanging.
+	nodes := listersFor(nodeInformer.GetIndexer())
+	leases := leaseInformer.GetIndexer()
+	tick := s.cfg.Clock.NewTicker(s.cfg.Interval)
+	defer tick.Stop()
+	s.markDirty()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C():
+		}
+		select {
+		case <-s.dirty:
+		case <-s.cfg.EngineChanged:
+		default:
+			if s.cfg.Clock.Since(s.lastWrite) < s.cfg.Heartbeat {
+				continue
+			}
+		}
+		if rv := leaseInformer.LastSyncResourceVersion(); rv != "" {
+			s.mu.Lock()
+			if s.leaseErr != "" && rv != s.leaseErrRV {
+				s.leaseErr = "" // listed or watched again since the failure
+			}
+			s.mu.Unlock()
+		}
+		maint, maintErr := s.maintenance(leases, leaseInformer.HasSynced())
+		s.publish(ctx, nodes(), maint, maintErr)
+	}
+}
+
+func (s *Summarizer) leaseOK() {
+	s.mu.Lock()
+	s.leaseErr = ""
+	s.mu.Unlock()
+}
+
+func listersFor(idx cache.Indexer) func() []*corev1.Node {
+	return func() []*corev1.Node {
+		objs := idx.List()
+		out := make([]*corev1.Node, 0, len(objs))
+		for _, o := range objs {
+			if n, ok := o.(*corev1.Node); ok {
+				out = append(out, n)
+			}
+		}
+		return out
+	}
+}
+
+// maintenance returns the nodes a medik8s Lease holds now, or nil and an error while
+// the Leases are not known.
+func (s *Summarizer) maintenance(idx cache.Indexer, synced bool) (map[string]bool, error) {
+	s.mu.Lock()
+	leaseErr := s.leaseErr
+	s.mu.Unlock()
+	if leaseErr != "" {
+		return nil, errors.New(leaseErr)
+	}
+	if !synced {
+		return nil, fmt.Errorf("medik8s maintenance Leases in namespace %s are not listed yet", s.cfg.Medik8sNamespace)
+	}
+	now := s.cfg.Clock.Now()
+	held := map[string]bool{}
+	for _, o := range idx.List() {
+		l, ok := o.(*coordinationv1.Lease)
+		if !ok || !strings.HasPrefix(l.Name, disruption.Medik8sLeasePrefix) || !Holds(l, now) {
+			continue
+		}
+		held[strings.TrimPrefix(l.Name, disruption.Medik8sLeasePrefix)] = true
+	}
+	return held, nil
+}
+
+// Holds reports whether a medik8s maintenance Lease is held at now: it has a holder and,
+// when it says how long it lasts, has been renewed within that time.
+func Holds(l *coordinationv1.Lease, now time.Time) bool {
+	if l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity == "" {
+		return false
+	}
+	if l.Spec.LeaseDurationSeconds == nil {
+		return true
+	}
+	last := l.Spec.AcquireTime
+	if l.Spec.RenewTime != nil {
+		last = l.Spec.RenewTime
+	}
+	if last == nil {
+		return true
+	}
+	return now.Before(last.Add(time.Duration(*l.Spec.LeaseDurationSeconds) * time.Second))
+}
+
+// publish computes the summary and writes it when it changed or a heartbeat is due.
+func (s *Summarizer) publish(ctx context.Context, nodes []*corev1.Node, maint map[string]bool, maintErr error) {
+	engine, err := s.cfg.Engine()
+	if err != nil {
+		s.cfg.Logger.Warn("no node summary without a valid config; budgets and breakers fail closed once the last one is stale", "err", err)
+		return
+	}
+	now := s.cfg.Clock.Now()
+	sum := disruption.Summarize(nodes, maint, membership(engine, now), now, s.cfg.Identity)
+	if maintErr != nil {
+		sum.Errors = append(sum.Errors, maintErr.Error())
+	}
+	if disruption.SameCounts(sum, s.last) && s.cfg.Clock.Since(s.lastWrite) < s.cfg.Heartbeat {
+		return
+	}
+	if err := s.write(ctx, sum); err != nil {
+		s.cfg.Logger.Warn("writing the node summary failed; retrying", "err", err)
+		s.markDirty()
+		return
+	}
+	if !disruption.SameCounts(sum, s.last) {
+		s.cfg.Logger.Info("node summary changed", "nodes", sum.Cluster.Nodes, "unavailable", sum.Cluster.Unavailable,
+			"unavailableOthers", sum.Cluster.UnavailableOthers, "errors", sum.Errors)
+	}
+	s.last, s.lastWrite = sum, now
+}
+
+// membership places nodes with the engine's pool selectors.
+func membership(engine *decision.Engine, now time.Time) disruption.Membership {
+	return func(n *corev1.Node) (string, []string, bool) {
+		p, err := engine.PoolOf(n, now)
+		if err != nil {
+			return "", nil, false
+		}
+		return p.Name, p.DisruptionTaints, true
+	}
+}
+
+// write creates or updates the ConfigMap, guarded by the resourceVersion of our last
+// write (a conflict re-reads it and retries at the next tick).
+func (s *Summarizer) write(ctx context.Context, sum *disruption.Summary) error {
+	data, err := json.Marshal(sum)
+	if err != nil {
+		return fmt.Errorf("encoding the summary: %w", err)
+	}
+	cms := s.cfg.Client.CoreV1().ConfigMaps(s.cfg.Namespace)
+	if s.cm == nil {
+		cur, err := cms.Get(ctx, ConfigMapName, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			created, err := cms.Create(ctx, &corev1.ConfigMap{
+				ObjectMeta: metav1.ObjectMeta{Name: ConfigMapName, Namespace: s.cfg.Namespace,
+					Labels: map[string]string{"app.kubernetes.io/name": "rebootgate", "app.kubernetes.io/component": "node-summary"}},
+				Data: map[string]string{DataKey: string(data)},
+			}, metav1.CreateOptions{})
+			if err != nil {
+				return fmt.Errorf("creating ConfigMap %s/%s: %w", s.cfg.Namespace, ConfigMapName, err)
+			}
+			s.cm = created
+			return nil
+		case err != nil:
+			return fmt.Errorf("reading ConfigMap %s/%s: %w", s.cfg.Namespace, ConfigMapName, err)
+		}
+		s.cm = cur
+	}
+	next := s.cm.DeepCopy()
+	next.Data = map[string]string{DataKey: string(data)}
+	updated, err := cms.Update(ctx, next, metav1.UpdateOptions{})
+	if err != nil {
+		s.cm = nil // re-read before the next try
+		return fmt.Errorf("updating ConfigMap %s/%s: %w", s.cfg.Namespace, ConfigMapName, err)
+	}
+	s.cm = updated
+	return nil
+}
