@@ -16,21 +16,25 @@ import (
 	"k8s.io/client-go/tools/cache"
 )
 
-// NodeTransition is one change of a recorded Node: its schedulability or one of the
-// recorded annotations (absent keys are "").
+// NodeTransition is one change of a recorded Node: its schedulability, one of the
+// recorded annotations (absent keys are "") or the status of one of the recorded
+// conditions (absent conditions are "").
 type NodeTransition struct {
 	// At is when the watch delivered the change.
 	At            time.Time
 	Unschedulable bool
 	Annotations   map[string]string
+	// Conditions maps each recorded condition type to its status (see
+	// RecordNodeConditions).
+	Conditions map[string]string
 }
 
 // NodeRecorder keeps every change of one Node's schedulability and chosen
 // annotations, from a watch — so that no cordon, however short, falls between two
 // polls. See Bed.RecordNode.
 type NodeRecorder struct {
-	keys []string
-	stop chan struct{}
+	keys, conds []string
+	stop        chan struct{}
 
 	mu  sync.Mutex
 	log []NodeTransition
@@ -41,7 +45,19 @@ type NodeRecorder struct {
 // first transition. It stops at test cleanup.
 func (b *Bed) RecordNode(t testing.TB, node string, keys ...string) *NodeRecorder {
 	t.Helper()
-	r := &NodeRecorder{keys: slices.Clone(keys), stop: make(chan struct{})}
+	return b.record(t, node, &NodeRecorder{keys: slices.Clone(keys), stop: make(chan struct{})})
+}
+
+// RecordNodeConditions records, as RecordNode does, the node's schedulability and the
+// status of the given condition types (e.g. the lifecycle conditions), so that the
+// order in which they changed can be checked.
+func (b *Bed) RecordNodeConditions(t testing.TB, node string, types ...string) *NodeRecorder {
+	t.Helper()
+	return b.record(t, node, &NodeRecorder{conds: slices.Clone(types), stop: make(chan struct{})})
+}
+
+func (b *Bed) record(t testing.TB, node string, r *NodeRecorder) *NodeRecorder {
+	t.Helper()
 	f := informers.NewSharedInformerFactoryWithOptions(b.Client, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 		o.FieldSelector = fields.OneTermEqualSelector("metadata.name", node).String()
 	}))
@@ -67,13 +83,22 @@ func (r *NodeRecorder) observe(obj any) {
 	if !ok {
 		return
 	}
-	tr := NodeTransition{At: time.Now(), Unschedulable: n.Spec.Unschedulable, Annotations: map[string]string{}}
+	tr := NodeTransition{At: time.Now(), Unschedulable: n.Spec.Unschedulable, Annotations: map[string]string{}, Conditions: map[string]string{}}
 	for _, k := range r.keys {
 		tr.Annotations[k] = n.Annotations[k]
 	}
+	for _, typ := range r.conds {
+		tr.Conditions[typ] = ""
+		for _, c := range n.Status.Conditions {
+			if string(c.Type) == typ {
+				tr.Conditions[typ] = string(c.Status)
+			}
+		}
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if k := len(r.log); k > 0 && r.log[k-1].Unschedulable == tr.Unschedulable && maps.Equal(r.log[k-1].Annotations, tr.Annotations) {
+	if k := len(r.log); k > 0 && r.log[k-1].Unschedulable == tr.Unschedulable &&
+		maps.Equal(r.log[k-1].Annotations, tr.Annotations) && maps.Equal(r.log[k-1].Conditions, tr.Conditions) {
 		return
 	}
 	r.log = append(r.log, tr)
@@ -132,6 +157,9 @@ func (r *NodeRecorder) String() string {
 		fmt.Fprintf(&sb, "\n  +%6.2fs unschedulable=%v", tr.At.Sub(trs[0].At).Seconds(), tr.Unschedulable)
 		for _, k := range r.keys {
 			fmt.Fprintf(&sb, " %s=%q", k, tr.Annotations[k])
+		}
+		for _, typ := range r.conds {
+			fmt.Fprintf(&sb, " %s=%q", typ, tr.Conditions[typ])
 		}
 	}
 	return sb.String()

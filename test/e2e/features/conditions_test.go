@@ -1,0 +1,103 @@
+package features
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/rebootgate/rebootgate/engine/pipeline"
+	"github.com/rebootgate/rebootgate/test/testbed"
+)
+
+var lifecycleTypes = func() []string {
+	out := make([]string, len(pipeline.LifecycleConditionTypes))
+	for i, t := range pipeline.LifecycleConditionTypes {
+		out[i] = string(t)
+	}
+	return out
+}()
+
+// TestMaintenanceConditions: with --node-maintenance-conditions, a node's reboot shows
+// on a watch of the Node as MaintenancePlanned, then MaintenanceInProgress with
+// DrainInProgress (the cordon starts the drain), then Drained, and every one False
+// once the node is uncordoned; a node whose agent runs without the flag reboots with
+// none of them ever written.
+func TestMaintenanceConditions(t *testing.T) {
+	e := newEnv(t)
+	cfg := e.config("", "")
+	with, without := e.node(nil), e.node(nil)
+	recWith := e.bed.RecordNodeConditions(t, with, lifecycleTypes...)
+	recWithout := e.bed.RecordNodeConditions(t, without, lifecycleTypes...)
+	simWith := e.simulate([]string{with}, e.args(cfg, "--node-maintenance-conditions"))
+	simWithout := e.simulate([]string{without}, e.args(cfg))
+	e.required(simWith, with)
+	e.required(simWithout, without)
+	e.rebootedOnce(simWith, with, time.Time{}, 2*time.Minute)
+	e.rebootedOnce(simWithout, without, time.Time{}, 2*time.Minute)
+
+	allFalse := func(tr testbed.NodeTransition) bool {
+		for _, typ := range lifecycleTypes {
+			if tr.Conditions[typ] == string(corev1.ConditionTrue) {
+				return false
+			}
+		}
+		return true
+	}
+	if _, err := e.bed.WaitNode(context.Background(), with, 30*time.Second, "every lifecycle condition False", func(n *corev1.Node) bool {
+		for _, c := range n.Status.Conditions {
+			for _, typ := range pipeline.LifecycleConditionTypes {
+				if c.Type == typ && c.Status != corev1.ConditionFalse {
+					return false
+				}
+			}
+		}
+		return true
+	}); err != nil {
+		t.Fatal(err)
+	}
+	recWith.Stop()
+	recWithout.Stop()
+
+	// The first time each became True, in the order of the reboot.
+	first := map[string]time.Time{}
+	for _, typ := range lifecycleTypes {
+		tr, ok := recWith.FirstSince(time.Time{}, func(tr testbed.NodeTransition) bool { return tr.Conditions[typ] == string(corev1.ConditionTrue) })
+		if !ok {
+			t.Fatalf("%s never became True; transitions:%s", typ, recWith)
+		}
+		first[typ] = tr.At
+	}
+	planned, inProgress := first["MaintenancePlanned"], first["MaintenanceInProgress"]
+	draining, drained := first["DrainInProgress"], first["Drained"]
+	if !planned.Before(inProgress) || draining.Before(inProgress) || !draining.Before(drained) {
+		t.Errorf("order: MaintenancePlanned +0s, MaintenanceInProgress %+.2fs, DrainInProgress %+.2fs, Drained %+.2fs; want them in this order (DrainInProgress may come with MaintenanceInProgress); transitions:%s",
+			inProgress.Sub(planned).Seconds(), draining.Sub(planned).Seconds(), drained.Sub(planned).Seconds(), recWith)
+	}
+	cordoned, uncordoned := recWith.Cordons()
+	if len(cordoned) != 1 || len(uncordoned) != 1 {
+		t.Fatalf("%s cordoned %d and uncordoned %d times, want once each; transitions:%s", with, len(cordoned), len(uncordoned), recWith)
+	}
+	if planned.After(cordoned[0]) || inProgress.Before(cordoned[0]) {
+		t.Errorf("MaintenancePlanned must come before the cordon and MaintenanceInProgress with or after it; transitions:%s", recWith)
+	}
+	// No condition stays True past the uncordon: the last transition is all False, and
+	// it came with or after the uncordon.
+	trs := recWith.Transitions()
+	last := trs[len(trs)-1]
+	end, _ := recWith.FirstSince(drained, allFalse)
+	if !allFalse(last) || end.At.Before(uncordoned[0]) {
+		t.Errorf("want every lifecycle condition False after the uncordon (at %s); transitions:%s", uncordoned[0].Format(time.RFC3339Nano), recWith)
+	}
+	t.Logf("%s: MaintenancePlanned, then +%.2fs MaintenanceInProgress and DrainInProgress, +%.2fs Drained, +%.2fs all False; transitions:%s",
+		with, inProgress.Sub(planned).Seconds(), drained.Sub(planned).Seconds(), end.At.Sub(planned).Seconds(), recWith)
+
+	for _, tr := range recWithout.Transitions() {
+		for _, typ := range lifecycleTypes {
+			if tr.Conditions[typ] != "" {
+				t.Errorf("without the flag, %s got %s=%s; transitions:%s", without, typ, tr.Conditions[typ], recWithout)
+			}
+		}
+	}
+}
