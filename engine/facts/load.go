@@ -2,6 +2,7 @@ package facts
 
 import (
 	"fmt"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -33,18 +34,40 @@ func ParseNode(data []byte) (*corev1.Node, error) {
 // ParsePods reads pods from a PodList, a v1 List of Pods (`kubectl get pods -o yaml`),
 // or a single Pod.
 func ParsePods(data []byte) ([]corev1.Pod, error) {
+	return parseObjects[corev1.Pod, corev1.PodList](data, "Pod", "pods", func(l *corev1.PodList) []corev1.Pod { return l.Items })
+}
+
+// ParseNodes reads nodes from a NodeList, a v1 List of Nodes (`kubectl get nodes -o
+// yaml`), or a single Node.
+func ParseNodes(data []byte) ([]corev1.Node, error) {
+	nodes, err := parseObjects[corev1.Node, corev1.NodeList](data, "Node", "nodes", func(l *corev1.NodeList) []corev1.Node { return l.Items })
+	if err != nil {
+		return nil, err
+	}
+	for i := range nodes {
+		if nodes[i].Name == "" {
+			return nil, fmt.Errorf("items[%d].metadata.name: is empty", i)
+		}
+	}
+	return nodes, nil
+}
+
+// parseObjects reads objects of one kind from a <kind>List, a v1 List of them, or a
+// single one; resource names them in messages (kubectl get <resource> -o yaml).
+func parseObjects[T, L any](data []byte, kind, resource string, items func(*L) []T) ([]T, error) {
 	var tm metav1.TypeMeta
 	if err := yaml.Unmarshal(data, &tm); err != nil {
 		return nil, fmt.Errorf("not YAML or JSON: %w", err)
 	}
+	lower := strings.ToLower(kind)
 	switch tm.Kind {
-	case "Pod":
-		var pod corev1.Pod
-		if err := yaml.Unmarshal(data, &pod); err != nil {
-			return nil, fmt.Errorf("pod: %w", err)
+	case kind:
+		var obj T
+		if err := yaml.Unmarshal(data, &obj); err != nil {
+			return nil, fmt.Errorf("%s: %w", lower, err)
 		}
-		return []corev1.Pod{pod}, nil
-	case "PodList", "List":
+		return []T{obj}, nil
+	case kind + "List", "List":
 		var list struct {
 			Items []struct {
 				metav1.TypeMeta `json:",inline"`
@@ -54,17 +77,17 @@ func ParsePods(data []byte) ([]corev1.Pod, error) {
 			return nil, fmt.Errorf("list: %w", err)
 		}
 		for i, it := range list.Items {
-			// A PodList's items may omit their kind; a generic List's must say Pod.
-			if it.Kind != "Pod" && !(tm.Kind == "PodList" && it.Kind == "") {
-				return nil, fmt.Errorf("items[%d].kind: %q is not a Pod", i, it.Kind)
+			// A <kind>List's items may omit their kind; a generic List's must say it.
+			if it.Kind != kind && !(tm.Kind == kind+"List" && it.Kind == "") {
+				return nil, fmt.Errorf("items[%d].kind: %q is not a %s", i, it.Kind, kind)
 			}
 		}
-		var pods corev1.PodList
-		if err := yaml.Unmarshal(data, &pods); err != nil {
+		var l L
+		if err := yaml.Unmarshal(data, &l); err != nil {
 			return nil, fmt.Errorf("list: %w", err)
 		}
-		return pods.Items, nil
+		return items(&l), nil
 	default:
-		return nil, fmt.Errorf("kind: %q is not a Pod, PodList or List (want the output of kubectl get pods -o yaml)", tm.Kind)
+		return nil, fmt.Errorf("kind: %q is not a %s, %sList or List (want the output of kubectl get %s -o yaml)", tm.Kind, kind, kind, resource)
 	}
 }

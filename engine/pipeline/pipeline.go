@@ -254,7 +254,10 @@ func (p *Executor) Rebooted(ctx context.Context, st State) (State, error) {
 // Only then is the slot released (slot may be nil).
 func (p *Executor) Finish(ctx context.Context, st State, s Step, slot Slot) error {
 	rebooted := s.Action == ActFinish
-	last := State{LastReboot: st.LastReboot}
+	last := State{LastReboot: st.LastReboot, LastDuration: st.LastDuration}
+	if rebooted && !st.StartedAt.IsZero() {
+		last.LastDuration = p.cfg.Clock.Since(st.StartedAt).Round(time.Second)
+	}
 	hold := ""
 	if s.Failure {
 		last.Failures = st.Failures + 1

@@ -106,15 +106,20 @@ func TestCordonRecordsSlotAndFinishUncordonsBeforeRelease(t *testing.T) {
 	if err != nil || StateOf(h.node()).BootIDBefore != "boot-1" || StateOf(h.node()).Phase != PhaseRebooting {
 		t.Fatalf("drained: %v %+v", err, StateOf(h.node()))
 	}
+	h.clock.Step(95 * time.Second)
 	st, err = h.ex.Rebooted(ctx, st)
 	if err != nil {
 		t.Fatal(err)
 	}
+	h.clock.Step(30*time.Second + 400*time.Millisecond)
 	if err := h.ex.Finish(ctx, st, Step{Action: ActFinish}, h); err != nil {
 		t.Fatal(err)
 	}
 	n = h.node()
 	got = StateOf(n)
+	if d := n.Annotations[AnnotationLastDuration]; d != "2m5s" || got.LastDuration != 125*time.Second {
+		t.Fatalf("%s = %q (%v), want 2m5s from the cordon to the finish", AnnotationLastDuration, d, got.LastDuration)
+	}
 	if n.Spec.Unschedulable || got.Phase != PhaseIdle || got.LastReboot.IsZero() || got.Pool != "" || n.Labels["rebooting"] != "" || n.Labels["rebooted"] != "yes" || n.Labels["keep"] != "me" {
 		t.Fatalf("after finish: unschedulable=%v state=%+v labels=%v", n.Spec.Unschedulable, got, n.Labels)
 	}

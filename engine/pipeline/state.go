@@ -18,6 +18,10 @@ const (
 	AnnotationSlot         = "rebootgate.io/slot"
 	AnnotationAttempts     = "rebootgate.io/reboot-attempts"
 	AnnotationLastReboot   = "rebootgate.io/last-reboot"
+	// AnnotationLastDuration is how long the last completed reboot took, from the
+	// cordon to the uncordon (a Go duration, whole seconds): `rebootgate plan`
+	// forecasts the node's next reboot with it.
+	AnnotationLastDuration = "rebootgate.io/last-reboot-duration"
 	// AnnotationPool and AnnotationSlotValue name the semaphore the slot belongs to,
 	// so an interrupted reboot can resume and finish without any config.
 	AnnotationPool      = "rebootgate.io/slot-pool"
@@ -67,6 +71,8 @@ type State struct {
 	Attempts    int
 	RequestedAt time.Time
 	LastReboot  time.Time
+	// LastDuration is the last completed reboot's duration (AnnotationLastDuration).
+	LastDuration time.Duration
 	// Failures and RetryAfter are the failure back-off (see AnnotationFailures).
 	Failures   int
 	RetryAfter time.Time
@@ -88,6 +94,7 @@ func StateOf(n *corev1.Node) State {
 	s.RequestedAt, _ = time.Parse(time.RFC3339, a[AnnotationRequestedAt])
 	s.StartedAt, _ = time.Parse(time.RFC3339, a[AnnotationStartedAt])
 	s.RetryAfter, _ = time.Parse(time.RFC3339, a[AnnotationRetryAfter])
+	s.LastDuration, _ = time.ParseDuration(a[AnnotationLastDuration])
 	s.Attempts, _ = strconv.Atoi(a[AnnotationAttempts])
 	s.Failures, _ = strconv.Atoi(a[AnnotationFailures])
 	return s
@@ -121,6 +128,10 @@ func (s State) annotations() map[string]*string {
 		AnnotationCordonedByUs: nil,
 		AnnotationAttempts:     nil,
 		AnnotationFailures:     nil,
+		AnnotationLastDuration: nil,
+	}
+	if s.LastDuration > 0 {
+		out[AnnotationLastDuration] = str(s.LastDuration.String())
 	}
 	if s.CordonedByUs {
 		out[AnnotationCordonedByUs] = str("true")

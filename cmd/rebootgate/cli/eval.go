@@ -14,6 +14,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	corev1 "k8s.io/api/core/v1"
 
 	"github.com/rebootgate/rebootgate/engine/config"
 	"github.com/rebootgate/rebootgate/engine/decision"
@@ -23,17 +24,24 @@ import (
 
 // evalOptions are the flags of `rebootgate eval`.
 type evalOptions struct {
+	gateFlags
+	NodePath string
+	PodsPath string
+	At       string
+	Output   string
+	// NodeName selects live mode: gather the facts from a cluster as the agent does.
+	NodeName string
+}
+
+// gateFlags are the flags eval and plan share: where the config, the policies and the
+// alerts come from, and the cluster in live mode.
+type gateFlags struct {
 	ConfigPath string
-	NodePath   string
-	PodsPath   string
 	AlertsPath string
 	Policies   []string
-	At         string
-	Output     string
 
-	// Live mode: gather the facts from a cluster as the agent does.
+	// Live mode.
 	Kubeconfig       string
-	NodeName         string
 	PolicyNamespaces []string
 	PrometheusURL    string
 	AlertmanagerURL  string
@@ -42,6 +50,65 @@ type evalOptions struct {
 	Sched kuredSchedule
 	// inline is the config the kured flags made, if any.
 	inline *config.Resolved
+}
+
+func (g *gateFlags) bind(f *pflag.FlagSet) {
+	f.StringVar(&g.ConfigPath, "config", "", "RebootGateConfig file (default: one pool, any time)")
+	f.StringVar(&g.AlertsPath, "alerts", "", "Prometheus ALERTS query response or Alertmanager /api/v2/alerts response")
+	f.StringArrayVar(&g.Policies, "policy", nil, "extra Rego file or directory, added to the default gate (repeatable)")
+	f.StringVar(&g.Kubeconfig, "kubeconfig", "", "live mode: kubeconfig of the cluster (default: $KUBECONFIG or ~/.kube/config)")
+	f.StringSliceVar(&g.PolicyNamespaces, "policy-namespace", nil, "live mode: also load policy ConfigMaps (label rebootgate.io/policy=rego) from these namespaces")
+	f.StringVar(&g.PrometheusURL, "prometheus-url", "", "live mode: query Prometheus for ALERTS")
+	f.StringVar(&g.AlertmanagerURL, "alertmanager-url", "", "live mode: ask Alertmanager for its alerts")
+	g.Sched.bind(f)
+}
+
+// resolveSched makes the config of kured's schedule and blocker flags, which needs to
+// know which flags were given.
+func (g *gateFlags) resolveSched(fs *pflag.FlagSet) error {
+	inline, err := g.Sched.resolve(fs, g.ConfigPath)
+	if err != nil {
+		return err
+	}
+	g.inline = inline
+	return nil
+}
+
+// engine builds the decision engine: the config from --config, else the one kured's
+// flags made, else the default; the default gate, the policies read from the cluster
+// (live) and the --policy files.
+func (g *gateFlags) engine(ctx context.Context, live []policy.Module) (*decision.Engine, error) {
+	cfg := config.Default()
+	if g.inline != nil {
+		cfg = g.inline
+	}
+	if g.ConfigPath != "" {
+		var err error
+		if cfg, err = config.Load(g.ConfigPath); err != nil {
+			return nil, badInput("%s: %w", g.ConfigPath, unwrapPathError(err))
+		}
+	}
+	modules := append(policy.DefaultModules(), live...)
+	if len(g.Policies) > 0 {
+		extra, err := policy.LoadPaths(g.Policies)
+		if err != nil {
+			return nil, badInput("%w", err)
+		}
+		modules = append(modules, extra...)
+	}
+	engine, err := decision.New(ctx, cfg, modules)
+	if err != nil {
+		var fieldErrs config.ErrorList
+		if errors.As(err, &fieldErrs) {
+			return nil, badInput("%s: %w", orDefault(g.ConfigPath, "default config"), err)
+		}
+		var compileErr *policy.CompileError
+		if errors.As(err, &compileErr) {
+			return nil, badInput("policy: %w", err)
+		}
+		return nil, err
+	}
+	return engine, nil
 }
 
 func newEvalCommand() *cobra.Command {
@@ -67,30 +134,19 @@ allow a reboot now?", e.g.
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.ConfigPath, "config", "", "RebootGateConfig file (default: one pool, any time)")
+	o.gateFlags.bind(f)
 	f.StringVar(&o.NodePath, "node", "", "Node as YAML or JSON (kubectl get node X -o yaml)")
 	f.StringVar(&o.PodsPath, "pods", "", "pods on the node: a PodList, a List of Pods or a Pod")
-	f.StringVar(&o.AlertsPath, "alerts", "", "Prometheus ALERTS query response or Alertmanager /api/v2/alerts response")
-	f.StringArrayVar(&o.Policies, "policy", nil, "extra Rego file or directory, added to the default gate (repeatable)")
 	f.StringVar(&o.At, "at", "", "evaluation time, RFC 3339 (default: now)")
 	f.StringVarP(&o.Output, "output", "o", "table", "output format: table, json or input")
-	f.StringVar(&o.Kubeconfig, "kubeconfig", "", "live mode: kubeconfig of the cluster (default: $KUBECONFIG or ~/.kube/config)")
 	f.StringVar(&o.NodeName, "node-name", "", "live mode: read this Node, its pods and (with URLs) alerts from the cluster instead of files")
-	f.StringSliceVar(&o.PolicyNamespaces, "policy-namespace", nil, "live mode: also load policy ConfigMaps (label rebootgate.io/policy=rego) from these namespaces")
-	f.StringVar(&o.PrometheusURL, "prometheus-url", "", "live mode: query Prometheus for ALERTS")
-	f.StringVar(&o.AlertmanagerURL, "alertmanager-url", "", "live mode: ask Alertmanager for its alerts")
-	o.Sched.bind(f)
 	return cmd
 }
 
-// runFlags is run with kured's schedule and blocker flags, which need to know which
-// flags were given.
 func (o *evalOptions) runFlags(ctx context.Context, fs *pflag.FlagSet, out io.Writer) error {
-	inline, err := o.Sched.resolve(fs, o.ConfigPath)
-	if err != nil {
+	if err := o.resolveSched(fs); err != nil {
 		return err
 	}
-	o.inline = inline
 	return o.run(ctx, out)
 }
 
@@ -103,23 +159,9 @@ func (o *evalOptions) run(ctx context.Context, out io.Writer) error {
 	default:
 		return badInput("-o: %q is not one of table, json, input", o.Output)
 	}
-	now := time.Now()
-	if o.At != "" {
-		t, err := time.Parse(time.RFC3339, o.At)
-		if err != nil {
-			return badInput("--at: %q is not an RFC 3339 time (e.g. 2026-11-21T09:30:00+01:00)", o.At)
-		}
-		now = t
-	}
-	cfg := config.Default()
-	if o.inline != nil {
-		cfg = o.inline
-	}
-	if o.ConfigPath != "" {
-		var err error
-		if cfg, err = config.Load(o.ConfigPath); err != nil {
-			return badInput("%s: %w", o.ConfigPath, unwrapPathError(err))
-		}
+	now, err := parseAt(o.At)
+	if err != nil {
+		return err
 	}
 	var f *facts.Facts
 	var live []policy.Module
@@ -127,34 +169,16 @@ func (o *evalOptions) run(ctx context.Context, out io.Writer) error {
 		if o.NodePath != "" {
 			return badInput("--node and --node-name: use one (a file, or a node of the cluster)")
 		}
-		var err error
 		if f, live, err = o.gatherLive(ctx); err != nil {
 			return err
 		}
 	} else {
-		var err error
 		if f, err = o.loadFacts(); err != nil {
 			return err
 		}
 	}
-	modules := append(policy.DefaultModules(), live...)
-	if len(o.Policies) > 0 {
-		extra, err := policy.LoadPaths(o.Policies)
-		if err != nil {
-			return badInput("%w", err)
-		}
-		modules = append(modules, extra...)
-	}
-	engine, err := decision.New(ctx, cfg, modules)
+	engine, err := o.engine(ctx, live)
 	if err != nil {
-		var fieldErrs config.ErrorList
-		if errors.As(err, &fieldErrs) {
-			return badInput("%s: %w", orDefault(o.ConfigPath, "default config"), err)
-		}
-		var compileErr *policy.CompileError
-		if errors.As(err, &compileErr) {
-			return badInput("policy: %w", err)
-		}
 		return err
 	}
 	ev := engine.Evaluate(ctx, f, now)
@@ -183,33 +207,56 @@ func (o *evalOptions) loadFacts() (*facts.Facts, error) {
 	if o.NodePath == "" {
 		return nil, badInput("--node: is required (a Node as printed by kubectl get node NAME -o yaml), or --node-name with a cluster")
 	}
-	data, err := os.ReadFile(o.NodePath)
-	if err != nil {
-		return nil, badInput("--node: %w", err)
-	}
 	f := &facts.Facts{}
-	if f.Node, err = facts.ParseNode(data); err != nil {
-		return nil, badInput("%s: %w", o.NodePath, err)
+	var err error
+	if f.Node, err = readFile("--node", o.NodePath, facts.ParseNode); err != nil {
+		return nil, err
 	}
-	if o.PodsPath != "" {
-		data, err := os.ReadFile(o.PodsPath)
-		if err != nil {
-			return nil, badInput("--pods: %w", err)
-		}
-		if f.Pods, err = facts.ParsePods(data); err != nil {
-			return nil, badInput("%s: %w", o.PodsPath, err)
-		}
-	}
-	if o.AlertsPath != "" {
-		data, err := os.ReadFile(o.AlertsPath)
-		if err != nil {
-			return nil, badInput("--alerts: %w", err)
-		}
-		if f.Alerts, err = facts.ParseAlerts(data); err != nil {
-			return nil, badInput("%s: %w", o.AlertsPath, err)
-		}
+	if f.Pods, f.Alerts, err = readPodsAndAlerts(o.PodsPath, o.AlertsPath); err != nil {
+		return nil, err
 	}
 	return f, nil
+}
+
+// readFile parses the file a flag names; errors are bad input naming the flag or file.
+func readFile[T any](flag, path string, parse func([]byte) (T, error)) (T, error) {
+	var zero T
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return zero, badInput("%s: %w", flag, err)
+	}
+	v, err := parse(data)
+	if err != nil {
+		return zero, badInput("%s: %w", path, err)
+	}
+	return v, nil
+}
+
+// readPodsAndAlerts reads the --pods and --alerts files, each when given.
+func readPodsAndAlerts(podsPath, alertsPath string) (pods []corev1.Pod, alerts []facts.Alert, err error) {
+	if podsPath != "" {
+		if pods, err = readFile("--pods", podsPath, facts.ParsePods); err != nil {
+			return nil, nil, err
+		}
+	}
+	if alertsPath != "" {
+		if alerts, err = readFile("--alerts", alertsPath, facts.ParseAlerts); err != nil {
+			return nil, nil, err
+		}
+	}
+	return pods, alerts, nil
+}
+
+// parseAt is the --at flag's time; now when empty.
+func parseAt(at string) (time.Time, error) {
+	if at == "" {
+		return time.Now(), nil
+	}
+	t, err := time.Parse(time.RFC3339, at)
+	if err != nil {
+		return time.Time{}, badInput("--at: %q is not an RFC 3339 time (e.g. 2026-11-21T09:30:00+01:00)", at)
+	}
+	return t, nil
 }
 
 // unwrapPathError drops the "open x: " wrapper that repeats the file name.

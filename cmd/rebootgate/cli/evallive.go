@@ -8,6 +8,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/rebootgate/rebootgate/engine/alerts"
 	"github.com/rebootgate/rebootgate/engine/facts"
@@ -33,21 +34,24 @@ func (o *evalOptions) gatherLive(ctx context.Context) (*facts.Facts, []policy.Mo
 		return nil, nil, fmt.Errorf("listing pods on %s: %w", o.NodeName, err)
 	}
 	f := &facts.Facts{Node: node, Pods: pods.Items}
-	if o.PrometheusURL != "" || o.AlertmanagerURL != "" {
-		g, err := alerts.New(alerts.Config{
-			Prometheus:   alerts.Endpoint{URL: o.PrometheusURL},
-			Alertmanager: alerts.Endpoint{URL: o.AlertmanagerURL},
-		})
-		if err != nil {
-			return nil, nil, badInput("%w", err)
-		}
-		g.Fill(ctx, f)
+	if err := fillAlerts(ctx, o.PrometheusURL, o.AlertmanagerURL, f); err != nil {
+		return nil, nil, err
 	}
+	modules, err := policyConfigMaps(ctx, client, o.PolicyNamespaces)
+	if err != nil {
+		return nil, nil, err
+	}
+	return f, modules, nil
+}
+
+// policyConfigMaps reads the Rego modules of the policy ConfigMaps (label
+// rebootgate.io/policy=rego) in the namespaces, as the agent does.
+func policyConfigMaps(ctx context.Context, client kubernetes.Interface, namespaces []string) ([]policy.Module, error) {
 	var modules []policy.Module
-	for _, ns := range o.PolicyNamespaces {
+	for _, ns := range namespaces {
 		list, err := client.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{LabelSelector: source.PolicyLabel + "=" + source.PolicyLabelValue})
 		if err != nil {
-			return nil, nil, fmt.Errorf("listing policy ConfigMaps in %s: %w", ns, err)
+			return nil, fmt.Errorf("listing policy ConfigMaps in %s: %w", ns, err)
 		}
 		for _, cm := range list.Items {
 			keys := make([]string, 0, len(cm.Data))
@@ -62,5 +66,22 @@ func (o *evalOptions) gatherLive(ctx context.Context) (*facts.Facts, []policy.Mo
 			}
 		}
 	}
-	return f, modules, nil
+	return modules, nil
+}
+
+// fillAlerts reads the alerts into f when a URL is given, as the agent does (an
+// unreachable source sets f.AlertsErr, which the gate treats as blocking).
+func fillAlerts(ctx context.Context, prometheusURL, alertmanagerURL string, f *facts.Facts) error {
+	if prometheusURL == "" && alertmanagerURL == "" {
+		return nil
+	}
+	g, err := alerts.New(alerts.Config{
+		Prometheus:   alerts.Endpoint{URL: prometheusURL},
+		Alertmanager: alerts.Endpoint{URL: alertmanagerURL},
+	})
+	if err != nil {
+		return badInput("%w", err)
+	}
+	g.Fill(ctx, f)
+	return nil
 }

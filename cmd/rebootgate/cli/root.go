@@ -78,7 +78,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
 		return &exitError{code: ExitBadInput, err: err}
 	})
-	root.AddCommand(newEvalCommand(), newPolicyCommand(), newAgentCommand(), newStatusCommand(), newSummarizerCommand(), newVersionCommand())
+	root.AddCommand(newEvalCommand(), newPlanCommand(), newPolicyCommand(), newAgentCommand(), newStatusCommand(), newSummarizerCommand(), newVersionCommand())
 	return root
 }
 

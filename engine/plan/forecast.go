@@ -1,0 +1,400 @@
+package plan
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"runtime"
+	"slices"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/rebootgate/rebootgate/engine/config"
+	"github.com/rebootgate/rebootgate/engine/decision"
+	"github.com/rebootgate/rebootgate/engine/facts"
+	"github.com/rebootgate/rebootgate/engine/pipeline"
+	"github.com/rebootgate/rebootgate/engine/schedule"
+)
+
+// Defaults of Options.
+const (
+	DefaultHorizon = 30 * 24 * time.Hour
+	// DefaultDuration is the estimate of one node's reboot (cordon to uncordon) when
+	// none is given and no node has recorded one: drains of real workloads dominate
+	// it, and ten minutes is a common drain timeout.
+	DefaultDuration = 10 * time.Minute
+)
+
+// Where a node's duration estimate came from.
+const (
+	DurationGiven    = "given"    // Options.Duration
+	DurationRecorded = "recorded" // the node's own last reboot
+	DurationMedian   = "median"   // the median of the other nodes' last reboots
+	DurationDefault  = "default"  // DefaultDuration
+)
+
+// Statuses of a forecast node.
+const (
+	StatusInProgress = "in-progress" // rebooting at the forecast's start
+	StatusScheduled  = "scheduled"   // starts within the horizon
+	StatusBeyond     = "beyond-horizon"
+)
+
+// Options are a forecast's parameters.
+type Options struct {
+	// At is the forecast's start. Required.
+	At time.Time
+	// Horizon is how far to look ahead; 0 means DefaultHorizon.
+	Horizon time.Duration
+	// Duration, when positive, is every node's estimate; otherwise each node's
+	// recorded last reboot, else the median of all recorded ones, else
+	// DefaultDuration.
+	Duration time.Duration
+}
+
+// Candidate is a node that needs a reboot.
+type Candidate struct {
+	// Facts are the node, its pods and the alerts, as for a decision.
+	Facts *facts.Facts
+	// NeededSince is when it started needing the reboot (zero: unknown). The queue
+	// is forecast in this order, then by name, unknown last.
+	NeededSince time.Time
+}
+
+// Result is a forecast. Its times are in UTC.
+type Result struct {
+	At         time.Time `json:"at"`
+	Horizon    string    `json:"horizon"`
+	HorizonEnd time.Time `json:"horizonEnd"`
+	// Completion is when the last scheduled reboot ends; nil when a node is beyond
+	// the horizon or nothing needs a reboot.
+	Completion *time.Time      `json:"completion"`
+	Duration   DurationSummary `json:"duration"`
+	Pools      []PoolForecast  `json:"pools"`
+	// Nodes are the nodes that will reboot, by predicted start, then those that
+	// will not start within the horizon.
+	Nodes []NodeForecast `json:"nodes"`
+	// Never are the nodes that will never reboot under this config, by name.
+	Never []NeverNode `json:"never"`
+}
+
+// DurationSummary says which estimate was used.
+type DurationSummary struct {
+	// Source is DurationGiven, DurationRecorded (every node its own),
+	// DurationMedian, DurationDefault, or "mixed".
+	Source string `json:"source"`
+	// GivenSeconds is Options.Duration (0 when not given).
+	GivenSeconds float64 `json:"givenSeconds"`
+	// MedianSeconds is the median of the nodes' recorded last reboots (0 when none);
+	// Recorded counts them.
+	MedianSeconds float64 `json:"medianSeconds"`
+	Recorded      int     `json:"recorded"`
+}
+
+// PoolForecast is one pool's part of the forecast.
+type PoolForecast struct {
+	Name string `json:"name"`
+	// Size is the pool's node count, Slots its concurrency resolved against it.
+	Size        int    `json:"size"`
+	Slots       int    `json:"slots"`
+	SlotKey     string `json:"slotKey,omitempty"`
+	SlotsPerKey int    `json:"slotsPerKey,omitempty"`
+	// Reboots counts its nodes to reboot (in progress, scheduled or beyond the
+	// horizon), Never those that never will.
+	Reboots int `json:"reboots"`
+	Never   int `json:"never"`
+	// FirstAllowed is the first instant its windows and blackouts allow; nil when
+	// none within the horizon.
+	FirstAllowed *time.Time `json:"firstAllowed"`
+	// Completion is when its last reboot ends; nil when one is beyond the horizon
+	// or it has none.
+	Completion *time.Time `json:"completion"`
+}
+
+// NodeForecast is one node's predicted reboot.
+type NodeForecast struct {
+	Node        string     `json:"node"`
+	Pool        string     `json:"pool"`
+	SlotKey     string     `json:"slotKey,omitempty"`
+	Status      string     `json:"status"`
+	Start       *time.Time `json:"start"`
+	End         *time.Time `json:"end"`
+	NeededSince *time.Time `json:"neededSince"`
+	// Duration is the estimate used, DurationSource where it came from.
+	DurationSeconds float64 `json:"durationSeconds"`
+	DurationSource  string  `json:"durationSource"`
+}
+
+// NeverNode is a node that will never reboot under this config, and why.
+type NeverNode struct {
+	Node    string            `json:"node"`
+	Pool    string            `json:"pool"`
+	Reasons []decision.Reason `json:"reasons"`
+}
+
+// Forecast predicts the rollout of the candidates' reboots. all is every node of the
+// cluster (for the pools' sizes and the recorded durations); the candidates are
+// among them. It does no I/O: the time is o.At.
+//
+// A candidate that is mid-reboot (a pipeline phase on the Node) holds its slot from
+// its recorded start. Any other is classified by its pool's first instant the windows
+// and blackouts allow within the horizon: the decision engine is evaluated there, so
+// every reason left is not about time (a hold, the node image, blocking pods or
+// alerts, a false CEL condition, no pool); such a node never reboots under this
+// config. A pool whose schedule allows nothing within the horizon leaves its nodes
+// beyond the horizon; a paused pool (concurrency 0) and a node whose slot key cannot
+// be computed never reboot. Conditions that read `now` are judged at that one
+// instant only.
+func Forecast(ctx context.Context, eng *decision.Engine, all []*corev1.Node, cands []Candidate, o Options) *Result {
+	if o.Horizon <= 0 {
+		o.Horizon = DefaultHorizon
+	}
+	limit := o.At.Add(o.Horizon)
+	res := &Result{At: o.At.UTC(), Horizon: o.Horizon.String(), HorizonEnd: limit.UTC(), Pools: []PoolForecast{}, Nodes: []NodeForecast{}, Never: []NeverNode{}}
+
+	// Pools: sizes, slots and first allowed instants.
+	cfg := eng.Config()
+	poolIdx := map[string]int{}
+	specs := make([]PoolSpec, len(cfg.Pools))
+	first := make([]time.Time, len(cfg.Pools))
+	for i := range cfg.Pools {
+		poolIdx[cfg.Pools[i].Name] = i
+	}
+	sizes := make([]int, len(cfg.Pools))
+	recorded := []time.Duration{}
+	for _, n := range all {
+		if p, err := eng.PoolOf(n, o.At); err == nil {
+			sizes[poolIdx[p.Name]]++
+		}
+		if d := pipeline.StateOf(n).LastDuration; d > 0 {
+			recorded = append(recorded, d)
+		}
+	}
+	for i := range cfg.Pools {
+		rp := &cfg.Pools[i]
+		specs[i] = PoolSpec{Name: rp.Name, Windows: rp.Windows, Blackouts: rp.Blackouts, Slots: rp.Slots(sizes[i]), SlotsPerKey: slotsPerKey(rp)}
+		pf := PoolForecast{Name: rp.Name, Size: sizes[i], Slots: specs[i].Slots, SlotKey: rp.SlotKey, SlotsPerKey: specs[i].SlotsPerKey}
+		if t, ok := schedule.NextAllowed(o.At, rp.Windows, rp.Blackouts, o.Horizon); ok {
+			first[i] = t
+			pf.FirstAllowed = ptr(t)
+		}
+		res.Pools = append(res.Pools, pf)
+	}
+	median := medianOf(recorded)
+	res.Duration = DurationSummary{GivenSeconds: max(o.Duration, 0).Seconds(), MedianSeconds: median.Seconds(), Recorded: len(recorded)}
+
+	// Classify.
+	type entry struct {
+		cand   *Candidate
+		pool   int
+		key    string
+		st     pipeline.State
+		never  []decision.Reason
+		dur    time.Duration
+		source string
+	}
+	entries := make([]entry, len(cands))
+	var wg sync.WaitGroup
+	work := make(chan int)
+	for range runtime.GOMAXPROCS(0) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				e := &entries[i]
+				e.cand = &cands[i]
+				e.pool = -1
+				n := e.cand.Facts.Node
+				e.st = pipeline.StateOf(n)
+				p, err := eng.PoolOf(n, o.At)
+				if err != nil {
+					e.never = []decision.Reason{{Source: decision.SourcePool, Message: err.Error()}}
+					continue
+				}
+				e.pool = poolIdx[p.Name]
+				if e.st.Phase != pipeline.PhaseIdle {
+					continue // mid-reboot: it holds its slot whatever the gate says now
+				}
+				if specs[e.pool].Slots == 0 {
+					e.never = []decision.Reason{{Source: decision.SourcePool, Message: fmt.Sprintf("pool %s is paused (concurrency %s)", p.Name, p.Concurrency.String())}}
+					continue
+				}
+				key, err := slotKeyOf(eng, p, n, o.At)
+				if err != nil {
+					e.never = []decision.Reason{{Source: decision.SourcePool, Message: err.Error()}}
+					continue
+				}
+				e.key = key
+				if first[e.pool].IsZero() {
+					continue // beyond the horizon: nothing to judge it at
+				}
+				if d := eng.Decide(ctx, e.cand.Facts, first[e.pool]); !d.Allowed {
+					e.never = d.Reasons
+				}
+			}
+		}()
+	}
+	for i := range cands {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+
+	sources := map[string]bool{}
+	for i := range entries {
+		e := &entries[i]
+		switch {
+		case o.Duration > 0:
+			e.dur, e.source = o.Duration, DurationGiven
+		case e.st.LastDuration > 0:
+			e.dur, e.source = e.st.LastDuration, DurationRecorded
+		case median > 0:
+			e.dur, e.source = median, DurationMedian
+		default:
+			e.dur, e.source = DefaultDuration, DurationDefault
+		}
+		if e.never == nil {
+			sources[e.source] = true
+		}
+	}
+	res.Duration.Source = DurationDefault
+	switch {
+	case o.Duration > 0:
+		res.Duration.Source = DurationGiven
+	case len(sources) == 1:
+		for src := range sources {
+			res.Duration.Source = src
+		}
+	case len(sources) > 1:
+		res.Duration.Source = "mixed"
+	}
+
+	// The queue: in order of need, then name.
+	order := make([]int, 0, len(entries))
+	for i := range entries {
+		e := &entries[i]
+		if e.never != nil {
+			pool := ""
+			if e.pool >= 0 {
+				pool = specs[e.pool].Name
+				res.Pools[e.pool].Never++
+			}
+			res.Never = append(res.Never, NeverNode{Node: e.cand.Facts.Node.Name, Pool: pool, Reasons: e.never})
+			continue
+		}
+		res.Pools[e.pool].Reboots++
+		order = append(order, i)
+	}
+	slices.SortFunc(res.Never, func(a, b NeverNode) int { return cmp.Compare(a.Node, b.Node) })
+	slices.SortFunc(order, func(a, b int) int {
+		ca, cb := entries[a].cand, entries[b].cand
+		if za, zb := ca.NeededSince.IsZero(), cb.NeededSince.IsZero(); za != zb {
+			if za {
+				return 1
+			}
+			return -1
+		}
+		if c := ca.NeededSince.Compare(cb.NeededSince); c != 0 {
+			return c
+		}
+		return cmp.Compare(ca.Facts.Node.Name, cb.Facts.Node.Name)
+	})
+	jobs := make([]Job, len(order))
+	for j, i := range order {
+		e := &entries[i]
+		jobs[j] = Job{Node: e.cand.Facts.Node.Name, Pool: e.pool, Key: e.key, Duration: e.dur, NotBefore: e.st.RetryAfter}
+		if e.st.Phase != pipeline.PhaseIdle {
+			jobs[j].Running = true
+			jobs[j].Started = cmp.Or(e.st.StartedAt, e.st.Since, o.At)
+		}
+	}
+	outs := Simulate(specs, jobs, o.At, o.Horizon)
+
+	complete := len(jobs) > 0
+	var end time.Time
+	beyond := make([]bool, len(specs))
+	for j := range jobs {
+		e := &entries[order[j]]
+		nf := NodeForecast{Node: jobs[j].Node, Pool: specs[e.pool].Name, SlotKey: e.key, Status: StatusBeyond,
+			DurationSeconds: e.dur.Seconds(), DurationSource: e.source}
+		if !e.cand.NeededSince.IsZero() {
+			nf.NeededSince = ptr(e.cand.NeededSince)
+		}
+		if out := outs[j]; out.Scheduled {
+			nf.Status = StatusScheduled
+			if jobs[j].Running {
+				nf.Status = StatusInProgress
+			}
+			nf.Start, nf.End = ptr(out.Start), ptr(out.End)
+			if pc := res.Pools[e.pool].Completion; pc == nil || out.End.After(*pc) {
+				res.Pools[e.pool].Completion = ptr(out.End)
+			}
+			if out.End.After(end) {
+				end = out.End
+			}
+		} else {
+			beyond[e.pool] = true
+			complete = false
+		}
+		res.Nodes = append(res.Nodes, nf)
+	}
+	for i := range res.Pools {
+		if beyond[i] {
+			res.Pools[i].Completion = nil
+		}
+	}
+	if complete {
+		res.Completion = ptr(end)
+	}
+	slices.SortStableFunc(res.Nodes, func(a, b NodeForecast) int {
+		if (a.Start == nil) != (b.Start == nil) {
+			if a.Start == nil {
+				return 1
+			}
+			return -1
+		}
+		if a.Start == nil {
+			return 0
+		}
+		return a.Start.Compare(*b.Start)
+	})
+	return res
+}
+
+// slotKeyOf is the node's slot-key value: today the value of the pool's slot-key
+// label ("" without the label, or without a slot key).
+func slotKeyOf(_ *decision.Engine, p *config.ResolvedPool, n *corev1.Node, _ time.Time) (string, error) {
+	if p.SlotKey == "" {
+		return "", nil
+	}
+	return n.Labels[p.SlotKey], nil
+}
+
+// slotsPerKey is how many nodes of one slot-key value may reboot at once (0: no
+// limit): today one, with a slot key.
+func slotsPerKey(p *config.ResolvedPool) int {
+	if p.SlotKey == "" {
+		return 0
+	}
+	return 1
+}
+
+func medianOf(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// ptr is t in UTC, by pointer: the result's times are all in UTC.
+func ptr(t time.Time) *time.Time {
+	t = t.UTC()
+	return &t
+}
