@@ -488,21 +488,22 @@ func (a *Agent) currentSlots(ctx context.Context, pool string) int {
 		return 0
 	}
 	slots := a.slots(ctx, engine, p)
-	if !p.CountOthers {
+	if !p.CountOthers && p.Breaker == nil {
 		return slots
 	}
-	// The pool's nodes that others made unavailable use up slots: rebootgate's holders
-	// plus them stay within the concurrency. No usable summary, no slot (fail closed).
+	// The pool's nodes that others made unavailable use up slots, so that rebootgate's
+	// holders plus them stay within the concurrency (budget) and within the breaker's
+	// maxUnavailable: the lock's slots make both exact, whatever the summary's lag.
+	// No usable summary, no slot (fail closed).
 	s, err := a.nodeSummary(ctx)
 	if err == nil {
 		err = decision.SummaryUsable(s, a.clock.Now())
 	}
 	if err != nil {
-		a.log.Warn("the disruption budget cannot be checked: no slot this time", "pool", pool, "err", err)
+		a.log.Warn("the disruption budget or breaker cannot be checked: no slot this time", "pool", pool, "err", err)
 		return 0
 	}
-	self := disruption.Classify(n, p.DisruptionTaints, false, disruption.InReboot(n))
-	return max(slots-decision.OthersUnavailable(s.Pool(pool), self), 0)
+	return decision.BudgetSlots(p, slots, s.Pool(pool), n)
 }
 
 // gate is the decision the pipeline re-checks: the engine's, and the reboot must still

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/rebootgate/rebootgate/engine/config"
@@ -101,6 +102,21 @@ func (e *Engine) disruptionReasons(p *config.ResolvedPool, f *facts.Facts, st su
 		}
 	}
 	return out
+}
+
+// BudgetSlots is how many of the pool's slots rebootgate may hold, of slots by its
+// concurrency, when pc counts the pool's nodes and self is the node asking: the nodes
+// others made unavailable use slots up (countOthers), and holders plus them stay
+// within the pool breaker's maxUnavailable.
+func BudgetSlots(p *config.ResolvedPool, slots int, pc disruption.Counts, self *corev1.Node) int {
+	others := OthersUnavailable(pc, disruption.Classify(self, p.DisruptionTaints, false, disruption.InReboot(self)))
+	if p.CountOthers {
+		slots -= others
+	}
+	if p.Breaker != nil {
+		slots = min(slots, config.MaxUnavailable(p.Breaker, pc.Nodes)-others)
+	}
+	return max(slots, 0)
 }
 
 // OthersUnavailable is how many of the pool's nodes other than this one are unavailable

@@ -7,6 +7,9 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/rebootgate/rebootgate/engine/config"
 	"github.com/rebootgate/rebootgate/engine/disruption"
 	"github.com/rebootgate/rebootgate/engine/facts"
 	"github.com/rebootgate/rebootgate/engine/policy"
@@ -183,5 +186,58 @@ deny contains "no node summary" if not input.pool.nodes.known
 	got := strings.Join(sources(d), "\n")
 	if d.Allowed || !strings.Contains(got, `condition "enough-ready" could not be evaluated`) || !strings.Contains(got, "policy: no node summary") {
 		t.Errorf("unknown summary: allowed=%v\n%s", d.Allowed, got)
+	}
+}
+
+func TestBudgetSlots(t *testing.T) {
+	e := newEngine(t, `
+pools:
+- name: budget
+  concurrency: 3
+  budget:
+    countOthers: true
+- name: breaker
+  concurrency: 3
+  breaker:
+    maxUnavailable: 2
+- name: both
+  concurrency: 3
+  budget:
+    countOthers: true
+  breaker:
+    maxUnavailable: 3
+`)
+	pool := func(name string) *config.ResolvedPool {
+		for i := range e.Config().Pools {
+			if p := &e.Config().Pools[i]; p.Name == name {
+				return p
+			}
+		}
+		t.Fatalf("no pool %s", name)
+		return nil
+	}
+	asking := testNode("w1", nil)
+	cordonedSelf := testNode("n1", nil)
+	cordonedSelf.Spec.Unschedulable = true
+	for _, tc := range []struct {
+		pool  string
+		self  *corev1.Node
+		pc    *disruption.Summary
+		want  int
+		about string
+	}{
+		{"budget", asking, poolOf10(at), 3, "nothing else unavailable: the concurrency"},
+		{"budget", asking, poolOf10(at, karpenter, cordonedByAdmin), 1, "two others use two of three"},
+		{"budget", asking, poolOf10(at, ours, ours, karpenter), 2, "rebootgate's own are the lock's holders, not others"},
+		{"budget", cordonedSelf, poolOf10(at, karpenter, cordonedByAdmin), 2, "the asking node's own cordon is not someone else's"},
+		{"budget", asking, poolOf10(at, karpenter, cordonedByAdmin, notReady, notReady), 0, "never negative"},
+		{"breaker", asking, poolOf10(at), 2, "the breaker caps the concurrency"},
+		{"breaker", asking, poolOf10(at, cordonedByAdmin), 1, "one other unavailable: one more allowed"},
+		{"breaker", asking, poolOf10(at, cordonedByAdmin, karpenter), 0, "tripped"},
+		{"both", asking, poolOf10(at, cordonedByAdmin), 2, "budget and breaker: the smaller"},
+	} {
+		if got := BudgetSlots(pool(tc.pool), pool(tc.pool).Slots(10), tc.pc.Pool("user"), tc.self); got != tc.want {
+			t.Errorf("%s (%s): %d slots, want %d", tc.pool, tc.about, got, tc.want)
+		}
 	}
 }

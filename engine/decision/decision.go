@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 
@@ -114,12 +115,17 @@ func New(ctx context.Context, cfg *config.Resolved, modules []policy.Module) (*E
 		return nil, err
 	}
 	for _, m := range modules {
-		if strings.Contains(m.Source, "nodes") || strings.Contains(m.Source, "cluster") {
+		if readsSummary.MatchString(m.Source) {
 			e.policiesReadSummary = true
 		}
 	}
 	return e, nil
 }
+
+// readsSummary matches a Rego reference to the node summary (input.pool.nodes,
+// input.cluster, or either key in brackets). A false positive only costs one cheap read
+// per decision.
+var readsSummary = regexp.MustCompile(`input\s*\.\s*cluster\b|\.\s*pool\s*\.\s*nodes\b|\[\s*"(cluster|nodes)"\s*\]`)
 
 // mentionsSummary reports whether a CEL check may read the node summary. A false
 // positive only costs one cheap read per decision.
