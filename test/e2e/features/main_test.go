@@ -9,6 +9,7 @@ package features
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -196,4 +197,33 @@ func (e *env) neverDown(sim *testbed.Simulator, node, why string) {
 	if d := downs(sim, node); len(d) > 0 {
 		e.t.Fatalf("%s went down (%s): %v", node, why, d)
 	}
+}
+
+// holds checks for d that none of nodes goes down: blocked nodes that had every chance
+// to reboot (the agents re-decide every --recheck-interval, 2s) must not.
+func (e *env) holds(sim *testbed.Simulator, d time.Duration, why string, nodes ...string) {
+	e.t.Helper()
+	err := testbed.Poll(context.Background(), d, why, func(context.Context) (bool, error) {
+		for _, n := range nodes {
+			if len(downs(sim, n)) > 0 {
+				return false, testbed.Permanent(fmt.Errorf("%s went down: %v", n, downs(sim, n)))
+			}
+		}
+		return false, nil
+	})
+	if !errors.Is(err, testbed.ErrTimeout) {
+		e.t.Fatalf("%s: %v", why, err)
+	}
+}
+
+// freezeFor is a pool's blackout "freeze" from a minute ago until d from now (whole
+// seconds, as RFC 3339 writes them), and its end.
+func freezeFor(d time.Duration) (pool string, end time.Time) {
+	now := time.Now().UTC().Truncate(time.Second)
+	end = now.Add(d)
+	return fmt.Sprintf(`  blackouts:
+  - name: freeze
+    start: %q
+    end: %q
+`, now.Add(-time.Minute).Format(time.RFC3339), end.Format(time.RFC3339)), end
 }
