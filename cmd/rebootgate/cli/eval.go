@@ -18,8 +18,10 @@ import (
 
 	"github.com/rebootgate/rebootgate/engine/config"
 	"github.com/rebootgate/rebootgate/engine/decision"
+	"github.com/rebootgate/rebootgate/engine/disruption"
 	"github.com/rebootgate/rebootgate/engine/facts"
 	"github.com/rebootgate/rebootgate/engine/policy"
+	"github.com/rebootgate/rebootgate/engine/summary"
 )
 
 // evalOptions are the flags of `rebootgate eval`.
@@ -40,8 +42,13 @@ type gateFlags struct {
 	AlertsPath string
 	Policies   []string
 
+	// SummaryPath is a node summary file (--node-summary).
+	SummaryPath string
+
 	// Live mode.
-	Kubeconfig       string
+	Kubeconfig string
+	// Namespace is the agents' namespace, where the node summary is read (live mode).
+	Namespace        string
 	PolicyNamespaces []string
 	PrometheusURL    string
 	AlertmanagerURL  string
@@ -56,7 +63,9 @@ func (g *gateFlags) bind(f *pflag.FlagSet) {
 	f.StringVar(&g.ConfigPath, "config", "", "RebootGateConfig file (default: one pool, any time)")
 	f.StringVar(&g.AlertsPath, "alerts", "", "Prometheus ALERTS query response or Alertmanager /api/v2/alerts response")
 	f.StringArrayVar(&g.Policies, "policy", nil, "extra Rego file or directory, added to the default gate (repeatable)")
+	f.StringVar(&g.SummaryPath, "node-summary", "", "node summary for budgets and breakers: the summary.json of ConfigMap rebootgate-node-summary (kubectl get cm rebootgate-node-summary -o jsonpath='{.data.summary\\.json}'), taken as observed at --at")
 	f.StringVar(&g.Kubeconfig, "kubeconfig", "", "live mode: kubeconfig of the cluster (default: $KUBECONFIG or ~/.kube/config)")
+	f.StringVar(&g.Namespace, "namespace", "kube-system", "live mode: the agents' namespace, where the node summary is read when a budget, breaker or rule needs it")
 	f.StringSliceVar(&g.PolicyNamespaces, "policy-namespace", nil, "live mode: also load policy ConfigMaps (label rebootgate.io/policy=rego) from these namespaces")
 	f.StringVar(&g.PrometheusURL, "prometheus-url", "", "live mode: query Prometheus for ALERTS")
 	f.StringVar(&g.AlertmanagerURL, "alertmanager-url", "", "live mode: ask Alertmanager for its alerts")
@@ -181,6 +190,9 @@ func (o *evalOptions) run(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if err := o.fillSummary(ctx, engine, f, now); err != nil {
+		return err
+	}
 	ev := engine.Evaluate(ctx, f, now)
 	switch o.Output {
 	case "json":
@@ -216,6 +228,39 @@ func (o *evalOptions) loadFacts() (*facts.Facts, error) {
 		return nil, err
 	}
 	return f, nil
+}
+
+// fillSummary gives the decision its node summary when it needs one: from
+// --node-summary (as observed at the evaluation time), else in live mode from the
+// cluster, as the agent reads it.
+func (o *evalOptions) fillSummary(ctx context.Context, engine *decision.Engine, f *facts.Facts, now time.Time) error {
+	switch {
+	case o.SummaryPath != "":
+		s, err := readFile("--node-summary", o.SummaryPath, parseSummary)
+		if err != nil {
+			return err
+		}
+		s.ObservedAt = now
+		f.Summary = s
+	case o.NodeName != "" && engine.NeedsSummary(f.Node, now):
+		client, err := newClient(o.Kubeconfig, "rebootgate-eval")
+		if err != nil {
+			return badInput("%w", err)
+		}
+		f.Summary, f.SummaryErr = summary.Read(ctx, client, o.Namespace)
+	}
+	return nil
+}
+
+func parseSummary(data []byte) (*disruption.Summary, error) {
+	var s disruption.Summary
+	if err := json.Unmarshal(data, &s); err != nil {
+		return nil, fmt.Errorf("not a node summary (JSON, as in ConfigMap rebootgate-node-summary): %w", err)
+	}
+	if s.Pools == nil {
+		return nil, errors.New("not a node summary: no \"pools\" key")
+	}
+	return &s, nil
 }
 
 // readFile parses the file a flag names; errors are bad input naming the flag or file.

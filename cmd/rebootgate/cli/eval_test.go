@@ -236,3 +236,33 @@ func TestEvalNodeScopedAlerts(t *testing.T) {
 		t.Errorf("aks-user-1: reasons = %q, want %q", got, want)
 	}
 }
+
+func TestEvalNodeSummaryOffline(t *testing.T) {
+	cfg := writeFile(t, "c.yaml", cfgHeader+`pools:
+- name: user
+  concurrency: 2
+  budget:
+    countOthers: true
+`)
+	args := []string{"eval", "--config", cfg, "--node", "testdata/node.yaml", "--at", "2026-12-24T10:00:00Z", "-o", "json"}
+	code, out, errOut := run(args...)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if !strings.Contains(out, `the disruption budget of pool user cannot be checked, so no reboot starts: no node summary was read`) {
+		t.Errorf("without --node-summary the budget does not fail closed:\n%s", out)
+	}
+	// The summary file is taken as observed at --at (three weeks after it was written).
+	code, out, errOut = run(append(args, "--node-summary", "testdata/node-summary.json")...)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	want := `the disruption budget of pool user is used up: it allows 2 unavailable node(s) and 2 are unavailable for other reasons: aks-user-3 (taint karpenter.sh/disrupted), aks-user-7 (cordoned)`
+	if !strings.Contains(out, want) || strings.Contains(out, "stale") {
+		t.Errorf("decision lacks %q:\n%s", want, out)
+	}
+	code, _, errOut = run(append(args, "--node-summary", "testdata/node.yaml")...)
+	if code != ExitBadInput || !strings.Contains(errOut, "testdata/node.yaml: not a node summary") {
+		t.Errorf("a node file as summary: exit %d, %q", code, errOut)
+	}
+}
