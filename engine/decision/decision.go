@@ -13,6 +13,7 @@ import (
 
 	"github.com/rebootgate/rebootgate/engine/celeval"
 	"github.com/rebootgate/rebootgate/engine/config"
+	"github.com/rebootgate/rebootgate/engine/disruption"
 	"github.com/rebootgate/rebootgate/engine/facts"
 	"github.com/rebootgate/rebootgate/engine/input"
 	"github.com/rebootgate/rebootgate/engine/policy"
@@ -327,6 +328,18 @@ func (e *Engine) PoolOf(n *corev1.Node, now time.Time) (*config.ResolvedPool, er
 		return nil, errors.New(reason.Message)
 	}
 	return p.cfg, nil
+}
+
+// Membership says which pool owns a node and its disruption taints, for
+// disruption.Summarize.
+func (e *Engine) Membership(now time.Time) disruption.Membership {
+	return func(n *corev1.Node) (string, []string, bool) {
+		p, err := e.PoolOf(n, now)
+		if err != nil {
+			return "", nil, false
+		}
+		return p.Name, p.DisruptionTaints, true
+	}
 }
 
 // PoolSize counts the nodes the pool owns, for a percentage concurrency.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/rebootgate/rebootgate/engine/config"
 	"github.com/rebootgate/rebootgate/engine/decision"
+	"github.com/rebootgate/rebootgate/engine/disruption"
 	"github.com/rebootgate/rebootgate/engine/facts"
 	"github.com/rebootgate/rebootgate/engine/pipeline"
 	"github.com/rebootgate/rebootgate/engine/schedule"
@@ -52,6 +53,9 @@ type Options struct {
 	// recorded last reboot, else the median of all recorded ones, else
 	// DefaultDuration.
 	Duration time.Duration
+	// Maintenance names the nodes a medik8s maintenance Lease holds (unavailable for
+	// disruption budgets and breakers).
+	Maintenance map[string]bool
 }
 
 // Candidate is a node that needs a reboot.
@@ -96,11 +100,16 @@ type DurationSummary struct {
 // PoolForecast is one pool's part of the forecast.
 type PoolForecast struct {
 	Name string `json:"name"`
-	// Size is the pool's node count, Slots its concurrency resolved against it.
-	Size        int    `json:"size"`
-	Slots       int    `json:"slots"`
-	SlotKey     string `json:"slotKey,omitempty"`
-	SlotsPerKey int    `json:"slotsPerKey,omitempty"`
+	// Size is the pool's node count, Concurrency its concurrency resolved against it.
+	// Slots is what the forecast uses: Concurrency less, with a disruption budget
+	// counting others, the nodes unavailable for other reasons (UnavailableOthers),
+	// and at most what the breakers leave (see Forecast).
+	Size              int    `json:"size"`
+	Concurrency       int    `json:"concurrency"`
+	UnavailableOthers int    `json:"unavailableOthers"`
+	Slots             int    `json:"slots"`
+	SlotKey           string `json:"slotKey,omitempty"`
+	SlotsPerKey       int    `json:"slotsPerKey,omitempty"`
 	// Reboots counts its nodes to reboot (in progress, scheduled or beyond the
 	// horizon), Never those that never will.
 	Reboots int `json:"reboots"`
@@ -135,7 +144,8 @@ type NeverNode struct {
 }
 
 // Forecast predicts the rollout of the candidates' reboots. all is every node of the
-// cluster (for the pools' sizes and the recorded durations); the candidates are
+// cluster (for the pools' sizes, the recorded durations, the disruption budgets and
+// the reboots in progress, which are added to the candidates); the candidates are
 // among them. It does no I/O: the time is o.At.
 //
 // A candidate that is mid-reboot (a pipeline phase on the Node) holds its slot from
@@ -172,18 +182,38 @@ func Forecast(ctx context.Context, eng *decision.Engine, all []*corev1.Node, can
 			recorded = append(recorded, d)
 		}
 	}
+	sum := othersOnly(disruption.Summarize(all, o.Maintenance, eng.Membership(o.At), o.At, "rebootgate plan"))
+	sums := make([]*disruption.Summary, len(cfg.Pools))
 	for i := range cfg.Pools {
 		rp := &cfg.Pools[i]
-		specs[i] = PoolSpec{Name: rp.Name, Windows: rp.Windows, Blackouts: rp.Blackouts, Slots: rp.Slots(sizes[i]), SlotsPerKey: slotsPerKey(rp)}
-		pf := PoolForecast{Name: rp.Name, Size: sizes[i], Slots: specs[i].Slots, SlotKey: rp.SlotKey, SlotsPerKey: specs[i].SlotsPerKey}
+		pc := sum.Pool(rp.Name)
+		specs[i] = PoolSpec{Name: rp.Name, Windows: rp.Windows, Blackouts: rp.Blackouts, Slots: budgetSlots(cfg, rp, sizes[i], pc, sum.Cluster), SlotsPerKey: slotsPerKey(rp)}
+		pf := PoolForecast{Name: rp.Name, Size: sizes[i], Concurrency: rp.Slots(sizes[i]), UnavailableOthers: pc.UnavailableOthers,
+			Slots: specs[i].Slots, SlotKey: rp.SlotKey, SlotsPerKey: specs[i].SlotsPerKey}
 		if t, ok := schedule.NextAllowed(o.At, rp.Windows, rp.Blackouts, o.Horizon); ok {
 			first[i] = t
 			pf.FirstAllowed = ptr(t)
+			if cfg.NeedsSummary(rp) {
+				// Judged at the first allowed instant, the summary must be as fresh then.
+				sums[i] = ptrTo(*sum)
+				sums[i].ObservedAt = t
+			}
 		}
 		res.Pools = append(res.Pools, pf)
 	}
 	median := medianOf(recorded)
 	res.Duration = DurationSummary{GivenSeconds: max(o.Duration, 0).Seconds(), MedianSeconds: median.Seconds(), Recorded: len(recorded)}
+
+	// Reboots in progress hold their slots, whether or not they were asked about.
+	asked := make(map[string]bool, len(cands))
+	for _, c := range cands {
+		asked[c.Facts.Node.Name] = true
+	}
+	for _, n := range all {
+		if !asked[n.Name] && pipeline.StateOf(n).Phase != pipeline.PhaseIdle {
+			cands = append(cands, Candidate{Facts: &facts.Facts{Node: n}})
+		}
+	}
 
 	// Classify.
 	type entry struct {
@@ -217,7 +247,7 @@ func Forecast(ctx context.Context, eng *decision.Engine, all []*corev1.Node, can
 				if e.st.Phase != pipeline.PhaseIdle {
 					continue // mid-reboot: it holds its slot whatever the gate says now
 				}
-				if specs[e.pool].Slots == 0 {
+				if res.Pools[e.pool].Concurrency == 0 {
 					e.never = []decision.Reason{{Source: decision.SourcePool, Message: fmt.Sprintf("pool %s is paused (concurrency %s)", p.Name, p.Concurrency.String())}}
 					continue
 				}
@@ -230,8 +260,13 @@ func Forecast(ctx context.Context, eng *decision.Engine, all []*corev1.Node, can
 				if first[e.pool].IsZero() {
 					continue // beyond the horizon: nothing to judge it at
 				}
-				if d := eng.Decide(ctx, e.cand.Facts, first[e.pool]); !d.Allowed {
+				f := *e.cand.Facts
+				f.Summary, f.SummaryErr = sums[e.pool], nil
+				if d := eng.Decide(ctx, &f, first[e.pool]); !d.Allowed {
 					e.never = d.Reasons
+				} else if specs[e.pool].Slots == 0 {
+					e.never = []decision.Reason{{Source: decision.SourceBudget, Message: fmt.Sprintf(
+						"pool %s has no slot left: %d of its nodes are unavailable for other reasons", p.Name, res.Pools[e.pool].UnavailableOthers)}}
 				}
 			}
 		}()
@@ -363,6 +398,42 @@ func Forecast(ctx context.Context, eng *decision.Engine, all []*corev1.Node, can
 	return res
 }
 
+// othersOnly removes rebootgate's own reboots from a summary's unavailable counts: the
+// forecast accounts for them as reboots in progress, which end; what others made
+// unavailable is assumed to stay so for the whole forecast.
+func othersOnly(s *disruption.Summary) *disruption.Summary {
+	fix := func(c disruption.Counts) disruption.Counts {
+		c.Unavailable -= c.Rebooting
+		c.Rebooting = 0
+		c.Examples = slices.DeleteFunc(c.Examples, func(e disruption.Example) bool { return e.Rebootgate })
+		return c
+	}
+	for name, c := range s.Pools {
+		s.Pools[name] = fix(c)
+	}
+	s.NoPool, s.Cluster = fix(s.NoPool), fix(s.Cluster)
+	return s
+}
+
+// budgetSlots is how many of the pool's nodes rebootgate may reboot at once: its
+// concurrency, less the nodes unavailable for other reasons when its budget counts
+// them, and no more than its breaker and the cluster's leave before they open (each
+// reboot makes one more node unavailable). The cluster's breaker is applied to each
+// pool alone, which overestimates how many reboot at once when pools' windows overlap.
+func budgetSlots(cfg *config.Resolved, p *config.ResolvedPool, size int, pc, cluster disruption.Counts) int {
+	slots := p.Slots(size)
+	if p.CountOthers {
+		slots -= pc.UnavailableOthers
+	}
+	if p.Breaker != nil {
+		slots = min(slots, config.MaxUnavailable(p.Breaker, pc.Nodes)-pc.Unavailable)
+	}
+	if cfg.Breaker != nil {
+		slots = min(slots, config.MaxUnavailable(cfg.Breaker, cluster.Nodes)-cluster.Unavailable)
+	}
+	return max(slots, 0)
+}
+
 // slotKeyOf is the node's slot-key value: today the value of the pool's slot-key
 // label ("" without the label, or without a slot key).
 func slotKeyOf(_ *decision.Engine, p *config.ResolvedPool, n *corev1.Node, _ time.Time) (string, error) {
@@ -392,6 +463,8 @@ func medianOf(ds []time.Duration) time.Duration {
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
+
+func ptrTo[T any](v T) *T { return &v }
 
 // ptr is t in UTC, by pointer: the result's times are all in UTC.
 func ptr(t time.Time) *time.Time {

@@ -319,3 +319,84 @@ b scheduled Nov 30 01:15-Nov 30 01:30`)
 		t.Fatalf("horizon: %+v %+v", res.Pools[0], res.Nodes)
 	}
 }
+
+// A budget counting others leaves the pool the slots others have not taken; a breaker
+// caps reboots at what keeps it closed, and one already open blocks every reboot.
+func TestForecastBudgetsAndBreakers(t *testing.T) {
+	eng := engine(t, `
+pools:
+- name: counted
+  selector: 'node.labels[?"agentpool"] == optional.of("counted")'
+  concurrency: 3
+  budget: {countOthers: true}
+- name: guarded
+  selector: 'node.labels[?"agentpool"] == optional.of("guarded")'
+  concurrency: 5
+  breaker: {maxUnavailable: "40%"}
+- name: tripped
+  selector: 'node.labels[?"agentpool"] == optional.of("tripped")'
+  concurrency: 2
+  breaker: {maxUnavailable: 1}
+`)
+	var all []*corev1.Node
+	var cands []Candidate
+	add := func(name, pool string, need bool, mutate func(*corev1.Node)) {
+		n := node(name, map[string]string{"agentpool": pool}, map[string]string{})
+		if mutate != nil {
+			mutate(n)
+		}
+		all = append(all, n)
+		if need {
+			cands = append(cands, Candidate{Facts: &facts.Facts{Node: n}})
+		}
+	}
+	karpenter := func(n *corev1.Node) {
+		n.Spec.Taints = []corev1.Taint{{Key: "karpenter.sh/disrupted", Effect: corev1.TaintEffectNoSchedule}}
+	}
+	cordon := func(n *corev1.Node) { n.Spec.Unschedulable = true }
+	// counted: 3 slots, 2 taken by Karpenter and an admin's cordon: one at a time.
+	for i := range 3 {
+		add(fmt.Sprintf("c%d", i), "counted", true, nil)
+	}
+	add("c-karpenter", "counted", false, karpenter)
+	add("c-cordoned", "counted", false, cordon)
+	// guarded: 6 nodes, 40 % is 3 unavailable, one is NotReady: two at a time, one of
+	// them held by a reboot in progress until 01:00.
+	for i := range 4 {
+		add(fmt.Sprintf("g%d", i), "guarded", true, nil)
+	}
+	add("g-notready", "guarded", false, func(n *corev1.Node) { n.Status.Conditions[0].Status = corev1.ConditionFalse })
+	// tripped: 1 may be unavailable and one is: nothing reboots.
+	add("t0", "tripped", true, nil)
+	add("t-maintenance", "tripped", false, nil)
+	// A reboot of rebootgate's own holds a slot, and is not someone else's unavailability.
+	add("g-rebooting", "guarded", false, func(n *corev1.Node) { n.Annotations[pipeline.AnnotationPhase] = string(pipeline.PhaseRebooting) })
+
+	res := Forecast(context.Background(), eng, all, cands, Options{At: t0, Duration: time.Hour, Maintenance: map[string]bool{"t-maintenance": true}})
+	var b strings.Builder
+	for _, p := range res.Pools {
+		fmt.Fprintf(&b, "%s concurrency=%d others=%d slots=%d\n", p.Name, p.Concurrency, p.UnavailableOthers, p.Slots)
+	}
+	for _, n := range res.Nodes {
+		fmt.Fprintf(&b, "%s %s\n", n.Node, n.Start.Format("15:04"))
+	}
+	for _, n := range res.Never {
+		fmt.Fprintf(&b, "never %s %s\n", n.Node, n.Reasons[0].Source)
+	}
+	check(t, b.String(), `
+counted concurrency=3 others=2 slots=1
+guarded concurrency=5 others=1 slots=2
+tripped concurrency=2 others=1 slots=0
+c0 00:00
+g-rebooting 00:00
+g0 00:00
+c1 01:00
+g1 01:00
+g2 01:00
+c2 02:00
+g3 02:00
+never t0 breaker`)
+	if !strings.Contains(res.Never[0].Reasons[0].Message, "t-maintenance (medik8s maintenance lease)") {
+		t.Fatalf("breaker reason: %s", res.Never[0].Reasons[0].Message)
+	}
+}

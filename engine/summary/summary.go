@@ -297,7 +297,7 @@ func (s *Summarizer) publish(ctx context.Context, nodes []*corev1.Node, maint ma
 		return
 	}
 	now := s.cfg.Clock.Now()
-	sum := disruption.Summarize(nodes, maint, membership(engine, now), now, s.cfg.Identity)
+	sum := disruption.Summarize(nodes, maint, engine.Membership(now), now, s.cfg.Identity)
 	if maintErr != nil {
 		sum.Errors = append(sum.Errors, maintErr.Error())
 	}
@@ -314,17 +314,6 @@ func (s *Summarizer) publish(ctx context.Context, nodes []*corev1.Node, maint ma
 			"unavailableOthers", sum.Cluster.UnavailableOthers, "errors", sum.Errors)
 	}
 	s.last, s.lastWrite = sum, now
-}
-
-// membership places nodes with the engine's pool selectors.
-func membership(engine *decision.Engine, now time.Time) disruption.Membership {
-	return func(n *corev1.Node) (string, []string, bool) {
-		p, err := engine.PoolOf(n, now)
-		if err != nil {
-			return "", nil, false
-		}
-		return p.Name, p.DisruptionTaints, true
-	}
 }
 
 // write creates or updates the ConfigMap, guarded by the resourceVersion of our last

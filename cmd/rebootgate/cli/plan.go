@@ -14,10 +14,11 @@ import (
 	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/rebootgate/rebootgate/engine/agent"
+	"github.com/rebootgate/rebootgate/engine/config"
 	"github.com/rebootgate/rebootgate/engine/facts"
-	"github.com/rebootgate/rebootgate/engine/pipeline"
 	"github.com/rebootgate/rebootgate/engine/plan"
 	"github.com/rebootgate/rebootgate/engine/policy"
 )
@@ -89,6 +90,8 @@ type planInputs struct {
 	// alertsErr is set when the alerts could not be read (every node is blocked).
 	alertsErr error
 	live      []policy.Module
+	// client is the cluster's in live mode.
+	client kubernetes.Interface
 }
 
 func (o *planOptions) run(ctx context.Context, out io.Writer) error {
@@ -131,6 +134,12 @@ func (o *planOptions) run(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	var maintenance map[string]bool
+	if in.client != nil && needsSummary(engine.Config()) {
+		if maintenance, err = medik8sMaintenance(ctx, in.client, at); err != nil {
+			return err
+		}
+	}
 
 	all := make([]*corev1.Node, len(in.nodes))
 	known := map[string]bool{}
@@ -166,7 +175,7 @@ func (o *planOptions) run(ctx context.Context, out io.Writer) error {
 			NeededSince: since,
 		})
 	}
-	res := plan.Forecast(ctx, engine, all, cands, plan.Options{At: at, Horizon: o.Horizon, Duration: o.Duration})
+	res := plan.Forecast(ctx, engine, all, cands, plan.Options{At: at, Horizon: o.Horizon, Duration: o.Duration, Maintenance: maintenance})
 	if o.Output == "json" {
 		enc := json.NewEncoder(out)
 		enc.SetIndent("", "  ")
@@ -176,8 +185,9 @@ func (o *planOptions) run(ctx context.Context, out io.Writer) error {
 }
 
 // neededSince reports whether the node says it needs a reboot (rebootgate's
-// annotation or RebootRequired condition) or is mid-reboot, and since when (the
-// annotation's time, else the condition's transition; zero when unknown).
+// annotation or RebootRequired condition), and since when (the annotation's time,
+// else the condition's transition; zero when unknown). Reboots in progress are
+// forecast whatever it says.
 func neededSince(n *corev1.Node) (time.Time, bool) {
 	if ts, ok := n.Annotations[agent.AnnotationRebootRequired]; ok {
 		t, _ := time.Parse(time.RFC3339, ts)
@@ -188,7 +198,17 @@ func neededSince(n *corev1.Node) (time.Time, bool) {
 			return c.LastTransitionTime.Time, true
 		}
 	}
-	return time.Time{}, pipeline.StateOf(n).Phase != pipeline.PhaseIdle
+	return time.Time{}, false
+}
+
+// needsSummary reports whether a pool's budget or a breaker counts unavailable nodes.
+func needsSummary(cfg *config.Resolved) bool {
+	for i := range cfg.Pools {
+		if cfg.NeedsSummary(&cfg.Pools[i]) {
+			return true
+		}
+	}
+	return false
 }
 
 func (o *planOptions) loadInputs() (*planInputs, error) {
@@ -240,7 +260,11 @@ func printPlanTable(out io.Writer, r *plan.Result, loc *time.Location) error {
 		if p.Completion == nil && p.Reboots > 0 {
 			done = "beyond horizon"
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%d\t%d\t%s\t%s\n", p.Name, p.Size, p.Slots, key, p.Reboots, p.Never, ts(p.FirstAllowed), done)
+		slots := fmt.Sprint(p.Slots)
+		if p.Slots != p.Concurrency {
+			slots = fmt.Sprintf("%d of %d", p.Slots, p.Concurrency) // budgets and breakers
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%d\t%s\t%s\n", p.Name, p.Size, slots, key, p.Reboots, p.Never, ts(p.FirstAllowed), done)
 	}
 	if len(r.Nodes) > 0 {
 		fmt.Fprintln(tw)
