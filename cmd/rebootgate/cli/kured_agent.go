@@ -79,8 +79,14 @@ func (o *agentOptions) prepareKured(fs *pflag.FlagSet, log *slog.Logger) error {
 	if r != nil {
 		c.InlineConfig = r
 		doc, _ := yaml.Marshal(r.Source) // a config.Config always marshals
+		flags := o.sched.set(fs)
+		if len(flags) == 0 {
+			log.Info("alerts without --config: kured's alerts, every alert blocks every node (nodeLabels: []); a --config file gets node-scoped alerts; the equivalent config file follows",
+				"config", string(doc))
+			return nil
+		}
 		log.Info("config from kured flags (no --config); the equivalent config file follows",
-			"flags", strings.Join(o.sched.set(fs), ","), "config", string(doc))
+			"flags", strings.Join(flags, ","), "config", string(doc))
 	}
 	return nil
 }

@@ -152,12 +152,16 @@ func TestKuredAlertsAreClusterWide(t *testing.T) {
 		"schedule flags":    {[]string{"--reboot-days", "mon"}, []string{}},
 		"prometheus only":   {[]string{"--prometheus-url", "http://127.0.0.1:9090"}, []string{}},
 		"alertmanager only": {[]string{"--alertmanager-url", "http://127.0.0.1:9093"}, []string{}},
+		"config file":       {[]string{"--config", "/etc/rebootgate/config.yaml", "--prometheus-url", "http://127.0.0.1:9090"}, nil},
 		"no alerts":         {nil, nil},
 	} {
 		t.Run(name, func(t *testing.T) {
-			o, _, err := configureAgent(t, nil, append([]string{"--node-id", "n", "--namespace", "ns"}, tc.args...)...)
+			o, logs, err := configureAgent(t, nil, append([]string{"--node-id", "n", "--namespace", "ns"}, tc.args...)...)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if said := strings.Contains(logs, "every alert blocks every node (nodeLabels: [])"); said != strings.HasSuffix(name, " only") {
+				t.Errorf("log says kured's alerts: %v; logs:\n%s", said, logs)
 			}
 			r := o.cfg.InlineConfig
 			if tc.want == nil {
