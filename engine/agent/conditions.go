@@ -31,7 +31,7 @@ type condsSent struct {
 func (a *Agent) syncConditions(ctx context.Context, n *corev1.Node, st pipeline.State, d decision.Decision) {
 	f := pipeline.LifecycleFacts{}
 	if a.cfg.MaintenanceConditions {
-		f = pipeline.LifecycleFacts{Phase: st.Phase, Pool: st.Pool}
+		f = pipeline.LifecycleFacts{Phase: st.Phase, Pool: st.Pool, DrainFailed: st.DrainForced}
 		if st.Phase == pipeline.PhaseIdle {
 			f.Needed, f.Allowed, f.Pool, f.Why, f.Ended = a.needed.Needed, d.Allowed, d.Pool, firstReason(d), a.ended
 		}

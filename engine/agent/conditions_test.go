@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"slices"
 	"strings"
 	"sync"
@@ -213,5 +214,35 @@ func TestMaintenanceConditionsRepaired(t *testing.T) {
 		if c := conditionOf(n, pipeline.ConditionMaintenancePlanned); c != nil {
 			t.Errorf("flag %v: MaintenancePlanned written on a node with no reboot to do: %+v", flag, c)
 		}
+	}
+}
+
+// TestMaintenanceConditionsForcedDrain: a drain that fails under ForceReboot is
+// recorded with the phase (rebootgate.io/drain-forced), so the reboot that follows
+// ends DrainInProgress with reason DrainFailed and never sets Drained.
+func TestMaintenanceConditionsForcedDrain(t *testing.T) {
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "default"}, Spec: corev1.PodSpec{NodeName: "n1"}, Status: corev1.PodStatus{Phase: corev1.PodRunning}}
+	client := fake.NewClientset(fakeNode("n1", "boot-1"), pod)
+	// The drain evicts, or deletes where the API has no eviction (the fake's discovery).
+	refuse := func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, errors.New("refused by the test")
+	}
+	client.PrependReactor("create", "pods", refuse)
+	client.PrependReactor("delete", "pods", refuse)
+	rec := recordStatusPatches(client)
+	cfg := Config{NodeName: "n1", MaintenanceConditions: true, ForceReboot: true}
+	cfg.Drain.Attempts, cfg.Drain.Timeout = 1, 5*time.Second
+	fakeReboot(t, client, cfg, lifecycleSettled)
+	var failed bool
+	for _, p := range rec.all() {
+		for _, c := range p {
+			if c.Type == pipeline.ConditionDrained && c.Status == corev1.ConditionTrue {
+				t.Errorf("Drained=True (%s) after a failed drain:%s", c.Reason, rec)
+			}
+			failed = failed || (c.Type == pipeline.ConditionDrainInProgress && c.Status == corev1.ConditionFalse && c.Reason == pipeline.CondReasonDrainFailed)
+		}
+	}
+	if !failed {
+		t.Errorf("no DrainInProgress=False (DrainFailed) written:%s", rec)
 	}
 }

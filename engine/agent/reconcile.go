@@ -583,6 +583,7 @@ func (a *Agent) drain(ctx context.Context, st pipeline.State) (time.Duration, er
 	case err != nil:
 		a.executor.Event(corev1.EventTypeWarning, pipeline.ReasonDrainFailed, "%v; rebooting anyway (force reboot)", err)
 	}
+	st.DrainForced = err != nil // recorded with the phase: the node is not Drained
 	st, err = a.executor.Drained(ctx, st)
 	a.wrote(st, err)
 	return requeueNow, err

@@ -45,6 +45,9 @@ const (
 	// CondReasonMaintenanceEnded: no reboot is in progress, and how the last one ended
 	// is not known (an agent restarted between the end and the condition's update).
 	CondReasonMaintenanceEnded = "MaintenanceEnded"
+	// CondReasonDrainFailed: the drain failed and --force-reboot rebooted anyway, so
+	// the node is not Drained.
+	CondReasonDrainFailed = "DrainFailed"
 	// CondReasonNoRebootRequired: MaintenancePlanned is False, the sentinel is gone.
 	CondReasonNoRebootRequired = "NoRebootRequired"
 	// CondReasonRebootBlocked: MaintenancePlanned is False, the gate blocks the
@@ -69,6 +72,9 @@ type LifecycleFacts struct {
 	// Ended is how the last reboot ended, when this process saw it end (idle only):
 	// ActFinish or ActUndo; "" when unknown.
 	Ended Action
+	// DrainFailed: the drain failed and the reboot went ahead (force reboot): the
+	// recorded State.DrainForced (Rebooting, Verifying).
+	DrainFailed bool
 }
 
 // LifecycleCondition is one lifecycle condition as it should be now.
@@ -87,6 +93,7 @@ type LifecycleCondition struct {
 //	Idle, otherwise         | False   | False      | False           | False
 //	Cordoning, Draining     | False   | True       | True            | False
 //	Rebooting, Verifying    | False   | True       | False           | True
+//	(the drain failed, forced)                      | False           | False
 func LifecycleConditions(f LifecycleFacts) []LifecycleCondition {
 	pool := ""
 	if f.Pool != "" {
@@ -108,6 +115,14 @@ func LifecycleConditions(f LifecycleFacts) []LifecycleCondition {
 			unset(ConditionDrained, CondReasonMaintenanceStarted, "a new drain has started"),
 		}
 	case PhaseRebooting, PhaseVerifying:
+		if f.DrainFailed {
+			msg := "the drain failed; rebooting anyway (force reboot)"
+			return []LifecycleCondition{
+				started, inProgress,
+				unset(ConditionDrainInProgress, CondReasonDrainFailed, "%s", msg),
+				unset(ConditionDrained, CondReasonDrainFailed, "%s", msg),
+			}
+		}
 		return []LifecycleCondition{
 			started, inProgress,
 			unset(ConditionDrainInProgress, CondReasonDrainCompleted, "the drain is over"),

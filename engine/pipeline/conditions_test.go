@@ -35,6 +35,8 @@ func TestLifecycleConditionsByPhase(t *testing.T) {
 			[4]string{CondReasonMaintenanceStarted, CondReasonMaintenanceWindow, CondReasonMaintenanceWindow, CondReasonMaintenanceStarted}},
 		{"rebooting", LifecycleFacts{Phase: PhaseRebooting}, [4]corev1.ConditionStatus{F, T, F, T},
 			[4]string{CondReasonMaintenanceStarted, CondReasonMaintenanceWindow, CondReasonDrainCompleted, CondReasonDrainCompleted}},
+		{"rebooting after a failed drain (force reboot)", LifecycleFacts{Phase: PhaseRebooting, DrainFailed: true}, [4]corev1.ConditionStatus{F, T, F, F},
+			[4]string{CondReasonMaintenanceStarted, CondReasonMaintenanceWindow, CondReasonDrainFailed, CondReasonDrainFailed}},
 		{"verifying", LifecycleFacts{Phase: PhaseVerifying}, [4]corev1.ConditionStatus{F, T, F, T},
 			[4]string{CondReasonMaintenanceStarted, CondReasonMaintenanceWindow, CondReasonDrainCompleted, CondReasonDrainCompleted}},
 	}

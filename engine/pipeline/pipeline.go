@@ -163,6 +163,7 @@ func (p *Executor) step(ctx context.Context, s Step) {
 func (p *Executor) Cordon(ctx context.Context, st State, slot SlotRef) (State, error) {
 	st.Phase, st.Slot, st.Pool, st.SlotValue = PhaseDraining, slot.Name, slot.Pool, slot.Value
 	st.Attempts, st.RequestedAt, st.BootIDBefore, st.StartedAt = 0, time.Time{}, "", p.cfg.Clock.Now()
+	st.DrainForced = false
 	var cordonedByUs bool
 	st, err := p.save(ctx, st, func(n *corev1.Node, patch *nodePatch) {
 		cordonedByUs = !n.Spec.Unschedulable || StateOf(n).CordonedByUs
@@ -200,7 +201,8 @@ func (p *Executor) Drain(ctx context.Context) error {
 	return p.cfg.Drainer.Drain(ctx, p.cfg.NodeName)
 }
 
-// Drained records the move to Rebooting with the boot ID to compare against.
+// Drained records the move to Rebooting with the boot ID to compare against (and
+// st.DrainForced, a drain that failed under force reboot).
 func (p *Executor) Drained(ctx context.Context, st State) (State, error) {
 	n, err := p.cfg.Node()
 	if err != nil {

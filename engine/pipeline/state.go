@@ -36,6 +36,9 @@ const (
 	// the back-off that follows the last one. Both outlive the reboot.
 	AnnotationFailures   = "rebootgate.io/failures"
 	AnnotationRetryAfter = "rebootgate.io/retry-after"
+	// AnnotationDrainForced marks a reboot that went ahead after a failed drain
+	// (--force-reboot): the node was never Drained (lifecycle conditions).
+	AnnotationDrainForced = "rebootgate.io/drain-forced"
 )
 
 // Phase is where a node is in the pipeline.
@@ -76,6 +79,9 @@ type State struct {
 	// Failures and RetryAfter are the failure back-off (see AnnotationFailures).
 	Failures   int
 	RetryAfter time.Time
+	// DrainForced: the drain failed and the reboot went ahead (see
+	// AnnotationDrainForced).
+	DrainForced bool
 }
 
 // StateOf reads the state from a Node's annotations.
@@ -85,6 +91,7 @@ func StateOf(n *corev1.Node) State {
 		Phase:        Phase(a[AnnotationPhase]),
 		BootIDBefore: a[AnnotationBootIDBefore],
 		CordonedByUs: a[AnnotationCordonedByUs] == "true",
+		DrainForced:  a[AnnotationDrainForced] == "true",
 		Slot:         a[AnnotationSlot],
 		Pool:         a[AnnotationPool],
 		SlotValue:    a[AnnotationSlotValue],
@@ -129,6 +136,10 @@ func (s State) annotations() map[string]*string {
 		AnnotationAttempts:     nil,
 		AnnotationFailures:     nil,
 		AnnotationLastDuration: nil,
+		AnnotationDrainForced:  nil,
+	}
+	if s.DrainForced {
+		out[AnnotationDrainForced] = str("true")
 	}
 	if s.LastDuration > 0 {
 		out[AnnotationLastDuration] = str(s.LastDuration.String())
