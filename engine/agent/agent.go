@@ -392,9 +392,10 @@ func (a *Agent) decide(ctx context.Context) decision.Decision {
 // acquire waits for a slot — a watch on the pool's Leases — for as long as the reboot
 // stays allowed. Meanwhile it re-decides every RecheckInterval and at once on any
 // change of the node, its pods or the config, and gives up as soon as the gate closes
-// or the node's pool changes; the slot count is read from the config in force at each
+// or the node's pool or slot key changes; the slot count is read from the config in force at each
 // attempt, so a lowered concurrency (0 pauses the pool) reaches waiting agents.
-func (a *Agent) acquire(ctx context.Context, sem *lock.Semaphore, pool string) (*lock.Held, error) {
+func (a *Agent) acquire(ctx context.Context, sem *lock.Semaphore, ref pipeline.SlotRef) (*lock.Held, error) {
+	pool := ref.Pool
 	actx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	// atHead asks the watcher for a fresh decision when this node's turn has come:
@@ -426,6 +427,9 @@ func (a *Agent) acquire(ctx context.Context, sem *lock.Semaphore, pool string) (
 				closed = errGateClosed
 			case d.Pool != pool:
 				closed = fmt.Errorf("%w: the node moved from pool %s to %s", errGateClosed, pool, d.Pool)
+			case d.SlotKey != ref.Value:
+				// The semaphore is bound to the old value; wait again under the new one.
+				closed = fmt.Errorf("%w: the node's slot key changed from %q to %q", errGateClosed, ref.Value, d.SlotKey)
 			}
 			if reply != nil {
 				reply <- closed
@@ -596,14 +600,6 @@ func (a *Agent) semaphore(pool, value string) (*lock.Semaphore, error) {
 	}
 	a.sems[key] = s
 	return s, nil
-}
-
-// slotValue is the node's value of the pool's slot key ("" without one).
-func slotValue(pool *config.ResolvedPool, n *corev1.Node) string {
-	if pool.SlotKey == "" {
-		return ""
-	}
-	return n.Labels[pool.SlotKey]
 }
 
 func (a *Agent) dryRunSlots(ctx context.Context, pool *config.ResolvedPool, slots int) {

@@ -401,7 +401,13 @@ func (a *Agent) takeSlot(ctx context.Context, n *corev1.Node, d decision.Decisio
 	if err != nil {
 		return a.cfg.RecheckInterval, nil
 	}
-	ref := pipeline.SlotRef{Pool: pool.Name, Value: slotValue(pool, n)}
+	if d.Pool != pool.Name || (pool.SlotKey != "" && d.SlotKey == "") {
+		// The decision is from another config, or it could not compute the key (it
+		// then denies the reboot): never wait without the key, which would escape
+		// the per-key limit.
+		return requeueNow, nil
+	}
+	ref := pipeline.SlotRef{Pool: pool.Name, Value: d.SlotKey}
 	sem, err := a.semaphore(ref.Pool, ref.Value)
 	if err != nil {
 		return 0, fmt.Errorf("slot semaphore of pool %s: %w", pool.Name, err)
@@ -410,7 +416,7 @@ func (a *Agent) takeSlot(ctx context.Context, n *corev1.Node, d decision.Decisio
 	if err := a.executor.PreferNoSchedule(ctx, true); err != nil {
 		return 0, err
 	}
-	held, err := a.acquire(ctx, sem, pool.Name)
+	held, err := a.acquire(ctx, sem, ref)
 	switch {
 	case errors.Is(err, errGateClosed):
 		a.log.Info("stopped waiting for a slot", "why", err)
@@ -439,12 +445,17 @@ func (a *Agent) resumeSlot(ctx context.Context, n *corev1.Node, st pipeline.Stat
 			a.resumed = true
 			return nil
 		}
-		pool, err := engine.PoolOf(n, a.clock.Now())
+		now := a.clock.Now()
+		pool, err := engine.PoolOf(n, now)
 		if err != nil {
 			a.resumed = true
 			return nil
 		}
-		ref.Pool, ref.Value = pool.Name, slotValue(pool, n)
+		ref.Pool = pool.Name
+		if ref.Value, err = engine.SlotKeyOf(n, now); err != nil {
+			// Resume the slot anyway (the reboot may be half done), without the key.
+			a.log.Warn("resuming without the slot-key Lease", "err", err)
+		}
 	}
 	sem, err := a.semaphore(ref.Pool, ref.Value)
 	if err != nil {

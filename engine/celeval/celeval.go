@@ -23,6 +23,7 @@ const CostLimit = 1_000_000
 // Env is the compiled environment. It is safe for concurrent use.
 type Env struct {
 	selector  *cel.Env
+	slotKey   *cel.Env
 	condition *cel.Env
 	health    *cel.Env
 }
@@ -54,10 +55,16 @@ func NewEnv() (*Env, error) {
 	if err != nil {
 		return nil, fmt.Errorf("building the CEL environment: %w", err)
 	}
-	cond, err := base.Extend(
+	// A slot key sees the node, now and pool but not pods and alerts: it must be
+	// computable from the Node alone, so that the lock, the forecast and the decision
+	// agree on it.
+	slotKey, err := base.Extend(cel.Variable("pool", cel.MapType(cel.StringType, cel.StringType)))
+	if err != nil {
+		return nil, fmt.Errorf("building the CEL slot-key environment: %w", err)
+	}
+	cond, err := slotKey.Extend(
 		cel.Variable("pods", cel.ListType(cel.ObjectType("input.Pod"))),
 		cel.Variable("alerts", cel.ListType(cel.ObjectType("facts.Alert"))),
-		cel.Variable("pool", cel.MapType(cel.StringType, cel.StringType)),
 		cel.Variable("poolSummary", cel.MapType(cel.StringType, cel.IntType)),
 		cel.Variable("clusterSummary", cel.MapType(cel.StringType, cel.IntType)),
 	)
@@ -68,7 +75,7 @@ func NewEnv() (*Env, error) {
 	if err != nil {
 		return nil, fmt.Errorf("building the CEL health-gate environment: %w", err)
 	}
-	return &Env{selector: base, condition: cond, health: health}, nil
+	return &Env{selector: base, slotKey: slotKey, condition: cond, health: health}, nil
 }
 
 // CompileHealthCheck compiles a post-reboot health check: a bool expression that also
@@ -91,6 +98,12 @@ type Program struct {
 // CompileSelector compiles a pool selector: a bool expression over node and now.
 func (e *Env) CompileSelector(expr string) (*Program, error) {
 	return compile(e.selector, expr, cel.BoolType)
+}
+
+// CompileSlotKey compiles a pool's slot key: a string expression over node, now and
+// pool.
+func (e *Env) CompileSlotKey(expr string) (*Program, error) {
+	return compile(e.slotKey, expr, cel.StringType)
 }
 
 // CompileCondition compiles a pool condition: a bool expression over node, pods,
@@ -180,6 +193,24 @@ func (p *Program) Bool(v *Vars) (bool, error) {
 		return false, fmt.Errorf("evaluating %q: got %s, want bool", p.expr, out.Type())
 	}
 	return bool(b), nil
+}
+
+// Key evaluates a slot-key program. Unlike String, its errors do not repeat the
+// expression (the caller names it with the pool), and an empty result is an error:
+// an empty key would put the node under no per-key limit.
+func (p *Program) Key(v *Vars) (string, error) {
+	out, _, err := p.prg.Eval(v.activation())
+	if err != nil {
+		return "", err
+	}
+	s, ok := out.(types.String)
+	switch {
+	case !ok:
+		return "", fmt.Errorf("got %s, want string", out.Type())
+	case s == "":
+		return "", errors.New("the key is the empty string")
+	}
+	return string(s), nil
 }
 
 // String evaluates a string program.

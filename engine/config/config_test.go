@@ -93,6 +93,11 @@ func TestParseErrorsNameFieldAndValue(t *testing.T) {
 		"breaker no max":       {"pools:\n- name: a\n  breaker: {}\n", []string{`pools[0].breaker.maxUnavailable: is required`}},
 		"bad breaker":          {"pools:\n- name: a\n  breaker:\n    maxUnavailable: \"120%\"\n", []string{`pools[0].breaker.maxUnavailable: "120%" is not a count or a percentage`}},
 		"bad cluster breaker":  {"breaker:\n  maxUnavailable: -2\n", []string{`breaker.maxUnavailable: -2 is negative`}},
+		"slotsPerKey zero":     {"pools:\n- name: a\n  slotKey: zone\n  slotsPerKey: 0\n", []string{`pools[0].slotsPerKey: 0 is less than 1`}},
+		"slotsPerKey negative": {"pools:\n- name: a\n  slotKey: zone\n  slotsPerKey: -2\n", []string{`pools[0].slotsPerKey: -2 is less than 1`}},
+		"slotsPerKey alone":    {"pools:\n- name: a\n  slotsPerKey: 2\n", []string{`pools[0].slotsPerKey: 2 is set but slotKey is not`}},
+		"slotsPerKey string":   {"pools:\n- name: a\n  slotKey: zone\n  slotsPerKey: two\n", []string{`pools.slotsPerKey: string is not a number`}},
+		"blank slotKey":        {"pools:\n- name: a\n  slotKey: \" \"\n", []string{`pools[0].slotKey: " " is blank`}},
 		"several errors":       {"pools:\n- name: a\n  windows:\n  - startTime: 25pm\n    endTime: 5:00pm\n", []string{`pools[0].windows[0].startTime: "25pm"`, `pools[0].windows[0].endTime: "5:00pm"`}},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -143,6 +148,28 @@ func TestDaysAsListOrString(t *testing.T) {
 		}
 		if got := r.Pools[0].Params.Windows[0].Days; len(got) != 2 || got[0] != "Monday" || got[1] != "Tuesday" {
 			t.Errorf("%s: days = %v", days, got)
+		}
+	}
+}
+
+func TestSlotKeyForms(t *testing.T) {
+	for _, tc := range []struct {
+		yaml    string
+		wantKey string
+		wantPer int
+	}{
+		{"slotKey: topology.kubernetes.io/zone", `node.labels["topology.kubernetes.io/zone"]`, 1},
+		{"slotKey: ' zone '", `node.labels["zone"]`, 1},
+		{"slotKey: 'node.labels[\"topology.kubernetes.io/zone\"]'\n  slotsPerKey: 2", `node.labels["topology.kubernetes.io/zone"]`, 2},
+		{"slotKey: '(node.name)'", `(node.name)`, 1},
+		{"concurrency: 2", "", 1},
+	} {
+		r, err := Parse([]byte(header + "pools:\n- name: a\n  " + tc.yaml + "\n"))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.yaml, err)
+		}
+		if p := r.Pools[0]; p.SlotKey != tc.wantKey || p.SlotsPerKey != tc.wantPer {
+			t.Errorf("%s: slotKey %q, slotsPerKey %d; want %q, %d", tc.yaml, p.SlotKey, p.SlotsPerKey, tc.wantKey, tc.wantPer)
 		}
 	}
 }

@@ -39,7 +39,11 @@ type ResolvedPool struct {
 	Name        string
 	Selector    string
 	Concurrency intstr.IntOrString
-	SlotKey     string
+	// SlotKey is the slot key's CEL expression, the shorthand expanded (see
+	// SlotKeyExpression); "" when the pool has none.
+	SlotKey string
+	// SlotsPerKey is how many nodes per slot-key value may hold a slot at once, >= 1.
+	SlotsPerKey int
 	Conditions  []Condition
 	HealthGate  []Condition
 	// Windows are the parsed windows, aligned with Params.Windows.
@@ -157,7 +161,7 @@ func resolvePool(p *Pool, path string, e *errs) ResolvedPool {
 	rp := ResolvedPool{
 		Name:       p.Name,
 		Selector:   orDefault(strings.TrimSpace(p.Selector), "true"),
-		SlotKey:    p.SlotKey,
+		SlotKey:    SlotKeyExpression(p.SlotKey),
 		Conditions: p.Conditions,
 		HealthGate: p.HealthGate,
 		Params:     &input.Params{},
@@ -183,10 +187,18 @@ func resolvePool(p *Pool, path string, e *errs) ResolvedPool {
 	if p.Breaker != nil {
 		rp.Breaker = resolveBreaker(p.Breaker, path+".breaker", e)
 	}
-	if p.SlotKey != "" {
-		for _, msg := range validation.IsQualifiedName(p.SlotKey) {
-			e.add(path+".slotKey", "%q is not a label key: %s", p.SlotKey, msg)
+	rp.SlotsPerKey = 1
+	if p.SlotsPerKey != nil {
+		rp.SlotsPerKey = *p.SlotsPerKey
+		switch {
+		case *p.SlotsPerKey < 1:
+			e.add(path+".slotsPerKey", "%d is less than 1 (it is how many nodes per slot-key value may hold a slot at once)", *p.SlotsPerKey)
+		case rp.SlotKey == "":
+			e.add(path+".slotsPerKey", "%d is set but slotKey is not (it limits nodes per slot-key value)", *p.SlotsPerKey)
 		}
+	}
+	if p.SlotKey != "" && strings.TrimSpace(p.SlotKey) == "" {
+		e.add(path+".slotKey", "%q is blank (leave it out for no per-key limit)", p.SlotKey)
 	}
 	for i := range p.Windows {
 		wpath := fmt.Sprintf("%s.windows[%d]", path, i)
@@ -432,6 +444,19 @@ func mergeCustom(global, pool map[string]any) map[string]any {
 		out[k] = v
 	}
 	return out
+}
+
+// SlotKeyExpression turns a pool's slotKey as written into a CEL expression. A value
+// that is a valid label key (prefix/name: letters, digits, '-', '_', '.', at most one
+// '/') is shorthand for that label, node.labels["<key>"], as slotKey was a label key
+// before it became an expression. Anything else is CEL as it stands; to use an
+// expression that is also a valid label key (node.name), wrap it in parentheses.
+func SlotKeyExpression(slotKey string) string {
+	s := strings.TrimSpace(slotKey)
+	if s == "" || len(validation.IsQualifiedName(s)) > 0 {
+		return s
+	}
+	return "node.labels[" + strconv.Quote(s) + "]"
 }
 
 // IsPercentage reports whether the concurrency depends on the pool's size.

@@ -63,12 +63,17 @@ type Pool struct {
 	Selector string `json:"selector,omitempty"`
 	// Concurrency is a count or a percentage ("10%") of the pool's nodes, rounded up.
 	Concurrency *intstr.IntOrString `json:"concurrency,omitempty"`
-	// SlotKey is a node label (e.g. topology.kubernetes.io/zone): at most one node per
-	// value of it reboots at a time.
-	SlotKey    string      `json:"slotKey,omitempty"`
-	Windows    []Window    `json:"windows,omitempty"`
-	Blackouts  []Blackout  `json:"blackouts,omitempty"`
-	Conditions []Condition `json:"conditions,omitempty"`
+	// SlotKey is a CEL string expression over node, now and pool, e.g.
+	// node.labels["topology.kubernetes.io/zone"]: at most SlotsPerKey nodes per value
+	// of it hold a slot at a time. A plain label key (topology.kubernetes.io/zone) is
+	// shorthand for node.labels["<key>"] (see SlotKeyExpression).
+	SlotKey string `json:"slotKey,omitempty"`
+	// SlotsPerKey is how many nodes per slot-key value may hold a slot at once (still
+	// within Concurrency); default 1.
+	SlotsPerKey *int        `json:"slotsPerKey,omitempty"`
+	Windows     []Window    `json:"windows,omitempty"`
+	Blackouts   []Blackout  `json:"blackouts,omitempty"`
+	Conditions  []Condition `json:"conditions,omitempty"`
 	// HealthGate checks (CEL, also seeing poolNodes) must all be true after a reboot
 	// before the node is uncordoned and the slot released.
 	HealthGate []Condition    `json:"healthGate,omitempty"`

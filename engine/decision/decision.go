@@ -26,6 +26,7 @@ const (
 	SourceCondition = "condition/" // followed by the condition's name
 	SourcePolicy    = "policy"
 	SourceEngine    = "engine"
+	SourceSlotKey   = "slotKey"
 )
 
 // nextAllowedHorizon bounds the search for the next instant a reboot may happen.
@@ -44,6 +45,10 @@ type Decision struct {
 	// NextAllowed is the earliest time the pool's windows and blackouts allow, RFC 3339;
 	// empty when none is found within a year.
 	NextAllowed string `json:"nextAllowed"`
+	// SlotKey is the node's value of the pool's slot key (e.g. its zone): at most
+	// slotsPerKey nodes per value hold a slot at once. Empty when the pool has no slot
+	// key or it could not be computed (then a reason says why, and the node is denied).
+	SlotKey string `json:"slotKey,omitempty"`
 }
 
 // Reason is one thing that stops the reboot.
@@ -66,6 +71,7 @@ type Engine struct {
 type pool struct {
 	cfg        *config.ResolvedPool
 	selector   *celeval.Program
+	slotKey    *celeval.Program // nil without a slot key
 	conditions []condition
 	health     []condition
 	params     *ast.Term
@@ -98,6 +104,11 @@ func New(ctx context.Context, cfg *config.Resolved, modules []policy.Module) (*E
 		p := &pool{cfg: rp}
 		if p.selector, err = env.CompileSelector(rp.Selector); err != nil {
 			fail(path+".selector", fmt.Errorf("pool %q: %q: %w", rp.Name, rp.Selector, err))
+		}
+		if rp.SlotKey != "" {
+			if p.slotKey, err = env.CompileSlotKey(rp.SlotKey); err != nil {
+				fail(path+".slotKey", fmt.Errorf("pool %q: %s: %w", rp.Name, rp.SlotKey, err))
+			}
 		}
 		p.conditions = compileChecks(rp.Conditions, path+".conditions", fmt.Sprintf("pool %q condition", rp.Name),
 			env.CompileCondition, env.CompileMessage, fail)
@@ -203,6 +214,12 @@ func (e *Engine) Evaluate(ctx context.Context, f *facts.Facts, now time.Time) Ev
 	}
 	d.Pool = p.cfg.Name
 	sum := p.fill(vars, f)
+	if key, err := p.slotKeyOf(vars); err != nil {
+		// Fail closed: without its key the node would escape the per-key limit.
+		d.Reasons = append(d.Reasons, Reason{Source: SourceSlotKey, Message: err.Error() + "; the node may not take a slot until its key can be computed"})
+	} else {
+		d.SlotKey = key
+	}
 
 	for _, c := range p.conditions {
 		res := c.evaluate(vars)
@@ -342,6 +359,33 @@ func (e *Engine) Membership(now time.Time) disruption.Membership {
 	}
 }
 
+// SlotKeyOf computes the node's value of its pool's slot key: value is "" and err nil
+// when the pool has none. err names the pool and the expression when no pool owns the
+// node or the key cannot be computed (an evaluation error, a non-string or an empty
+// string); such a node must not take a slot.
+func (e *Engine) SlotKeyOf(n *corev1.Node, now time.Time) (value string, err error) {
+	node := input.NodeFrom(n, e.cfg.NodeImageLabel)
+	vars := &celeval.Vars{Node: &node, Now: now}
+	p, reason := e.selectPool(vars)
+	if p == nil {
+		return "", errors.New(reason.Message)
+	}
+	vars.Pool = p.vars()
+	return p.slotKeyOf(vars)
+}
+
+// slotKeyOf evaluates the pool's slot key on vars (node, now and pool set).
+func (p *pool) slotKeyOf(vars *celeval.Vars) (string, error) {
+	if p.slotKey == nil {
+		return "", nil
+	}
+	key, err := p.slotKey.Key(vars)
+	if err != nil {
+		return "", fmt.Errorf("pool %q: slot key %s cannot be computed for node %s: %w", p.cfg.Name, p.cfg.SlotKey, vars.Node.Name, err)
+	}
+	return key, nil
+}
+
 // PoolSize counts the nodes the pool owns, for a percentage concurrency.
 func (e *Engine) PoolSize(nodes []*corev1.Node, pool string, now time.Time) int {
 	count := 0
@@ -387,11 +431,16 @@ func (p *pool) fill(vars *celeval.Vars, f *facts.Facts) summaryState {
 	if vars.Alerts == nil {
 		vars.Alerts = []facts.Alert{}
 	}
-	vars.Pool = map[string]string{"name": p.cfg.Name, "concurrency": p.cfg.Concurrency.String()}
+	vars.Pool = p.vars()
 	sum := usableSummary(f, vars.Now)
 	if s := sum.summary; s != nil {
 		pc := s.Pool(p.cfg.Name)
 		vars.PoolSummary, vars.ClusterSummary = pc.Map(), s.Cluster.Map()
 	}
 	return sum
+}
+
+// vars is the pool variable of CEL expressions.
+func (p *pool) vars() map[string]string {
+	return map[string]string{"name": p.cfg.Name, "concurrency": p.cfg.Concurrency.String()}
 }

@@ -253,7 +253,7 @@ func Forecast(ctx context.Context, eng *decision.Engine, all []*corev1.Node, can
 				}
 				key, err := slotKeyOf(eng, p, n, o.At)
 				if err != nil {
-					e.never = []decision.Reason{{Source: decision.SourcePool, Message: err.Error()}}
+					e.never = []decision.Reason{{Source: decision.SourceSlotKey, Message: err.Error()}}
 					continue
 				}
 				e.key = key
@@ -434,22 +434,20 @@ func budgetSlots(cfg *config.Resolved, p *config.ResolvedPool, size int, pc, clu
 	return max(slots, 0)
 }
 
-// slotKeyOf is the node's slot-key value: today the value of the pool's slot-key
-// label ("" without the label, or without a slot key).
-func slotKeyOf(_ *decision.Engine, p *config.ResolvedPool, n *corev1.Node, _ time.Time) (string, error) {
-	if p.SlotKey == "" {
-		return "", nil
-	}
-	return n.Labels[p.SlotKey], nil
+// slotKeyOf is the node's slot-key value as the engine computes it for the lock ("",
+// without a slot key); an error (the key cannot be computed) means the node never
+// takes a slot.
+func slotKeyOf(eng *decision.Engine, _ *config.ResolvedPool, n *corev1.Node, at time.Time) (string, error) {
+	return eng.SlotKeyOf(n, at)
 }
 
 // slotsPerKey is how many nodes of one slot-key value may reboot at once (0: no
-// limit): today one, with a slot key.
+// limit): the pool's slotsPerKey, with a slot key.
 func slotsPerKey(p *config.ResolvedPool) int {
 	if p.SlotKey == "" {
 		return 0
 	}
-	return 1
+	return p.SlotsPerKey
 }
 
 func medianOf(ds []time.Duration) time.Duration {

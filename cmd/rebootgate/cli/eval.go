@@ -329,8 +329,14 @@ func yesNo(b bool) string {
 
 func printDecisionTable(out io.Writer, d *decision.Decision) error {
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tPOOL\tALLOWED\tAT\tNEXT ALLOWED")
-	fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", d.Node, orDefault(d.Pool, "<none>"), yesNo(d.Allowed), d.At, orDefault(d.NextAllowed, "-"))
+	if d.SlotKey == "" {
+		fmt.Fprintln(tw, "NODE\tPOOL\tALLOWED\tAT\tNEXT ALLOWED")
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", d.Node, orDefault(d.Pool, "<none>"), yesNo(d.Allowed), d.At, orDefault(d.NextAllowed, "-"))
+	} else {
+		// Only pools with a slot key have the column, so other tables stay as they were.
+		fmt.Fprintln(tw, "NODE\tPOOL\tSLOT KEY\tALLOWED\tAT\tNEXT ALLOWED")
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", d.Node, d.Pool, d.SlotKey, yesNo(d.Allowed), d.At, orDefault(d.NextAllowed, "-"))
+	}
 	if len(d.Reasons) > 0 {
 		fmt.Fprintln(tw)
 		fmt.Fprintln(tw, "SOURCE\tREASON")

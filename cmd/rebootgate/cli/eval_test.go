@@ -83,6 +83,34 @@ func TestEvalAllowedWithoutConfig(t *testing.T) {
 	}
 }
 
+// TestEvalSlotKey: eval shows the node's slot key (table and JSON), and a node whose
+// key cannot be computed is denied with the pool, the expression and the error.
+func TestEvalSlotKey(t *testing.T) {
+	cfg := writeFile(t, "c.yaml", cfgHeader+"pools:\n- name: user\n  slotKey: 'node.labels[\"kubernetes.azure.com/node-image-version\"].split(\"-\")[0]'\n")
+	code, out, errOut := run("eval", "--config", cfg, "--node", "testdata/node.yaml")
+	if code != 0 || !strings.Contains(out, "SLOT KEY") || !strings.Contains(out, "AKSUbuntu") {
+		t.Fatalf("table: exit %d: %s%s", code, out, errOut)
+	}
+	code, out, _ = run("eval", "--config", cfg, "--node", "testdata/node.yaml", "-o", "json")
+	if code != 0 || !strings.Contains(out, `"slotKey": "AKSUbuntu"`) || !strings.Contains(out, `"allowed": true`) {
+		t.Fatalf("json: exit %d: %s", code, out)
+	}
+	cfg = writeFile(t, "z.yaml", cfgHeader+"pools:\n- name: user\n  slotKey: topology.kubernetes.io/zone\n")
+	code, out, _ = run("eval", "--config", cfg, "--node", "testdata/node.yaml", "-o", "json")
+	var d struct {
+		Allowed bool    `json:"allowed"`
+		SlotKey *string `json:"slotKey"`
+		Reasons []struct{ Source, Message string }
+	}
+	if err := json.Unmarshal([]byte(out), &d); err != nil {
+		t.Fatalf("exit %d: %v: %s", code, err, out)
+	}
+	want := `pool "user": slot key node.labels["topology.kubernetes.io/zone"] cannot be computed for node n1: no such key: topology.kubernetes.io/zone`
+	if d.Allowed || d.SlotKey != nil || len(d.Reasons) != 1 || d.Reasons[0].Source != "slotKey" || !strings.HasPrefix(d.Reasons[0].Message, want) {
+		t.Errorf("decision = %+v, want denied by slotKey: %s", d, want)
+	}
+}
+
 func TestEvalBadInputExits2WithOneLine(t *testing.T) {
 	dir := t.TempDir()
 	write := func(name, content string) string {
@@ -104,6 +132,7 @@ func TestEvalBadInputExits2WithOneLine(t *testing.T) {
 		"bad zone":      {[]string{"--config", write("z.yaml", cfgHeader+"pools:\n- name: a\n  windows:\n  - timeZone: Nowhere/City\n")}, []string{"z.yaml", "timeZone", "Nowhere/City"}},
 		"bad cron":      {[]string{"--config", write("c.yaml", cfgHeader+"pools:\n- name: a\n  windows:\n  - schedule: '0 25 * * *'\n    duration: 1h\n")}, []string{"c.yaml", "pools[0].windows[0].schedule"}},
 		"bad cel":       {[]string{"--config", write("e.yaml", cfgHeader+"pools:\n- name: a\n  conditions:\n  - name: x\n    expression: 'node.nme == \"a\"'\n")}, []string{"e.yaml", "pools[0].conditions[0].expression", `condition "x"`}},
+		"bad slot key":  {[]string{"--config", write("s.yaml", cfgHeader+"pools:\n- name: a\n  slotKey: 'node.labels[\"zone\"'\n")}, []string{"s.yaml", "pools[0].slotKey", `pool "a"`}},
 		"rego error":    {[]string{"--policy", badRego}, []string{"bad.rego:4"}},
 		"not a node":    {[]string{"--node", "testdata/pod.yaml"}, []string{"testdata/pod.yaml", `kind: "Pod" is not a Node`}},
 		"missing node":  {[]string{"--node", filepath.Join(dir, "none.yaml")}, []string{"--node", "none.yaml"}},
