@@ -2,10 +2,12 @@ package features
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/rebootgate/rebootgate/engine/pipeline"
 	"github.com/rebootgate/rebootgate/test/testbed"
@@ -100,4 +102,61 @@ func TestMaintenanceConditions(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestMaintenanceConditionsRepaired: an agent that died after the uncordon and before
+// clearing its conditions left MaintenanceInProgress and Drained True; the agent that
+// starts next turns them False (MaintenanceEnded: it did not see the end), with no
+// reboot to do, and leaves an admin's DrainInProgress alone.
+func TestMaintenanceConditionsRepaired(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	node := e.node(nil)
+	stale := func(typ corev1.NodeConditionType, reason, msg string) corev1.NodeCondition {
+		now := metav1.Now()
+		return corev1.NodeCondition{Type: typ, Status: corev1.ConditionTrue, Reason: reason, Message: msg, LastHeartbeatTime: now, LastTransitionTime: now}
+	}
+	patch, err := json.Marshal(map[string]any{"status": map[string]any{"conditions": []corev1.NodeCondition{
+		stale(pipeline.ConditionMaintenanceInProgress, pipeline.CondReasonMaintenanceWindow, pipeline.ConditionWriter+"rebooting the node"),
+		stale(pipeline.ConditionDrained, pipeline.CondReasonDrainCompleted, pipeline.ConditionWriter+"drained"),
+		stale(pipeline.ConditionDrainInProgress, "AdminRequested", "kubectl drain by an admin"),
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.bed.Client.CoreV1().Nodes().PatchStatus(ctx, node, patch); err != nil {
+		t.Fatal(err)
+	}
+	sim := e.simulate([]string{node}, e.args(e.config("", ""), "--node-maintenance-conditions"))
+	n, err := e.bed.WaitNode(ctx, node, time.Minute, "the stale conditions False", func(n *corev1.Node) bool {
+		return conditionStatus(n, pipeline.ConditionMaintenanceInProgress) == corev1.ConditionFalse &&
+			conditionStatus(n, pipeline.ConditionDrained) == corev1.ConditionFalse
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range n.Status.Conditions {
+		switch c.Type {
+		case pipeline.ConditionMaintenanceInProgress, pipeline.ConditionDrained:
+			if c.Reason != pipeline.CondReasonMaintenanceEnded {
+				t.Errorf("%s turned False with reason %s, want %s", c.Type, c.Reason, pipeline.CondReasonMaintenanceEnded)
+			}
+		case pipeline.ConditionDrainInProgress:
+			if c.Status != corev1.ConditionTrue || c.Reason != "AdminRequested" {
+				t.Errorf("the admin's DrainInProgress became %s (%s)", c.Status, c.Reason)
+			}
+		case pipeline.ConditionMaintenancePlanned:
+			t.Errorf("MaintenancePlanned written on a node with no reboot to do: %+v", c)
+		}
+	}
+	e.neverDown(sim, node, "no reboot was needed")
+}
+
+func conditionStatus(n *corev1.Node, typ corev1.NodeConditionType) corev1.ConditionStatus {
+	for _, c := range n.Status.Conditions {
+		if c.Type == typ {
+			return c.Status
+		}
+	}
+	return ""
 }
