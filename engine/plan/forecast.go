@@ -172,17 +172,36 @@ func Forecast(ctx context.Context, eng *decision.Engine, all []*corev1.Node, can
 	for i := range cfg.Pools {
 		poolIdx[cfg.Pools[i].Name] = i
 	}
+	// Each node's pool, once: pool selectors are CEL, and there may be thousands.
+	owners := make([]owner, len(all))
+	parallel(len(all), func(i int) {
+		owners[i].pool, owners[i].err = eng.PoolOf(all[i], o.At)
+	})
+	ownerOf := make(map[*corev1.Node]*owner, len(all))
 	sizes := make([]int, len(cfg.Pools))
 	recorded := []time.Duration{}
-	for _, n := range all {
-		if p, err := eng.PoolOf(n, o.At); err == nil {
-			sizes[poolIdx[p.Name]]++
+	for i, n := range all {
+		ownerOf[n] = &owners[i]
+		if owners[i].err == nil {
+			sizes[poolIdx[owners[i].pool.Name]]++
 		}
 		if d := pipeline.StateOf(n).LastDuration; d > 0 {
 			recorded = append(recorded, d)
 		}
 	}
-	sum := othersOnly(disruption.Summarize(all, o.Maintenance, eng.Membership(o.At), o.At, "rebootgate plan"))
+	poolOf := func(n *corev1.Node) (*config.ResolvedPool, error) {
+		if ow := ownerOf[n]; ow != nil {
+			return ow.pool, ow.err
+		}
+		return eng.PoolOf(n, o.At)
+	}
+	sum := othersOnly(disruption.Summarize(all, o.Maintenance, func(n *corev1.Node) (string, []string, bool) {
+		p, err := poolOf(n)
+		if err != nil {
+			return "", nil, false
+		}
+		return p.Name, p.DisruptionTaints, true
+	}, o.At, "rebootgate plan"))
 	sums := make([]*disruption.Summary, len(cfg.Pools))
 	for i := range cfg.Pools {
 		rp := &cfg.Pools[i]
@@ -226,56 +245,43 @@ func Forecast(ctx context.Context, eng *decision.Engine, all []*corev1.Node, can
 		source string
 	}
 	entries := make([]entry, len(cands))
-	var wg sync.WaitGroup
-	work := make(chan int)
-	for range runtime.GOMAXPROCS(0) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range work {
-				e := &entries[i]
-				e.cand = &cands[i]
-				e.pool = -1
-				n := e.cand.Facts.Node
-				e.st = pipeline.StateOf(n)
-				p, err := eng.PoolOf(n, o.At)
-				if err != nil {
-					e.never = []decision.Reason{{Source: decision.SourcePool, Message: err.Error()}}
-					continue
-				}
-				e.pool = poolIdx[p.Name]
-				if e.st.Phase != pipeline.PhaseIdle {
-					continue // mid-reboot: it holds its slot whatever the gate says now
-				}
-				if res.Pools[e.pool].Concurrency == 0 {
-					e.never = []decision.Reason{{Source: decision.SourcePool, Message: fmt.Sprintf("pool %s is paused (concurrency %s)", p.Name, p.Concurrency.String())}}
-					continue
-				}
-				key, err := slotKeyOf(eng, p, n, o.At)
-				if err != nil {
-					e.never = []decision.Reason{{Source: decision.SourceSlotKey, Message: err.Error()}}
-					continue
-				}
-				e.key = key
-				if first[e.pool].IsZero() {
-					continue // beyond the horizon: nothing to judge it at
-				}
-				f := *e.cand.Facts
-				f.Summary, f.SummaryErr = sums[e.pool], nil
-				if d := eng.Decide(ctx, &f, first[e.pool]); !d.Allowed {
-					e.never = d.Reasons
-				} else if specs[e.pool].Slots == 0 {
-					e.never = []decision.Reason{{Source: decision.SourceBudget, Message: fmt.Sprintf(
-						"pool %s has no slot left: %d of its nodes are unavailable for other reasons", p.Name, res.Pools[e.pool].UnavailableOthers)}}
-				}
-			}
-		}()
-	}
-	for i := range cands {
-		work <- i
-	}
-	close(work)
-	wg.Wait()
+	parallel(len(cands), func(i int) {
+		e := &entries[i]
+		e.cand = &cands[i]
+		e.pool = -1
+		n := e.cand.Facts.Node
+		e.st = pipeline.StateOf(n)
+		p, err := poolOf(n)
+		if err != nil {
+			e.never = []decision.Reason{{Source: decision.SourcePool, Message: err.Error()}}
+			return
+		}
+		e.pool = poolIdx[p.Name]
+		if e.st.Phase != pipeline.PhaseIdle {
+			return // mid-reboot: it holds its slot whatever the gate says now
+		}
+		if res.Pools[e.pool].Concurrency == 0 {
+			e.never = []decision.Reason{{Source: decision.SourcePool, Message: fmt.Sprintf("pool %s is paused (concurrency %s)", p.Name, p.Concurrency.String())}}
+			return
+		}
+		key, err := slotKeyOf(eng, p, n, o.At)
+		if err != nil {
+			e.never = []decision.Reason{{Source: decision.SourceSlotKey, Message: err.Error()}}
+			return
+		}
+		e.key = key
+		if first[e.pool].IsZero() {
+			return // beyond the horizon: nothing to judge it at
+		}
+		f := *e.cand.Facts
+		f.Summary, f.SummaryErr = sums[e.pool], nil
+		if d := eng.Decide(ctx, &f, first[e.pool]); !d.Allowed {
+			e.never = d.Reasons
+		} else if specs[e.pool].Slots == 0 {
+			e.never = []decision.Reason{{Source: decision.SourceBudget, Message: fmt.Sprintf(
+				"pool %s has no slot left: %d of its nodes are unavailable for other reasons", p.Name, res.Pools[e.pool].UnavailableOthers)}}
+		}
+	})
 
 	sources := map[string]bool{}
 	for i := range entries {
@@ -396,6 +402,33 @@ func Forecast(ctx context.Context, eng *decision.Engine, all []*corev1.Node, can
 		return a.Start.Compare(*b.Start)
 	})
 	return res
+}
+
+// owner is a node's pool, or why no pool owns it.
+type owner struct {
+	pool *config.ResolvedPool
+	err  error
+}
+
+// parallel runs f(0) … f(n-1) on every core: deciding for thousands of nodes is the
+// forecast's largest cost, and the engine is safe for concurrent use.
+func parallel(n int, f func(int)) {
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for range runtime.GOMAXPROCS(0) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				f(i)
+			}
+		}()
+	}
+	for i := range n {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
 }
 
 // othersOnly removes rebootgate's own reboots from a summary's unavailable counts: the
