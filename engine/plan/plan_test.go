@@ -400,3 +400,43 @@ never t0 breaker`)
 		t.Fatalf("breaker reason: %s", res.Never[0].Reasons[0].Message)
 	}
 }
+
+// A slot key is a CEL expression; slotsPerKey nodes of one value reboot at once; a
+// node whose key cannot be computed never reboots (the lock would not let it).
+func TestForecastSlotKeyExpression(t *testing.T) {
+	eng := engine(t, `
+pools:
+- name: p
+  concurrency: 10
+  slotKey: 'node.labels["rack"] + "/" + node.labels["topology.kubernetes.io/zone"]'
+  slotsPerKey: 2
+`)
+	var all []*corev1.Node
+	var cands []Candidate
+	for i, rack := range []string{"r1", "r1", "r1", "r2", ""} {
+		l := map[string]string{"topology.kubernetes.io/zone": "z1"}
+		if rack != "" {
+			l["rack"] = rack
+		}
+		n := node(fmt.Sprintf("n%d", i), l, nil)
+		all = append(all, n)
+		cands = append(cands, Candidate{Facts: &facts.Facts{Node: n}})
+	}
+	res := Forecast(context.Background(), eng, all, cands, Options{At: t0, Duration: time.Hour})
+	var b strings.Builder
+	for _, n := range res.Nodes {
+		fmt.Fprintf(&b, "%s %s %s\n", n.Node, n.SlotKey, n.Start.Format("15:04"))
+	}
+	check(t, b.String(), `
+n0 r1/z1 00:00
+n1 r1/z1 00:00
+n3 r2/z1 00:00
+n2 r1/z1 01:00`)
+	if len(res.Never) != 1 || res.Never[0].Node != "n4" || res.Never[0].Reasons[0].Source != decision.SourceSlotKey ||
+		!strings.Contains(res.Never[0].Reasons[0].Message, "cannot be computed") {
+		t.Fatalf("never = %+v", res.Never)
+	}
+	if p := res.Pools[0]; p.SlotsPerKey != 2 || p.Slots != 10 {
+		t.Fatalf("pool = %+v", p)
+	}
+}
