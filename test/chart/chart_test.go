@@ -14,7 +14,10 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/yaml"
 
 	"github.com/rebootgate/rebootgate/cmd/rebootgate/cli"
@@ -141,6 +144,7 @@ var (
 	expectedRoleRules = []string{
 		`"coordination.k8s.io" leases [get list watch create update delete]`,
 		`"" configmaps [list watch patch]`,
+		`"" configmaps [get] named [rebootgate-node-summary]`,
 	}
 	expectedPolicyRoleRules = []string{
 		`"" configmaps [list watch patch]`,
@@ -149,7 +153,49 @@ var (
 	expectedKuredLockRules = []string{
 		`"apps" daemonsets [get list watch update] named [kured]`,
 	}
+	// The summarizer's: medik8s' Leases cluster-wide (summarizer.medik8sLeaseAccess
+	// cluster, the default) or by a Role in their namespace (namespace).
+	expectedSummarizerClusterRules = []string{
+		`"" nodes [list watch]`,
+		`"" events [create patch]`,
+		`"coordination.k8s.io" leases [list watch]`,
+	}
+	expectedSummarizerRoleRules = []string{
+		`"" configmaps [list watch patch create]`,
+		`"" configmaps [get update] named [rebootgate-node-summary]`,
+		`"coordination.k8s.io" leases [create]`,
+		`"coordination.k8s.io" leases [get update] named [rebootgate-summarizer]`,
+	}
+	expectedSummarizerMedik8sRules = []string{
+		`"coordination.k8s.io" leases [list watch]`,
+	}
 )
+
+// expectedRules is the whole grant of one rendered ClusterRole or Role, by its kind, name
+// and namespace; nil for a role the chart should not render.
+func expectedRules(kind, name, namespace string, medik8sByRole bool) []string {
+	switch {
+	case kind == "ClusterRole" && name == Release:
+		return expectedClusterRules
+	case kind == "ClusterRole" && name == Release+"-summarizer":
+		if medik8sByRole {
+			return expectedSummarizerClusterRules[:2]
+		}
+		return expectedSummarizerClusterRules
+	case kind != "Role":
+	case name == Release && namespace == Namespace:
+		return expectedRoleRules
+	case name == Release+"-summarizer" && namespace == Namespace:
+		return expectedSummarizerRoleRules
+	case name == Release+"-summarizer-medik8s" && medik8sByRole:
+		return expectedSummarizerMedik8sRules
+	case name == Release+"-kured-lock":
+		return expectedKuredLockRules
+	case name == Release+"-policies" && namespace != Namespace:
+		return expectedPolicyRoleRules
+	}
+	return nil
+}
 
 func ruleStrings(rules []rbacv1.PolicyRule) []string {
 	var out []string
@@ -168,12 +214,17 @@ func ruleStrings(rules []rbacv1.PolicyRule) []string {
 }
 
 // TestRBACLeastPrivilege: no `*` anywhere in any RBAC object, and exactly the expected
-// rules, for every values file.
+// rules, for every values file and with medik8s' Leases granted by a Role.
 func TestRBACLeastPrivilege(t *testing.T) {
 	e := setup(t)
+	cases := map[string][]string{"medik8s by role": {"--set", "summarizer.medik8sLeaseAccess=namespace"}}
 	for _, f := range valuesFiles(t) {
-		t.Run(caseName(f), func(t *testing.T) {
-			objs := e.render(t, "-f", f)
+		cases[caseName(f)] = []string{"-f", f}
+	}
+	for name, args := range cases {
+		t.Run(name, func(t *testing.T) {
+			objs := e.render(t, args...)
+			medik8sByRole := name == "medik8s by role"
 			var roles int
 			for _, o := range objs {
 				switch o.Kind {
@@ -192,28 +243,28 @@ func TestRBACLeastPrivilege(t *testing.T) {
 				if err := yaml.UnmarshalStrict(o.YAML, &role); err != nil {
 					t.Fatal(err)
 				}
-				kuredLock := strings.HasSuffix(o.Name, "-kured-lock")
 				for _, r := range role.Rules {
-					if len(r.NonResourceURLs) > 0 || (len(r.ResourceNames) > 0 && !kuredLock) {
-						t.Errorf("%s %s: unexpected nonResourceURLs/resourceNames in %+v", o.Kind, o.Name, r)
+					if len(r.NonResourceURLs) > 0 {
+						t.Errorf("%s %s: unexpected nonResourceURLs in %+v", o.Kind, o.Name, r)
 					}
 				}
 				got := ruleStrings(role.Rules)
-				want := expectedRoleRules
-				switch {
-				case kuredLock:
-					want = expectedKuredLockRules
-				case o.Kind == "ClusterRole":
-					want = expectedClusterRules
-				case o.Namespace != Namespace:
-					want = expectedPolicyRoleRules
+				want := expectedRules(o.Kind, o.Name, o.Namespace, medik8sByRole)
+				if want == nil {
+					t.Errorf("unexpected %s %s/%s", o.Kind, o.Namespace, o.Name)
+					continue
 				}
 				if !slices.Equal(got, want) {
 					t.Errorf("%s %s/%s rules:\n got %q\nwant %q", o.Kind, o.Namespace, o.Name, got, want)
 				}
 			}
-			if roles < 2 {
-				t.Errorf("rendered %d ClusterRoles/Roles, want at least 2", roles)
+			// The agent's and the summarizer's ClusterRole and Role, and the medik8s Role.
+			want := 4
+			if medik8sByRole {
+				want++
+			}
+			if roles < want {
+				t.Errorf("rendered %d ClusterRoles/Roles, want at least %d", roles, want)
 			}
 		})
 	}
@@ -326,12 +377,7 @@ func TestDaemonSetShape(t *testing.T) {
 		}
 	}
 	c := agentContainer(t, ds)
-	envs := map[string]string{}
-	for _, ev := range c.Env {
-		if ev.ValueFrom != nil && ev.ValueFrom.FieldRef != nil {
-			envs[ev.Name] = ev.ValueFrom.FieldRef.FieldPath
-		}
-	}
+	envs := fieldRefEnv(c)
 	if envs["NODE_NAME"] != "spec.nodeName" || envs["POD_NAMESPACE"] != "metadata.namespace" {
 		t.Errorf("env from the downward API: %v", envs)
 	}
@@ -576,4 +622,140 @@ func TestKuredLock(t *testing.T) {
 			t.Errorf("%s %s rendered without configuration.kuredLock", o.Kind, o.Name)
 		}
 	}
+}
+
+// TestSummarizerShape: the summarizer reads what the agents read (the same --config
+// mount and --policy-namespace flags) and its flags parse with the real `rebootgate
+// summarizer`; it has its own ServiceAccount, POD_NAMESPACE and POD_NAME from the
+// downward API, and two replicas spread over nodes under a PodDisruptionBudget of one;
+// its pods and the agents' match only their own controller's selector; with
+// summarizer.enabled=false nothing of it is rendered.
+func TestSummarizerShape(t *testing.T) {
+	e := setup(t)
+	for _, f := range valuesFiles(t) {
+		t.Run(caseName(f), func(t *testing.T) {
+			objs := e.render(t, "-f", f, "--set", "summarizer.medik8sNamespace=maint")
+			d, ds := summarizer(t, objs), daemonSet(t, objs)
+			if d == nil {
+				t.Fatal("no summarizer Deployment rendered")
+			}
+			c := d.Spec.Template.Spec.Containers[0]
+			agent := agentContainer(t, ds)
+			if len(c.Args) == 0 || c.Args[0] != "summarizer" {
+				t.Fatalf("args %q do not start with the summarizer subcommand", c.Args)
+			}
+			var stderr bytes.Buffer
+			if code := cli.Main(append(slices.Clone(c.Args), "--help"), io.Discard, &stderr); code != 0 {
+				t.Errorf("rebootgate %s: exit %d: %s", strings.Join(c.Args, " "), code, stderr.String())
+			}
+			shared := func(args []string) []string {
+				return slices.DeleteFunc(slices.Clone(args), func(a string) bool {
+					return !strings.HasPrefix(a, "--config=") && !strings.HasPrefix(a, "--policy-namespace=")
+				})
+			}
+			if got, want := shared(c.Args), shared(agent.Args); !slices.Equal(got, want) {
+				t.Errorf("config and policy flags %q, the agents' %q", got, want)
+			}
+			for _, want := range []string{"--leader-elect=true", "--medik8s-namespace=maint"} {
+				if !slices.Contains(c.Args, want) {
+					t.Errorf("args %q lack %s", c.Args, want)
+				}
+			}
+			mountOf := func(mounts []corev1.VolumeMount, vols []corev1.Volume) string {
+				for _, m := range mounts {
+					for _, v := range vols {
+						if m.MountPath == "/etc/rebootgate" && v.Name == m.Name && v.ConfigMap != nil {
+							return v.ConfigMap.Name + " at " + m.MountPath + " ro=" + strconv.FormatBool(m.ReadOnly)
+						}
+					}
+				}
+				return ""
+			}
+			if got, want := mountOf(c.VolumeMounts, d.Spec.Template.Spec.Volumes), mountOf(agent.VolumeMounts, ds.Spec.Template.Spec.Volumes); got != want {
+				t.Errorf("config mount %q, the agents' %q", got, want)
+			}
+			envs := fieldRefEnv(c)
+			if envs["POD_NAMESPACE"] != "metadata.namespace" || envs["POD_NAME"] != "metadata.name" {
+				t.Errorf("env from the downward API: %v", envs)
+			}
+			spec := d.Spec.Template.Spec
+			if spec.ServiceAccountName == "" || spec.ServiceAccountName == ds.Spec.Template.Spec.ServiceAccountName {
+				t.Errorf("ServiceAccount %q, want one of its own (the agents' is %q)", spec.ServiceAccountName, ds.Spec.Template.Spec.ServiceAccountName)
+			}
+			if d.Spec.Replicas == nil || *d.Spec.Replicas != 2 {
+				t.Errorf("replicas %v, want 2", d.Spec.Replicas)
+			}
+			podLabels := labels.Set(d.Spec.Template.Labels)
+			if len(spec.TopologySpreadConstraints) != 1 {
+				t.Fatalf("topologySpreadConstraints %+v, want one over kubernetes.io/hostname", spec.TopologySpreadConstraints)
+			}
+			tsc := spec.TopologySpreadConstraints[0]
+			if tsc.TopologyKey != "kubernetes.io/hostname" || tsc.MaxSkew != 1 || tsc.WhenUnsatisfiable != corev1.DoNotSchedule ||
+				tsc.NodeTaintsPolicy == nil || *tsc.NodeTaintsPolicy != corev1.NodeInclusionPolicyHonor || !selects(t, tsc.LabelSelector, podLabels) {
+				t.Errorf("topology spread %+v: want maxSkew 1 per hostname, DoNotSchedule, tainted and cordoned nodes left out, over the summarizer's pods", tsc)
+			}
+			if !selects(t, d.Spec.Selector, podLabels) || selects(t, ds.Spec.Selector, podLabels) {
+				t.Errorf("summarizer pod labels %v: want its Deployment's selector and not the DaemonSet's", podLabels)
+			}
+			if selects(t, d.Spec.Selector, labels.Set(ds.Spec.Template.Labels)) {
+				t.Errorf("the summarizer's selector takes the agents' pods %v", ds.Spec.Template.Labels)
+			}
+			pdb := disruptionBudget(t, objs)
+			if pdb == nil || pdb.Spec.MaxUnavailable == nil || pdb.Spec.MaxUnavailable.IntValue() != 1 || pdb.Spec.MinAvailable != nil ||
+				pdb.Spec.UnhealthyPodEvictionPolicy == nil || *pdb.Spec.UnhealthyPodEvictionPolicy != policyv1.AlwaysAllow ||
+				!selects(t, pdb.Spec.Selector, podLabels) {
+				var spec any = "none"
+				if pdb != nil {
+					spec = pdb.Spec
+				}
+				t.Errorf("PodDisruptionBudget %+v: want maxUnavailable 1, unhealthy pods always evictable, over the summarizer's pods", spec)
+			}
+		})
+	}
+	for _, set := range []string{"summarizer.replicas=1", "summarizer.podDisruptionBudget.enabled=false"} {
+		if pdb := disruptionBudget(t, e.render(t, "--set", set)); pdb != nil {
+			t.Errorf("--set %s: a PodDisruptionBudget is rendered", set)
+		}
+	}
+
+	for _, o := range e.render(t, "--set", "summarizer.enabled=false", "--set", "policyNamespaces={team-a}") {
+		if strings.Contains(string(o.YAML), "summarizer") {
+			t.Errorf("summarizer.enabled=false: %s %s/%s names the summarizer", o.Kind, o.Namespace, o.Name)
+		}
+	}
+}
+
+// fieldRefEnv is the container's env variables from the downward API: name → field path.
+func fieldRefEnv(c corev1.Container) map[string]string {
+	envs := map[string]string{}
+	for _, ev := range c.Env {
+		if ev.ValueFrom != nil && ev.ValueFrom.FieldRef != nil {
+			envs[ev.Name] = ev.ValueFrom.FieldRef.FieldPath
+		}
+	}
+	return envs
+}
+
+// selects reports whether sel matches set.
+func selects(t *testing.T, sel *metav1.LabelSelector, set labels.Set) bool {
+	t.Helper()
+	s, err := metav1.LabelSelectorAsSelector(sel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sel != nil && !s.Empty() && s.Matches(set)
+}
+
+func disruptionBudget(t *testing.T, objs []Object) *policyv1.PodDisruptionBudget {
+	t.Helper()
+	for _, o := range objs {
+		if o.Kind == "PodDisruptionBudget" {
+			var pdb policyv1.PodDisruptionBudget
+			if err := yaml.UnmarshalStrict(o.YAML, &pdb); err != nil {
+				t.Fatal(err)
+			}
+			return &pdb
+		}
+	}
+	return nil
 }

@@ -373,3 +373,86 @@ func TestNotifyExistingSecret(t *testing.T) {
 		t.Errorf("kured values: args %q name a notify URL source beside KURED_NOTIFY_URL", agentContainer(t, ds).Args)
 	}
 }
+
+// summarizer decodes the rendered summarizer Deployment (nil if none).
+func summarizer(t *testing.T, objs []Object) *appsv1.Deployment {
+	t.Helper()
+	for _, o := range objs {
+		if o.Kind == "Deployment" && o.Name == Release+"-summarizer" {
+			var d appsv1.Deployment
+			if err := yaml.UnmarshalStrict(o.YAML, &d); err != nil {
+				t.Fatalf("the summarizer Deployment does not decode strictly: %v", err)
+			}
+			return &d
+		}
+	}
+	return nil
+}
+
+// TestSummarizerHardened: the summarizer is an API client and nothing more, whatever the
+// values do to the agent: no host namespaces or paths, non-root (pod and container), no
+// privilege escalation, every capability dropped, a read-only root filesystem, seccomp
+// RuntimeDefault, resource requests, the distroless image. Its tolerations let it leave
+// a cordoned, draining or unreachable node (no toleration of every taint).
+func TestSummarizerHardened(t *testing.T) {
+	e := setup(t)
+	cases := map[string][]string{
+		"signal":           {"--set", "configuration.rebootMethod=signal"},
+		"pod context root": {"--set", "podSecurityContext.runAsUser=0", "--set", "containerSecurityContext.runAsUser=0"},
+	}
+	for _, f := range valuesFiles(t) {
+		cases[caseName(f)] = []string{"-f", f}
+	}
+	for name, args := range cases {
+		t.Run(name, func(t *testing.T) {
+			d := summarizer(t, e.render(t, args...))
+			if d == nil {
+				t.Fatal("no summarizer Deployment rendered")
+			}
+			spec := d.Spec.Template.Spec
+			if spec.HostPID || spec.HostNetwork || spec.HostIPC {
+				t.Errorf("host namespaces: pid %v network %v ipc %v", spec.HostPID, spec.HostNetwork, spec.HostIPC)
+			}
+			for _, v := range spec.Volumes {
+				if v.HostPath != nil {
+					t.Errorf("volume %s is host path %s", v.Name, v.HostPath.Path)
+				}
+			}
+			if psc := spec.SecurityContext; psc == nil || psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot ||
+				psc.SeccompProfile == nil || psc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+				t.Errorf("pod securityContext %+v, want runAsNonRoot and seccomp RuntimeDefault", psc)
+			}
+			if len(spec.InitContainers) != 0 || len(spec.Containers) != 1 {
+				t.Fatalf("%d init containers, %d containers; want only the summarizer", len(spec.InitContainers), len(spec.Containers))
+			}
+			c := spec.Containers[0]
+			sc := c.SecurityContext
+			switch {
+			case sc == nil:
+				t.Fatal("no container securityContext")
+			case sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot || sc.RunAsUser == nil || *sc.RunAsUser == 0:
+				t.Errorf("may run as root: %+v", sc)
+			case sc.Privileged == nil || *sc.Privileged || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation:
+				t.Errorf("may gain privileges: %+v", sc)
+			case sc.Capabilities == nil || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) || len(sc.Capabilities.Add) != 0:
+				t.Errorf("capabilities %+v, want drop [ALL] and none added", sc.Capabilities)
+			case sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem:
+				t.Error("root filesystem writable")
+			case sc.SeccompProfile == nil || sc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault:
+				t.Errorf("seccomp %+v, want RuntimeDefault", sc.SeccompProfile)
+			}
+			if c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() {
+				t.Errorf("resource requests %v", c.Resources.Requests)
+			}
+			if strings.HasSuffix(c.Image, "-nsenter") {
+				t.Errorf("image %s: the summarizer needs no nsenter or shell", c.Image)
+			}
+			for _, tol := range spec.Tolerations {
+				if tol.Key == "" || tol.Key == "node.kubernetes.io/unschedulable" || tol.Key == "node.kubernetes.io/unreachable" ||
+					tol.Key == "node.kubernetes.io/not-ready" {
+					t.Errorf("toleration %+v keeps a replica on a cordoned, unreachable or NotReady node", tol)
+				}
+			}
+		})
+	}
+}

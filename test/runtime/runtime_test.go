@@ -228,9 +228,11 @@ func startPod(t *testing.T, method string, set ...string) *pod {
 	p := &pod{bed: bed, ns: ns, ds: ds, node: "rt-" + method + "-" + strings.ToLower(testbed.NewUUID()[:6])}
 	bed.CreateNode(t, testbed.NewNode(p.node, "user", "eastus-1"))
 	// The DaemonSet controller places the chart's pod on the node (kwok "runs" it); the
-	// container below is that pod for real, under its name.
+	// container below is that pod for real, under its name. The DaemonSet's selector
+	// leaves out a summarizer replica the scheduler may put on the node too.
 	err := testbed.Poll(ctx, time.Minute, "the chart's pod on "+p.node, func(ctx context.Context) (bool, error) {
-		pods, err := bed.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + p.node})
+		pods, err := bed.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{
+			FieldSelector: "spec.nodeName=" + p.node, LabelSelector: metav1.FormatLabelSelector(ds.Spec.Selector)})
 		if err != nil || len(pods.Items) != 1 {
 			return false, err
 		}

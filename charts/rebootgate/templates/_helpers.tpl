@@ -23,11 +23,66 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{- define "rebootgate.labels" -}}
-helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
-{{ include "rebootgate.selectorLabels" . }}
-app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
-app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{ include "rebootgate.labelsWith" (dict "root" . "selector" (include "rebootgate.selectorLabels" .)) }}
+{{- end }}
+
+{{/* The common labels around the given selector labels. Input: dict "root" . "selector" LABELS. */}}
+{{- define "rebootgate.labelsWith" -}}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ .selector }}
+app.kubernetes.io/version: {{ .root.Values.image.tag | default .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 app.kubernetes.io/part-of: rebootgate
+{{- end }}
+
+{{/*
+The summarizer's names and labels. Its pods must not match the DaemonSet's selector
+(name and instance, immutable once installed): a Service or `kubectl -l` meant for the
+agents would take them too. So their app.kubernetes.io/name is <name>-summarizer.
+*/}}
+{{- define "rebootgate.summarizerName" -}}
+{{- printf "%s-summarizer" (include "rebootgate.fullname" . | trunc 52 | trimSuffix "-") }}
+{{- end }}
+
+{{- define "rebootgate.summarizerSelectorLabels" -}}
+app.kubernetes.io/name: {{ printf "%s-summarizer" (include "rebootgate.name" . | trunc 52 | trimSuffix "-") }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: summarizer
+{{- end }}
+
+{{- define "rebootgate.summarizerLabels" -}}
+{{ include "rebootgate.labelsWith" (dict "root" . "selector" (include "rebootgate.summarizerSelectorLabels" .)) }}
+{{- end }}
+
+{{- define "rebootgate.summarizerServiceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "rebootgate.summarizerName" .) .Values.summarizer.serviceAccountName }}
+{{- else }}
+{{- default "default" .Values.summarizer.serviceAccountName }}
+{{- end }}
+{{- end }}
+
+{{/*
+The ConfigMap the summarizer publishes and agents read, and the summarizer's leader
+Lease: fixed names in the code (engine/summary, cmd/rebootgate/cli/summarizer.go).
+*/}}
+{{- define "rebootgate.summaryConfigMap" -}}
+rebootgate-node-summary
+{{- end }}
+
+{{- define "rebootgate.summarizerLease" -}}
+rebootgate-summarizer
+{{- end }}
+
+{{/* imagePullSecrets entries (names or objects), for every pod of the chart. */}}
+{{- define "rebootgate.imagePullSecrets" -}}
+{{- range .Values.image.pullSecrets }}
+{{- if kindIs "string" . }}
+- name: {{ . }}
+{{- else }}
+- {{ toYaml . | nindent 2 | trim }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{- define "rebootgate.serviceAccountName" -}}
@@ -47,8 +102,13 @@ method runs the distroless image.
 {{- if eq (include "rebootgate.rebootMethod" .) "command" }}
 {{- include "rebootgate.nsenterImage" . }}
 {{- else }}
-{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion | toString) }}
+{{- include "rebootgate.distrolessImage" . }}
 {{- end }}
+{{- end }}
+
+{{/* The distroless image (no shell, no nsenter): the signal method and the summarizer. */}}
+{{- define "rebootgate.distrolessImage" -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion | toString) }}
 {{- end }}
 
 {{/* The nsenter variant of the image (Debian slim): tag + image.nsenterTagSuffix. */}}
@@ -133,24 +193,58 @@ Input: dict "flag" "name" "value" v.
 {{- end }}
 {{- end }}
 
-{{/* The agent's arguments. */}}
-{{- define "rebootgate.args" -}}
-- agent
-- {{ printf "--reboot-method=%s" (include "rebootgate.rebootMethod" .) | quote }}
-- {{ printf "--reboot-sentinel=%s" (include "rebootgate.sentinelPath" .) | quote }}
-- {{ printf "--metrics-port=%v" .Values.configuration.metricsPort | quote }}
+{{/*
+--config on the mounted config ConfigMap (see rebootgate.configVolume), when config is
+set: the agents and the summarizer read the same file (the summarizer places nodes in
+pools with its selectors).
+*/}}
+{{- define "rebootgate.configArg" -}}
 {{- if .Values.config }}
 - "--config=/etc/rebootgate/config.yaml"
 {{- end }}
-{{- if include "rebootgate.notifyHasURLFile" . }}
-- {{ printf "--notify-url-file=%s" (include "rebootgate.notifyURLFile" .) | quote }}
 {{- end }}
+
+{{/* The config ConfigMap's volume mount and volume (one list item each), when config is set. */}}
+{{- define "rebootgate.configVolumeMount" -}}
+{{- if .Values.config }}
+- name: config
+  mountPath: /etc/rebootgate
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{- define "rebootgate.configVolume" -}}
+{{- if .Values.config }}
+- name: config
+  configMap:
+    name: {{ include "rebootgate.fullname" . }}-config
+{{- end }}
+{{- end }}
+
+{{/*
+--policy-namespace for each of policyNamespaces, then the pod's own namespace (the
+default when the flag is absent, so it is named only beside others).
+*/}}
+{{- define "rebootgate.policyNamespaceArgs" -}}
 {{- range .Values.policyNamespaces }}
 - {{ printf "--policy-namespace=%s" . | quote }}
 {{- end }}
 {{- if .Values.policyNamespaces }}
 - "--policy-namespace=$(POD_NAMESPACE)"
 {{- end }}
+{{- end }}
+
+{{/* The agent's arguments. */}}
+{{- define "rebootgate.args" -}}
+- agent
+- {{ printf "--reboot-method=%s" (include "rebootgate.rebootMethod" .) | quote }}
+- {{ printf "--reboot-sentinel=%s" (include "rebootgate.sentinelPath" .) | quote }}
+- {{ printf "--metrics-port=%v" .Values.configuration.metricsPort | quote }}
+{{- include "rebootgate.configArg" . }}
+{{- if include "rebootgate.notifyHasURLFile" . }}
+- {{ printf "--notify-url-file=%s" (include "rebootgate.notifyURLFile" .) | quote }}
+{{- end }}
+{{- include "rebootgate.policyNamespaceArgs" . }}
 {{- if .Values.dryRun }}
 - "--dry-run=true"
 {{- end }}
@@ -163,7 +257,15 @@ Input: dict "flag" "name" "value" v.
 {{- include "rebootgate.flag" (dict "flag" (include "rebootgate.kebab" .) "value" (get $c .)) }}
 {{- end }}
 {{- end }}
-{{- range $k, $v := .Values.extraArgs }}
+{{- include "rebootgate.extraArgs" .Values.extraArgs }}
+{{- end }}
+
+{{/*
+More flags from a map {flag-name: value}, as kured's chart takes extraArgs: true/false
+render --flag=true|false, null or "" renders --flag, a list repeats it. Input: the map.
+*/}}
+{{- define "rebootgate.extraArgs" -}}
+{{- range $k, $v := . }}
 {{- if kindIs "slice" $v }}
 {{- range $v }}
 - {{ printf "--%s=%v" $k . | quote }}
@@ -176,6 +278,20 @@ Input: dict "flag" "name" "value" v.
 - {{ printf "--%s=%v" $k $v | quote }}
 {{- end }}
 {{- end }}
+{{- end }}
+
+{{/* The summarizer's arguments: the agents' config and policy namespaces, so it places nodes in the same pools. */}}
+{{- define "rebootgate.summarizerArgs" -}}
+- summarizer
+- "--leader-elect=true"
+- {{ printf "--medik8s-namespace=%s" .Values.summarizer.medik8sNamespace | quote }}
+{{- include "rebootgate.configArg" . }}
+{{- include "rebootgate.policyNamespaceArgs" . }}
+{{- if and .Values.logLevel (ne .Values.logLevel "info") }}
+- {{ printf "--log-level=%s" .Values.logLevel | quote }}
+{{- end }}
+{{- include "rebootgate.flag" (dict "flag" "log-format" "value" .Values.configuration.logFormat) }}
+{{- include "rebootgate.extraArgs" .Values.summarizer.extraArgs }}
 {{- end }}
 
 {{/* The container's securityContext for the reboot method, with the user's overrides. */}}

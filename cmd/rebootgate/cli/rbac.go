@@ -11,6 +11,8 @@ import (
 	authorizationv1 "k8s.io/api/authorization/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/rebootgate/rebootgate/engine/summary"
 )
 
 // scope says where the agent uses a permission, and so where it is checked.
@@ -33,6 +35,8 @@ const (
 	// scopeKuredDaemonSet: kured's DaemonSet (--ds-name in --ds-namespace), only with
 	// --kured-lock.
 	scopeKuredDaemonSet
+	// scopeMedik8sNamespace: the summarizer's --medik8s-namespace.
+	scopeMedik8sNamespace
 )
 
 // permission is one API permission the agent needs. agentPermissions is the one list:
@@ -40,8 +44,10 @@ const (
 // examples/kured-dropin/rbac.yaml and the chart grant each.
 type permission struct {
 	group, resource, subresource string
-	verbs                        []string
-	scope                        scope
+	// name, if set, is the one object the permission is for (a rule's resourceNames).
+	name  string
+	verbs []string
+	scope scope
 	// kured: granted by kured's own RBAC (kured ≥ 1.20); false means rebootgate's delta.
 	kured bool
 }
@@ -72,11 +78,37 @@ var agentPermissions = []permission{
 	{group: "coordination.k8s.io", resource: "leases", verbs: []string{"get", "list", "watch", "create", "update", "delete"}, scope: scopeNamespace},
 	// Policy ConfigMaps (informer) and their status annotation.
 	{group: "", resource: "configmaps", verbs: []string{"list", "watch", "patch"}, scope: scopePolicyNamespaces},
+	// The summarizer's node summary, read when a budget, breaker or summary reference
+	// needs it (a GET served from the watch cache).
+	{group: "", resource: "configmaps", name: summary.ConfigMapName, verbs: []string{"get"}, scope: scopeNamespace},
 	// --kured-lock: kured's lock annotation, a GET and a full-object UPDATE.
 	{group: "apps", resource: "daemonsets", verbs: []string{"get", "update"}, scope: scopeKuredDaemonSet, kured: true},
 	// --kured-lock: watching kured's lock (with a field selector on metadata.name, which
 	// is what lets a rule with resourceNames cover a list or watch).
 	{group: "apps", resource: "daemonsets", verbs: []string{"list", "watch"}, scope: scopeKuredDaemonSet},
+}
+
+// summarizerPermissions is every permission `rebootgate summarizer` uses, from its code
+// (cmd/rebootgate/cli/summarizer.go, engine/summary, and engine/source as the agents
+// use it); the tests check that the chart grants each to the summarizer's
+// ServiceAccount. scopeNamespace is the summarizer's --namespace.
+var summarizerPermissions = []permission{
+	// One informer of every Node.
+	{group: "", resource: "nodes", verbs: []string{"list", "watch"}, scope: scopeCluster},
+	// The informer of medik8s' node-maintenance Leases.
+	{group: "coordination.k8s.io", resource: "leases", verbs: []string{"list", "watch"}, scope: scopeMedik8sNamespace},
+	// The summary: read before the first write, created once, then updated.
+	{group: "", resource: "configmaps", name: summary.ConfigMapName, verbs: []string{"get", "update"}, scope: scopeNamespace},
+	{group: "", resource: "configmaps", verbs: []string{"create"}, scope: scopeNamespace},
+	// Leader election (client-go's LeaseLock: get, create, update).
+	{group: "coordination.k8s.io", resource: "leases", name: summarizerLeaseName, verbs: []string{"get", "update"}, scope: scopeNamespace},
+	{group: "coordination.k8s.io", resource: "leases", verbs: []string{"create"}, scope: scopeNamespace},
+	// Policy ConfigMaps and their status annotation, as the agents (engine/source).
+	{group: "", resource: "configmaps", verbs: []string{"list", "watch", "patch"}, scope: scopePolicyNamespaces},
+	// client-go's recorder: ConfigError on the summary ConfigMap, PolicyError on a policy
+	// ConfigMap.
+	{group: "", resource: "events", verbs: []string{"create", "patch"}, scope: scopePolicyNamespaces},
+	{group: "", resource: "events", verbs: []string{"create", "patch"}, scope: scopeNamespace},
 }
 
 // accessCheck is one SelfSubjectAccessReview to ask.
@@ -114,6 +146,7 @@ type accessTarget struct {
 	policyNamespaces    []string
 	dsNamespace, dsName string
 	kuredLock           bool
+	medik8sNamespace    string // the summarizer's
 }
 
 // checks expands the permissions into one check per verb and place.
@@ -141,8 +174,13 @@ func (t accessTarget) checks(perms []permission) []accessCheck {
 				continue
 			}
 			where = []authorizationv1.ResourceAttributes{{Namespace: t.dsNamespace, Name: t.dsName}}
+		case scopeMedik8sNamespace:
+			where = []authorizationv1.ResourceAttributes{{Namespace: t.medik8sNamespace}}
 		}
 		for _, w := range where {
+			if p.name != "" {
+				w.Name = p.name
+			}
 			for _, verb := range p.verbs {
 				out = append(out, accessCheck{authorizationv1.ResourceAttributes{
 					Namespace: w.Namespace, Name: w.Name, Verb: verb,

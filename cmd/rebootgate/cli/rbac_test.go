@@ -383,10 +383,9 @@ func TestDropinDaemonSetRunsTheAgent(t *testing.T) {
 	}
 }
 
-// TestChartRBACGrantsEveryPermission renders the chart's RBAC (release namespace and two
-// policy namespaces; then with configuration.kuredLock on kured's DaemonSet elsewhere)
-// and checks it grants every permission the agent checks.
-func TestChartRBACGrantsEveryPermission(t *testing.T) {
+// chartHelm returns the repository root and helm, or skips the test without helm.
+func chartHelm(t *testing.T) (root, helm string) {
+	t.Helper()
 	root, err := chart.Root()
 	if err != nil {
 		t.Fatal(err)
@@ -395,6 +394,14 @@ func TestChartRBACGrantsEveryPermission(t *testing.T) {
 	if !ok {
 		t.Skipf("no helm at %s and $HELM unset: run `make test-chart`", helm)
 	}
+	return root, helm
+}
+
+// TestChartRBACGrantsEveryPermission renders the chart's RBAC (release namespace and two
+// policy namespaces; then with configuration.kuredLock on kured's DaemonSet elsewhere)
+// and checks it grants every permission the agent checks.
+func TestChartRBACGrantsEveryPermission(t *testing.T) {
+	root, helm := chartHelm(t)
 	const ns, release = "rg", "rg"
 	target := accessTarget{node: "n1", namespace: ns, policyNamespaces: []string{ns, "team-a"}, dsNamespace: "kured-ns", dsName: "my-kured"}
 	for _, kuredLock := range []bool{false, true} {
@@ -420,6 +427,36 @@ func TestChartRBACGrantsEveryPermission(t *testing.T) {
 	}
 }
 
+// TestChartRBACGrantsSummarizerEveryPermission renders the chart (two policy namespaces,
+// medik8s' Leases cluster-wide and then by a Role in their namespace) and checks it
+// grants the summarizer's ServiceAccount every permission the summarizer uses.
+func TestChartRBACGrantsSummarizerEveryPermission(t *testing.T) {
+	root, helm := chartHelm(t)
+	const ns, release = "rg", "rg"
+	target := accessTarget{namespace: ns, policyNamespaces: []string{ns, "team-a", "team-b"}, medik8sNamespace: "maint"}
+	for _, access := range []string{"cluster", "namespace"} {
+		out, err := chart.Template(helm, chart.Dir(root), release, ns, "--set", "policyNamespaces={team-a,team-b}",
+			"--set", "summarizer.medik8sNamespace=maint", "--set", "summarizer.medik8sLeaseAccess="+access)
+		if err != nil {
+			t.Fatal(err)
+		}
+		grants := grantsOf(t, out, ns, release+"-rebootgate-summarizer")
+		if len(grants) == 0 {
+			t.Fatal("the chart binds nothing to the summarizer's ServiceAccount")
+		}
+		for _, c := range target.checks(summarizerPermissions) {
+			if !allows(grants, c.ResourceAttributes) {
+				t.Errorf("medik8sLeaseAccess=%s: the chart does not grant the summarizer %s", access, c)
+			}
+		}
+		// Leases of another namespace: only with the cluster-wide grant.
+		other := authorizationv1.ResourceAttributes{Namespace: "kube-node-lease", Verb: "list", Group: "coordination.k8s.io", Resource: "leases"}
+		if got := allows(grants, other); got != (access == "cluster") {
+			t.Errorf("medik8sLeaseAccess=%s: leases listed in kube-node-lease = %v", access, got)
+		}
+	}
+}
+
 // TestREADMETablesTheDelta: the README's delta table has a row for every permission of
 // rebootgate's delta, with its verbs.
 func TestREADMETablesTheDelta(t *testing.T) {
@@ -432,21 +469,24 @@ func TestREADMETablesTheDelta(t *testing.T) {
 		if p.subresource != "" {
 			res += "/" + p.subresource
 		}
-		row := ""
+		var rows []string
 		for _, line := range strings.Split(section, "\n") {
-			if strings.HasPrefix(line, "| `"+res+"`") && (p.group == "" || strings.Contains(line, "`"+p.group+"`")) {
-				row = line
+			if strings.HasPrefix(line, "| `"+res+"`") && (p.group == "" || strings.Contains(line, "`"+p.group+"`")) &&
+				(p.name == "" || strings.Contains(line, "named `"+p.name+"`")) {
+				rows = append(rows, line)
 			}
 		}
-		cells := strings.Split(row, "|")
-		if len(cells) < 3 {
-			t.Errorf("README's delta table has no row for %s (%q)", res, p.group)
+		if len(rows) == 0 {
+			t.Errorf("README's delta table has no row for %s (%q) %s", res, p.group, p.name)
 			continue
 		}
-		for _, verb := range p.verbs {
-			if !slices.Contains(strings.Split(strings.ReplaceAll(cells[2], " ", ""), ","), verb) {
-				t.Errorf("README's delta row for %s lacks %s: %s", res, verb, row)
-			}
+		if !slices.ContainsFunc(rows, func(row string) bool {
+			cells := strings.Split(row, "|")
+			return len(cells) >= 3 && !slices.ContainsFunc(p.verbs, func(verb string) bool {
+				return !slices.Contains(strings.Split(strings.ReplaceAll(cells[2], " ", ""), ","), verb)
+			})
+		}) {
+			t.Errorf("README's delta rows for %s %s lack one of %v: %q", res, p.name, p.verbs, rows)
 		}
 	}
 }

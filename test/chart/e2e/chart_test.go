@@ -252,7 +252,7 @@ func TestHelmInstall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pods, err := c.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/instance=" + release})
+	pods, err := c.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: agentPods(release)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -405,9 +405,10 @@ func (e env) rebootScenario(t *testing.T, mutate func(ctx context.Context, clust
 	e.bed.CreateNode(t, n)
 
 	// The chart's DaemonSet pod on the node: the drain must skip it, which needs the
-	// DaemonSet get permission.
+	// DaemonSet get permission. (A summarizer replica may land there too: the drain
+	// evicts it like any Deployment's pod.)
 	err := testbed.Poll(ctx, time.Minute, "chart's DaemonSet pod running on "+sc.node, func(ctx context.Context) (bool, error) {
-		pods, err := c.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + sc.node})
+		pods, err := c.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + sc.node, LabelSelector: agentPods(release)})
 		if err != nil {
 			return false, err
 		}
@@ -483,6 +484,12 @@ func (e env) rebootScenario(t *testing.T, mutate func(ctx context.Context, clust
 		t.Fatal(err)
 	}
 	return sc
+}
+
+// agentPods selects the chart's DaemonSet pods of a release (its selector labels),
+// not the summarizer's.
+func agentPods(release string) string {
+	return "app.kubernetes.io/name=rebootgate,app.kubernetes.io/instance=" + release
 }
 
 func tail(s string, n int) string {

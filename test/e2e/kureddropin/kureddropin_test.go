@@ -163,6 +163,7 @@ func TestKuredRBACAloneFailsAtStartup(t *testing.T) {
 		"patch nodes/status (core) named " + node,
 		"create events (core) in namespace default",
 		"list configmaps (core) in namespace kube-system",
+		"get configmaps (core) named rebootgate-node-summary in namespace kube-system",
 		"examples/kured-dropin/rbac.yaml",
 	} {
 		if !strings.Contains(line, want) {
