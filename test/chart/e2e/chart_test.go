@@ -1,8 +1,10 @@
 // Package e2e applies the Helm chart to the test bed: every golden values file through
 // `kubectl apply --dry-run=server`, a real `helm install`, and a real agent running
 // with exactly the chart's RBAC (the ServiceAccount's token) through a drain and reboot
-// under the node simulator. kwok does not run the DaemonSet's containers; the API
-// objects must still be accepted. It runs only under `make test-e2e` (REBOOTGATE_E2E).
+// under the node simulator, and two real summarizers with exactly the summarizer's RBAC
+// electing a leader and publishing the node summary. kwok does not run the chart's
+// containers (the DaemonSet's and the summarizer Deployment's pods are simulated); the
+// API objects must still be accepted and scheduled. It runs only under `make test-e2e` (REBOOTGATE_E2E).
 package e2e
 
 import (
@@ -15,17 +17,22 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
 
+	"github.com/rebootgate/rebootgate/engine/disruption"
+	"github.com/rebootgate/rebootgate/engine/summary"
 	"github.com/rebootgate/rebootgate/test/chart"
 	"github.com/rebootgate/rebootgate/test/testbed"
 )
@@ -93,8 +100,20 @@ func (e env) monitoringCRDs(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.run(t, crds, "kubectl", "apply", "--server-side", "--force-conflicts", "--field-manager=rebootgate-e2e", "-f", "-")
-	e.run(t, nil, "kubectl", "wait", "--for=condition=Established", "--timeout=60s",
-		"crd/servicemonitors.monitoring.coreos.com", "crd/prometheusrules.monitoring.coreos.com")
+	// kubectl wait fails, rather than waits, on a CRD the apiserver has not given any
+	// condition yet (just applied): ask again until it answers.
+	var out []byte
+	err = testbed.Poll(context.Background(), time.Minute, "monitoring CRDs established", func(context.Context) (bool, error) {
+		cmd := exec.Command("kubectl", "wait", "--for=condition=Established", "--timeout=30s",
+			"crd/servicemonitors.monitoring.coreos.com", "crd/prometheusrules.monitoring.coreos.com")
+		cmd.Env = append(os.Environ(), "KUBECONFIG="+e.bed.Kubeconfig)
+		var err error
+		out, err = cmd.CombinedOutput()
+		return err == nil, nil
+	})
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
 }
 
 // TestMonitoringSchemasEnforced: the CRDs the dry runs use are the operator's, with their
@@ -263,6 +282,153 @@ func TestHelmInstall(t *testing.T) {
 		}
 	}
 	t.Logf("installed %s: DaemonSet pods on %d of %d Linux nodes", release, len(pods.Items), len(nodes.Items))
+	checkSummarizerScheduled(ctx, t, c, ns, release)
+}
+
+// checkSummarizerScheduled: the summarizer's two replicas are available (kwok runs them
+// as simulated pods) on two nodes, admitted non-root without capabilities, and its
+// PodDisruptionBudget, computed by the disruption controller, allows one eviction.
+func checkSummarizerScheduled(ctx context.Context, t *testing.T, c kubernetes.Interface, ns, release string) {
+	t.Helper()
+	name := release + "-rebootgate-summarizer"
+	err := testbed.Poll(ctx, 2*time.Minute, "summarizer Deployment available", func(ctx context.Context) (bool, error) {
+		d, err := c.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		return d.Status.ObservedGeneration >= d.Generation && d.Status.AvailableReplicas == 2, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pods, err := c.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=summarizer,app.kubernetes.io/instance=" + release})
+	if err != nil {
+		t.Fatal(err)
+	}
+	onNode := map[string]bool{}
+	for _, p := range pods.Items {
+		if p.DeletionTimestamp != nil {
+			continue
+		}
+		onNode[p.Spec.NodeName] = true
+		sc := p.Spec.Containers[0].SecurityContext
+		if p.Spec.HostPID || sc == nil || sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot || sc.Capabilities == nil || len(sc.Capabilities.Add) != 0 {
+			t.Errorf("summarizer pod %s: admitted spec lost its hardening: hostPID=%v %+v", p.Name, p.Spec.HostPID, sc)
+		}
+	}
+	if len(onNode) != 2 {
+		t.Errorf("summarizer replicas on nodes %v, want two nodes", onNode)
+	}
+	err = testbed.Poll(ctx, time.Minute, "summarizer PodDisruptionBudget allows one eviction", func(ctx context.Context) (bool, error) {
+		pdb, err := c.PolicyV1().PodDisruptionBudgets(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		return pdb.Status.ObservedGeneration >= pdb.Generation && pdb.Status.ExpectedPods == 2 && pdb.Status.DisruptionsAllowed == 1, nil
+	})
+	if err != nil {
+		t.Error(err)
+	}
+}
+
+// TestSummarizerRBACIsEnough runs two real summarizers as the chart's summarizer
+// ServiceAccount (a token, so exactly its RBAC), with medik8s' Leases granted either way
+// (summarizerMedik8sLeaseAccess cluster and namespace): one is elected and publishes a
+// summary without errors that counts a medik8s maintenance Lease; stopped, it hands the
+// lead over and the other takes the summary over. Leader election (Lease create, get,
+// update), the summary's create, get and update, and the Lease watch all pass.
+func TestSummarizerRBACIsEnough(t *testing.T) {
+	e := setup(t)
+	for _, access := range []string{"cluster", "namespace"} {
+		t.Run(access, func(t *testing.T) {
+			ctx := context.Background()
+			c := e.bed.Client
+			medik8s := e.bed.Namespace(t)
+			ns, release, _ := e.install(t, "--set", "summarizer.medik8sNamespace="+medik8s, "--set", "summarizer.medik8sLeaseAccess="+access)
+			kubeconfig, err := e.bed.ServiceAccountKubeconfig(ctx, ns, release+"-rebootgate-summarizer", t.TempDir(), time.Hour)
+			if err != nil {
+				t.Fatal(err)
+			}
+			nodes, err := c.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+			if err != nil || len(nodes.Items) == 0 {
+				t.Fatalf("nodes: %v (%d)", err, len(nodes.Items))
+			}
+			held := nodes.Items[0].Name
+			holder, secs, now := "medik8s-e2e", int32(3600), metav1.NewMicroTime(time.Now())
+			if _, err := c.CoordinationV1().Leases(medik8s).Create(ctx, &coordinationv1.Lease{
+				ObjectMeta: metav1.ObjectMeta{Name: "node-" + held},
+				Spec:       coordinationv1.LeaseSpec{HolderIdentity: &holder, LeaseDurationSeconds: &secs, AcquireTime: &now, RenewTime: &now},
+			}, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+
+			replicas := map[string]*exec.Cmd{}
+			logs := map[string]string{}
+			for _, id := range []string{"summarizer-a", "summarizer-b"} {
+				logs[id] = filepath.Join(t.TempDir(), id+".log")
+				f, err := os.Create(logs[id])
+				if err != nil {
+					t.Fatal(err)
+				}
+				cmd := exec.Command(binary, "summarizer", "--kubeconfig", kubeconfig, "--namespace", ns,
+					"--identity", id, "--medik8s-namespace", medik8s, "--log-level", "debug")
+				cmd.Stdout, cmd.Stderr = f, f
+				if err := cmd.Start(); err != nil {
+					t.Fatal(err)
+				}
+				replicas[id] = cmd
+				t.Cleanup(func() {
+					_ = cmd.Process.Signal(syscall.SIGTERM)
+					_ = cmd.Wait()
+					f.Close()
+					data, _ := os.ReadFile(logs[id])
+					if t.Failed() {
+						t.Logf("--- %s log ---\n%s", id, tail(string(data), 4096))
+					}
+				})
+			}
+			published := func(what string, ok func(s *disruption.Summary) bool) *disruption.Summary {
+				t.Helper()
+				var last *disruption.Summary
+				err := testbed.Poll(ctx, time.Minute, what, func(ctx context.Context) (bool, error) {
+					s, err := summary.Read(ctx, c, ns)
+					if err != nil {
+						return false, nil // not written yet
+					}
+					last = s
+					return ok(s), nil
+				})
+				if err != nil {
+					t.Fatalf("%v; last summary %+v", err, last)
+				}
+				return last
+			}
+			first := published("a summary without errors counting the medik8s Lease", func(s *disruption.Summary) bool {
+				return s.Writer != "" && len(s.Errors) == 0 && s.Cluster.Nodes == len(nodes.Items) && s.Cluster.Maintenance >= 1
+			})
+			leader := first.Writer
+			lease, err := c.CoordinationV1().Leases(ns).Get(ctx, "rebootgate-summarizer", metav1.GetOptions{})
+			if err != nil || lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity != leader {
+				t.Fatalf("leader Lease %+v (%v), want held by the writer %s", lease, err, leader)
+			}
+			other := "summarizer-a"
+			if leader == other {
+				other = "summarizer-b"
+			}
+			if err := replicas[leader].Process.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			published("the other replica leads and writes", func(s *disruption.Summary) bool {
+				return s.Writer == other && len(s.Errors) == 0
+			})
+			for id, path := range logs {
+				data, _ := os.ReadFile(path)
+				if bytes.Contains(bytes.ToLower(data), []byte("forbidden")) {
+					t.Errorf("%s hit a missing permission:\n%s", id, tail(string(data), 4096))
+				}
+			}
+		})
+	}
 }
 
 // TestChartRBACIsEnough runs a real agent as the chart's ServiceAccount (a token, so
