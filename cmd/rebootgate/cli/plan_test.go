@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 )
@@ -131,3 +132,34 @@ func TestPlanBadInput(t *testing.T) {
 }
 
 func slicesClone(s []string) []string { return append([]string(nil), s...) }
+
+// The README shows the golden forecast as the command prints it.
+func TestPlanREADMEShowsTheGolden(t *testing.T) {
+	readme, err := os.ReadFile("../../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile("testdata/plan/forecast.txt.golden")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(readme), string(want)) {
+		t.Fatalf("README.md's rebootgate plan example is not testdata/plan/forecast.txt.golden; paste it again:\n%s", want)
+	}
+}
+
+// kured's schedule flags make the pool, as for eval.
+func TestPlanKuredFlags(t *testing.T) {
+	nodes := writeFile(t, "nodes.yaml", `apiVersion: v1
+kind: Node
+metadata: {name: a}
+`)
+	code, out, errOut := run("plan", "--nodes", nodes, "--need-all", "--duration", "20m", "--reboot-days", "sat",
+		"--start-time", "2am", "--end-time", "4am", "--time-zone", "Europe/Berlin", "--at", "2026-11-23T09:00:00+01:00")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if want := "a     default  -         scheduled  2026-11-28T02:00:00+01:00  2026-11-28T02:20:00+01:00  20m0s (given)"; !strings.Contains(out, want) {
+		t.Fatalf("output lacks %q:\n%s", want, out)
+	}
+}
