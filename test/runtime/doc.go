@@ -12,7 +12,8 @@
 // through nsenter. The pod (the simulator's "agent" process) is this test binary again as
 // the pod launcher (Plan): a network namespace of its own, with the apiserver forwarded
 // into it and the container ports forwarded out, emptyDirs, an overlay root per container,
-// and `runc run`.
+// and `runc run`. The summarizer's Deployment pod runs the same way without a stand-in
+// host (it uses no host path or namespace), its config ConfigMap projected into a folder.
 //
 // The suite needs root and runc; `make test-runtime` builds the images and runs it on the
 // test bed (REBOOTGATE_RUNTIME and REBOOTGATE_E2E). Without root or runc it is skipped,

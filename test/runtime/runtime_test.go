@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -26,6 +27,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/yaml"
 
+	"github.com/rebootgate/rebootgate/engine/disruption"
+	"github.com/rebootgate/rebootgate/engine/summary"
 	"github.com/rebootgate/rebootgate/test/chart"
 	"github.com/rebootgate/rebootgate/test/testbed"
 )
@@ -215,15 +218,7 @@ func startPod(t *testing.T, method string, set ...string) *pod {
 	objs := render(t, ns, append(append([]string{"configuration.rebootMethod=" + method}, fast...), set...)...)
 	ds := daemonSet(t, objs)
 
-	var apply bytes.Buffer
-	for _, o := range objs {
-		if strings.HasPrefix(o.Kind, "ServiceMonitor") || o.Kind == "PrometheusRule" {
-			continue
-		}
-		apply.WriteString("---\n")
-		apply.Write(o.YAML)
-	}
-	kubectl(t, bed, apply.Bytes(), "apply", "-f", "-")
+	applyChart(t, bed, objs)
 
 	p := &pod{bed: bed, ns: ns, ds: ds, node: "rt-" + method + "-" + strings.ToLower(testbed.NewUUID()[:6])}
 	bed.CreateNode(t, testbed.NewNode(p.node, "user", "eastus-1"))
@@ -288,6 +283,20 @@ func startPod(t *testing.T, method string, set ...string) *pod {
 	return p
 }
 
+// applyChart applies the rendered objects but the monitoring ones (no operator CRDs here).
+func applyChart(t *testing.T, bed *testbed.Bed, objs []chart.Object) {
+	t.Helper()
+	var apply bytes.Buffer
+	for _, o := range objs {
+		if strings.HasPrefix(o.Kind, "ServiceMonitor") || o.Kind == "PrometheusRule" {
+			continue
+		}
+		apply.WriteString("---\n")
+		apply.Write(o.YAML)
+	}
+	kubectl(t, bed, apply.Bytes(), "apply", "-f", "-")
+}
+
 func must[T any](v T, _ error) T { return v }
 
 func selfExe(t *testing.T) string {
@@ -333,43 +342,51 @@ func (p *pod) log(container string) string {
 // plan translates the DaemonSet's pod for this node into the launcher's plan.
 func (p *pod) plan(t *testing.T, runc string) Plan {
 	t.Helper()
+	return podPlan(t, p.bed, runc, p.ns, p.name, p.node, p.dir, &p.ds.Spec.Template.Spec, p.standIn, nil)
+}
+
+// podPlan translates a pod of the chart, named name on node, into the launcher's plan
+// in dir. standIn is the node's stand-in host, for host paths and hostPID; nil for a pod
+// that uses neither. projected maps ConfigMap volumes to the folders holding their files,
+// as the kubelet projects them.
+func podPlan(t *testing.T, bed *testbed.Bed, runc, ns, name, node, dir string, spec *corev1.PodSpec, standIn *StandIn, projected map[string]string) Plan {
+	t.Helper()
 	ctx := context.Background()
-	spec := &p.ds.Spec.Template.Spec
-	host, port, err := apiserverAddr(p.bed)
+	host, port, err := apiserverAddr(bed)
 	if err != nil {
 		t.Fatal(err)
 	}
 	plan := Plan{
-		Runc: runc, RuncRoot: filepath.Join(p.bed.StateDir, "runtime", "runc"),
-		PodName: p.name, Dir: p.dir, APIAddr: host + ":" + port,
+		Runc: runc, RuncRoot: filepath.Join(bed.StateDir, "runtime", "runc"),
+		PodName: name, Dir: dir, APIAddr: host + ":" + port,
 	}
 	if spec.TerminationGracePeriodSeconds != nil {
 		plan.GracePeriod = time.Duration(*spec.TerminationGracePeriodSeconds) * time.Second
 	}
 
 	// The kubelet's files and the ServiceAccount's projected token.
-	kd := filepath.Join(p.dir, "kubelet")
+	kd := filepath.Join(dir, "kubelet")
 	sa := filepath.Join(kd, "serviceaccount")
 	if err := os.MkdirAll(sa, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	secs := int64(3600)
-	tok, err := p.bed.Client.CoreV1().ServiceAccounts(p.ns).CreateToken(ctx, spec.ServiceAccountName,
+	tok, err := bed.Client.CoreV1().ServiceAccounts(ns).CreateToken(ctx, spec.ServiceAccountName,
 		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &secs}}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatalf("token of the chart's ServiceAccount: %v", err)
 	}
-	ca := p.bed.Config.TLSClientConfig.CAData
-	if len(ca) == 0 && p.bed.Config.TLSClientConfig.CAFile != "" {
-		if ca, err = os.ReadFile(p.bed.Config.TLSClientConfig.CAFile); err != nil {
+	ca := bed.Config.TLSClientConfig.CAData
+	if len(ca) == 0 && bed.Config.TLSClientConfig.CAFile != "" {
+		if ca, err = os.ReadFile(bed.Config.TLSClientConfig.CAFile); err != nil {
 			t.Fatal(err)
 		}
 	}
 	files := map[string][]byte{
 		filepath.Join(sa, "token"): []byte(tok.Status.Token), filepath.Join(sa, "ca.crt"): ca,
-		filepath.Join(sa, "namespace"): []byte(p.ns),
+		filepath.Join(sa, "namespace"): []byte(ns),
 		filepath.Join(kd, "hosts"):     []byte("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"),
-		filepath.Join(kd, "hostname"):  []byte(p.name + "\n"),
+		filepath.Join(kd, "hostname"):  []byte(name + "\n"),
 		// No cluster DNS on the bed: the agent reaches the apiserver by address.
 		filepath.Join(kd, "resolv.conf"): []byte("nameserver 127.0.0.53\noptions ndots:5\n"),
 	}
@@ -383,7 +400,10 @@ func (p *pod) plan(t *testing.T, runc string) Plan {
 	for _, v := range spec.Volumes {
 		switch {
 		case v.HostPath != nil:
-			hp, err := p.standIn.HostPath(v.HostPath.Path)
+			if standIn == nil {
+				t.Fatalf("volume %s: a host path without a stand-in host", v.Name)
+			}
+			hp, err := standIn.HostPath(v.HostPath.Path)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -394,24 +414,26 @@ func (p *pod) plan(t *testing.T, runc string) Plan {
 			}
 			vols[v.Name] = hp
 		case v.EmptyDir != nil:
-			ed := EmptyDir{Path: filepath.Join(p.dir, "volumes", v.Name), Memory: v.EmptyDir.Medium == corev1.StorageMediumMemory}
+			ed := EmptyDir{Path: filepath.Join(dir, "volumes", v.Name), Memory: v.EmptyDir.Medium == corev1.StorageMediumMemory}
 			if v.EmptyDir.SizeLimit != nil {
 				ed.SizeBytes = v.EmptyDir.SizeLimit.Value()
 			}
 			plan.EmptyDirs = append(plan.EmptyDirs, ed)
 			vols[v.Name] = ed.Path
+		case v.ConfigMap != nil && projected[v.Name] != "":
+			vols[v.Name] = projected[v.Name]
 		default:
-			t.Fatalf("volume %s: only hostPath and emptyDir volumes are supported here", v.Name)
+			t.Fatalf("volume %s: only hostPath, emptyDir and projected ConfigMap volumes are supported here", v.Name)
 		}
 	}
 	for _, c := range spec.Containers {
-		img := unpack(t, p.bed, layoutDir(t, p.bed.Root, c.Image))
+		img := unpack(t, bed, layoutDir(t, bed.Root, c.Image))
 		term := filepath.Join(kd, c.Name+"-termination-log")
 		if err := os.WriteFile(term, nil, 0o666); err != nil {
 			t.Fatal(err)
 		}
 		pc := PodContext{
-			PodName: p.name, Namespace: p.ns, NodeName: p.node,
+			PodName: name, Namespace: ns, NodeName: node,
 			ServiceEnv: []string{
 				"KUBERNETES_SERVICE_HOST=" + host, "KUBERNETES_SERVICE_PORT=" + port,
 				"KUBERNETES_SERVICE_PORT_HTTPS=" + port, "KUBERNETES_PORT=tcp://" + host + ":" + port,
@@ -422,8 +444,12 @@ func (p *pod) plan(t *testing.T, runc string) Plan {
 				"/etc/resolv.conf": filepath.Join(kd, "resolv.conf"), "/dev/termination-log": term,
 				"/var/run/secrets/kubernetes.io/serviceaccount": sa,
 			},
-			PIDNamespace: fmt.Sprintf("/proc/%d/ns/pid", p.standIn.PID),
-			CgroupsPath:  fmt.Sprintf("/rebootgate-runtime/%s-%s", p.name, c.Name),
+			CgroupsPath: fmt.Sprintf("/rebootgate-runtime/%s-%s", name, c.Name),
+		}
+		if standIn != nil {
+			pc.PIDNamespace = fmt.Sprintf("/proc/%d/ns/pid", standIn.PID)
+		} else if spec.HostPID {
+			t.Fatal("hostPID without a stand-in host")
 		}
 		s, err := Spec(c, spec, img.cfg, img.dir, pc)
 		if err != nil {
@@ -431,7 +457,7 @@ func (p *pod) plan(t *testing.T, runc string) Plan {
 		}
 		pcn := PlanContainer{Name: c.Name, Spec: s, Image: img.dir, Ports: map[string]int{}}
 		if c.Name != "agent" {
-			pcn.Log = filepath.Join(p.dir, c.Name+".log")
+			pcn.Log = filepath.Join(dir, c.Name+".log")
 		}
 		for _, port := range c.Ports {
 			pcn.Ports[port.Name] = int(port.ContainerPort)
@@ -620,19 +646,25 @@ func container(t *testing.T, ds *appsv1.DaemonSet, name string) corev1.Container
 	return corev1.Container{}
 }
 
-// checkAgentProcess reads the agent container's process back from /proc and checks its
-// user, capabilities and no_new_privs are what the chart's securityContext asks for, and
-// that its root file system is mounted read-only.
-// A process of a non-root user keeps the bounding set but has no effective or permitted
-// capabilities after its exec (none are ambient), as under containerd.
+// checkAgentProcess is checkProcess for the agent container.
 func (p *pod) checkAgentProcess(t *testing.T, st State, wantUID int, wantCaps []string, wantNoNewPrivs bool) {
 	t.Helper()
-	pid := st.PIDs["agent"]
+	checkProcess(t, st, container(t, p.ds, "agent"), wantUID, wantCaps, wantNoNewPrivs)
+}
+
+// checkProcess reads container c's process back from /proc and checks its user,
+// capabilities, no_new_privs and seccomp are what the chart's securityContext asks for,
+// and that its root file system is mounted read-only.
+// A process of a non-root user keeps the bounding set but has no effective or permitted
+// capabilities after its exec (none are ambient), as under containerd.
+func checkProcess(t *testing.T, st State, c corev1.Container, wantUID int, wantCaps []string, wantNoNewPrivs bool) {
+	t.Helper()
+	pid := st.PIDs[c.Name]
 	ps := procStatus(t, pid)
 	uids := strings.Fields(ps["Uid"])
 	want := strconv.Itoa(wantUID)
 	if len(uids) != 4 || slices.ContainsFunc(uids, func(u string) bool { return u != want }) {
-		t.Errorf("agent process %d: Uid %q, want %s for real, effective, saved and fs", pid, ps["Uid"], want)
+		t.Errorf("%s process %d: Uid %q, want %s for real, effective, saved and fs", c.Name, pid, ps["Uid"], want)
 	}
 	own := procStatus(t, os.Getpid())
 	hostBnd := capField(t, own, "CapBnd")
@@ -643,23 +675,23 @@ func (p *pod) checkAgentProcess(t *testing.T, st State, wantUID int, wantCaps []
 			want = 0
 		}
 		if got := capField(t, ps, f); got != want {
-			t.Errorf("agent process %d: %s %v, want %v", pid, f, CapNames(got), CapNames(want))
+			t.Errorf("%s process %d: %s %v, want %v", c.Name, pid, f, CapNames(got), CapNames(want))
 		}
 	}
 	if got := capField(t, ps, "CapInh") | capField(t, ps, "CapAmb"); got != 0 {
-		t.Errorf("agent process %d: inheritable or ambient capabilities %v, want none", pid, CapNames(got))
+		t.Errorf("%s process %d: inheritable or ambient capabilities %v, want none", c.Name, pid, CapNames(got))
 	}
 	if got := ps["NoNewPrivs"] == "1"; got != wantNoNewPrivs {
-		t.Errorf("agent process %d: NoNewPrivs %q, want %v", pid, ps["NoNewPrivs"], wantNoNewPrivs)
+		t.Errorf("%s process %d: NoNewPrivs %q, want %v", c.Name, pid, ps["NoNewPrivs"], wantNoNewPrivs)
 	}
 	// Seccomp 2 is a filter (the chart's RuntimeDefault), 0 none (privileged).
 	wantSeccomp := "0"
-	if sc := container(t, p.ds, "agent").SecurityContext; sc != nil && sc.SeccompProfile != nil &&
+	if sc := c.SecurityContext; sc != nil && sc.SeccompProfile != nil &&
 		sc.SeccompProfile.Type == corev1.SeccompProfileTypeRuntimeDefault && (sc.Privileged == nil || !*sc.Privileged) {
 		wantSeccomp = "2"
 	}
 	if ps["Seccomp"] != wantSeccomp {
-		t.Errorf("agent process %d: Seccomp %q, want %s for the chart's securityContext", pid, ps["Seccomp"], wantSeccomp)
+		t.Errorf("%s process %d: Seccomp %q, want %s for the chart's securityContext", c.Name, pid, ps["Seccomp"], wantSeccomp)
 	}
 	// The root mount as the process sees it: mount point "/", options with "ro".
 	info, err := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", pid))
@@ -674,7 +706,7 @@ func (p *pod) checkAgentProcess(t *testing.T, st State, wantUID int, wantCaps []
 		}
 	}
 	if !rootRO {
-		t.Errorf("agent process %d: its root file system is not mounted read-only:\n%s", pid, info)
+		t.Errorf("%s process %d: its root file system is not mounted read-only:\n%s", c.Name, pid, info)
 	}
 }
 
@@ -933,4 +965,105 @@ func TestSignalMethodAsRootNeedsNoCapKill(t *testing.T) {
 	if got := p.standIn.Reboots(); len(got) != 1 {
 		t.Errorf("the stand-in host recorded %q, want one reboot signal", got)
 	}
+}
+
+// TestSummarizerPodPublishes runs the chart's summarizer pod under runc as the chart
+// renders it (the distroless image, uid 65532, no capabilities, no_new_privs, the
+// RuntimeDefault seccomp filter, a read-only root, its own ServiceAccount's token, the
+// agents' config mount): it is elected, publishes the node summary of every bed node
+// without errors, and writes nothing to its root file system.
+func TestSummarizerPodPublishes(t *testing.T) {
+	runc := requireRuntime(t)
+	bed := testbed.Shared(t)
+	ctx := context.Background()
+	ns := bed.Namespace(t)
+	objs := render(t, ns, "config.pools[0].name=all")
+	applyChart(t, bed, objs)
+	var d appsv1.Deployment
+	for _, o := range objs {
+		if o.Kind == "Deployment" {
+			if err := yaml.Unmarshal(o.YAML, &d); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	spec := &d.Spec.Template.Spec
+	if len(spec.Containers) != 1 {
+		t.Fatalf("the chart rendered no summarizer Deployment (%d containers)", len(spec.Containers))
+	}
+	// The config mount: the rendered ConfigMap's file in a folder, as the kubelet projects it.
+	var cfgData string
+	for _, o := range objs {
+		if o.Kind == "ConfigMap" && strings.HasSuffix(o.Name, "-config") {
+			var cm corev1.ConfigMap
+			if err := yaml.Unmarshal(o.YAML, &cm); err != nil {
+				t.Fatal(err)
+			}
+			cfgData = cm.Data["config.yaml"]
+		}
+	}
+	name := "summarizer-" + strings.ToLower(testbed.NewUUID()[:6])
+	dir := filepath.Join(bed.StateDir, "runtime", name)
+	projected := map[string]string{}
+	for _, v := range spec.Volumes {
+		if v.ConfigMap == nil {
+			continue
+		}
+		projected[v.Name] = filepath.Join(dir, "configmap-"+v.Name)
+		if err := os.MkdirAll(projected[v.Name], 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(projected[v.Name], "config.yaml"), []byte(cfgData), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(projected) != 1 || cfgData == "" {
+		t.Fatalf("the summarizer mounts %d ConfigMaps (config %d bytes), want the config", len(projected), len(cfgData))
+	}
+	plan := podPlan(t, bed, runc, ns, name, "", dir, spec, nil, projected)
+	if err := writeJSON(filepath.Join(dir, "plan.json"), plan); err != nil {
+		t.Fatal(err)
+	}
+	launcher := exec.Command(selfExe(t))
+	launcher.Env = append(os.Environ(), EnvRole+"="+RolePod, envPlan+"="+filepath.Join(dir, "plan.json"))
+	var out bytes.Buffer
+	launcher.Stdout, launcher.Stderr = &out, &out
+	if err := launcher.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = launcher.Process.Signal(syscall.SIGTERM)
+		_ = launcher.Wait()
+		if t.Failed() {
+			log, _ := os.ReadFile(filepath.Join(dir, "summarizer.log"))
+			t.Logf("--- launcher ---\n%s\n--- summarizer log (last 6 KiB) ---\n%s", out.String(), tail(string(log), 6144))
+		}
+	})
+	nodes, err := bed.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last *disruption.Summary
+	err = testbed.Poll(ctx, time.Minute, "the summary published by the pod", func(ctx context.Context) (bool, error) {
+		s, err := summary.Read(ctx, bed.Client, ns)
+		if err != nil {
+			return false, nil
+		}
+		last = s
+		return s.Writer == name && len(s.Errors) == 0 && s.Pools["all"].Nodes == len(nodes.Items), nil
+	})
+	if err != nil {
+		t.Fatalf("%v; last summary %+v", err, last)
+	}
+	var st State
+	if err := testbed.Poll(ctx, time.Minute, "the pod's state", func(context.Context) (bool, error) {
+		var ok bool
+		st, ok = ReadState(dir)
+		return ok, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	c := spec.Containers[0]
+	checkProcess(t, st, c, 65532, nil, true)
+	checkNothingWritten(t, st, c)
 }
