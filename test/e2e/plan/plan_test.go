@@ -227,13 +227,13 @@ func checkCompletion(t *testing.T, name string, f *forecast, start, end time.Tim
 }
 
 // TestForecastWaitsForTheWindow: four nodes need a reboot while their pool's daily
-// window is closed; it opens 25 s later. The forecast starts the first two exactly at
-// the opening and the rollout, from the opening, ends within 20 % of its prediction
-// (the wait before is exact, and not counted); no node goes down
-// before the window opens. (The order is not compared: at an opening every waiter
+// window is closed; it opens 30 s after the test starts (time to start the agents and
+// see the need). The forecast starts the first two exactly at the opening and the
+// rollout, from the opening, ends within 20 % of its prediction (the wait before is
+// exact, and not counted); no node goes down before the window opens. (The order is not compared: at an opening every waiter
 // queues at once, and the lock takes them in the order their agents ask.)
 func TestForecastWaitsForTheWindow(t *testing.T) {
-	open := time.Now().UTC().Add(25 * time.Second).Truncate(time.Second)
+	open := time.Now().UTC().Add(30 * time.Second).Truncate(time.Second)
 	r := newRollout(t, 4, fmt.Sprintf(`  windows:
   - startTime: "%s"
     endTime: "%s"
