@@ -142,14 +142,32 @@ func (o *planOptions) run(ctx context.Context, out io.Writer) error {
 	}
 
 	all := make([]*corev1.Node, len(in.nodes))
-	known := map[string]bool{}
 	for i := range in.nodes {
 		all[i] = &in.nodes[i]
-		known[all[i].Name] = true
+	}
+	cands, err := o.candidates(all, in, sel)
+	if err != nil {
+		return err
+	}
+	res := plan.Forecast(ctx, engine, all, cands, plan.Options{At: at, Horizon: o.Horizon, Duration: o.Duration, Maintenance: maintenance})
+	if o.Output == "json" {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(res)
+	}
+	return printPlanTable(out, res, at.Location())
+}
+
+// candidates are the nodes to reboot, with their facts: those the --need flags name,
+// else those that say they need a reboot.
+func (o *planOptions) candidates(all []*corev1.Node, in *planInputs, sel labels.Selector) ([]plan.Candidate, error) {
+	known := map[string]bool{}
+	for _, n := range all {
+		known[n.Name] = true
 	}
 	for _, name := range o.Need {
 		if !known[name] {
-			return badInput("--need: node %q is not among the nodes", name)
+			return nil, badInput("--need: node %q is not among the nodes", name)
 		}
 	}
 	podsOf := map[string][]corev1.Pod{}
@@ -167,21 +185,14 @@ func (o *planOptions) run(ctx context.Context, out io.Writer) error {
 		case sel != nil:
 			needs = sel.Matches(labels.Set(n.Labels))
 		}
-		if !needs {
-			continue
+		if needs {
+			cands = append(cands, plan.Candidate{
+				Facts:       &facts.Facts{Node: n, Pods: podsOf[n.Name], Alerts: in.alerts, AlertsErr: in.alertsErr},
+				NeededSince: since,
+			})
 		}
-		cands = append(cands, plan.Candidate{
-			Facts:       &facts.Facts{Node: n, Pods: podsOf[n.Name], Alerts: in.alerts, AlertsErr: in.alertsErr},
-			NeededSince: since,
-		})
 	}
-	res := plan.Forecast(ctx, engine, all, cands, plan.Options{At: at, Horizon: o.Horizon, Duration: o.Duration, Maintenance: maintenance})
-	if o.Output == "json" {
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(res)
-	}
-	return printPlanTable(out, res, at.Location())
+	return cands, nil
 }
 
 // neededSince reports whether the node says it needs a reboot (rebootgate's
