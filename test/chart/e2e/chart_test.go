@@ -28,6 +28,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
@@ -328,6 +329,101 @@ func checkSummarizerScheduled(ctx context.Context, t *testing.T, c kubernetes.In
 	})
 	if err != nil {
 		t.Error(err)
+	}
+}
+
+// TestSummarizerDrainOneAtATime checks the summarizer's PodDisruptionBudget and spread
+// on two fresh nodes its nodeSelector confines it to (one replica each): with both
+// cordoned, a drain's eviction takes one replica and the other is refused (429) while
+// the replacement has nowhere to go; once one node is schedulable again the replacement
+// joins the other replica there (the cordoned node does not count in the spread), after
+// which the other replica can be evicted too.
+func TestSummarizerDrainOneAtATime(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	c := e.bed.Client
+	id := strings.ToLower(testbed.NewUUID()[:6])
+	var nodes []string
+	for _, n := range []string{"e2e-summ-a-" + id, "e2e-summ-b-" + id} {
+		node := testbed.NewNode(n, "user", "eastus-1")
+		node.Labels["e2e-summarizer"] = id
+		e.bed.CreateNode(t, node)
+		nodes = append(nodes, n)
+	}
+	ns, release, _ := e.install(t, "--set", "summarizer.nodeSelector.e2e-summarizer="+id)
+	name := release + "-rebootgate-summarizer"
+	// replicas waits for the Deployment to have want available replicas and returns its
+	// live pods by node.
+	replicas := func(what string, want int) map[string][]string {
+		t.Helper()
+		var byNode map[string][]string
+		err := testbed.Poll(ctx, 2*time.Minute, what, func(ctx context.Context) (bool, error) {
+			d, err := c.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return false, err
+			}
+			pods, err := c.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=summarizer"})
+			if err != nil {
+				return false, err
+			}
+			byNode = map[string][]string{}
+			live := 0
+			for _, p := range pods.Items {
+				if p.DeletionTimestamp == nil && p.Spec.NodeName != "" {
+					byNode[p.Spec.NodeName] = append(byNode[p.Spec.NodeName], p.Name)
+					live++
+				}
+			}
+			return d.Status.AvailableReplicas == int32(want) && d.Status.UpdatedReplicas == int32(want) && live == want, nil
+		})
+		if err != nil {
+			t.Fatalf("%v (pods by node: %v)", err, byNode)
+		}
+		return byNode
+	}
+	cordon := func(node string, on bool) {
+		t.Helper()
+		patch := fmt.Sprintf(`{"spec":{"unschedulable":%t}}`, on)
+		if _, err := c.CoreV1().Nodes().Patch(ctx, node, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitBudget := func(allowed int32) {
+		t.Helper()
+		err := testbed.Poll(ctx, time.Minute, fmt.Sprintf("the budget allowing %d eviction(s)", allowed), func(ctx context.Context) (bool, error) {
+			pdb, err := c.PolicyV1().PodDisruptionBudgets(ns).Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return false, err
+			}
+			return pdb.Status.ObservedGeneration >= pdb.Generation && pdb.Status.DisruptionsAllowed == allowed, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	byNode := replicas("one summarizer replica on each fresh node", 2)
+	if len(byNode[nodes[0]]) != 1 || len(byNode[nodes[1]]) != 1 {
+		t.Fatalf("replicas by node %v, want one on each of %v", byNode, nodes)
+	}
+	waitBudget(1)
+	cordon(nodes[0], true)
+	cordon(nodes[1], true)
+	if err := e.bed.Evict(ctx, ns, byNode[nodes[0]][0]); err != nil {
+		t.Fatalf("the first eviction: %v", err)
+	}
+	err := e.bed.Evict(ctx, ns, byNode[nodes[1]][0])
+	if !apierrors.IsTooManyRequests(err) {
+		t.Fatalf("the second eviction while the replacement has no node: %v, want 429 (the budget)", err)
+	}
+	cordon(nodes[1], false)
+	byNode = replicas("the replacement beside the other replica", 2)
+	if len(byNode[nodes[1]]) != 2 {
+		t.Fatalf("replicas by node %v, want both on %s (the cordoned %s left out of the spread)", byNode, nodes[1], nodes[0])
+	}
+	waitBudget(1)
+	if err := e.bed.Evict(ctx, ns, byNode[nodes[1]][0]); err != nil {
+		t.Errorf("an eviction once the replacement is Ready: %v", err)
 	}
 }
 
