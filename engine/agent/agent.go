@@ -456,7 +456,8 @@ func (a *Agent) acquire(ctx context.Context, sem *lock.Semaphore, ref pipeline.S
 			return context.Cause(ctx)
 		}
 	})
-	held, err := sem.Acquire(actx, func() int { return a.currentSlots(actx, pool) }, beforeClaim)
+	held, err := sem.Acquire(actx, func() int { return a.currentSlots(actx, pool) }, beforeClaim,
+		lock.SlotsPerKey(func() int { return a.slotsPerKey(pool) }))
 	cause := context.Cause(actx)
 	cancel(nil)
 	<-watcherDone
@@ -508,6 +509,21 @@ func (a *Agent) currentSlots(ctx context.Context, pool string) int {
 		return 0
 	}
 	return decision.BudgetSlots(p, slots, s.Pool(pool), n)
+}
+
+// slotsPerKey is pool's slotsPerKey under the config in force now; 1, the least, when
+// there is no valid config or no such pool (currentSlots then gives no slot anyway).
+func (a *Agent) slotsPerKey(pool string) int {
+	engine, err := a.source.Current()
+	if err != nil {
+		return 1
+	}
+	for _, p := range engine.Config().Pools {
+		if p.Name == pool {
+			return p.SlotsPerKey
+		}
+	}
+	return 1
 }
 
 // gate is the decision the pipeline re-checks: the engine's, and the reboot must still
@@ -590,7 +606,8 @@ func (a *Agent) semaphore(pool, value string) (*lock.Semaphore, error) {
 	}
 	s, err := lock.New(lock.Config{
 		Client: a.client, Namespace: a.cfg.Namespace, Pool: pool, Holder: a.cfg.NodeName,
-		TTL: a.cfg.LockTTL, Jitter: a.cfg.LockJitter, QueueGrace: a.cfg.LockQueueGrace, Clock: a.clock, SlotValue: value, Logger: a.log,
+		TTL: a.cfg.LockTTL, Jitter: a.cfg.LockJitter, QueueGrace: a.cfg.LockQueueGrace, Clock: a.clock,
+		SlotValue: value, SlotsPerKey: a.slotsPerKey(pool), Logger: a.log,
 		OnStuckHolder: func(lease, holder string, since time.Time) {
 			a.notBack(context.Background(), pool, lease, holder, since)
 		},

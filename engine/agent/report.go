@@ -36,6 +36,7 @@ func metricsHandler(reg *prometheus.Registry) http.Handler {
 type reportedDecision struct {
 	Allowed     bool              `json:"allowed"`
 	Pool        string            `json:"pool"`
+	SlotKey     string            `json:"slotKey,omitempty"`
 	Reasons     []decision.Reason `json:"reasons"`
 	At          string            `json:"at"`
 	NextAllowed string            `json:"nextAllowed,omitempty"`
@@ -44,7 +45,7 @@ type reportedDecision struct {
 
 // report publishes a decision. The metric and a debug log line come with every
 // decision; the Event, the annotation and an info log line only when the decision's
-// content (allowed, pool, reasons) changes, so a blocked node re-deciding every minute
+// content (allowed, pool, slot key, reasons) changes, so a blocked node re-deciding every minute
 // makes no event storm and no API writes.
 func (a *Agent) report(ctx context.Context, d decision.Decision) {
 	allowed := 0.0
@@ -59,7 +60,7 @@ func (a *Agent) report(ctx context.Context, d decision.Decision) {
 	for i, r := range d.Reasons {
 		messages[i] = r.Source + ": " + r.Message
 	}
-	key := fmt.Sprintf("%v|%s|%s", d.Allowed, d.Pool, strings.Join(messages, "\n"))
+	key := fmt.Sprintf("%v|%s|%s|%s", d.Allowed, d.Pool, d.SlotKey, strings.Join(messages, "\n"))
 	if key == a.lastReport {
 		a.log.Debug("decision unchanged", "allowed", d.Allowed, "pool", d.Pool)
 		return
@@ -72,7 +73,7 @@ func (a *Agent) report(ctx context.Context, d decision.Decision) {
 		a.log.Info("reboot blocked", "pool", d.Pool, "reasons", messages, "dryRun", a.cfg.DryRun)
 		a.recorder.Eventf(a.nodeRef, corev1.EventTypeNormal, ReasonRebootBlocked, "reboot blocked%s: %s", dryRunSuffix(a.cfg.DryRun), strings.Join(messages, "; "))
 	}
-	data, err := json.Marshal(reportedDecision{Allowed: d.Allowed, Pool: d.Pool, Reasons: d.Reasons, At: d.At, NextAllowed: d.NextAllowed, DryRun: a.cfg.DryRun})
+	data, err := json.Marshal(reportedDecision{Allowed: d.Allowed, Pool: d.Pool, SlotKey: d.SlotKey, Reasons: d.Reasons, At: d.At, NextAllowed: d.NextAllowed, DryRun: a.cfg.DryRun})
 	if err != nil {
 		a.log.Error("encoding the decision", "err", err)
 		return

@@ -45,6 +45,7 @@ type AcquireOption func(*acquireOptions)
 
 type acquireOptions struct {
 	beforeClaim func(context.Context) error
+	perKey      func() int
 }
 
 // BeforeClaim sets a check run when this node's turn has come and a slot is
@@ -53,6 +54,14 @@ type acquireOptions struct {
 // and is returned by Acquire, wrapped.
 func BeforeClaim(check func(context.Context) error) AcquireOption {
 	return func(o *acquireOptions) { o.beforeClaim = check }
+}
+
+// SlotsPerKey makes Acquire read how many nodes per slot value may hold a
+// slot from perKey before every attempt, as it reads the slot count, instead
+// of using [Config.SlotsPerKey]: a changed config then reaches a waiting node.
+// A result below 1 counts as 1.
+func SlotsPerKey(perKey func() int) AcquireOption {
+	return func(o *acquireOptions) { o.perKey = perKey }
 }
 
 // Acquire blocks until this node holds a slot of the pool or ctx is done.
@@ -101,6 +110,10 @@ func (s *Semaphore) Acquire(ctx context.Context, slots func() int, opts ...Acqui
 		recheck := s.recheckChan() // before slots(): a Recheck after this point wakes us
 		in.now = s.clock.Now()
 		in.slots = slots()
+		in.perKey = s.slotsPerKey
+		if o.perKey != nil {
+			in.perKey = o.perKey()
+		}
 		in.leases = poolLeases(s.pool, store.List())
 		if pending != nil {
 			if _, ok := in.leases[s.ticketName]; ok {
@@ -274,7 +287,7 @@ func (s *Semaphore) TryAcquire(ctx context.Context, slots int) (*Held, bool, err
 		return nil, false, fmt.Errorf("try to acquire slot in pool %q: %w", s.pool, err)
 	}
 	now := s.clock.Now()
-	in := planInput{now: now, slots: slots, leases: leases, observedAt: s.observe(now, leases), verdicts: map[string]verdict{}}
+	in := planInput{now: now, slots: slots, perKey: s.slotsPerKey, leases: leases, observedAt: s.observe(now, leases), verdicts: map[string]verdict{}}
 	p, err := s.planChecked(ctx, &in)
 	if err != nil {
 		return nil, false, fmt.Errorf("try to acquire slot in pool %q: %w", s.pool, err)
@@ -298,8 +311,8 @@ func (s *Semaphore) TryAcquire(ctx context.Context, slots int) (*Held, bool, err
 // Resume finds a slot that this node already holds (after an agent restart,
 // possibly after a reboot during which the lease expired) and keeps renewing
 // it. ok is false if the node holds none, including when another node took
-// the slot over meanwhile. A slot-key mutex held without a slot (a crash
-// between the two writes) is released.
+// the slot over meanwhile. A key Lease held without a slot (a crash between
+// the two writes) is released.
 func (s *Semaphore) Resume(ctx context.Context) (*Held, bool, error) {
 	leases, err := s.listPool(ctx)
 	if err != nil {
@@ -312,11 +325,12 @@ func (s *Semaphore) Resume(ctx context.Context) (*Held, bool, error) {
 			slot, index = l, i
 		}
 	}
-	key := leases[s.keyName]
 	if slot == nil {
-		if s.keyName != "" && holderOf(key) == s.holder {
-			if err := s.clear(ctx, key); err != nil {
-				s.log.Warn("releasing an orphaned slot-key mutex failed; it will expire", "lease", s.keyName, "error", err)
+		for name, l := range leases {
+			if isKeyLease(s.pool, name) && holderOf(l) == s.holder {
+				if err := s.clear(ctx, l); err != nil {
+					s.log.Warn("releasing an orphaned slot-key Lease failed; it will expire", "lease", name, "error", err)
+				}
 			}
 		}
 		return nil, false, nil
@@ -324,14 +338,15 @@ func (s *Semaphore) Resume(ctx context.Context) (*Held, bool, error) {
 	now := s.clock.Now()
 	observedAt := s.observe(now, leases)
 	var heldKey *coordinationv1.Lease
-	if s.keyName != "" {
-		in := planInput{now: now, leases: leases, observedAt: observedAt}
-		if s.classify(&in, key).state == stateLive {
-			// Someone else has the mutex: keep the slot anyway (our reboot
-			// may be half done) but say so; this needs a human.
-			s.log.Warn("resumed slot but the slot-key mutex belongs to another node", "lease", s.keyName, "keyHolder", holderOf(key))
-		} else if heldKey, err = s.claim(ctx, s.keyName, key, now); err != nil {
-			s.log.Warn("resumed slot without its slot-key mutex", "lease", s.keyName, "error", err)
+	if s.slotValue != "" {
+		in := planInput{now: now, perKey: s.slotsPerKey, leases: leases, observedAt: observedAt}
+		var p plan
+		if name, ok := s.pickKey(&in, &p, s.liveSlotHolders(&in)); !ok {
+			// Other nodes hold every key Lease of our value: keep the slot
+			// anyway (our reboot may be half done) but say so; this needs a human.
+			s.log.Warn("resumed slot but other nodes hold every slot-key Lease of its value", "slotValue", s.slotValue, "slotsPerKey", max(s.slotsPerKey, 1))
+		} else if heldKey, err = s.claim(ctx, name, leases[name], now); err != nil {
+			s.log.Warn("resumed slot without its slot-key Lease", "lease", name, "error", err)
 			heldKey = nil
 		}
 	}
@@ -390,7 +405,7 @@ func (s *Semaphore) checkHolders(ctx context.Context, in *planInput, leases []*c
 	return nil
 }
 
-// execute performs a plan: the slot-key mutex first, then the slot.
+// execute performs a plan: the slot-key Lease first, then the slot.
 func (s *Semaphore) execute(ctx context.Context, p *plan) (*Held, error) {
 	users, err := s.slotUsers(ctx, p.slotName)
 	if err != nil {
@@ -401,18 +416,18 @@ func (s *Semaphore) execute(ctx context.Context, p *plan) (*Held, error) {
 	}
 	now := s.clock.Now()
 	var key *coordinationv1.Lease
-	if s.keyName != "" {
+	if p.keyName != "" {
 		var err error
-		if key, err = s.claim(ctx, s.keyName, p.keyLease, now); err != nil {
+		if key, err = s.claim(ctx, p.keyName, p.keyLease, now); err != nil {
 			return nil, err
 		}
 	}
 	slot, err := s.claim(ctx, p.slotName, p.slotLease, now)
 	if err != nil {
 		if key != nil {
-			// Holding the mutex without a slot would block our value for nothing.
+			// Holding the key Lease without a slot would block our value for nothing.
 			if cerr := s.clear(ctx, key); cerr != nil {
-				s.log.Warn("releasing the slot-key mutex after a lost race failed; it will expire", "lease", key.Name, "error", cerr)
+				s.log.Warn("releasing the slot-key Lease after a lost race failed; it will expire", "lease", key.Name, "error", cerr)
 			}
 		}
 		return nil, err

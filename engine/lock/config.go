@@ -76,8 +76,12 @@ type Config struct {
 	// must not block for long.
 	OnStuckHolder func(lease, holder string, since time.Time)
 	// SlotValue, if set, is this node's value of the pool's slot key (for
-	// example its zone): at most one node per value holds a slot at a time.
+	// example its zone): at most SlotsPerKey nodes per value hold a slot at a
+	// time.
 	SlotValue string
+	// SlotsPerKey is how many nodes per slot value may hold a slot at once.
+	// Default 1; [SlotsPerKey] makes one Acquire follow a changing count.
+	SlotsPerKey int
 	// QueueGrace is how long a waiter whose turn has come may take to claim
 	// before the waiters behind it pass it over (its agent is gone or
 	// stuck). Default DefaultQueueGrace; it must be less than TTL.
@@ -101,7 +105,7 @@ type Semaphore struct {
 	slotUsers    func(ctx context.Context, lease string) ([]string, error)
 	onStuck      func(lease, holder string, since time.Time)
 	slotValue    string
-	keyName      string // "" without a slot value
+	slotsPerKey  int
 	ticketName   string // this node's place in the queue
 	grace        time.Duration
 	log          *slog.Logger
@@ -172,6 +176,12 @@ func New(cfg Config) (*Semaphore, error) {
 	if cfg.Skew >= cfg.TTL/4 {
 		return nil, fmt.Errorf("lock config: Skew %v must be less than TTL/4 (TTL %v)", cfg.Skew, cfg.TTL)
 	}
+	switch {
+	case cfg.SlotsPerKey == 0:
+		cfg.SlotsPerKey = 1
+	case cfg.SlotsPerKey < 0:
+		return nil, fmt.Errorf("lock config: SlotsPerKey %d must be at least 1", cfg.SlotsPerKey)
+	}
 	if cfg.QueueGrace == 0 {
 		cfg.QueueGrace = min(DefaultQueueGrace, cfg.TTL/2)
 	}
@@ -196,6 +206,7 @@ func New(cfg Config) (*Semaphore, error) {
 		holderStatus:  cfg.HolderStatus,
 		onStuck:       cfg.OnStuckHolder,
 		slotValue:     cfg.SlotValue,
+		slotsPerKey:   cfg.SlotsPerKey,
 		ticketName:    ticketLeaseName(cfg.Pool, cfg.Holder),
 		grace:         cfg.QueueGrace,
 		due:           map[string]dueSince{},
@@ -209,9 +220,6 @@ func New(cfg Config) (*Semaphore, error) {
 	}
 	if s.holderStatus == nil {
 		s.holderStatus = s.getHolderStatus
-	}
-	if cfg.SlotValue != "" {
-		s.keyName = keyLeaseName(cfg.Pool, cfg.SlotValue)
 	}
 	return s, nil
 }

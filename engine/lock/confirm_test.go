@@ -26,7 +26,7 @@ func TestConfirm(t *testing.T) {
 		if err := h.Confirm(ctx); err != nil {
 			t.Fatalf("Confirm: %v", err)
 		}
-		for _, name := range []string{h.Name(), keyLeaseName(testPool, "zone-a")} {
+		for _, name := range []string{h.Name(), KeyLeaseName(testPool, "zone-a", 0)} {
 			if l := getLease(t, cs, name); !l.Spec.RenewTime.Time.Equal(clk.Now()) || holderOf(l) != "a" {
 				t.Errorf("%s after Confirm: holder %q renewed %v, want a renewed %v", name, holderOf(l), l.Spec.RenewTime, clk.Now())
 			}

@@ -61,8 +61,8 @@
 //     collide), right after a last gate check ([BeforeClaim]); the others
 //     only watch. A waiter that gets a slot deletes its ticket; one whose
 //     gate closes gives its place up ([Semaphore.Leave]). A waiter that is
-//     a holder already, or whose slot value's mutex is taken, does not hold
-//     up the queue, and neither does one that lets its turn pass: after
+//     a holder already, or whose slot value has all its key Leases taken,
+//     does not hold up the queue, and neither does one that lets its turn pass: after
 //     QueueGrace it is passed over, and a TTL later the waiter claiming
 //     behind it deletes its ticket. A restarted agent keeps its place (it
 //     touches its ticket). Holders of stalled slots are asked about only by
@@ -70,11 +70,18 @@
 //     safety, which rests on the slot Leases alone.
 //   - Jitter applies only to a waiter that could not queue (its ticket was
 //     refused): unqueued waiters woken by one event spread their attempts.
-//   - With a slot value (for example the node's zone), a node first takes a
-//     per-value mutex Lease rebootgate-<pool>-key-<hash> and only then a
-//     slot, and gives them up in the reverse order. That makes "at most one
-//     holder per value" a property of the API server's optimistic
-//     concurrency rather than a check-then-act over a list.
+//   - With a slot value (for example the node's zone), a node first takes
+//     one of the value's SlotsPerKey key Leases rebootgate-<pool>-key-<hash>
+//     (the hash of the value, and of the value and j for key Lease j > 0)
+//     and only then a slot, and gives them up in the reverse order. That
+//     makes "at most SlotsPerKey holders per value" a property of the API
+//     server's optimistic concurrency rather than a check-then-act over a
+//     list: each key Lease has one holder. Key Lease 0 has the name of the
+//     single per-value mutex of earlier versions, so old and new agents
+//     exclude each other. Live key Leases of the value beyond the first
+//     SlotsPerKey (left by a larger count) count against it, as live slots
+//     beyond the slot count do, and key and slot expire and are reclaimed
+//     under the same rules.
 //
 // A holding has a second record besides its Lease: while its node is
 // mid-reboot, the Node carries the label rebootgate.io/holds-slot=<lease>.

@@ -114,8 +114,8 @@ func (h *Held) Confirm(ctx context.Context) error {
 // (leaseTransitions counts the hand-offs of that slot), `rebootgate status`
 // can show free slots, there is no create/delete churn in etcd, and a
 // stale release can never remove a Lease that another node has just taken.
-// The slot is released before the slot-key mutex, so that two nodes with the
-// same value never hold slots at once.
+// The slot is released before the slot-key Lease, so that a value never has
+// more slot holders than key Leases.
 func (h *Held) Release(ctx context.Context) error {
 	h.stopOnce.Do(func() { close(h.stop) })
 	<-h.done
@@ -129,8 +129,8 @@ func (h *Held) Release(ctx context.Context) error {
 	}
 	if h.key != nil {
 		if err := h.s.clear(ctx, h.key); err != nil {
-			// The slot is free already; the mutex expires within a TTL.
-			return fmt.Errorf("release slot-key mutex %s: %w", h.key.Name, err)
+			// The slot is free already; the key Lease expires within a TTL.
+			return fmt.Errorf("release slot-key Lease %s: %w", h.key.Name, err)
 		}
 	}
 	h.released = true
@@ -214,7 +214,7 @@ func (h *Held) renewOrLoseLocked(ctx context.Context) error {
 }
 
 // renewLocked writes a fresh renewTime and the current ttl into the held
-// Leases, mutex first (it must outlive the slot). A conflict caused by a
+// Leases, key Lease first (it must outlive the slot). A conflict caused by a
 // harmless change (say, a label edit) is retried on the fresh object; a
 // Lease now held by someone else, or deleted, is a raceLostError.
 func (h *Held) renewLocked(ctx context.Context) error {

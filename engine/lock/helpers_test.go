@@ -159,6 +159,20 @@ func acquireAsync(ctx context.Context, s *Semaphore, slots func() int) <-chan ac
 	return ch
 }
 
+// acquiredAfter checks that the Acquire behind ch gets a slot only once
+// release is released, and returns that slot.
+func acquiredAfter(t testing.TB, ch <-chan acquireResult, release *Held, what string) *Held {
+	t.Helper()
+	never(t, what+" before the release", received(ch))
+	mustRelease(t, release)
+	eventually(t, what+" after the release", received(ch))
+	r := <-ch
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	return r.held
+}
+
 func received(ch <-chan acquireResult) func() bool {
 	return func() bool { return len(ch) > 0 }
 }

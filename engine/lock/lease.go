@@ -26,10 +26,17 @@ func leasePrefix(pool string) string { return "rebootgate-" + pool + "-" }
 // SlotLeaseName is the name of slot i's Lease in pool.
 func SlotLeaseName(pool string, i int) string { return leasePrefix(pool) + strconv.Itoa(i) }
 
-// keyLeaseName is the name of the mutex Lease for one slot-key value. The
-// value is hashed because label values such as zones may contain characters
-// (upper case, dots, slashes) or lengths that Lease names do not allow.
-func keyLeaseName(pool, value string) string { return hashedLeaseName(pool, keySuffixPrefix, value) }
+// KeyLeaseName is the name of key Lease j (0 <= j < slotsPerKey) of one
+// slot-key value. The value is hashed because keys such as zones may contain
+// characters (upper case, dots, slashes) or lengths that Lease names do not
+// allow. Lease 0 has the name the single per-value mutex always had, so agents
+// of either version exclude each other during an upgrade.
+func KeyLeaseName(pool, value string, j int) string {
+	if j == 0 {
+		return hashedLeaseName(pool, keySuffixPrefix, value)
+	}
+	return hashedLeaseName(pool, keySuffixPrefix, value+"\x00"+strconv.Itoa(j))
+}
 
 // hashedLeaseName is rebootgate-<pool>-<kind><hash of s>: a name for any s.
 func hashedLeaseName(pool, kind, s string) string {

@@ -35,6 +35,7 @@ func TestNewValidates(t *testing.T) {
 		{"Holder", func(c *Config) { c.Holder = "" }},
 		{"TTL", func(c *Config) { c.TTL = time.Millisecond }},
 		{"Skew", func(c *Config) { c.TTL = 10 * time.Second; c.Skew = 5 * time.Second }},
+		{"SlotsPerKey", func(c *Config) { c.SlotsPerKey = -1 }},
 	} {
 		cfg := ok
 		tc.mut(&cfg)
@@ -47,8 +48,8 @@ func TestNewValidates(t *testing.T) {
 	if err != nil {
 		t.Fatalf("New(valid): %v", err)
 	}
-	if s.ttl != DefaultTTL || s.jitter != DefaultJitter || s.skew != DefaultSkew || s.keyName != "" {
-		t.Errorf("defaults not applied: ttl=%v jitter=%v skew=%v key=%q", s.ttl, s.jitter, s.skew, s.keyName)
+	if s.ttl != DefaultTTL || s.jitter != DefaultJitter || s.skew != DefaultSkew || s.slotValue != "" || s.slotsPerKey != 1 {
+		t.Errorf("defaults not applied: ttl=%v jitter=%v skew=%v value=%q perKey=%d", s.ttl, s.jitter, s.skew, s.slotValue, s.slotsPerKey)
 	}
 }
 
@@ -443,19 +444,12 @@ func TestSlotKeyOnePerValue(t *testing.T) {
 	if _, ok, err := a2.TryAcquire(context.Background(), 3); ok || err != nil {
 		t.Fatalf("second zone-a node got a slot: ok=%v err=%v", ok, err)
 	}
-	key := getLease(t, cs, keyLeaseName(testPool, "zone-a"))
+	key := getLease(t, cs, KeyLeaseName(testPool, "zone-a", 0))
 	if holderOf(key) != "a1" || key.Annotations[AnnotationSlotValue] != "zone-a" {
 		t.Errorf("zone-a mutex: holder %q annotations %v", holderOf(key), key.Annotations)
 	}
 
-	ch := acquireAsync(context.Background(), a2, fixed(3))
-	never(t, "second zone-a node acquired", received(ch))
-	mustRelease(t, ha1)
-	eventually(t, "a2 to get a slot after a1 released", received(ch))
-	r := <-ch
-	if r.err != nil {
-		t.Fatal(r.err)
-	}
+	ha2 := acquiredAfter(t, acquireAsync(context.Background(), a2, fixed(3)), ha1, "second zone-a node acquired")
 	hs, err := Holders(context.Background(), cs, testNS, testPool)
 	if err != nil {
 		t.Fatal(err)
@@ -467,7 +461,7 @@ func TestSlotKeyOnePerValue(t *testing.T) {
 	if len(hs) != 2 || values["a2"] != "zone-a" || values["b1"] != "zone-b" {
 		t.Errorf("holders %+v", hs)
 	}
-	mustRelease(t, r.held)
+	mustRelease(t, ha2)
 	mustRelease(t, hb1)
 }
 
@@ -683,7 +677,7 @@ func TestRenewal(t *testing.T) {
 		want := clk.Now()
 		eventually(t, "renewal", func() bool {
 			return getLease(t, cs, h.Name()).Spec.RenewTime.Time.Equal(want) &&
-				getLease(t, cs, keyLeaseName(testPool, "zone-a")).Spec.RenewTime.Time.Equal(want)
+				getLease(t, cs, KeyLeaseName(testPool, "zone-a", 0)).Spec.RenewTime.Time.Equal(want)
 		})
 	}
 	if isClosed(h.Lost()) {
@@ -691,7 +685,7 @@ func TestRenewal(t *testing.T) {
 	}
 	mustRelease(t, h)
 	mustRelease(t, h) // idempotent
-	if k := getLease(t, cs, keyLeaseName(testPool, "zone-a")); holderOf(k) != "" {
+	if k := getLease(t, cs, KeyLeaseName(testPool, "zone-a", 0)); holderOf(k) != "" {
 		t.Errorf("slot-key mutex still held by %q after Release", holderOf(k))
 	}
 }
@@ -728,13 +722,13 @@ func TestLeaseNames(t *testing.T) {
 			t.Errorf("slotIndex(%q) = %d, %v", name, i, ok)
 		}
 	}
-	for _, name := range []string{"rebootgate-workers-", "rebootgate-workers-01", "rebootgate-workers--1", "rebootgate-workers-2-0", keyLeaseName("workers", "zone-a"), "rebootgate-other-0"} {
+	for _, name := range []string{"rebootgate-workers-", "rebootgate-workers-01", "rebootgate-workers--1", "rebootgate-workers-2-0", KeyLeaseName("workers", "zone-a", 0), "rebootgate-other-0"} {
 		if _, ok := slotIndex("workers", name); ok {
 			t.Errorf("slotIndex(%q) accepted", name)
 		}
 	}
-	k := keyLeaseName("workers", "Topology/Zone.A")
-	if !isKeyLease("workers", k) || k == keyLeaseName("workers", "zone-b") {
+	k := KeyLeaseName("workers", "Topology/Zone.A", 0)
+	if !isKeyLease("workers", k) || k == KeyLeaseName("workers", "zone-b", 0) {
 		t.Errorf("key lease name %q", k)
 	}
 }
@@ -789,7 +783,7 @@ func TestDeletedNodeHoldingKeyAndSlot(t *testing.T) {
 	if _, ok := checked.Load("gone"); !ok {
 		t.Errorf("holder's node was never checked")
 	}
-	if k := getLease(t, cs, keyLeaseName(testPool, "zone-a")); holderOf(k) != "b" {
+	if k := getLease(t, cs, KeyLeaseName(testPool, "zone-a", 0)); holderOf(k) != "b" {
 		t.Errorf("mutex holder %q", holderOf(k))
 	}
 	mustRelease(t, h)

@@ -22,6 +22,8 @@ const (
 type planInput struct {
 	now   time.Time
 	slots int
+	// perKey is how many nodes per slot value may hold a slot; below 1 counts as 1.
+	perKey int
 	// leases are this pool's Leases by name, as last seen.
 	leases map[string]*coordinationv1.Lease
 	// observedAt maps a foreign-held Lease's name to when this node first saw
@@ -57,11 +59,12 @@ type plan struct {
 	mine      bool  // the slot is one this node already holds
 	free      []int // the claimable slots, by index
 	holders   map[string]bool
-	busyKeys  map[string]bool // slot values whose mutex another node holds live
+	busyKeys  map[string]bool // slot values whose key Leases other nodes hold live, all perKey of them
 	slotName  string
 	slotIndex int
 	slotLease *coordinationv1.Lease // nil: create it
-	keyLease  *coordinationv1.Lease // nil: create it (only with a slot value)
+	keyName   string                // the key Lease to claim first; "" without a slot value
+	keyLease  *coordinationv1.Lease // nil: create it
 	// wakeAt is the earliest instant at which a Lease that blocks us may
 	// become reclaimable without any event (zero if none).
 	wakeAt time.Time
@@ -173,7 +176,7 @@ func avoided(in *planInput, name string, l *coordinationv1.Lease) bool {
 	return rv == l.ResourceVersion
 }
 
-// plan picks the slot (and key mutex) to claim, if any. pick chooses one of n
+// plan picks the slot (and key Lease) to claim, if any. pick chooses one of n
 // free slots, at random in production so that waiters woken together spread
 // over the free slots instead of all racing for the lowest one.
 func (s *Semaphore) plan(in *planInput, pick func(n int) int) plan {
@@ -208,10 +211,15 @@ func (s *Semaphore) plan(in *planInput, pick func(n int) int) plan {
 		}
 	}
 
+	perKey := max(in.perKey, 1)
+	liveKeys := map[string]int{} // slot value → key Leases other nodes hold live
 	for name, l := range in.leases {
 		if isKeyLease(s.pool, name) && s.classify(in, l).state == stateLive {
 			if v := l.Annotations[AnnotationSlotValue]; v != "" {
-				p.busyKeys[v] = true
+				liveKeys[v]++
+				if liveKeys[v] >= perKey {
+					p.busyKeys[v] = true
+				}
 			}
 		}
 	}
@@ -239,30 +247,12 @@ func (s *Semaphore) plan(in *planInput, pick func(n int) int) plan {
 		return p
 	}
 
-	if s.keyName != "" {
-		kl := in.leases[s.keyName]
-		if avoided(in, s.keyName, kl) {
+	if s.slotValue != "" {
+		name, ok := s.pickKey(in, &p, liveHolders)
+		if !ok {
 			return p
 		}
-		j := s.classify(in, kl)
-		switch j.state {
-		case stateLive:
-			// A stuck mutex holder is reported through its slot, not here.
-			p.wakeNoLaterThan(j.wake)
-			if j.check {
-				p.checks = append(p.checks, kl)
-			}
-			return p
-		case stateReclaimable:
-			// The mutex is stale, but its holder may still hold a live slot
-			// (the two are renewed a few milliseconds apart): wait for that
-			// slot too, so one value never has two holders.
-			if wake, ok := liveHolders[holderOf(kl)]; ok {
-				p.wakeNoLaterThan(wake)
-				return p
-			}
-		}
-		p.keyLease = kl
+		p.keyName, p.keyLease = name, in.leases[name]
 	}
 
 	i := free[0]
@@ -272,6 +262,84 @@ func (s *Semaphore) plan(in *planInput, pick func(n int) int) plan {
 	p.ok = true
 	s.choose(&p, in, i)
 	return p
+}
+
+// pickKey chooses the key Lease of this node's slot value to claim before a
+// slot: one it holds already (it crashed between the two writes, or resumes
+// its slot, even if the count shrank meanwhile), else a free
+// or reclaimable one of the value's perKey Leases. ok is false while other
+// nodes hold perKey of the value's key Leases live; those it waits for are
+// recorded in p (wake time, holder checks).
+//
+// Each key Lease has at most one holder (the API server's optimistic
+// concurrency decides), a node claims one of its value's first perKey names
+// before its slot and gives it up after, so at most perKey nodes per value
+// hold slots. Live key Leases of the value beyond the first perKey (left by a
+// larger count) count too, as live slots beyond the slot count do.
+func (s *Semaphore) pickKey(in *planInput, p *plan, liveHolders map[string]time.Time) (string, bool) {
+	perKey := max(in.perKey, 1)
+	names := make(map[string]bool, perKey)
+	for j := range perKey {
+		names[KeyLeaseName(s.pool, s.slotValue, j)] = true
+	}
+	live := 0
+	for name, l := range in.leases {
+		if !isKeyLease(s.pool, name) || (!names[name] && l.Annotations[AnnotationSlotValue] != s.slotValue) {
+			continue
+		}
+		j := s.classify(in, l)
+		switch j.state {
+		case stateMine:
+			if !avoided(in, name, l) {
+				return name, true
+			}
+		case stateLive:
+			// A stuck key holder is reported through its slot, not here.
+			live++
+			p.wakeNoLaterThan(j.wake)
+			if j.check {
+				p.checks = append(p.checks, l)
+			}
+		}
+	}
+	if live >= perKey {
+		return "", false
+	}
+	for j := range perKey {
+		name := KeyLeaseName(s.pool, s.slotValue, j)
+		l := in.leases[name]
+		if avoided(in, name, l) {
+			continue
+		}
+		switch s.classify(in, l).state {
+		case stateFree:
+			return name, true
+		case stateReclaimable:
+			// The key Lease is stale, but its holder may still hold a live
+			// slot (the two are renewed a few milliseconds apart): wait for
+			// that slot too, so the value never has one holder too many.
+			if wake, ok := liveHolders[holderOf(l)]; ok {
+				p.wakeNoLaterThan(wake)
+				continue
+			}
+			return name, true
+		}
+	}
+	return "", false
+}
+
+// liveSlotHolders maps the holders of the pool's live foreign slots to when to
+// look at their slots again (as plan does).
+func (s *Semaphore) liveSlotHolders(in *planInput) map[string]time.Time {
+	out := map[string]time.Time{}
+	for name, l := range in.leases {
+		if _, ok := slotIndex(s.pool, name); ok {
+			if j := s.classify(in, l); j.state == stateLive {
+				out[holderOf(l)] = j.wake
+			}
+		}
+	}
+	return out
 }
 
 // choose makes slot i the one p claims.

@@ -91,7 +91,7 @@ type queueInput struct {
 	queue  []ticket
 	free   int                 // slots claimable now
 	active map[string]bool     // nodes holding a live slot: their tickets are on the way out
-	busy   map[string]bool     // slot values whose mutex another node holds: those waiters cannot claim now
+	busy   map[string]bool     // slot values whose key Leases other nodes hold, all of them: those waiters cannot claim now
 	due    map[string]dueSince // when each ticket's current version was first seen due
 	grace  time.Duration
 	ttl    time.Duration

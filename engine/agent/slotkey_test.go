@@ -1,0 +1,171 @@
+package agent
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/rebootgate/rebootgate/engine/config"
+	"github.com/rebootgate/rebootgate/engine/lock"
+	"github.com/rebootgate/rebootgate/engine/pipeline"
+)
+
+// slotKeyConfig keys slots by zone and rack: a computed key, so only the decision's
+// value (not a label read by the agent) can name the right Leases.
+const slotKeyConfig = `apiVersion: rebootgate.io/v1alpha1
+kind: RebootGateConfig
+pools:
+- name: user
+  concurrency: 5
+  slotKey: 'node.labels["zone"] + "-" + node.labels["rack"]'
+`
+
+// startSlotKeyAgent runs an agent for n1 (with labels) whose sentinel exists, next
+// to n2, which holds slot 0 and the "a-r1" key Lease; it returns the reboot marker.
+func startSlotKeyAgent(t *testing.T, labels map[string]string) (client *fake.Clientset, requested string, stop func()) {
+	t.Helper()
+	dir := t.TempDir()
+	sentinel := filepath.Join(dir, "reboot-required")
+	requested = filepath.Join(dir, "reboot-requested")
+	other := "n2"
+	renew := metav1.NewMicroTime(time.Now())
+	ttl := int32(120)
+	held := func(name string) *coordinationv1.Lease {
+		return &coordinationv1.Lease{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "rebootgate", Labels: map[string]string{lock.LabelPool: "user"},
+				Annotations: map[string]string{lock.AnnotationSlotValue: "a-r1"}},
+			Spec: coordinationv1.LeaseSpec{HolderIdentity: &other, RenewTime: &renew, AcquireTime: &renew, LeaseDurationSeconds: &ttl},
+		}
+	}
+	client = fake.NewClientset(
+		&corev1.Node{
+			ObjectMeta: metav1.ObjectMeta{Name: "n1", Labels: labels},
+			Status: corev1.NodeStatus{
+				NodeInfo:   corev1.NodeSystemInfo{BootID: "boot-1"},
+				Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}},
+			},
+		},
+		&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: other}},
+		held(lock.SlotLeaseName("user", 0)),
+		held(keyLease("a-r1")),
+	)
+	if err := os.WriteFile(sentinel, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Parse([]byte(slotKeyConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(Config{
+		NodeName: "n1", Namespace: "rebootgate", SentinelPath: sentinel, InlineConfig: cfg,
+		RebootCommand: []string{"touch", requested}, RecheckInterval: 200 * time.Millisecond, LockJitter: -1,
+		RebootTimeout: time.Minute, ReadyTimeout: time.Minute,
+	}, client, slog.New(slog.NewTextHandler(testWriter{t}, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	return client, requested, func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// keyLease is the name of the first key Lease of value in pool user.
+func keyLease(value string) string { return lock.KeyLeaseName("user", value, 0) }
+
+func leases(t *testing.T, client kubernetes.Interface) []coordinationv1.Lease {
+	t.Helper()
+	list, err := client.CoordinationV1().Leases("rebootgate").List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return list.Items
+}
+
+// TestAgentWaitsUnderTheDecisionsSlotKey: the agent queues and claims under the key
+// its decision computed ("a-r1"), so it waits while n2 holds that key and reboots
+// once n2 gives it back.
+func TestAgentWaitsUnderTheDecisionsSlotKey(t *testing.T) {
+	client, requested, stop := startSlotKeyAgent(t, map[string]string{"zone": "a", "rack": "r1"})
+	defer stop()
+	ctx := context.Background()
+	waitFor(t, ctx, "n1 queued under key a-r1", func() bool {
+		for _, l := range leases(t, client) {
+			if l.Annotations[lock.AnnotationWaiter] == "n1" && l.Annotations[lock.AnnotationSlotValue] == "a-r1" {
+				return true
+			}
+		}
+		return false
+	})
+	n, _ := client.CoreV1().Nodes().Get(ctx, "n1", metav1.GetOptions{})
+	if d := n.Annotations[AnnotationDecision]; !strings.Contains(d, `"allowed":true`) || !strings.Contains(d, `"slotKey":"a-r1"`) {
+		t.Fatalf("decision = %s, want allowed with slotKey a-r1", d)
+	}
+	time.Sleep(500 * time.Millisecond) // a few re-checks: 4 slots are free, only the key is taken
+	if _, err := os.Stat(requested); err == nil || n.Spec.Unschedulable {
+		t.Fatal("n1 went ahead while n2 held its key")
+	}
+	for _, name := range []string{lock.SlotLeaseName("user", 0), keyLease("a-r1")} {
+		l, err := client.CoordinationV1().Leases("rebootgate").Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.Spec.HolderIdentity = nil
+		if _, err := client.CoordinationV1().Leases("rebootgate").Update(ctx, l, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, ctx, "the reboot command", func() bool { _, err := os.Stat(requested); return err == nil })
+	n, _ = client.CoreV1().Nodes().Get(ctx, "n1", metav1.GetOptions{})
+	if st := pipeline.StateOf(n); st.SlotValue != "a-r1" || st.Pool != "user" {
+		t.Errorf("node state slot %q pool %q value %q, want user/a-r1", st.Slot, st.Pool, st.SlotValue)
+	}
+	key, err := client.CoordinationV1().Leases("rebootgate").Get(ctx, keyLease("a-r1"), metav1.GetOptions{})
+	if err != nil || key.Spec.HolderIdentity == nil || *key.Spec.HolderIdentity != "n1" {
+		t.Errorf("key Lease of a-r1: %v %+v, want held by n1", err, key)
+	}
+}
+
+// TestAgentWithoutSlotKeyNeverWaits: without the rack label n1's key cannot be
+// computed; the decision denies it naming the pool and expression, and it never
+// queues or takes a slot although four are free.
+func TestAgentWithoutSlotKeyNeverWaits(t *testing.T) {
+	client, requested, stop := startSlotKeyAgent(t, map[string]string{"zone": "a"})
+	defer stop()
+	ctx := context.Background()
+	waitFor(t, ctx, "a decision", func() bool {
+		n, err := client.CoreV1().Nodes().Get(ctx, "n1", metav1.GetOptions{})
+		return err == nil && n.Annotations[AnnotationDecision] != ""
+	})
+	time.Sleep(500 * time.Millisecond) // a few re-checks
+	n, _ := client.CoreV1().Nodes().Get(ctx, "n1", metav1.GetOptions{})
+	d := n.Annotations[AnnotationDecision]
+	for _, want := range []string{`"allowed":false`, `"source":"slotKey"`, `pool \"user\": slot key node.labels[\"zone\"] + \"-\" + node.labels[\"rack\"]`, "no such key: rack"} {
+		if !strings.Contains(d, want) {
+			t.Errorf("decision %s lacks %s", d, want)
+		}
+	}
+	for _, l := range leases(t, client) {
+		if l.Annotations[lock.AnnotationWaiter] == "n1" || (l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity == "n1") {
+			t.Errorf("n1 queued or holds %s", l.Name)
+		}
+	}
+	if _, err := os.Stat(requested); err == nil || n.Spec.Unschedulable {
+		t.Fatal("n1 rebooted without a slot key")
+	}
+}
