@@ -31,8 +31,9 @@ pools:
 `
 
 // startSlotKeyAgent runs an agent for n1 (with labels) whose sentinel exists, next
-// to n2, which holds slot 0 and the "a-r1" key Lease; it returns the reboot marker.
-func startSlotKeyAgent(t *testing.T, labels map[string]string) (client *fake.Clientset, requested string, stop func()) {
+// to n2, which holds slot 0 and the "a-r1" key Lease; it returns the reboot marker
+// and a context that ends with the agent's 20 s.
+func startSlotKeyAgent(t *testing.T, labels map[string]string) (ctx context.Context, client *fake.Clientset, requested string, stop func()) {
 	t.Helper()
 	dir := t.TempDir()
 	sentinel := filepath.Join(dir, "reboot-required")
@@ -77,7 +78,7 @@ func startSlotKeyAgent(t *testing.T, labels map[string]string) (client *fake.Cli
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
-	return client, requested, func() {
+	return ctx, client, requested, func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Fatal(err)
@@ -101,9 +102,8 @@ func leases(t *testing.T, client kubernetes.Interface) []coordinationv1.Lease {
 // its decision computed ("a-r1"), so it waits while n2 holds that key and reboots
 // once n2 gives it back.
 func TestAgentWaitsUnderTheDecisionsSlotKey(t *testing.T) {
-	client, requested, stop := startSlotKeyAgent(t, map[string]string{"zone": "a", "rack": "r1"})
+	ctx, client, requested, stop := startSlotKeyAgent(t, map[string]string{"zone": "a", "rack": "r1"})
 	defer stop()
-	ctx := context.Background()
 	waitFor(t, ctx, "n1 queued under key a-r1", func() bool {
 		for _, l := range leases(t, client) {
 			if l.Annotations[lock.AnnotationWaiter] == "n1" && l.Annotations[lock.AnnotationSlotValue] == "a-r1" {
@@ -145,9 +145,8 @@ func TestAgentWaitsUnderTheDecisionsSlotKey(t *testing.T) {
 // computed; the decision denies it naming the pool and expression, and it never
 // queues or takes a slot although four are free.
 func TestAgentWithoutSlotKeyNeverWaits(t *testing.T) {
-	client, requested, stop := startSlotKeyAgent(t, map[string]string{"zone": "a"})
+	ctx, client, requested, stop := startSlotKeyAgent(t, map[string]string{"zone": "a"})
 	defer stop()
-	ctx := context.Background()
 	waitFor(t, ctx, "a decision", func() bool {
 		n, err := client.CoreV1().Nodes().Get(ctx, "n1", metav1.GetOptions{})
 		return err == nil && n.Annotations[AnnotationDecision] != ""
