@@ -1,7 +1,7 @@
 // Package slotkeys runs slot keys on the test bed: real agents under the node
-// simulator, a pool whose slotKey is a CEL expression (the node's zone) with
-// slotsPerKey 1, and nodes in three zones plus one without the zone label. The oracle
-// is the simulator's record of when each host was down, not rebootgate's annotations.
+// simulator, pools whose slotKey is a CEL expression (the node's zone), with one and
+// with two nodes per zone, and a node without the zone label. The oracle is the
+// simulator's record of when each host was down, not rebootgate's annotations.
 //
 // It runs only under `make test-e2e` (REBOOTGATE_E2E set).
 package slotkeys
@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -32,55 +33,135 @@ const slotKey = `node.labels["topology.kubernetes.io/zone"]`
 // TestThreeZonesOnePerZone: six nodes, two in each of zones a, b and c, need a
 // reboot in a pool of concurrency 4 keyed by zone, one per zone: only the key holds
 // a zone's second node back. Every node reboots exactly once, never two of one zone
-// at once, and at some point hosts of at least two zones are down together (the
-// key, not the concurrency, limited the rollout). A seventh node without the zone label is blocked with a reason
-// naming the pool, the expression and the error, and never goes down.
+// at once, and at some point hosts of several zones are down together (the key, not
+// the concurrency, limited the rollout). A seventh node without the zone label is
+// blocked with a reason naming the pool, the expression and the error, and never
+// goes down, is cordoned or queues.
 func TestThreeZonesOnePerZone(t *testing.T) {
-	bed := testbed.Shared(t)
-	ns := bed.Namespace(t)
-	id := strings.ToLower(testbed.NewUUID()[:6])
-	zoneOf := map[string]string{}
-	var zoned []string
-	for _, zone := range []string{"a", "b", "c"} {
-		for i := range 2 {
-			name := fmt.Sprintf("sk-%s-%s%d", id, zone, i)
-			n := testbed.NewNode(name, "user", zone)
-			n.Labels["e2e-run"] = id
-			bed.CreateNode(t, n)
-			zoned = append(zoned, name)
-			zoneOf[name] = zone
-		}
-	}
-	unzoned := fmt.Sprintf("sk-%s-nozone", id)
-	n := testbed.NewNode(unzoned, "user", "")
-	delete(n.Labels, testbed.ZoneLabel)
-	n.Labels["e2e-run"] = id
-	bed.CreateNode(t, n)
-	all := append(append([]string{}, zoned...), unzoned)
-	ctx := context.Background()
-	if err := bed.WaitNodesReady(ctx, time.Minute, all...); err != nil {
-		t.Fatal(err)
+	t.Parallel()
+	r := start(t, []string{"a", "b", "c"}, 2, true, "  concurrency: 4\n  slotsPerKey: 1\n")
+
+	want := fmt.Sprintf(`pool "zones": slot key %s cannot be computed for node %s: no such key: topology.kubernetes.io/zone`, slotKey, r.unzoned)
+	if _, err := r.bed.WaitNode(context.Background(), r.unzoned, time.Minute, "denied for its slot key", func(n *corev1.Node) bool {
+		d := decisionOf(n)
+		return !d.Allowed && len(d.Reasons) == 1 && d.Reasons[0].Source == "slotKey" && strings.HasPrefix(d.Reasons[0].Message, want)
+	}); err != nil {
+		t.Fatalf("%v (decision %s)", err, r.node(r.unzoned).Annotations["rebootgate.io/decision"])
 	}
 
+	r.finish()
+	perZone, zonesTogether := r.checkDowns()
+	for zone, most := range perZone {
+		if most != 1 {
+			t.Errorf("zone %s: %d hosts down at once, want 1 (slotsPerKey 1)", zone, most)
+		}
+	}
+	if zonesTogether < 2 {
+		t.Errorf("hosts of at most %d zone were down at once: the rollout was serialised, so this run does not show that the key (not the concurrency) limited it", zonesTogether)
+	}
+
+	// The unlabelled node: still denied, never cordoned, in the pipeline, queued or down.
+	if d := decisionOf(r.node(r.unzoned)); d.Allowed || len(d.Reasons) == 0 || d.Reasons[0].Source != "slotKey" {
+		t.Errorf("%s's decision at the end: %+v, want denied for its slot key", r.unzoned, d)
+	}
+	if tr, ok := r.rec.FirstSince(time.Time{}, func(tr testbed.NodeTransition) bool {
+		return tr.Unschedulable || tr.Annotations[pipeline.AnnotationPhase] != ""
+	}); ok {
+		t.Errorf("%s was cordoned or entered the pipeline at %s; changes:%s", r.unzoned, tr.At.Format(time.RFC3339Nano), r.rec)
+	}
+	leases, err := r.bed.Client.CoordinationV1().Leases(r.ns).List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range leases.Items {
+		if (l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity == r.unzoned) || l.Annotations["rebootgate.io/waiter"] == r.unzoned {
+			t.Errorf("%s holds or waits on Lease %s", r.unzoned, l.Name)
+		}
+	}
+	if r.sim.State(r.unzoned).Rebooting {
+		t.Errorf("%s is rebooting", r.unzoned)
+	}
+}
+
+// TestTwoPerZone: six nodes, three in each of zones a and b, in a pool of concurrency
+// 6 with slotsPerKey 2: each node reboots once, never three of a zone at once, and
+// two of one zone do go down together (the second key Lease of a value is used).
+func TestTwoPerZone(t *testing.T) {
+	t.Parallel()
+	r := start(t, []string{"a", "b"}, 3, false, "  concurrency: 6\n  slotsPerKey: 2\n")
+	r.finish()
+	perZone, _ := r.checkDowns()
+	for _, zone := range []string{"a", "b"} {
+		if perZone[zone] != 2 {
+			t.Errorf("zone %s: at most %d hosts down at once, want 2 (slotsPerKey 2, concurrency 6)", zone, perZone[zone])
+		}
+	}
+}
+
+// rollout is one test's pool "zones": fresh nodes in zones, each running an agent
+// under the simulator and needing a reboot.
+type rollout struct {
+	t      *testing.T
+	bed    *testbed.Bed
+	ns     string
+	zoneOf map[string]string // zoned node → zone
+	zoned  []string
+	// unzoned is the node without a zone label ("" if none), rec its recording from
+	// before its reboot was needed.
+	unzoned string
+	rec     *testbed.NodeRecorder
+	sim     *testbed.Simulator
+}
+
+// start creates perZone nodes in each zone (and one without a zone label if
+// unzoned), a pool selecting them keyed by zone with pool (YAML under the pool, indent
+// 2) and the agents, and makes every node need a reboot.
+func start(t *testing.T, zones []string, perZone int, unzoned bool, pool string) *rollout {
+	bed := testbed.Shared(t)
+	id := strings.ToLower(testbed.NewUUID()[:6])
+	r := &rollout{t: t, bed: bed, ns: bed.Namespace(t), zoneOf: map[string]string{}}
+	create := func(name, zone string) {
+		n := testbed.NewNode(name, "user", zone)
+		if zone == "" {
+			delete(n.Labels, testbed.ZoneLabel)
+		}
+		n.Labels["e2e-run"] = id
+		bed.CreateNode(t, n)
+	}
+	for _, zone := range zones {
+		for i := range perZone {
+			name := fmt.Sprintf("sk-%s-%s%d", id, zone, i)
+			create(name, zone)
+			r.zoned = append(r.zoned, name)
+			r.zoneOf[name] = zone
+		}
+	}
+	all := slices.Clone(r.zoned)
+	if unzoned {
+		r.unzoned = fmt.Sprintf("sk-%s-nozone", id)
+		create(r.unzoned, "")
+		all = append(all, r.unzoned)
+	}
+	if err := bed.WaitNodesReady(context.Background(), time.Minute, all...); err != nil {
+		t.Fatal(err)
+	}
 	cfg := filepath.Join(t.TempDir(), "config.yaml")
 	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`apiVersion: rebootgate.io/v1alpha1
 kind: RebootGateConfig
 pools:
 - name: zones
   selector: 'node.labels[?"e2e-run"] == optional.of("%s")'
-  concurrency: 4
   slotKey: '%s'
-  slotsPerKey: 1
-`, id, slotKey)), 0o644); err != nil {
+%s`, id, slotKey, pool)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	// Recorded from before its reboot is needed: no cordon or phase may ever show.
-	rec := bed.RecordNode(t, unzoned, pipeline.AnnotationPhase)
-
-	sim := bed.StartSimulator(t, testbed.SimConfig{
+	if unzoned {
+		r.rec = bed.RecordNode(t, r.unzoned, pipeline.AnnotationPhase)
+	}
+	r.sim = bed.StartSimulator(t, testbed.SimConfig{
 		Command: []string{
 			binary, "agent",
-			"--node-id", testbed.PhNode, "--namespace", ns, "--kubeconfig", testbed.PhKubeconfig,
+			"--node-id", testbed.PhNode, "--namespace", r.ns, "--kubeconfig", testbed.PhKubeconfig,
 			"--config", cfg, "--reboot-sentinel", testbed.PhSentinel, "--reboot-command", testbed.PhRebootHook,
 			"--nsenter=false", "--metrics-host", "127.0.0.1", "--metrics-port", testbed.PhPort,
 			"--lock-ttl", "30s", "--lock-jitter", "100ms", "--recheck-interval", "2s", "--sentinel-period", "1s",
@@ -92,97 +173,84 @@ pools:
 	t.Cleanup(func() {
 		if t.Failed() {
 			for _, node := range all {
-				if data, err := os.ReadFile(sim.LogPath(node)); err == nil {
+				if data, err := os.ReadFile(r.sim.LogPath(node)); err == nil {
 					t.Logf("--- agent log of %s (last 3 KiB) ---\n%s", node, tail(string(data), 3072))
 				}
 			}
 		}
 	})
 	for _, node := range all {
-		if err := sim.SetRebootRequired(node, true); err != nil {
+		if err := r.sim.SetRebootRequired(node, true); err != nil {
 			t.Fatal(err)
 		}
 	}
+	return r
+}
 
-	// The unlabelled node's agent decides, and is denied for its key.
-	want := fmt.Sprintf(`pool "zones": slot key %s cannot be computed for node %s: no such key: topology.kubernetes.io/zone`, slotKey, unzoned)
-	if _, err := bed.WaitNode(ctx, unzoned, time.Minute, "denied for its slot key", func(n *corev1.Node) bool {
-		d := decisionOf(n)
-		return !d.Allowed && len(d.Reasons) == 1 && d.Reasons[0].Source == "slotKey" && strings.HasPrefix(d.Reasons[0].Message, want)
-	}); err != nil {
-		t.Fatalf("%v (decision %s)", err, nodeDecision(t, bed, unzoned))
+// finish waits for every zoned node's reboot and checks that each rebooted once,
+// under its zone as the decision's slot key.
+func (r *rollout) finish() {
+	r.t.Helper()
+	if _, err := r.sim.WaitForReboots(context.Background(), len(r.zoned), 150*time.Second); err != nil {
+		r.t.Fatal(err)
 	}
-
-	if _, err := sim.WaitForReboots(ctx, len(zoned), 150*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	testbed.CheckRebootedOnce(t, sim, zoned)
-	for _, node := range zoned {
-		n, err := bed.Client.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
-		if err != nil {
-			t.Fatal(err)
+	testbed.CheckRebootedOnce(r.t, r.sim, r.zoned)
+	for _, node := range r.zoned {
+		if d := decisionOf(r.node(node)); d.SlotKey != r.zoneOf[node] {
+			r.t.Errorf("%s: decision's slot key %q, want its zone %q", node, d.SlotKey, r.zoneOf[node])
 		}
-		if d := decisionOf(n); d.SlotKey != zoneOf[node] {
-			t.Errorf("%s: decision's slot key %q, want its zone %q", node, d.SlotKey, zoneOf[node])
-		}
-	}
-
-	// The oracle: the simulator's down intervals.
-	downs := sim.DownIntervals()
-	zonesTogether := 0
-	for i, d := range downs {
-		if d.Node == unzoned {
-			t.Errorf("%s, without a zone, went down at %s", unzoned, d.From.Format(time.RFC3339Nano))
-		}
-		if d.To.IsZero() {
-			t.Errorf("%s is still down (down since %s)", d.Node, d.From.Format(time.RFC3339Nano))
-		}
-		together := map[string]bool{zoneOf[d.Node]: true}
-		for j, o := range downs {
-			if i == j || !overlap(d, o) {
-				continue
-			}
-			if zoneOf[o.Node] == zoneOf[d.Node] {
-				t.Errorf("zone %s: %s down %s–%s and %s down %s–%s at once", zoneOf[d.Node],
-					d.Node, clock(d.From), clock(d.To), o.Node, clock(o.From), clock(o.To))
-			}
-			together[zoneOf[o.Node]] = true
-		}
-		zonesTogether = max(zonesTogether, len(together))
-	}
-	most, which := testbed.MostDown(downs)
-	t.Logf("down intervals: %s; most hosts down at once: %d %v; most zones down together: %d", intervals(downs), most, which, zonesTogether)
-	if most > 3 {
-		t.Errorf("%d hosts down at once, more than one per zone: %v", most, which)
-	}
-	if zonesTogether < 2 {
-		t.Errorf("hosts of at most %d zone were down at once: the rollout was serialised, so this run does not show that the key (not the concurrency) limited it", zonesTogether)
-	}
-
-	// The unlabelled node: still denied, never cordoned, in the pipeline or holding a Lease.
-	if d := decisionOf(getNode(t, bed, unzoned)); d.Allowed || len(d.Reasons) == 0 || d.Reasons[0].Source != "slotKey" {
-		t.Errorf("%s's decision at the end: %+v, want denied for its slot key", unzoned, d)
-	}
-	if tr, ok := rec.FirstSince(time.Time{}, func(tr testbed.NodeTransition) bool {
-		return tr.Unschedulable || tr.Annotations[pipeline.AnnotationPhase] != ""
-	}); ok {
-		t.Errorf("%s was cordoned or entered the pipeline at %s; changes:%s", unzoned, tr.At.Format(time.RFC3339Nano), rec)
-	}
-	leases, err := bed.Client.CoordinationV1().Leases(ns).List(ctx, metav1.ListOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range leases.Items {
-		if (l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity == unzoned) || l.Annotations["rebootgate.io/waiter"] == unzoned {
-			t.Errorf("%s holds or waits on Lease %s", unzoned, l.Name)
-		}
-	}
-	if sim.State(unzoned).Rebooting {
-		t.Errorf("%s is rebooting", unzoned)
 	}
 }
 
-// decision is the part of the rebootgate.io/decision annotation the test reads.
+// checkDowns reads the oracle, the simulator's down intervals: it fails the test for a
+// host still down or one that is not a zoned node, and returns the most hosts of each
+// zone down at once and the most zones with a host down at once.
+func (r *rollout) checkDowns() (perZone map[string]int, zonesTogether int) {
+	r.t.Helper()
+	downs := r.sim.DownIntervals()
+	byZone := map[string][]testbed.DownInterval{}
+	for i, d := range downs {
+		zone, ok := r.zoneOf[d.Node]
+		switch {
+		case !ok:
+			r.t.Errorf("%s, without a zone, went down at %s", d.Node, d.From.Format(time.RFC3339Nano))
+			continue
+		case d.To.IsZero():
+			r.t.Errorf("%s is still down (down since %s)", d.Node, d.From.Format(time.RFC3339Nano))
+		}
+		byZone[zone] = append(byZone[zone], d)
+		together := map[string]bool{zone: true}
+		for j, o := range downs {
+			if i != j && overlap(d, o) {
+				together[r.zoneOf[o.Node]] = true
+			}
+		}
+		zonesTogether = max(zonesTogether, len(together))
+	}
+	perZone = map[string]int{}
+	for zone, ds := range byZone {
+		most, which := testbed.MostDown(ds)
+		perZone[zone] = most
+		if most > 1 {
+			r.t.Logf("zone %s: %d down at once: %v", zone, most, which)
+		}
+	}
+	most, which := testbed.MostDown(downs)
+	r.t.Logf("down intervals: %s; most hosts down at once: %d %v; per zone %v; most zones down together: %d",
+		intervals(downs), most, which, perZone, zonesTogether)
+	return perZone, zonesTogether
+}
+
+func (r *rollout) node(name string) *corev1.Node {
+	r.t.Helper()
+	n, err := r.bed.Client.CoreV1().Nodes().Get(context.Background(), name, metav1.GetOptions{})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return n
+}
+
+// decision is the part of the rebootgate.io/decision annotation the tests read.
 type decision struct {
 	Allowed bool   `json:"allowed"`
 	SlotKey string `json:"slotKey"`
@@ -198,19 +266,6 @@ func decisionOf(n *corev1.Node) decision {
 		return decision{}
 	}
 	return d
-}
-
-func getNode(t *testing.T, bed *testbed.Bed, name string) *corev1.Node {
-	t.Helper()
-	n, err := bed.Client.CoreV1().Nodes().Get(context.Background(), name, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
-
-func nodeDecision(t *testing.T, bed *testbed.Bed, name string) string {
-	return getNode(t, bed, name).Annotations["rebootgate.io/decision"]
 }
 
 // overlap says whether two down intervals share an instant (an open end is now).
