@@ -105,7 +105,7 @@ func BenchmarkSimulate5000(b *testing.B) {
 		for j := range cfg.Pools {
 			if cfg.Pools[j].Name == p.Name {
 				js[i] = Job{Node: all[i].Name, Pool: j, Duration: pipeline.StateOf(all[i]).LastDuration}
-				js[i].Key, _ = slotKeyOf(eng, p, all[i], t0)
+				js[i].Key, _ = eng.SlotKeyOf(all[i], t0)
 			}
 		}
 	}

@@ -264,18 +264,20 @@ func Forecast(ctx context.Context, eng *decision.Engine, all []*corev1.Node, can
 			e.never = []decision.Reason{{Source: decision.SourcePool, Message: fmt.Sprintf("pool %s is paused (concurrency %s)", p.Name, p.Concurrency.String())}}
 			return
 		}
-		key, err := slotKeyOf(eng, p, n, o.At)
-		if err != nil {
-			e.never = []decision.Reason{{Source: decision.SourceSlotKey, Message: err.Error()}}
-			return
-		}
-		e.key = key
 		if first[e.pool].IsZero() {
-			return // beyond the horizon: nothing to judge it at
+			// Beyond the horizon: nothing to judge it at but its slot key.
+			var err error
+			if e.key, err = eng.SlotKeyOf(n, o.At); err != nil {
+				e.never = []decision.Reason{{Source: decision.SourceSlotKey, Message: err.Error()}}
+			}
+			return
 		}
 		f := *e.cand.Facts
 		f.Summary, f.SummaryErr = sums[e.pool], nil
-		if d := eng.Decide(ctx, &f, first[e.pool]); !d.Allowed {
+		// The decision computes the slot key too, and denies when it cannot.
+		d := eng.Decide(ctx, &f, first[e.pool])
+		e.key = d.SlotKey
+		if !d.Allowed {
 			e.never = d.Reasons
 		} else if specs[e.pool].Slots == 0 {
 			e.never = []decision.Reason{{Source: decision.SourceBudget, Message: fmt.Sprintf(
@@ -465,13 +467,6 @@ func budgetSlots(cfg *config.Resolved, p *config.ResolvedPool, size int, pc, clu
 		slots = min(slots, config.MaxUnavailable(cfg.Breaker, cluster.Nodes)-cluster.Unavailable)
 	}
 	return max(slots, 0)
-}
-
-// slotKeyOf is the node's slot-key value as the engine computes it for the lock ("",
-// without a slot key); an error (the key cannot be computed) means the node never
-// takes a slot.
-func slotKeyOf(eng *decision.Engine, _ *config.ResolvedPool, n *corev1.Node, at time.Time) (string, error) {
-	return eng.SlotKeyOf(n, at)
 }
 
 // slotsPerKey is how many nodes of one slot-key value may reboot at once (0: no
