@@ -161,7 +161,7 @@ image-check: build-static
 	cd hack/imagecheck && $(GO) run . -static $(STATIC_OUT)
 	test "$$(readlink -f $(STATIC_KURED))" = "$$(readlink -f $(STATIC_OUT))"
 	$(STATIC_KURED) --help | grep -q -- '--reboot-sentinel '
-	$(STATIC_OUT) eval --node cmd/rebootgate/cli/testdata/node.yaml \
+	$(STATIC_OUT) eval --node examples/aks/testdata/user.yaml \
 		--config examples/aks/config.yaml --at 2026-11-24T23:30:00+01:00 -o json | grep -q '"allowed": true'
 
 ## Helm chart (charts/rebootgate): helm is built from source, cached in _output/bin.
