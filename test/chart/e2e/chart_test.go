@@ -350,7 +350,7 @@ func TestSummarizerDrainOneAtATime(t *testing.T) {
 		e.bed.CreateNode(t, node)
 		nodes = append(nodes, n)
 	}
-	ns, release, _ := e.install(t, "--set", "summarizer.nodeSelector.e2e-summarizer="+id)
+	ns, release, _ := e.install(t, "--set-string", "summarizer.nodeSelector.e2e-summarizer="+id) // an all-digit id stays a string
 	name := release + "-rebootgate-summarizer"
 	// replicas waits for the Deployment to have want available replicas and returns its
 	// live pods by node.
