@@ -110,11 +110,18 @@ func (e *Engine) disruptionReasons(p *config.ResolvedPool, f *facts.Facts, st su
 // within the pool breaker's maxUnavailable.
 func BudgetSlots(p *config.ResolvedPool, slots int, pc disruption.Counts, self *corev1.Node) int {
 	others := OthersUnavailable(pc, disruption.Classify(self, p.DisruptionTaints, false, disruption.InReboot(self)))
+	return SlotsWithin(p, slots, pc.Nodes, others)
+}
+
+// SlotsWithin is the rule of BudgetSlots on counts alone: of slots, what the pool's
+// budget and breaker leave when others of its nodes are unavailable for reasons other
+// than rebootgate (the forecast uses it too).
+func SlotsWithin(p *config.ResolvedPool, slots, nodes, others int) int {
 	if p.CountOthers {
 		slots -= others
 	}
 	if p.Breaker != nil {
-		slots = min(slots, config.MaxUnavailable(p.Breaker, pc.Nodes)-others)
+		slots = min(slots, config.MaxUnavailable(p.Breaker, nodes)-others)
 	}
 	return max(slots, 0)
 }

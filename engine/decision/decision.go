@@ -66,6 +66,9 @@ type Engine struct {
 	// policiesReadSummary: an operator's module mentions input.pool.nodes or
 	// input.cluster, so every decision gathers the node summary.
 	policiesReadSummary bool
+	// poolsReadSummary: some pool has a budget or breaker or reads the summary, so
+	// NeedsSummary must find the node's pool; otherwise it answers without.
+	poolsReadSummary bool
 }
 
 type pool struct {
@@ -115,6 +118,7 @@ func New(ctx context.Context, cfg *config.Resolved, modules []policy.Module) (*E
 		p.health = compileChecks(rp.HealthGate, path+".healthGate", fmt.Sprintf("pool %q health check", rp.Name),
 			env.CompileHealthCheck, env.CompileHealthMessage, fail)
 		p.readsSummary = mentionsSummary(rp.Conditions) || mentionsSummary(rp.HealthGate)
+		e.poolsReadSummary = e.poolsReadSummary || p.readsSummary || cfg.NeedsSummary(rp)
 		if p.params, err = input.ParamsValue(rp.Params); err != nil {
 			fail(path, err)
 		}
@@ -158,6 +162,9 @@ func mentionsSummary(checks []config.Condition) bool {
 func (e *Engine) NeedsSummary(n *corev1.Node, now time.Time) bool {
 	if e.cfg.Breaker != nil || e.policiesReadSummary {
 		return true
+	}
+	if !e.poolsReadSummary {
+		return false // the usual case, asked on every decision: no pool selection
 	}
 	node := input.NodeFrom(n, e.cfg.NodeImageLabel)
 	p, _ := e.selectPool(&celeval.Vars{Node: &node, Now: now})

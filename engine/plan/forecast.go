@@ -456,13 +456,9 @@ func othersOnly(s *disruption.Summary) *disruption.Summary {
 // reboot makes one more node unavailable). The cluster's breaker is applied to each
 // pool alone, which overestimates how many reboot at once when pools' windows overlap.
 func budgetSlots(cfg *config.Resolved, p *config.ResolvedPool, size int, pc, cluster disruption.Counts) int {
-	slots := p.Slots(size)
-	if p.CountOthers {
-		slots -= pc.UnavailableOthers
-	}
-	if p.Breaker != nil {
-		slots = min(slots, config.MaxUnavailable(p.Breaker, pc.Nodes)-pc.Unavailable)
-	}
+	// Rebootgate's own reboots are taken out of the counts (see above), so every
+	// unavailable node is someone else's.
+	slots := decision.SlotsWithin(p, p.Slots(size), pc.Nodes, pc.UnavailableOthers)
 	if cfg.Breaker != nil {
 		slots = min(slots, config.MaxUnavailable(cfg.Breaker, cluster.Nodes)-cluster.Unavailable)
 	}
