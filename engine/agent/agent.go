@@ -505,7 +505,8 @@ func (a *Agent) currentSlots(ctx context.Context, pool string) int {
 		err = decision.SummaryUsable(s, a.clock.Now())
 	}
 	if err != nil {
-		a.log.Warn("the disruption budget or breaker cannot be checked: no slot this time", "pool", pool, "err", err)
+		// Debug: asked on every Lease event; the decision reports it once per change.
+		a.log.Debug("the disruption budget or breaker cannot be checked: no slot this time", "pool", pool, "err", err)
 		return 0
 	}
 	return decision.BudgetSlots(p, slots, s.Pool(pool), n)
