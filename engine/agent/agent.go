@@ -102,6 +102,10 @@ type Agent struct {
 	// conditions' reason); condsSent is their last write.
 	ended     pipeline.Action
 	condsSent *condsSent
+	// policyCondSent is the last write of the RebootPolicyLoaded condition;
+	// loadErrorSent the load error last notified ("" while the set loads).
+	policyCondSent *condsSent
+	loadErrorSent  string
 	// lastHealthWhy is the health gate's last reason, reported once per change.
 	lastHealthWhy string
 	stalled       map[string]bool // escalations already reported in this phase
@@ -337,7 +341,9 @@ func (a *Agent) gather(ctx context.Context) (*facts.Facts, error) {
 	if a.alerts != nil {
 		a.alerts.Fill(ctx, f)
 	}
-	if engine, err := a.source.Current(); err == nil && engine.NeedsSummary(n, a.clock.Now()) {
+	// The last good engine: a reboot in progress re-decides with it, and a new one is
+	// denied without a current engine anyway.
+	if engine, err := a.source.LastGood(); err == nil && engine.NeedsSummary(n, a.clock.Now()) {
 		f.Summary, f.SummaryErr = a.nodeSummary(ctx)
 	}
 	return f, nil
@@ -367,14 +373,24 @@ type summaryRead struct {
 	at      time.Time
 }
 
-// decide is the engine's decision plus the agent's own rule against reboot loops.
-func (a *Agent) decide(ctx context.Context) decision.Decision {
+// decide is the engine's decision plus the agent's own rule against reboot loops, for a
+// new reboot: while the latest config or policies do not load, it is denied.
+func (a *Agent) decide(ctx context.Context) decision.Decision { return a.decideWith(ctx, false) }
+
+// decideWith decides with the current engine or, inFlight, with the last good one: the
+// re-checks of a reboot already past the cordon, which a broken update must not cut
+// short (a restriction of the last good set still does).
+func (a *Agent) decideWith(ctx context.Context, inFlight bool) decision.Decision {
 	now := a.clock.Now()
 	f, err := a.gather(ctx)
 	if err != nil {
 		return source.Blocked(a.cfg.NodeName, now, err)
 	}
-	d := a.source.Decide(ctx, f, now)
+	decide := a.source.Decide
+	if inFlight {
+		decide = a.source.DecideLastGood
+	}
+	d := decide(ctx, f, now)
 	if last := pipeline.StateOf(f.Node).LastReboot; !last.IsZero() && now.Sub(last) < a.cfg.LoopBackoff {
 		d.Allowed = false
 		d.Reasons = append(d.Reasons, decision.Reason{Source: decision.SourceEngine, Message: fmt.Sprintf(
@@ -414,7 +430,7 @@ func (a *Agent) acquire(ctx context.Context, sem *lock.Semaphore, ref pipeline.S
 			case <-a.source.Changed():
 			case reply = <-atHead:
 			}
-			d := a.gate(actx)
+			d := a.gate(actx, false)
 			if actx.Err() != nil {
 				return
 			}
@@ -477,10 +493,22 @@ func (a *Agent) acquire(ctx context.Context, sem *lock.Semaphore, ref pipeline.S
 // errGateClosed stops waiting for a slot: the reboot is no longer allowed.
 var errGateClosed = errors.New("the gate closed while waiting for a slot")
 
-// currentSlots is the concurrency of pool under the config in force now; 0 (no slot)
-// when there is no valid config or the node is no longer in that pool.
+// currentSlots is the concurrency of pool under the config in force now, for claiming
+// a slot; 0 (no slot) when the latest config or policies do not load or the node is no
+// longer in that pool.
 func (a *Agent) currentSlots(ctx context.Context, pool string) int {
-	engine, err := a.source.Current()
+	return a.slotsUnder(ctx, pool, a.source.Current)
+}
+
+// heldSlots is currentSlots for a slot held by a reboot already past the cordon: under
+// the last good config, so that a broken update does not stop it halfway.
+func (a *Agent) heldSlots(ctx context.Context, pool string) int {
+	return a.slotsUnder(ctx, pool, a.source.LastGood)
+}
+
+// slotsUnder is pool's concurrency under the engine engineOf gives; 0 without one.
+func (a *Agent) slotsUnder(ctx context.Context, pool string, engineOf func() (*decision.Engine, error)) int {
+	engine, err := engineOf()
 	if err != nil {
 		return 0
 	}
@@ -527,11 +555,11 @@ func (a *Agent) slotsPerKey(pool string) int {
 	return 1
 }
 
-// gate is the decision the pipeline re-checks: the engine's, and the reboot must still
-// be required — a sentinel that went away while the node waited for a slot must not
-// lead to a reboot.
-func (a *Agent) gate(ctx context.Context) decision.Decision {
-	d := a.decide(ctx)
+// gate is the decision the pipeline re-checks: the engine's (inFlight: the last good
+// one's, see decideWith), and the reboot must still be required — a sentinel that went
+// away while the node waited for a slot must not lead to a reboot.
+func (a *Agent) gate(ctx context.Context, inFlight bool) decision.Decision {
+	d := a.decideWith(ctx, inFlight)
 	if st := a.detector.Check(ctx); !st.Needed {
 		d.Allowed = false
 		msg := "a reboot is no longer required"
@@ -671,7 +699,10 @@ func (a *Agent) handler() http.Handler {
 			http.Error(w, "informers not synced", http.StatusServiceUnavailable)
 			return
 		}
-		if _, err := a.source.Current(); err != nil {
+		// Ready once a set has loaded: a later broken update blocks new reboots, and
+		// the RebootPolicyLoaded condition and the metric say so, but the agent is
+		// still needed for the reboots in progress.
+		if _, err := a.source.LastGood(); err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
@@ -680,10 +711,11 @@ func (a *Agent) handler() http.Handler {
 	return mux
 }
 
-// healthGate runs the pool's post-reboot health checks. The pool's nodes are read from
-// the apiserver's watch cache, and only when the pool has checks.
+// healthGate runs the pool's post-reboot health checks, those of the last good config
+// (finishing a reboot needs no new config). The pool's nodes are read from the
+// apiserver's watch cache, and only when the pool has checks.
 func (a *Agent) healthGate(ctx context.Context) (bool, string) {
-	engine, err := a.source.Current()
+	engine, err := a.source.LastGood()
 	if err != nil {
 		return false, err.Error()
 	}

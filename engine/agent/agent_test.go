@@ -92,22 +92,30 @@ func fakeReboot(t *testing.T, client *fake.Clientset, cfg Config, settled func(*
 		if err != nil || n.Spec.Unschedulable || pipeline.StateOf(n).Phase != pipeline.PhaseIdle {
 			return false
 		}
-		leases, err := client.CoordinationV1().Leases("rebootgate").List(ctx, metav1.ListOptions{})
-		if err != nil {
-			return false
-		}
-		for _, l := range leases.Items {
-			if l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity != "" {
-				return false
-			}
-		}
-		return len(leases.Items) > 0 && (settled == nil || settled(n))
+		holders, n0 := slotHolders(ctx, client)
+		return holders == "" && n0 > 0 && (settled == nil || settled(n))
 	})
 	stop()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
 	return ctx
+}
+
+// slotHolders lists the holders of the Leases in namespace rebootgate ("" when none is
+// held, or the list failed) and counts the Leases.
+func slotHolders(ctx context.Context, client *fake.Clientset) (string, int) {
+	leases, err := client.CoordinationV1().Leases("rebootgate").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return "list failed: " + err.Error(), 0
+	}
+	var holders []string
+	for _, l := range leases.Items {
+		if l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity != "" {
+			holders = append(holders, l.Name+" by "+*l.Spec.HolderIdentity)
+		}
+	}
+	return strings.Join(holders, ", "), len(leases.Items)
 }
 
 type testWriter struct{ t *testing.T }

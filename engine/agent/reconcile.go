@@ -108,6 +108,7 @@ func (a *Agent) reconcile(ctx context.Context) (time.Duration, error) {
 		return wait, nil
 	}
 	a.setPhase(st.Phase)
+	a.syncPolicyStatus(ctx, n, st)
 	a.metrics.OnHold.WithLabelValues(a.cfg.NodeName).Set(boolValue(n.Annotations[a.holdAnnotation()] != ""))
 	a.reportDegraded()
 	if a.cfg.DryRun {
@@ -135,7 +136,7 @@ func (a *Agent) reconcile(ctx context.Context) (time.Duration, error) {
 		if a.held != nil {
 			// About to cordon: the sentinel is read again rather than trusted from
 			// the last event the loop saw (it may have gone while waiting for a slot).
-			d = a.gate(ctx)
+			d = a.gate(ctx, false)
 		} else {
 			d = a.decide(ctx)
 		}
@@ -161,11 +162,12 @@ func (a *Agent) reconcile(ctx context.Context) (time.Duration, error) {
 		obs.HealthySince = a.healthySince
 		obs.Needed = a.detector.Check(ctx).Needed
 	default:
-		d = a.gate(ctx)
+		// Past the cordon: re-checked under the last good config and policies.
+		d = a.gate(ctx, true)
 		obs.Needed = d.Allowed || a.needed.Needed
 	}
 	obs.Allowed, obs.Why = d.Allowed, firstReason(d)
-	obs.Slot = a.slotStatus(ctx)
+	obs.Slot = a.slotStatus(ctx, st.Phase != pipeline.PhaseIdle)
 	step := pipeline.Next(obs, a.timing())
 	a.syncConditions(ctx, n, st, d)
 	a.log.Debug("reconcile", "phase", st.Phase, "step", step.String(), "slot", obs.Slot)
@@ -254,7 +256,7 @@ func (a *Agent) execute(ctx context.Context, n *corev1.Node, st pipeline.State, 
 		if ok, wait, err := a.takeKuredLock(ctx, n); !ok {
 			return wait, err
 		}
-		if err := a.confirmSlot(ctx); err != nil {
+		if err := a.confirmSlot(ctx, false); err != nil {
 			return requeueNow, err
 		}
 		st, err := a.executor.Cordon(ctx, st, a.heldRef)
@@ -439,8 +441,9 @@ func (a *Agent) resumeSlot(ctx context.Context, n *corev1.Node, st pipeline.Stat
 	}
 	ref := pipeline.SlotRef{Name: st.Slot, Pool: st.Pool, Value: st.SlotValue}
 	if ref.Pool == "" {
-		// Recorded by an older agent: only the config knows the pool.
-		engine, err := a.source.Current()
+		// Recorded by an older agent: only the config knows the pool (the last good
+		// one: resuming a reboot in progress needs no new config).
+		engine, err := a.source.LastGood()
 		if err != nil {
 			a.resumed = true
 			return nil
@@ -479,21 +482,31 @@ func (a *Agent) resumeSlot(ctx context.Context, n *corev1.Node, st pipeline.Stat
 }
 
 // slotStatus is the slot as known now: lost, or above a lowered concurrency.
-func (a *Agent) slotStatus(ctx context.Context) pipeline.SlotStatus {
+func (a *Agent) slotStatus(ctx context.Context, inFlight bool) pipeline.SlotStatus {
 	switch {
 	case a.held == nil:
 		return pipeline.SlotNone
 	case a.held.Err() != nil:
 		return pipeline.SlotLost
-	case a.held.Index() >= a.currentSlots(ctx, a.heldRef.Pool):
+	case a.held.Index() >= a.slotLimit(ctx, inFlight):
 		return pipeline.SlotOverLimit
 	}
 	return pipeline.SlotHeld
 }
 
+// slotLimit is the held slot's pool's concurrency: under the current config before the
+// cordon, under the last good one after it (inFlight).
+func (a *Agent) slotLimit(ctx context.Context, inFlight bool) int {
+	if inFlight {
+		return a.heldSlots(ctx, a.heldRef.Pool)
+	}
+	return a.currentSlots(ctx, a.heldRef.Pool)
+}
+
 // confirmSlot proves, by a write to its Lease at this moment, that the slot is held
-// and within the pool's limit — right before each disruptive step.
-func (a *Agent) confirmSlot(ctx context.Context) error {
+// and within the pool's limit — right before each disruptive step (inFlight: after
+// the cordon, see slotLimit).
+func (a *Agent) confirmSlot(ctx context.Context, inFlight bool) error {
 	if a.held == nil {
 		return errors.New("no slot is held")
 	}
@@ -503,7 +516,7 @@ func (a *Agent) confirmSlot(ctx context.Context) error {
 		}
 		return fmt.Errorf("confirming slot %s: %w", a.heldRef.Name, err)
 	}
-	if slots := a.currentSlots(ctx, a.heldRef.Pool); a.held.Index() >= slots {
+	if slots := a.slotLimit(ctx, inFlight); a.held.Index() >= slots {
 		return fmt.Errorf("%w: slot %s is not below the pool's concurrency %d", pipeline.ErrCancelled, a.heldRef.Name, slots)
 	}
 	return a.confirmKuredLock(ctx)
@@ -533,7 +546,7 @@ var errDrainTimeout = errors.New("the drain timed out")
 // drain evicts the node's pods under a guard that re-checks the gate and the slot on
 // every change and every GuardInterval, and abandons the drain when either fails.
 func (a *Agent) drain(ctx context.Context, st pipeline.State) (time.Duration, error) {
-	if err := a.confirmSlot(ctx); err != nil {
+	if err := a.confirmSlot(ctx, true); err != nil {
 		return requeueNow, err
 	}
 	dctx, cancel := context.WithCancelCause(ctx)
@@ -553,11 +566,11 @@ func (a *Agent) drain(ctx context.Context, st pipeline.State) (time.Duration, er
 			case <-a.source.Changed():
 			case <-t.C():
 			}
-			if d := a.gate(dctx); dctx.Err() == nil && !d.Allowed {
+			if d := a.gate(dctx, true); dctx.Err() == nil && !d.Allowed {
 				cancel(fmt.Errorf("%w: the gate closed: %s", errAbandoned, firstReason(d)))
 				return
 			}
-			if s := a.slotStatus(dctx); dctx.Err() == nil && s != pipeline.SlotHeld {
+			if s := a.slotStatus(dctx, true); dctx.Err() == nil && s != pipeline.SlotHeld {
 				cancel(fmt.Errorf("%w: slot %s", errAbandoned, s))
 				return
 			}
@@ -611,10 +624,10 @@ func (a *Agent) requestReboot(ctx context.Context, st pipeline.State) (time.Dura
 		if a.alerts != nil {
 			a.alerts.Invalidate()
 		}
-		if d := a.gate(ctx); !d.Allowed {
+		if d := a.gate(ctx, true); !d.Allowed {
 			return fmt.Errorf("the gate closed: %s", firstReason(d))
 		}
-		return a.confirmSlot(ctx)
+		return a.confirmSlot(ctx, true)
 	})
 	if errors.Is(err, pipeline.ErrCancelled) {
 		return a.finish(ctx, st, pipeline.Step{Action: pipeline.ActUndo, Reason: err.Error(), Failure: st.Attempts > 1})
@@ -674,10 +687,11 @@ func failureKind(ph pipeline.Phase, act pipeline.Action) string {
 	return "drain"
 }
 
-// healthy runs the pool's health gate; without a valid config there is none to run,
-// and a node that finished its reboot is not held back by a broken config.
+// healthy runs the pool's health gate, the last good config's; without a config that
+// ever loaded there is none to run, and a node that finished its reboot is not held
+// back by a broken config.
 func (a *Agent) healthy(ctx context.Context, st pipeline.State) bool {
-	if _, err := a.source.Current(); err != nil {
+	if _, err := a.source.LastGood(); err != nil {
 		return true
 	}
 	ok, why := a.healthGate(ctx)
@@ -719,9 +733,10 @@ func (a *Agent) reconcileDryRun(ctx context.Context, st pipeline.State) (time.Du
 	return a.cfg.RecheckInterval, nil
 }
 
-// holdAnnotation is the config's hold annotation, or the default without a config.
+// holdAnnotation is the last good config's hold annotation, or the default without
+// one: a broken update must not make a held node look free.
 func (a *Agent) holdAnnotation() string {
-	if engine, err := a.source.Current(); err == nil && engine.Config().HoldAnnotation != "" {
+	if engine, err := a.source.LastGood(); err == nil && engine.Config().HoldAnnotation != "" {
 		return engine.Config().HoldAnnotation
 	}
 	return config.DefaultHoldAnnotation

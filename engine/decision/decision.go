@@ -26,7 +26,10 @@ const (
 	SourceCondition = "condition/" // followed by the condition's name
 	SourcePolicy    = "policy"
 	SourceEngine    = "engine"
-	SourceSlotKey   = "slotKey"
+	// SourceConfig: the config file or the policy ConfigMaps do not load, so no new
+	// reboot starts (the message names the file or ConfigMap, key and error).
+	SourceConfig  = "config"
+	SourceSlotKey = "slotKey"
 )
 
 // nextAllowedHorizon bounds the search for the next instant a reboot may happen.

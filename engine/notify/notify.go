@@ -31,10 +31,14 @@ const (
 	KindNotBack Kind = "NotBack"
 	// Hold: the node failed too many times in a row and was put on hold.
 	KindHold Kind = "Hold"
+	// LoadError: the latest config or policy update does not load, so no new reboot
+	// starts; Detail is the load error. Sent once per error by each agent whose node
+	// needs a reboot or is in one.
+	KindLoadError Kind = "LoadError"
 )
 
 // Kinds lists every Kind, in pipeline order.
-var Kinds = []Kind{KindDrain, KindReboot, KindUncordon, KindBlockedTooLong, KindNotBack, KindHold}
+var Kinds = []Kind{KindDrain, KindReboot, KindUncordon, KindBlockedTooLong, KindNotBack, KindHold, KindLoadError}
 
 // Event is one notification. Its fields are what message templates see.
 type Event struct {

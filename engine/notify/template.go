@@ -19,6 +19,7 @@ type Templates struct {
 	BlockedTooLong string // --message-template-blocked-too-long
 	NotBack        string // no flag: the default message
 	Hold           string // no flag: the default message
+	LoadError      string // no flag: the default message
 }
 
 // The default templates: kured's, as Go templates, plus one for BlockedTooLong.
@@ -28,6 +29,7 @@ const (
 	DefaultUncordonTemplate       = "Node {{.Node}} rebooted & uncordoned successfully!"
 	DefaultNotBackTemplate        = `Node {{.Node}}{{with .Pool}} (pool {{.}}){{end}} has not come back after {{.Detail}}; it keeps its slot and the pool's rollout is stopped`
 	DefaultHoldTemplate           = `Node {{.Node}}{{with .Pool}} (pool {{.}}){{end}} is on hold: {{.Detail}}`
+	DefaultLoadErrorTemplate      = `Node {{.Node}}{{with .Pool}} (pool {{.}}){{end}}: the config or policies do not load: {{.Detail}}`
 	DefaultBlockedTooLongTemplate = `Node {{.Node}}{{with .Pool}} (pool {{.}}){{end}} needs a reboot but has been blocked since {{.Since.UTC.Format "2006-01-02 15:04 UTC"}}{{with .Decision | reasons 3}}: {{.}}{{end}}`
 )
 
@@ -60,6 +62,8 @@ func (t Templates) get(k Kind) string {
 		return t.NotBack
 	case KindHold:
 		return t.Hold
+	case KindLoadError:
+		return t.LoadError
 	}
 	return ""
 }
@@ -71,6 +75,7 @@ var defaultTemplates = Templates{
 	BlockedTooLong: DefaultBlockedTooLongTemplate,
 	NotBack:        DefaultNotBackTemplate,
 	Hold:           DefaultHoldTemplate,
+	LoadError:      DefaultLoadErrorTemplate,
 }
 
 // defaultMessages renders the defaults; it is the fallback when a template fails.

@@ -12,22 +12,22 @@
 // error reads `ns/cm/key.rego:12: ...`.
 //
 // On every change a new decision.Engine is built from the config, the embedded default
-// gate and every policy module. One that compiles replaces the engine in force
-// atomically; one that does not leaves the last good engine in force, and the failure is
-// logged, counted in the metrics and reported as a Kubernetes Event: ConfigError on the
-// agent's Node, PolicyError on the ConfigMap at fault. The config and the
-// policy set each keep their own last good version: a broken policy does not hold back a
-// good config change, nor the other way round. Until a valid engine has ever loaded,
-// [Source.Current] returns an error wrapping [ErrNoValidPolicy] and [Source.Decide]
-// blocks every reboot.
+// gate and every policy module. While the latest config and policies load,
+// [Source.Current] returns that engine. While they do not, it returns an error and no
+// new reboot may start: the update that failed may have been a restriction (a
+// blackout, a lower concurrency, a deny module), and restrictive changes win at once, so
+// an update that does not load is treated as the most restrictive one. [Source.Decide]
+// then denies with source "config" and the load error (`config <path>: ...` or `policy
+// ConfigMaps: <ns>/<configmap>/<key>:<line>: ...`). The last engine that compiled stays
+// available from [Source.LastGood] for what a reboot already past the cordon needs to
+// finish (its re-checks, its health gate), and only for that. The config and the
+// policy set each keep their own last good version: a broken policy does not hold back
+// a good config change for that purpose, nor the other way round.
 //
-// Like OPA's kube-mgmt, each policy ConfigMap gets a status annotation,
-// rebootgate.io/policy-status, holding {"status":"ok"} or
-// {"status":"error","error":"ns/cm/key.rego:12: ..."}. Every agent computes the same
-// status, so an agent writes only when its informer cache shows a different value, waits
-// a random jitter first and checks the cache again afterwards: the first writer's change
-// reaches the others' caches during their jitter, so a cluster of thousands of agents
-// sends about one PATCH per change rather than one per agent. The agent whose PATCH puts
-// an error status on a ConfigMap is the one that emits its PolicyError event, so events
-// scale the same way.
+// A failure is logged, counted in the metrics, reported as a Kubernetes Event
+// (ConfigError or PolicyError) on the agent's own Node, and summed up in [Source.Status],
+// which the agent writes on its Node as a condition. The source writes nothing itself:
+// an agent's token is on every node, and a grant to patch ConfigMaps would let one node
+// rewrite the fleet's policies. The summarizer, a single writer, puts its PolicyError
+// events on the ConfigMap at fault instead ([Config].PolicyEventsOnConfigMaps).
 package source

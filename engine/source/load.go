@@ -9,7 +9,6 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"sync"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	corev1 "k8s.io/api/core/v1"
@@ -36,18 +35,22 @@ type loader struct {
 	goodModules     []policy.Module
 	haveGoodModules bool
 	// triedHash and triedConfig are the inputs of the last policy compile: the same
-	// set with the same config is not compiled again (our own status writes, for one,
-	// come back as ConfigMap updates).
+	// set with the same config is not compiled again (a ConfigMap update that changes
+	// no module, a config poll).
 	triedHash   string
 	triedConfig *config.Resolved
 	tried       bool
 	// policyErr is the latest policy set's error; nil when it is in force.
 	policyErr error
-	// engineConfig is the config of the engine in force.
+	// engine is the last engine that compiled (nil until one has); engineConfig its
+	// config.
+	engine       *decision.Engine
 	engineConfig *config.Resolved
-	// setEvent is the message of the last PolicyError event on the Node, for errors
-	// with no ConfigMap to report them on.
-	setEvent string
+	// policyEvent is the message of the last PolicyError event on NodeRef, so one
+	// broken set gives one event; cmEvents is the same per ConfigMap (ns/name), when
+	// the events go on the ConfigMaps.
+	policyEvent string
+	cmEvents    map[string]string
 }
 
 // policySet is the policy ConfigMaps in the informer caches and their modules.
@@ -99,9 +102,9 @@ func (s *Source) collectPolicies() *policySet {
 	return set
 }
 
-// load reads the config and the policies and puts a new engine in force if they
-// changed and compile. Called only from Run.
-func (s *Source) load(ctx context.Context, wg *sync.WaitGroup) {
+// load reads the config and the policies, builds a new engine if they changed and
+// compile, and records whether the latest of both is in force. Called only from Run.
+func (s *Source) load(ctx context.Context) {
 	l := &s.loader
 	failed := s.loadConfig(ctx)
 	set := s.collectPolicies()
@@ -109,22 +112,42 @@ func (s *Source) load(ctx context.Context, wg *sync.WaitGroup) {
 		l.tried, l.triedHash, l.triedConfig = true, set.hash, l.config
 		failed += s.loadPolicies(ctx, set)
 	}
-	e, _ := s.Current()
-	if e == nil {
-		// Nothing ever compiled: say why, the config first since the policies were
-		// only checked on their own without it.
-		cause := l.configErr
-		if cause == nil {
-			cause = l.policyErr
-		}
-		if cause == nil { // cannot happen: both loaded yet no engine
-			cause = errors.New("no engine was built")
-		}
-		s.setNoEngine(cause)
+	next := &inForce{engine: l.engine, status: Status{
+		Loaded: true, Reason: ReasonLoaded,
+		Message: fmt.Sprintf("the config and %d policy module(s) from %d ConfigMap(s) are in force", len(set.modules), len(set.configMaps)),
+	}}
+	// The config first: with a broken config the policies were compiled against the
+	// last good one, or on their own.
+	var cause error
+	reason := ReasonConfigError
+	switch {
+	case l.configErr != nil && l.policyErr != nil:
+		cause = fmt.Errorf("%w; %w", l.configErr, l.policyErr)
+	case l.configErr != nil:
+		cause = l.configErr
+	case l.policyErr != nil:
+		cause, reason = l.policyErr, ReasonPolicyError
+	case l.engine == nil: // cannot happen: both loaded yet no engine
+		cause = errors.New("no engine was built")
 	}
-	s.policyStatusMetric(e != nil && l.configErr == nil && l.policyErr == nil, failed)
-	s.reconcileStatuses(ctx, wg, set)
+	if cause != nil {
+		next.err = fmt.Errorf("%w: %w", ErrNotLoaded, cause)
+		if l.engine == nil {
+			next.err = fmt.Errorf("%w: %w", ErrNoValidPolicy, cause)
+		}
+		next.status = Status{Reason: reason, Message: cause.Error() + "; " + l.consequence()}
+	}
+	s.set(next)
+	s.policyStatusMetric(next.status.Loaded, failed)
 	s.loads.Add(1)
+}
+
+// consequence is what a load failure means now, for the logs and events.
+func (l *loader) consequence() string {
+	if l.engine == nil {
+		return "no config and policy set has loaded yet, so every reboot is blocked"
+	}
+	return Consequence
 }
 
 // loadConfig reads the config file if its content changed, and makes it the config in
@@ -166,10 +189,7 @@ func (s *Source) loadConfig(ctx context.Context) int {
 	}
 	if err != nil {
 		l.configErr = fmt.Errorf("config %s: %w", s.configPath, err)
-		inForce := "the last good config stays in force"
-		if l.config == nil {
-			inForce = "no config has loaded yet, so every reboot is blocked"
-		}
+		inForce := l.consequence()
 		s.log.Error("config not loaded; "+inForce, "path", s.configPath, "error", err)
 		if msg := l.configErr.Error(); msg != l.configEvent {
 			l.configEvent = msg
@@ -182,8 +202,8 @@ func (s *Source) loadConfig(ctx context.Context) int {
 	return 0
 }
 
-// loadPolicies compiles the default gate and the policy set with the config in force,
-// records each ConfigMap's status, and puts the result in force if it compiles. It
+// loadPolicies compiles the default gate and the policy set with the last good config,
+// reports a failure, and makes the result the last good engine if it compiles. It
 // returns the number of failed loads (0 or 1).
 func (s *Source) loadPolicies(ctx context.Context, set *policySet) int {
 	l := &s.loader
@@ -196,7 +216,7 @@ func (s *Source) loadPolicies(ctx context.Context, set *policySet) int {
 		engine, err = decision.New(ctx, l.config, modules)
 	} else {
 		// No config yet, so no engine either; compiling the policies alone still
-		// gives the ConfigMaps their status.
+		// reports their errors.
 		_, err = policy.Compile(ctx, modules)
 	}
 	if ctx.Err() != nil {
@@ -204,42 +224,62 @@ func (s *Source) loadPolicies(ctx context.Context, set *policySet) int {
 		l.tried = false
 		return 0
 	}
-	inForce := "the last good policies stay in force"
-	if current, _ := s.Current(); current == nil {
-		inForce = "no valid policy has loaded yet, so every reboot is blocked"
-	}
-	s.status.setDesired(statuses(err, set), set.hash, inForce)
 	if err == nil {
-		l.goodModules, l.haveGoodModules, l.policyErr, l.setEvent = set.modules, true, nil, ""
+		l.goodModules, l.haveGoodModules, l.policyErr, l.policyEvent = set.modules, true, nil, ""
+		clear(l.cmEvents)
 		if engine != nil {
-			s.setEngine(engine)
-			l.engineConfig = l.config
+			l.engine, l.engineConfig = engine, l.config
 			s.log.Info("config and policies in force", "modules", len(modules), "configMaps", len(set.configMaps))
 		}
 		return 0
 	}
 
 	l.policyErr = fmt.Errorf("policy ConfigMaps: %w", err)
+	inForce := l.consequence()
 	s.log.Error("policies not loaded; "+inForce, "error", err)
-	if msg := l.policyErr.Error(); len(set.configMaps) == 0 && msg != l.setEvent {
-		// Only the embedded gate was compiled, so no ConfigMap is at fault and no
-		// status write will report it (cannot happen with a released build).
-		l.setEvent = msg
-		s.recorder.Eventf(s.nodeRef, corev1.EventTypeWarning, ReasonPolicyError, "%s; %s", msg, inForce)
-	}
+	s.policyEvents(set, err, inForce)
 	if l.config != nil && l.haveGoodModules && l.engineConfig != l.config {
-		// The config changed and is good: put it in force with the last good
-		// policies rather than hold it back for someone else's broken module.
+		// The config changed and is good: the last good set for the reboots in
+		// progress is the new config with the last good policies, rather than a config
+		// held back for someone else's broken module.
 		engine, err := decision.New(ctx, l.config, append(policy.DefaultModules(), l.goodModules...))
 		if err != nil {
 			s.log.Error("the last good policies do not compile with the new config", "error", err)
 			return 1
 		}
-		s.setEngine(engine)
-		l.engineConfig = l.config
-		s.log.Info("new config in force with the last good policies", "modules", len(l.goodModules))
+		l.engine, l.engineConfig = engine, l.config
+		s.log.Info("new config with the last good policies kept for the reboots in progress", "modules", len(l.goodModules))
 	}
 	return 1
+}
+
+// policyEvents emits the PolicyError events of a failed compile, each message once: on
+// NodeRef, or with PolicyEventsOnConfigMaps on each ConfigMap at fault (on NodeRef when
+// no ConfigMap is, as when only the embedded gate was compiled).
+func (s *Source) policyEvents(set *policySet, err error, inForce string) {
+	l := &s.loader
+	if !s.cmEvents || len(set.configMaps) == 0 {
+		if msg := l.policyErr.Error(); msg != l.policyEvent {
+			l.policyEvent = msg
+			s.recorder.Eventf(s.nodeRef, corev1.EventTypeWarning, ReasonPolicyError, "%s; %s", msg, inForce)
+		}
+		return
+	}
+	if l.cmEvents == nil {
+		l.cmEvents = map[string]string{}
+	}
+	for key, msg := range statuses(err, set) {
+		if msg == "" || l.cmEvents[key] == msg {
+			if msg == "" {
+				delete(l.cmEvents, key)
+			}
+			continue
+		}
+		l.cmEvents[key] = msg
+		cm := set.configMaps[key]
+		ref := &corev1.ObjectReference{Kind: "ConfigMap", APIVersion: "v1", Namespace: cm.Namespace, Name: cm.Name, UID: cm.UID}
+		s.recorder.Eventf(ref, corev1.EventTypeWarning, ReasonPolicyError, "%s; %s", msg, inForce)
+	}
 }
 
 // statuses attributes a compile error to the ConfigMaps whose modules it is in; an

@@ -36,23 +36,25 @@ const (
 	PolicyLabel = "rebootgate.io/policy"
 	// PolicyLabelValue is the only value of PolicyLabel that is read.
 	PolicyLabelValue = "rego"
-	// StatusAnnotation is written back onto each policy ConfigMap.
-	StatusAnnotation = "rebootgate.io/policy-status"
 )
 
-// Event reasons.
+// Event reasons, also the reasons of [Status].
 const (
-	// ReasonPolicyError is the reason of the Warning event on a policy ConfigMap whose
-	// modules do not compile.
+	// ReasonPolicyError is the reason of the Warning event, on the agent's Node (or, for
+	// the summarizer, on the ConfigMap at fault), when the policy modules do not
+	// compile.
 	ReasonPolicyError = "PolicyError"
 	// ReasonConfigError is the reason of the Warning event on the agent's Node when the
 	// config file cannot be loaded.
 	ReasonConfigError = "ConfigError"
+	// ReasonLoaded is the reason of a Status whose config and policies are in force.
+	ReasonLoaded = "PolicyLoaded"
+	// ReasonNotRead is the reason of the Status before the first load finished.
+	ReasonNotRead = "NotRead"
 )
 
 // Defaults applied by [New] to zero fields of [Config].
 const (
-	DefaultStatusJitter       = 5 * time.Second
 	DefaultConfigPollInterval = time.Minute
 	// DegradedConfigPollInterval is the config file's re-read period while it cannot
 	// be watched (no inotify instance left): a short poll stands in for the events.
@@ -62,6 +64,17 @@ const (
 // ErrNoValidPolicy is wrapped by the error [Source.Current] returns while no config and
 // policy set has ever compiled. Its text is the start of the reason the agent reports.
 var ErrNoValidPolicy = errors.New("no valid policy has loaded")
+
+// ErrNotLoaded is wrapped by the error [Source.Current] returns while the latest config
+// or policy update does not load although an earlier set did: that update may have been
+// a restriction (a blackout, a lower concurrency, a deny module), so no new reboot may
+// start under the older, possibly looser, set. [Source.LastGood] still has that set for
+// the reboots already in progress.
+var ErrNotLoaded = errors.New("the latest config or policy update does not load")
+
+// Consequence is what a load failure means for the reboots, as the events, the Node's
+// condition and the decision say it.
+const Consequence = "no new reboot starts until a valid config and policy set loads; reboots past the cordon finish"
 
 // errNotReadYet is the cause of ErrNoValidPolicy before the first load finished.
 var errNotReadYet = errors.New("the config and the policy ConfigMaps have not been read yet")
@@ -75,12 +88,11 @@ type EventRecorder interface {
 // Config configures a [Source]. Client, NodeName, Namespaces and Recorder are required;
 // everything else has a default.
 type Config struct {
-	// Client reads policy ConfigMaps (watch, from the watch cache) and patches their
-	// status annotation.
+	// Client reads policy ConfigMaps (list and watch; it writes none).
 	Client kubernetes.Interface
-	// Clock times the status jitter and the config re-read. Default: the real clock.
+	// Clock times the config re-read. Default: the real clock.
 	Clock clock.Clock
-	// Logger receives load failures and status writes. Default: slog.Default().
+	// Logger receives load failures. Default: slog.Default().
 	Logger *slog.Logger
 	// NodeName is the agent's node: the metrics' node label and the default NodeRef.
 	NodeName string
@@ -95,14 +107,15 @@ type Config struct {
 	// flags build one); nil means config.Default().
 	Config *config.Resolved
 	// ConfigPollInterval is how often the config file is re-read in case a watch event
-	// was missed; failed status writes are retried at the same pace. Default
-	// DefaultConfigPollInterval.
+	// was missed. Default DefaultConfigPollInterval.
 	ConfigPollInterval time.Duration
-	// StatusJitter bounds the random delay before writing a status annotation. Default
-	// DefaultStatusJitter; a negative value means none.
-	StatusJitter time.Duration
 	// Recorder emits the PolicyError and ConfigError events.
 	Recorder EventRecorder
+	// PolicyEventsOnConfigMaps puts each PolicyError event on the ConfigMap at fault
+	// rather than on NodeRef. Only a single writer (the summarizer) sets it: every agent
+	// compiles the same modules to the same error, and one event from each on one
+	// ConfigMap would be thousands of copies of one message.
+	PolicyEventsOnConfigMaps bool
 	// Metrics, if set, gets PolicyStatus and PolicyLoadErrors.
 	Metrics *metrics.Metrics
 }
@@ -122,9 +135,10 @@ type Source struct {
 	watch atomic.Pointer[configWatch]
 	// newWatcher, if set, replaces fsnotify.NewWatcher (tests).
 	newWatcher func() (*fsnotify.Watcher, error)
-	jitter     time.Duration
 	recorder   EventRecorder
 	metrics    *metrics.Metrics
+	// cmEvents: PolicyError events go on the ConfigMaps at fault.
+	cmEvents bool
 
 	factories []informers.SharedInformerFactory
 	listers   []listersv1.ConfigMapLister
@@ -139,15 +153,30 @@ type Source struct {
 	kick chan struct{}
 
 	loader loader
-	status statusWriter
 	// loads counts finished loads, so tests can wait for one.
 	loads atomic.Uint64
 }
 
-// inForce is an engine, or the reason there is none.
+// inForce is the last good engine and whether the latest load put it in force.
 type inForce struct {
+	// engine is the last engine that compiled; nil until one has.
 	engine *decision.Engine
-	err    error // wraps ErrNoValidPolicy when engine is nil
+	// err is nil while the latest config and policies are in force; otherwise it wraps
+	// ErrNoValidPolicy (engine nil) or ErrNotLoaded.
+	err    error
+	status Status
+}
+
+// Status is the outcome of the latest load, as the agent reports it on its Node.
+type Status struct {
+	// Loaded: the latest config and policies are in force.
+	Loaded bool
+	// Reason is ReasonLoaded, ReasonConfigError, ReasonPolicyError or ReasonNotRead.
+	Reason string
+	// Message is the load error, `config <path>: ...` or `policy ConfigMaps:
+	// <ns>/<configmap>/<key>:<line>: ...`, followed by what it means for the reboots;
+	// or what is in force.
+	Message string
 }
 
 // New validates cfg, applies defaults and sets up the informers. It makes no API calls.
@@ -186,12 +215,6 @@ func New(cfg Config) (*Source, error) {
 	if cfg.ConfigPollInterval <= 0 {
 		cfg.ConfigPollInterval = DefaultConfigPollInterval
 	}
-	switch {
-	case cfg.StatusJitter == 0:
-		cfg.StatusJitter = DefaultStatusJitter
-	case cfg.StatusJitter < 0:
-		cfg.StatusJitter = 0
-	}
 	s := &Source{
 		client:       cfg.Client,
 		clock:        cfg.Clock,
@@ -201,15 +224,17 @@ func New(cfg Config) (*Source, error) {
 		configPath:   cfg.ConfigPath,
 		inline:       cfg.Config,
 		pollInterval: cfg.ConfigPollInterval,
-		jitter:       cfg.StatusJitter,
 		recorder:     cfg.Recorder,
 		metrics:      cfg.Metrics,
+		cmEvents:     cfg.PolicyEventsOnConfigMaps,
 		selector:     labels.SelectorFromSet(labels.Set{PolicyLabel: PolicyLabelValue}),
 		changed:      make(chan struct{}, 1),
 		kick:         make(chan struct{}, 1),
 	}
-	s.status.init()
-	s.current.Store(&inForce{err: fmt.Errorf("%w: %w", ErrNoValidPolicy, errNotReadYet)})
+	s.current.Store(&inForce{
+		err:    fmt.Errorf("%w: %w", ErrNoValidPolicy, errNotReadYet),
+		status: Status{Reason: ReasonNotRead, Message: errNotReadYet.Error()},
+	})
 
 	onChange := cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { s.reload() },
@@ -219,7 +244,7 @@ func New(cfg Config) (*Source, error) {
 	for _, ns := range namespaces {
 		// One factory per namespace, each watching only labelled ConfigMaps: an agent
 		// never lists or watches ConfigMaps cluster-wide. No resync: a resync would
-		// only replay the cache, and the config poll already retries failed writes.
+		// only replay the cache.
 		f := informers.NewSharedInformerFactoryWithOptions(cfg.Client, 0,
 			informers.WithNamespace(ns),
 			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = s.selector.String() }))
@@ -238,7 +263,7 @@ func New(cfg Config) (*Source, error) {
 // Call it once. Until the first load, Current returns an error and Decide blocks.
 func (s *Source) Run(ctx context.Context) {
 	var wg sync.WaitGroup
-	defer wg.Wait() // status writers and the file watcher end with ctx
+	defer wg.Wait() // the file watcher ends with ctx
 	for _, f := range s.factories {
 		f.Start(ctx.Done())
 	}
@@ -265,13 +290,13 @@ func (s *Source) Run(ctx context.Context) {
 	}
 	poll := s.clock.NewTimer(s.pollInterval)
 	defer poll.Stop()
-	s.load(ctx, &wg)
+	s.load(ctx)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-s.kick:
-			s.load(ctx, &wg)
+			s.load(ctx)
 			if s.ConfigDegraded() {
 				poll.Reset(interval())
 			}
@@ -279,7 +304,7 @@ func (s *Source) Run(ctx context.Context) {
 			if watch != nil {
 				watch.ensure() // the directory may have appeared since
 			}
-			s.load(ctx, &wg)
+			s.load(ctx)
 			poll.Reset(interval())
 		}
 	}
@@ -300,39 +325,78 @@ func (s *Source) reload() {
 	}
 }
 
-// Current returns the engine in force. While no config and policy set has ever compiled
-// it returns an error wrapping ErrNoValidPolicy, whose text (`no valid policy has
-// loaded: <cause>`) is the reason to report: the caller must then block the reboot,
-// which is what Decide does. It is cheap and safe for concurrent use.
+// Current returns the engine for new reboots: the one built from the latest config and
+// policies. While they do not load it returns an error, and the caller must not start a
+// reboot: one wrapping ErrNoValidPolicy (`no valid policy has loaded: <cause>`) while
+// no set has ever loaded, one wrapping ErrNotLoaded (`the latest config or policy update
+// does not load: <cause>`) while the latest update is broken. Decide does this. It is
+// cheap and safe for concurrent use.
 func (s *Source) Current() (*decision.Engine, error) {
 	in := s.current.Load()
-	return in.engine, in.err
+	if in.err != nil {
+		return nil, in.err
+	}
+	return in.engine, nil
 }
 
-// Decide decides with the engine in force or, while there is none, returns the blocked
-// decision of [Blocked]. Callers that use it cannot forget the fail-safe.
+// LastGood returns the last engine that loaded, even while a later update does not:
+// what a reboot already past the cordon needs to finish (its health gate, the hold
+// annotation). Never use it to start a reboot. The error wraps ErrNoValidPolicy while
+// no set has ever loaded.
+func (s *Source) LastGood() (*decision.Engine, error) {
+	in := s.current.Load()
+	if in.engine == nil {
+		return nil, in.err
+	}
+	return in.engine, nil
+}
+
+// Status is the outcome of the latest load.
+func (s *Source) Status() Status { return s.current.Load().status }
+
+// Decide decides with the engine of Current or, while there is none, returns the
+// blocked decision of [Blocked]. Callers that use it cannot forget the fail-safe.
 func (s *Source) Decide(ctx context.Context, f *facts.Facts, now time.Time) decision.Decision {
 	e, err := s.Current()
 	if err != nil {
-		name := ""
-		if f != nil && f.Node != nil {
-			name = f.Node.Name
-		}
-		return Blocked(name, now, err)
+		return Blocked(nodeOf(f), now, err)
 	}
 	return e.Decide(ctx, f, now)
 }
 
-// Blocked is the decision while no valid engine has loaded: reboot denied, with err's
-// text as the one reason from source "engine".
+// DecideLastGood decides with the last good engine: the re-checks of a reboot already
+// past the cordon (the drain's guard, the final check), which a broken update must not
+// cut short; a restrictive rule of the last good set still stops them.
+func (s *Source) DecideLastGood(ctx context.Context, f *facts.Facts, now time.Time) decision.Decision {
+	e, err := s.LastGood()
+	if err != nil {
+		return Blocked(nodeOf(f), now, err)
+	}
+	return e.Decide(ctx, f, now)
+}
+
+func nodeOf(f *facts.Facts) string {
+	if f != nil && f.Node != nil {
+		return f.Node.Name
+	}
+	return ""
+}
+
+// Blocked is a denied decision with err's text as its one reason: from source "config"
+// when err is a load failure (it wraps ErrNotLoaded, or ErrNoValidPolicy after the first
+// read), from "engine" otherwise (not read yet, the facts could not be gathered).
 func Blocked(node string, now time.Time, err error) decision.Decision {
 	if err == nil {
 		err = ErrNoValidPolicy
 	}
+	src := decision.SourceEngine
+	if errors.Is(err, ErrNotLoaded) || (errors.Is(err, ErrNoValidPolicy) && !errors.Is(err, errNotReadYet)) {
+		src = decision.SourceConfig
+	}
 	return decision.Decision{
 		Node:       node,
 		At:         now.Format(time.RFC3339),
-		Reasons:    []decision.Reason{{Source: decision.SourceEngine, Message: err.Error()}},
+		Reasons:    []decision.Reason{{Source: src, Message: err.Error()}},
 		Conditions: []input.ConditionResult{},
 	}
 }
@@ -342,18 +406,24 @@ func Blocked(node string, now time.Time, err error) decision.Decision {
 // one notification. Use a single reader.
 func (s *Source) Changed() <-chan struct{} { return s.changed }
 
-// setEngine puts e in force and notifies the reader of Changed.
-func (s *Source) setEngine(e *decision.Engine) {
-	s.current.Store(&inForce{engine: e})
+// set records the latest load's outcome and, when it changed, notifies the reader of
+// Changed: a broken update must reach an agent waiting for a slot at once.
+func (s *Source) set(next *inForce) {
+	prev := s.current.Swap(next)
+	if prev.engine == next.engine && prev.status == next.status && errText(prev.err) == errText(next.err) {
+		return
+	}
 	select {
 	case s.changed <- struct{}{}:
 	default:
 	}
 }
 
-// setNoEngine records why there is still no engine (there never was one).
-func (s *Source) setNoEngine(cause error) {
-	s.current.Store(&inForce{err: fmt.Errorf("%w: %w", ErrNoValidPolicy, cause)})
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }
 
 // policyStatusMetric sets PolicyStatus and, when a load failed, counts it.

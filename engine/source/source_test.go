@@ -81,7 +81,7 @@ type harness struct {
 type harnessOpts struct {
 	configPath string
 	inline     *config.Resolved
-	jitter     time.Duration // 0: none (tests of the jitter set it)
+	cmEvents   bool // PolicyEventsOnConfigMaps (the summarizer's)
 	objects    []*corev1.ConfigMap
 	noInotify  bool // the config file's watcher cannot be made (inotify used up)
 }
@@ -100,21 +100,18 @@ func start(t *testing.T, o harnessOpts) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	jitter := o.jitter
-	if jitter == 0 {
-		jitter = -1
-	}
 	src, err := New(Config{
-		Client:       client,
-		Clock:        clk,
-		Logger:       slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		NodeName:     testNode,
-		Namespaces:   []string{testNS},
-		ConfigPath:   o.configPath,
-		Config:       o.inline,
-		StatusJitter: jitter,
-		Recorder:     rec,
-		Metrics:      m,
+		Client:     client,
+		Clock:      clk,
+		Logger:     slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		NodeName:   testNode,
+		Namespaces: []string{testNS},
+		ConfigPath: o.configPath,
+		Config:     o.inline,
+		Recorder:   rec,
+		Metrics:    m,
+
+		PolicyEventsOnConfigMaps: o.cmEvents,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -130,7 +127,7 @@ func start(t *testing.T, o harnessOpts) *harness {
 	}()
 	t.Cleanup(func() {
 		cancel()
-		<-done // Run waits for its writers and watcher, so nothing logs after the test
+		<-done // Run waits for its watcher, so nothing logs after the test
 	})
 	return &harness{t: t, src: src, client: client, clock: clk, recorder: rec, metrics: m, ctx: ctx}
 }
@@ -178,8 +175,14 @@ func eventually(t *testing.T, what string, cond func() bool) {
 }
 
 // reasons decides with the Source and returns "source: message" for each reason.
-func (h *harness) reasons() []string {
-	d := h.src.Decide(h.ctx, testFacts(), testTime)
+func (h *harness) reasons() []string { return reasonsOf(h.src.Decide(h.ctx, testFacts(), testTime)) }
+
+// lastGoodReasons is reasons under the last good engine (a reboot in progress).
+func (h *harness) lastGoodReasons() []string {
+	return reasonsOf(h.src.DecideLastGood(h.ctx, testFacts(), testTime))
+}
+
+func reasonsOf(d decision.Decision) []string {
 	var out []string
 	for _, r := range d.Reasons {
 		out = append(out, r.Source+": "+r.Message)
@@ -190,31 +193,6 @@ func (h *harness) reasons() []string {
 func (h *harness) waitReasons(what string, want ...string) {
 	h.t.Helper()
 	eventually(h.t, what, func() bool { return slices.Equal(h.reasons(), want) })
-}
-
-// status is the status annotation on the ConfigMap, read from the fake API server.
-func (h *harness) status(name string) string {
-	cm, err := h.client.CoreV1().ConfigMaps(testNS).Get(h.ctx, name, metav1.GetOptions{})
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	return cm.Annotations[StatusAnnotation]
-}
-
-func (h *harness) waitStatus(name, want string) {
-	h.t.Helper()
-	eventually(h.t, fmt.Sprintf("status of %s to be %s", name, want), func() bool { return h.status(name) == want })
-}
-
-// patches counts the PATCH requests on ConfigMaps.
-func (h *harness) patches() int {
-	n := 0
-	for _, a := range h.client.Actions() {
-		if a.GetVerb() == "patch" && a.GetResource().Resource == "configmaps" {
-			n++
-		}
-	}
-	return n
 }
 
 // events drains the events recorded so far.
@@ -285,8 +263,32 @@ func metricValue(t *testing.T, m prometheus.Metric) *dto.Metric {
 	return &out
 }
 
+// waitStatus waits for the Source's load status to have reason and, when loaded is
+// false, a message starting with prefix.
+func (h *harness) waitStatus(loaded bool, reason, prefix string) {
+	h.t.Helper()
+	eventually(h.t, fmt.Sprintf("status %v %s %q", loaded, reason, prefix), func() bool {
+		st := h.src.Status()
+		return st.Loaded == loaded && st.Reason == reason && strings.HasPrefix(st.Message, prefix)
+	})
+}
+
+// writes lists the requests, other than the test's own creates and updates, that would
+// change an object: the source makes none (it used to patch a status annotation onto
+// each policy ConfigMap).
+func (h *harness) writes() []string {
+	var out []string
+	for _, a := range h.client.Actions() {
+		switch a.GetVerb() {
+		case "get", "list", "watch", "create", "update":
+		default:
+			out = append(out, a.GetVerb()+" "+a.GetResource().Resource)
+		}
+	}
+	return out
+}
+
 var (
-	statusOK      = `{"status":"ok"}`
 	deniedFreeze1 = "policy: maintenance freeze v1"
 	deniedFreeze2 = "policy: maintenance freeze v2"
 )
@@ -296,7 +298,7 @@ func TestInitialLoad(t *testing.T) {
 		policyConfigMap("freeze", map[string]string{"freeze.rego": freezeV1, "README.md": "not a module"}),
 	}})
 	h.waitReasons("the ConfigMap's deny", deniedFreeze1)
-	h.waitStatus("freeze", statusOK)
+	h.waitStatus(true, ReasonLoaded, "")
 	if got := h.policyStatus(); got != 1 {
 		t.Errorf("PolicyStatus = %v, want 1", got)
 	}
@@ -327,57 +329,85 @@ func TestGoodPolicyAddsDeny(t *testing.T) {
 		t.Fatal("no change notification for the new policy")
 	}
 	h.waitReasons("the new deny", deniedFreeze1)
-	h.waitStatus("freeze", statusOK)
+	if w := h.writes(); len(w) > 0 {
+		t.Errorf("the source wrote %q; an agent writes no ConfigMap", w)
+	}
 }
 
-func TestBrokenPolicyKeepsLastGoodThenFixed(t *testing.T) {
+// A policy update that does not compile may have been a restriction: no new reboot
+// may start under the older set. The decision names the error with file:line, the
+// status, the event on the agent's Node and the metric say so; the last good set stays
+// for the reboots in progress only; the fix puts the new set in force.
+func TestBrokenPolicyFailsClosedThenFixed(t *testing.T) {
 	h := start(t, harnessOpts{objects: []*corev1.ConfigMap{
 		policyConfigMap("freeze", map[string]string{"freeze.rego": freezeV1}),
 		policyConfigMap("innocent", map[string]string{"other.rego": "package rebootgate\n"}),
 	}})
 	h.waitReasons("the first policy", deniedFreeze1)
-	h.waitStatus("freeze", statusOK)
-	h.waitStatus("innocent", statusOK)
+	h.waitStatus(true, ReasonLoaded, "")
+	<-h.src.Changed()
 	h.events()
 
 	h.update(policyConfigMap("freeze", map[string]string{"freeze.rego": brokenFreeze}))
-	eventually(t, "an error status with file:line", func() bool {
-		return strings.HasPrefix(h.status("freeze"), `{"status":"error","error":"rebootgate/freeze/freeze.rego:4: rego_parse_error: `)
+	select {
+	case <-h.src.Changed():
+	case <-time.After(waitTimeout):
+		t.Fatal("no change notification for the broken update: agents waiting for a slot would not see it")
+	}
+	const loadErr = "the latest config or policy update does not load: policy ConfigMaps: rebootgate/freeze/freeze.rego:4: rego_parse_error: "
+	eventually(t, "a denial from source config naming file:line", func() bool {
+		got := h.reasons()
+		return len(got) == 1 && strings.HasPrefix(got[0], "config: "+loadErr)
 	})
-	t.Logf("status: %s", h.status("freeze"))
-	ev := h.waitEvent("Warning PolicyError rebootgate/freeze/freeze.rego:4:", "last good policies stay in force", "kind=ConfigMap")
+	e, err := h.src.Current()
+	if e != nil || !errors.Is(err, ErrNotLoaded) {
+		t.Errorf("Current() = %v, %v; want no engine and ErrNotLoaded", e, err)
+	}
+	if got := h.lastGoodReasons(); !slices.Equal(got, []string{deniedFreeze1}) {
+		t.Errorf("reasons under the last good set = %q, want the last good policy's %q", got, deniedFreeze1)
+	}
+	h.waitStatus(false, ReasonPolicyError, "policy ConfigMaps: rebootgate/freeze/freeze.rego:4: rego_parse_error: ")
+	if st := h.src.Status(); !strings.HasSuffix(st.Message, "; "+Consequence) {
+		t.Errorf("status message %q does not end with what it means: %q", st.Message, Consequence)
+	}
+	ev := h.waitEvent("Warning PolicyError policy ConfigMaps: rebootgate/freeze/freeze.rego:4:", Consequence, "kind=Node")
 	t.Logf("event: %s", ev)
-	if got := h.status("innocent"); got != statusOK {
-		t.Errorf("the ConfigMap without errors has status %s, want %s", got, statusOK)
-	}
-	if got := h.reasons(); !slices.Equal(got, []string{deniedFreeze1}) {
-		t.Errorf("reasons with the broken policy = %q, want the last good policy's %q", got, deniedFreeze1)
-	}
 	eventually(t, "PolicyStatus 0 and one load error", func() bool { return h.policyStatus() == 0 && h.loadErrors() == 1 })
 
 	h.update(policyConfigMap("freeze", map[string]string{"freeze.rego": freezeV2}))
 	h.waitReasons("the fixed policy", deniedFreeze2)
-	h.waitStatus("freeze", statusOK)
+	h.waitStatus(true, ReasonLoaded, "")
 	if got := h.policyStatus(); got != 1 {
 		t.Errorf("PolicyStatus after the fix = %v, want 1", got)
 	}
 	for _, e := range h.events() {
-		if strings.Contains(e, ReasonPolicyError) && strings.Contains(e, "v2") {
+		if strings.Contains(e, ReasonPolicyError) {
 			t.Errorf("event after the fix: %s", e)
 		}
 	}
+	if w := h.writes(); len(w) > 0 {
+		t.Errorf("the source wrote %q; an agent writes no ConfigMap", w)
+	}
 }
 
+// The summarizer (PolicyEventsOnConfigMaps) puts each error on the ConfigMap at fault,
+// once, and nothing on the innocent one.
 func TestCompileErrorAttributedToItsConfigMap(t *testing.T) {
 	// A type error, found by the compiler after every module parsed.
 	const typeError = "package rebootgate\n\ndeny contains msg if {\n\tmsg := 1 + \"x\"\n}\n"
-	h := start(t, harnessOpts{objects: []*corev1.ConfigMap{
+	h := start(t, harnessOpts{cmEvents: true, objects: []*corev1.ConfigMap{
 		policyConfigMap("a", map[string]string{"a.rego": freezeV1}),
 		policyConfigMap("b", map[string]string{"b1.rego": "package rebootgate\n", "b2.rego": typeError}),
 	}})
-	h.waitStatus("b", `{"status":"error","error":"rebootgate/b/b2.rego:4: rego_type_error: plus: invalid argument(s)"}`)
-	h.waitStatus("a", statusOK)
-	h.waitEvent("Warning PolicyError rebootgate/b/b2.rego:4:", "kind=ConfigMap")
+	h.waitEvent("Warning PolicyError rebootgate/b/b2.rego:4: rego_type_error: plus: invalid argument(s)", "kind=ConfigMap")
+	h.clock.Step(DefaultConfigPollInterval) // a reload with nothing changed: no second event
+	n := h.src.loads.Load()
+	eventually(t, "another load", func() bool { return h.src.loads.Load() > n })
+	for _, e := range h.events() {
+		if strings.Contains(e, ReasonPolicyError) {
+			t.Errorf("another event: %s", e)
+		}
+	}
 }
 
 func TestStatusesAttribution(t *testing.T) {
@@ -414,7 +444,6 @@ func TestNoValidPolicyEver(t *testing.T) {
 	h := start(t, harnessOpts{objects: []*corev1.ConfigMap{
 		policyConfigMap("freeze", map[string]string{"freeze.rego": brokenFreeze}),
 	}})
-	eventually(t, "the error status", func() bool { return strings.Contains(h.status("freeze"), "freeze.rego:4:") })
 	eventually(t, "Current to report the compile error", func() bool {
 		_, err := h.src.Current()
 		return err != nil && strings.Contains(err.Error(), "freeze.rego:4:")
@@ -427,10 +456,13 @@ func TestNoValidPolicyEver(t *testing.T) {
 		t.Errorf("error = %q", err)
 	}
 	d := h.src.Decide(h.ctx, testFacts(), testTime)
-	if d.Allowed || len(d.Reasons) != 1 || d.Reasons[0].Source != decision.SourceEngine || d.Reasons[0].Message != err.Error() || d.Node != testNode {
-		t.Errorf("decision = %+v; want blocked by the engine with %q", d, err)
+	if d.Allowed || len(d.Reasons) != 1 || d.Reasons[0].Source != decision.SourceConfig || d.Reasons[0].Message != err.Error() || d.Node != testNode {
+		t.Errorf("decision = %+v; want blocked by the config with %q", d, err)
 	}
-	h.waitEvent("no valid policy has loaded yet, so every reboot is blocked")
+	if _, err := h.src.LastGood(); !errors.Is(err, ErrNoValidPolicy) {
+		t.Errorf("LastGood() error = %v, want ErrNoValidPolicy", err)
+	}
+	h.waitEvent("no config and policy set has loaded yet, so every reboot is blocked")
 	if got := h.policyStatus(); got != 0 {
 		t.Errorf("PolicyStatus = %v, want 0", got)
 	}
@@ -448,140 +480,6 @@ func TestBeforeFirstLoadEverythingIsBlocked(t *testing.T) {
 	}
 	if _, err := src.Current(); !errors.Is(err, ErrNoValidPolicy) {
 		t.Errorf("Current() error = %v, want ErrNoValidPolicy", err)
-	}
-}
-
-func TestStatusNotRewrittenWhenUnchanged(t *testing.T) {
-	cm := policyConfigMap("freeze", map[string]string{"freeze.rego": freezeV1})
-	cm.Annotations = map[string]string{StatusAnnotation: statusOK}
-	h := start(t, harnessOpts{objects: []*corev1.ConfigMap{cm, policyConfigMap("new", map[string]string{"x.rego": freezeV2})}})
-	h.waitReasons("both policies", deniedFreeze1, deniedFreeze2)
-	h.waitStatus("new", statusOK)
-	if got := h.patches(); got != 1 {
-		t.Fatalf("%d PATCHes after the first load; want 1 (only the ConfigMap without a status)", got)
-	}
-	// More reloads with nothing changed: an unrelated label, a config poll.
-	cur, err := h.client.CoreV1().ConfigMaps(testNS).Get(h.ctx, "freeze", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cur.Labels["team"] = "platform"
-	if _, err := h.client.CoreV1().ConfigMaps(testNS).Update(h.ctx, cur, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "the informer to see the label", func() bool {
-		c := h.src.collectPolicies().configMaps[testNS+"/freeze"]
-		return c != nil && c.Labels["team"] == "platform"
-	})
-	h.clock.Step(DefaultConfigPollInterval)
-	h.waitReasons("the same policies", deniedFreeze1, deniedFreeze2)
-	h.waitIdle()
-	if got := h.patches(); got != 1 {
-		t.Errorf("%d PATCHes after reloads with no change; want still 1", got)
-	}
-}
-
-// waitIdle makes the Run loop load once more and waits for that load and for every
-// status write it scheduled to finish, so that counting requests afterwards is fair.
-func (h *harness) waitIdle() {
-	h.t.Helper()
-	n := h.src.loads.Load()
-	h.src.reload()
-	eventually(h.t, "a load and its status writes to finish", func() bool {
-		h.src.status.mu.Lock()
-		pending := len(h.src.status.pending)
-		h.src.status.mu.Unlock()
-		return h.src.loads.Load() > n && pending == 0
-	})
-}
-
-func TestJitterSkipsWriteAnotherAgentMade(t *testing.T) {
-	const jitter = 5 * time.Second
-	h := start(t, harnessOpts{jitter: jitter, objects: []*corev1.ConfigMap{
-		policyConfigMap("freeze", map[string]string{"freeze.rego": freezeV1}),
-	}})
-	h.waitReasons("the policy", deniedFreeze1)
-	// Two timers: the config poll's and the status writer's jitter.
-	eventually(t, "the status writer to wait out its jitter", func() bool { return h.clock.Waiters() == 2 })
-
-	// Another agent writes the same status meanwhile (an Update, so it is not counted
-	// as our PATCH).
-	cur, err := h.client.CoreV1().ConfigMaps(testNS).Get(h.ctx, "freeze", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cur.Annotations = map[string]string{StatusAnnotation: statusOK}
-	if _, err := h.client.CoreV1().ConfigMaps(testNS).Update(h.ctx, cur, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "the informer to see the other agent's status", func() bool {
-		c := h.src.collectPolicies().configMaps[testNS+"/freeze"]
-		return c != nil && c.Annotations[StatusAnnotation] == statusOK
-	})
-	h.clock.Step(jitter)
-	h.waitIdle()
-	if got := h.patches(); got != 0 {
-		t.Errorf("%d PATCHes; want 0: another agent wrote the status during the jitter", got)
-	}
-
-	// A change nobody else writes is written once the jitter has passed.
-	h.update(policyConfigMap("freeze", map[string]string{"freeze.rego": brokenFreeze}))
-	eventually(t, "the status writer to wait out its jitter", func() bool {
-		h.src.status.mu.Lock()
-		defer h.src.status.mu.Unlock()
-		return len(h.src.status.pending) == 1
-	})
-	eventually(t, "the error status", func() bool {
-		h.clock.Step(jitter) // the writer may not have started its timer yet
-		return strings.Contains(h.status("freeze"), "freeze.rego:4:")
-	})
-	if got := h.patches(); got != 1 {
-		t.Errorf("%d PATCHes; want 1", got)
-	}
-}
-
-func TestNoWriteNorEventWhenStatusAlreadyShowsError(t *testing.T) {
-	cm := policyConfigMap("freeze", map[string]string{"freeze.rego": brokenFreeze})
-	cm.Annotations = map[string]string{StatusAnnotation: StatusValue(
-		"rebootgate/freeze/freeze.rego:4: rego_parse_error: non-terminated string; rebootgate/freeze/freeze.rego:4: rego_parse_error: illegal token")}
-	h := start(t, harnessOpts{objects: []*corev1.ConfigMap{cm}})
-	eventually(t, "the compile error", func() bool {
-		_, err := h.src.Current()
-		return err != nil && strings.Contains(err.Error(), "freeze.rego:4:")
-	})
-	h.waitIdle()
-	if got := h.patches(); got != 0 {
-		t.Errorf("%d PATCHes; want 0: the status already shows the error", got)
-	}
-	for _, e := range h.events() {
-		if strings.Contains(e, ReasonPolicyError) {
-			t.Errorf("event %q; want none: the agent that wrote the status reported it", e)
-		}
-	}
-}
-
-func TestStatusNotFoughtOver(t *testing.T) {
-	h := start(t, harnessOpts{objects: []*corev1.ConfigMap{
-		policyConfigMap("freeze", map[string]string{"freeze.rego": freezeV1}),
-	}})
-	h.waitStatus("freeze", statusOK)
-	// An agent of another version disagrees and writes its own status.
-	cur, err := h.client.CoreV1().ConfigMaps(testNS).Get(h.ctx, "freeze", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cur.Annotations[StatusAnnotation] = `{"status":"error","error":"says another version"}`
-	if _, err := h.client.CoreV1().ConfigMaps(testNS).Update(h.ctx, cur, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "the informer to see it", func() bool {
-		c := h.src.collectPolicies().configMaps[testNS+"/freeze"]
-		return c != nil && c.Annotations[StatusAnnotation] != statusOK
-	})
-	h.clock.Step(DefaultConfigPollInterval)
-	h.waitIdle()
-	if got := h.patches(); got != 1 {
-		t.Errorf("%d PATCHes; want 1: this agent already wrote its status for these policies", got)
 	}
 }
 
@@ -653,11 +551,11 @@ func TestConfigPollFindsLateDirectory(t *testing.T) {
 	// The directory does not exist at start: no watch, no config, everything blocked.
 	k := &kubeletDir{t: t, dir: filepath.Join(t.TempDir(), "config")}
 	h := start(t, harnessOpts{configPath: k.path()})
-	ev := h.waitEvent("Warning ConfigError config "+k.path(), "no config has loaded yet", "kind=Node")
+	ev := h.waitEvent("Warning ConfigError config "+k.path(), "no config and policy set has loaded yet", "kind=Node")
 	t.Logf("event: %s", ev)
 	eventually(t, "the missing config to block every reboot", func() bool {
 		got := h.reasons()
-		return len(got) == 1 && strings.HasPrefix(got[0], "engine: no valid policy has loaded: config "+k.path()+": ")
+		return len(got) == 1 && strings.HasPrefix(got[0], "config: no valid policy has loaded: config "+k.path()+": ")
 	})
 	if err := os.Mkdir(k.dir, 0o755); err != nil {
 		t.Fatal(err)
@@ -694,13 +592,15 @@ func TestConfigDegradedPoll(t *testing.T) {
 	}
 }
 
-func TestBadConfigKeepsLastGood(t *testing.T) {
+// A config update that does not load blocks every new reboot, naming the file and the
+// field; the last good config stays for the reboots in progress; a good one is in force
+// at once.
+func TestBadConfigFailsClosed(t *testing.T) {
 	k := newKubeletDir(t, configWithCondition("v1", "false"))
 	h := start(t, harnessOpts{configPath: k.path(), objects: []*corev1.ConfigMap{
 		policyConfigMap("freeze", map[string]string{"freeze.rego": freezeV1}),
 	}})
 	h.waitReasons("config v1", "condition/v1: v1 is in force", deniedFreeze1)
-	h.waitStatus("freeze", statusOK)
 
 	for i, bad := range []struct{ name, content, want string }{
 		{"unknown key", header + "pools:\n- name: all\n  colour: blue\n", "pools[0].colour"},
@@ -708,26 +608,30 @@ func TestBadConfigKeepsLastGood(t *testing.T) {
 	} {
 		t.Run(bad.name, func(t *testing.T) {
 			k.write(bad.content)
-			ev := h.waitEvent("Warning ConfigError config "+k.path()+": "+bad.want, "last good config stays in force", "kind=Node")
+			ev := h.waitEvent("Warning ConfigError config "+k.path()+": "+bad.want, Consequence, "kind=Node")
 			t.Logf("event: %s", ev)
-			if got := h.reasons(); !slices.Equal(got, []string{"condition/v1: v1 is in force", deniedFreeze1}) {
-				t.Errorf("reasons = %q; want config v1 still in force", got)
+			want := "config: the latest config or policy update does not load: config " + k.path() + ": " + bad.want
+			if got := h.reasons(); len(got) != 1 || !strings.HasPrefix(got[0], want) {
+				t.Errorf("reasons = %q; want one starting %q", got, want)
 			}
+			if got := h.lastGoodReasons(); !slices.Equal(got, []string{"condition/v1: v1 is in force", deniedFreeze1}) {
+				t.Errorf("reasons under the last good set = %q; want config v1's", got)
+			}
+			h.waitStatus(false, ReasonConfigError, "config "+k.path()+": "+bad.want)
 			// The metrics are set at the end of the load that emitted the event.
 			eventually(t, "PolicyStatus 0 and one more load error", func() bool {
 				return h.policyStatus() == 0 && h.loadErrors() == float64(i+1)
 			})
 		})
 	}
-	// A config error is not the policies' fault.
-	if got := h.status("freeze"); got != statusOK {
-		t.Errorf("policy status after config errors = %s, want %s", got, statusOK)
-	}
 	k.write(configWithCondition("v3", "false"))
 	h.waitReasons("config v3", "condition/v3: v3 is in force", deniedFreeze1)
+	h.waitStatus(true, ReasonLoaded, "")
 	eventually(t, "PolicyStatus 1", func() bool { return h.policyStatus() == 1 })
 }
 
+// A good config with a broken policy: no new reboot (the policies are broken), and the
+// reboots in progress finish under the new config with the last good policies.
 func TestGoodConfigNotHeldBackByBrokenPolicy(t *testing.T) {
 	k := newKubeletDir(t, configWithCondition("v1", "false"))
 	h := start(t, harnessOpts{configPath: k.path(), objects: []*corev1.ConfigMap{
@@ -735,9 +639,14 @@ func TestGoodConfigNotHeldBackByBrokenPolicy(t *testing.T) {
 	}})
 	h.waitReasons("config v1", "condition/v1: v1 is in force", deniedFreeze1)
 	h.update(policyConfigMap("freeze", map[string]string{"freeze.rego": brokenFreeze}))
-	eventually(t, "the error status", func() bool { return strings.Contains(h.status("freeze"), "freeze.rego:4:") })
+	h.waitStatus(false, ReasonPolicyError, "policy ConfigMaps: rebootgate/freeze/freeze.rego:4:")
 	k.write(configWithCondition("v2", "false"))
-	h.waitReasons("config v2 with the last good policy", "condition/v2: v2 is in force", deniedFreeze1)
+	eventually(t, "config v2 with the last good policy for the reboots in progress", func() bool {
+		return slices.Equal(h.lastGoodReasons(), []string{"condition/v2: v2 is in force", deniedFreeze1})
+	})
+	if got := h.reasons(); len(got) != 1 || !strings.HasPrefix(got[0], "config: the latest config or policy update does not load: policy ConfigMaps: rebootgate/freeze/freeze.rego:4:") {
+		t.Errorf("reasons for a new reboot = %q; want the policy error", got)
+	}
 }
 
 func TestOtherNamespacesAndLabels(t *testing.T) {
@@ -748,26 +657,12 @@ func TestOtherNamespacesAndLabels(t *testing.T) {
 	tests := policyConfigMap("tests", map[string]string{"x_test.rego": brokenFreeze, "x.rego": freezeV1})
 	h := start(t, harnessOpts{objects: []*corev1.ConfigMap{unlabelled, elsewhere, tests}})
 	h.waitReasons("only the labelled ConfigMap in the agent's namespace", deniedFreeze1)
-	h.waitStatus("tests", statusOK)
-	h.waitIdle()
 	for _, a := range h.client.Actions() {
-		if p, ok := a.(k8stesting.PatchAction); ok && p.GetName() != "tests" {
-			t.Errorf("PATCH of %s/%s", p.GetNamespace(), p.GetName())
-		}
 		if l, ok := a.(k8stesting.ListAction); ok {
 			if l.GetNamespace() != testNS || l.GetListRestrictions().Labels.String() != PolicyLabel+"="+PolicyLabelValue {
 				t.Errorf("list in %q with selector %q; want %q with %s=%s", l.GetNamespace(), l.GetListRestrictions().Labels, testNS, PolicyLabel, PolicyLabelValue)
 			}
 		}
-	}
-}
-
-func TestStatusValue(t *testing.T) {
-	if got := StatusValue(""); got != statusOK {
-		t.Errorf("ok = %s", got)
-	}
-	if got, want := StatusValue(`a.rego:3: x <y> & "z"`), `{"status":"error","error":"a.rego:3: x <y> & \"z\""}`; got != want {
-		t.Errorf("error = %s, want %s", got, want)
 	}
 }
 

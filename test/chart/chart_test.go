@@ -143,11 +143,11 @@ var (
 	}
 	expectedRoleRules = []string{
 		`"coordination.k8s.io" leases [get list watch create update delete]`,
-		`"" configmaps [list watch patch]`,
+		`"" configmaps [list watch]`,
 		`"" configmaps [get] named [rebootgate-node-summary]`,
 	}
 	expectedPolicyRoleRules = []string{
-		`"" configmaps [list watch patch]`,
+		`"" configmaps [list watch]`,
 	}
 	// With configuration.kuredLock, on kured's DaemonSet alone.
 	expectedKuredLockRules = []string{
@@ -161,7 +161,7 @@ var (
 		`"coordination.k8s.io" leases [list watch]`,
 	}
 	expectedSummarizerRoleRules = []string{
-		`"" configmaps [list watch patch create]`,
+		`"" configmaps [list watch create]`,
 		`"" configmaps [get update] named [rebootgate-node-summary]`,
 		`"coordination.k8s.io" leases [create]`,
 		`"coordination.k8s.io" leases [get update] named [rebootgate-summarizer]`,

@@ -194,6 +194,9 @@ func (o *evalOptions) run(ctx context.Context, out io.Writer) error {
 		return err
 	}
 	ev := engine.Evaluate(ctx, f, now)
+	if o.NodeName != "" {
+		agentLoadError(&ev.Decision, f.Node)
+	}
 	switch o.Output {
 	case "json":
 		enc := json.NewEncoder(out)

@@ -29,8 +29,8 @@ const (
 	// scopePolicyNamespaces: each --policy-namespace (default: the agent's namespace).
 	scopePolicyNamespaces
 	// scopeEventNamespaces: where the agent's Events go: "default" for the Node's (a
-	// cluster-scoped object's events live there), the agent's namespace for its slot
-	// Leases', and each policy namespace for its ConfigMaps'.
+	// cluster-scoped object's events live there) and the agent's namespace for its slot
+	// Leases'. Its policy errors go on its Node, never on a ConfigMap.
 	scopeEventNamespaces
 	// scopeKuredDaemonSet: kured's DaemonSet (--ds-name in --ds-namespace), only with
 	// --kured-lock.
@@ -61,7 +61,8 @@ var agentPermissions = []permission{
 	// The informer on its own Node (a field selector on metadata.name), pool sizes and
 	// slot users (list).
 	{group: "", resource: "nodes", verbs: []string{"list", "watch"}, scope: scopeCluster},
-	// The RebootRequired condition, and the lifecycle conditions (KEP-5683).
+	// The RebootRequired and RebootPolicyLoaded conditions, and the lifecycle
+	// conditions (KEP-5683).
 	{group: "", resource: "nodes", subresource: "status", verbs: []string{"patch"}, scope: scopeOwnNode},
 	// The drain lists the node's pods and waits for each to go.
 	{group: "", resource: "pods", verbs: []string{"get", "list"}, scope: scopeCluster, kured: true},
@@ -76,8 +77,8 @@ var agentPermissions = []permission{
 	{group: "", resource: "events", verbs: []string{"create", "patch"}, scope: scopeEventNamespaces},
 	// The reboot slots, one Lease per pool slot.
 	{group: "coordination.k8s.io", resource: "leases", verbs: []string{"get", "list", "watch", "create", "update", "delete"}, scope: scopeNamespace},
-	// Policy ConfigMaps (informer) and their status annotation.
-	{group: "", resource: "configmaps", verbs: []string{"list", "watch", "patch"}, scope: scopePolicyNamespaces},
+	// Policy ConfigMaps (informer), read only: an agent writes no ConfigMap.
+	{group: "", resource: "configmaps", verbs: []string{"list", "watch"}, scope: scopePolicyNamespaces},
 	// The summarizer's node summary, read when a budget, breaker or summary reference
 	// needs it (a GET served from the watch cache).
 	{group: "", resource: "configmaps", name: summary.ConfigMapName, verbs: []string{"get"}, scope: scopeNamespace},
@@ -103,8 +104,8 @@ var summarizerPermissions = []permission{
 	// Leader election (client-go's LeaseLock: get, create, update).
 	{group: "coordination.k8s.io", resource: "leases", name: summarizerLeaseName, verbs: []string{"get", "update"}, scope: scopeNamespace},
 	{group: "coordination.k8s.io", resource: "leases", verbs: []string{"create"}, scope: scopeNamespace},
-	// Policy ConfigMaps and their status annotation, as the agents (engine/source).
-	{group: "", resource: "configmaps", verbs: []string{"list", "watch", "patch"}, scope: scopePolicyNamespaces},
+	// Policy ConfigMaps, read as the agents read them (engine/source).
+	{group: "", resource: "configmaps", verbs: []string{"list", "watch"}, scope: scopePolicyNamespaces},
 	// client-go's recorder: ConfigError on the summary ConfigMap, PolicyError on a policy
 	// ConfigMap.
 	{group: "", resource: "events", verbs: []string{"create", "patch"}, scope: scopePolicyNamespaces},
@@ -168,7 +169,7 @@ func (t accessTarget) checks(perms []permission) []accessCheck {
 		case scopePolicyNamespaces:
 			where = namespaces(policyNS)
 		case scopeEventNamespaces:
-			where = namespaces(append([]string{metav1.NamespaceDefault, t.namespace}, policyNS...))
+			where = namespaces([]string{metav1.NamespaceDefault, t.namespace})
 		case scopeKuredDaemonSet:
 			if !t.kuredLock {
 				continue

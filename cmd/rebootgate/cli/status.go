@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/rebootgate/rebootgate/engine/agent"
+	"github.com/rebootgate/rebootgate/engine/decision"
 	"github.com/rebootgate/rebootgate/engine/lock"
 	"github.com/rebootgate/rebootgate/engine/pipeline"
 )
@@ -84,6 +85,11 @@ type StatusRow struct {
 	Phase          string
 	Slot           string
 	Cordoned       bool
+	// Policy is the agent's RebootPolicyLoaded condition: "ok", its reason when False
+	// (ConfigError, PolicyError), "-" when the agent has not written it; PolicyError
+	// is the condition's message when False.
+	Policy      string
+	PolicyError string
 }
 
 // collectStatus reads the nodes (from the apiserver's watch cache) and the slot Leases:
@@ -118,9 +124,16 @@ func collectStatus(ctx context.Context, client kubernetes.Interface, namespace, 
 
 func statusRow(n *corev1.Node, slotOf map[string]string) StatusRow {
 	row := StatusRow{Node: n.Name, Phase: string(pipeline.StateOf(n).Phase), Slot: slotOf[n.Name], Cordoned: n.Spec.Unschedulable}
+	row.Policy = "-"
 	for _, c := range n.Status.Conditions {
-		if c.Type == agent.ConditionRebootRequired {
+		switch c.Type {
+		case agent.ConditionRebootRequired:
 			row.RebootRequired = c.Status == corev1.ConditionTrue
+		case agent.ConditionPolicyLoaded:
+			row.Policy = "ok"
+			if c.Status != corev1.ConditionTrue {
+				row.Policy, row.PolicyError = orDefault(c.Reason, "error"), c.Message
+			}
 		}
 	}
 	var d struct {
@@ -146,12 +159,44 @@ func statusRow(n *corev1.Node, slotOf map[string]string) StatusRow {
 	return row
 }
 
+// printStatus prints the table, then each distinct load error the agents report with
+// the nodes that report it: the table's POLICY column says only which kind.
 func printStatus(out io.Writer, rows []StatusRow) error {
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tPOOL\tREBOOT-REQUIRED\tPHASE\tSLOT\tSCHEDULABLE\tLAST DECISION")
+	fmt.Fprintln(tw, "NODE\tPOOL\tREBOOT-REQUIRED\tPHASE\tSLOT\tSCHEDULABLE\tPOLICY\tLAST DECISION")
+	var errs []string
+	nodesOf := map[string][]string{}
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Node, orDefault(r.Pool, "-"), yesNo(r.RebootRequired),
-			orDefault(r.Phase, "-"), orDefault(r.Slot, "-"), yesNo(!r.Cordoned), r.Decision)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Node, orDefault(r.Pool, "-"), yesNo(r.RebootRequired),
+			orDefault(r.Phase, "-"), orDefault(r.Slot, "-"), yesNo(!r.Cordoned), r.Policy, r.Decision)
+		if r.PolicyError != "" {
+			key := r.Policy + ": " + r.PolicyError
+			if nodesOf[key] == nil {
+				errs = append(errs, key)
+			}
+			nodesOf[key] = append(nodesOf[key], r.Node)
+		}
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, e := range errs {
+		if _, err := fmt.Fprintf(out, "\n%s (%d node(s): %s)\n", e, len(nodesOf[e]), strings.Join(nodesOf[e], ", ")); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// agentLoadError denies d, the live eval's decision, when the node's agent reports
+// (RebootPolicyLoaded False) that its config or policies do not load: the agent then
+// starts no reboot, whatever this process's own copy of the config says.
+func agentLoadError(d *decision.Decision, n *corev1.Node) {
+	for _, c := range n.Status.Conditions {
+		if c.Type == agent.ConditionPolicyLoaded && c.Status == corev1.ConditionFalse {
+			d.Allowed = false
+			d.Reasons = append(d.Reasons, decision.Reason{Source: decision.SourceConfig,
+				Message: fmt.Sprintf("the agent on %s reports %s: %s", n.Name, c.Reason, c.Message)})
+		}
+	}
 }

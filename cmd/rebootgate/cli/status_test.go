@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 
+	"github.com/rebootgate/rebootgate/engine/decision"
 	"github.com/rebootgate/rebootgate/engine/lock"
 )
 
@@ -25,10 +26,15 @@ func TestStatusTable(t *testing.T) {
 				"rebootgate.io/decision": `{"allowed":true,"pool":"user","reasons":[]}`,
 				"rebootgate.io/phase":    "Draining",
 			}},
-			Spec:   corev1.NodeSpec{Unschedulable: true},
-			Status: corev1.NodeStatus{Conditions: []corev1.NodeCondition{{Type: "RebootRequired", Status: corev1.ConditionTrue}}},
+			Spec: corev1.NodeSpec{Unschedulable: true},
+			Status: corev1.NodeStatus{Conditions: []corev1.NodeCondition{
+				{Type: "RebootRequired", Status: corev1.ConditionTrue},
+				{Type: "RebootPolicyLoaded", Status: corev1.ConditionTrue, Reason: "PolicyLoaded"},
+			}},
 		},
-		&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n3"}},
+		&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n3"}, Status: corev1.NodeStatus{Conditions: []corev1.NodeCondition{
+			{Type: "RebootPolicyLoaded", Status: corev1.ConditionFalse, Reason: "ConfigError", Message: "config /etc/rebootgate/config.yaml: pools[0].colour: unknown field"},
+		}}},
 		&coordinationv1.Lease{
 			ObjectMeta: metav1.ObjectMeta{Name: "rebootgate-user-0", Namespace: "rg", Labels: map[string]string{lock.LabelPool: "user"}},
 			Spec:       coordinationv1.LeaseSpec{HolderIdentity: &holder},
@@ -42,9 +48,14 @@ func TestStatusTable(t *testing.T) {
 	if err := printStatus(&out, rows); err != nil {
 		t.Fatal(err)
 	}
-	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	table, errs, _ := strings.Cut(strings.TrimSpace(out.String()), "\n\n")
+	lines := strings.Split(table, "\n")
 	if len(lines) != 4 {
 		t.Fatalf("want a header and 3 rows:\n%s", out.String())
+	}
+	// The load error, in full, below the table with the nodes that report it.
+	if want := "ConfigError: config /etc/rebootgate/config.yaml: pools[0].colour: unknown field (1 node(s): n3)"; errs != want {
+		t.Errorf("below the table: %q, want %q", errs, want)
 	}
 	// Compare words, not column widths.
 	var got []string
@@ -52,11 +63,31 @@ func TestStatusTable(t *testing.T) {
 		got = append(got, strings.Join(strings.Fields(l), " "))
 	}
 	want := []string{
-		"n3 - no - - yes -",
-		"n1 user no - - yes blocked: outside every reboot window",
-		"n2 user yes Draining rebootgate-user-0 no allowed",
+		"n3 - no - - yes ConfigError -",
+		"n1 user no - - yes - blocked: outside every reboot window",
+		"n2 user yes Draining rebootgate-user-0 no ok allowed",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("rows =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestAgentLoadErrorDeniesLiveEval: `eval --node-name` gives the agent's answer when the
+// node's agent reports that its config or policies do not load (it starts no reboot),
+// whatever the eval's own copy of the config says.
+func TestAgentLoadErrorDeniesLiveEval(t *testing.T) {
+	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}, Status: corev1.NodeStatus{Conditions: []corev1.NodeCondition{
+		{Type: "RebootPolicyLoaded", Status: corev1.ConditionFalse, Reason: "PolicyError", Message: "policy ConfigMaps: rg/freeze/freeze.rego:4: rego_parse_error"},
+	}}}
+	d := decision.Decision{Allowed: true, Pool: "user"}
+	agentLoadError(&d, n)
+	want := decision.Reason{Source: "config", Message: "the agent on n1 reports PolicyError: policy ConfigMaps: rg/freeze/freeze.rego:4: rego_parse_error"}
+	if d.Allowed || len(d.Reasons) != 1 || d.Reasons[0] != want {
+		t.Errorf("decision = %+v, want denied with %+v", d, want)
+	}
+	n.Status.Conditions[0].Status = corev1.ConditionTrue
+	d = decision.Decision{Allowed: true}
+	if agentLoadError(&d, n); !d.Allowed || len(d.Reasons) != 0 {
+		t.Errorf("with the condition True: %+v, want unchanged", d)
 	}
 }

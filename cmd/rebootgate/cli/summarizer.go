@@ -105,12 +105,15 @@ func (o *summarizerOptions) run(ctx context.Context, cmd *cobra.Command) error {
 		Client: client, Logger: log, NodeName: o.identity, Namespaces: o.policyNamespaces, ConfigPath: o.configPath, Recorder: recorder,
 		// Config errors are reported on the summary ConfigMap: the summarizer has no Node.
 		NodeRef: &corev1.ObjectReference{Kind: "ConfigMap", APIVersion: "v1", Namespace: o.namespace, Name: summary.ConfigMapName},
+		// One or two replicas, not one per node: policy errors go on the ConfigMap at
+		// fault, where whoever edited it looks.
+		PolicyEventsOnConfigMaps: true,
 	})
 	if err != nil {
 		return badInput("%w", err)
 	}
 	sum, err := summary.New(summary.Config{
-		Client: client, Namespace: o.namespace, Identity: o.identity, Engine: src.Current, EngineChanged: src.Changed(),
+		Client: client, Namespace: o.namespace, Identity: o.identity, Engine: src.LastGood, EngineChanged: src.Changed(),
 		Medik8sNamespace: o.medik8sNamespace, Interval: o.interval, Heartbeat: o.heartbeat, Logger: log,
 	})
 	if err != nil {

@@ -550,13 +550,19 @@ func TestChartRBACIsEnough(t *testing.T) {
 	if _, err := c.CoreV1().Pods(sc.ns).Get(ctx, sc.webPod, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("pod %s still exists after the drain (err %v)", sc.webPod, err)
 	}
-	// The policy ConfigMap's status was written by an agent (configmaps patch).
-	err := testbed.Poll(ctx, time.Minute, "policy status annotation", func(ctx context.Context) (bool, error) {
-		cm, err := c.CoreV1().ConfigMaps(sc.ns).Get(ctx, sc.full+"-policy-backup", metav1.GetOptions{})
+	// The agent reports its policies' load status on its own Node (nodes/status patch);
+	// it writes no ConfigMap.
+	err := testbed.Poll(ctx, time.Minute, "the RebootPolicyLoaded condition True", func(ctx context.Context) (bool, error) {
+		n, err := c.CoreV1().Nodes().Get(ctx, sc.node, metav1.GetOptions{})
 		if err != nil {
 			return false, err
 		}
-		return strings.Contains(cm.Annotations["rebootgate.io/policy-status"], `"ok"`), nil
+		for _, cond := range n.Status.Conditions {
+			if cond.Type == "RebootPolicyLoaded" {
+				return cond.Status == corev1.ConditionTrue, nil
+			}
+		}
+		return false, nil
 	})
 	if err != nil {
 		t.Error(err)

@@ -288,9 +288,12 @@ func TestPDBProtectedDrain(t *testing.T) {
 	}
 }
 
-// TestBrokenPolicyKeepsLastGood: a policy ConfigMap that does not compile leaves the
-// last good policy in force and gets an error status with file:line.
-func TestBrokenPolicyKeepsLastGood(t *testing.T) {
+// TestBrokenPolicyFailsClosed: a policy ConfigMap that does not compile blocks every
+// new reboot, even though the last good set (a freeze) did too: the decision names the
+// load error (source "config", file:line) and the agent reports it on its own Node as
+// the RebootPolicyLoaded condition, False. Once the ConfigMap is gone, the reboot goes
+// ahead and the condition is True again.
+func TestBrokenPolicyFailsClosed(t *testing.T) {
 	c := newCluster(t, map[string]int{"user": 1})
 	n := c.allNodes()[0]
 	ctx := context.Background()
@@ -310,17 +313,10 @@ func TestBrokenPolicyKeepsLastGood(t *testing.T) {
 	c.waitNode(n, time.Minute, "blocked by the freeze policy", func(n *corev1.Node) bool {
 		return strings.Contains(decisionOf(n), "change freeze")
 	})
-	waitStatus := func(want string) {
-		t.Helper()
-		err := testbed.Poll(ctx, time.Minute, "policy status "+want, func(ctx context.Context) (bool, error) {
-			cm, err := cms.Get(ctx, "freeze", metav1.GetOptions{})
-			return err == nil && strings.Contains(cm.Annotations["rebootgate.io/policy-status"], want), nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	waitStatus(`"status":"ok"`)
+	c.waitNode(n, time.Minute, "RebootPolicyLoaded True", func(n *corev1.Node) bool {
+		cond := policyLoaded(n)
+		return cond != nil && cond.Status == corev1.ConditionTrue && cond.Reason == "PolicyLoaded"
+	})
 	broken := good.DeepCopy()
 	broken.Data["freeze.rego"] = "package rebootgate\n\ndeny contains msg if {\n\tmsg := nope(1)\n}\n"
 	cur, err := cms.Get(ctx, "freeze", metav1.GetOptions{})
@@ -331,14 +327,15 @@ func TestBrokenPolicyKeepsLastGood(t *testing.T) {
 	if _, err := cms.Update(ctx, broken, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitStatus("freeze.rego:4")
-	c.waitLog(sim, n, "policies not loaded", 1)
-	// The agent decides again after rejecting the broken policy: the last good policy
-	// (the freeze) must still be the one in force, so no reboot.
-	c.waitLog(sim, n, "decision unchanged", logCount(sim, n, "decision unchanged")+1)
-	if !strings.Contains(decisionOf(c.node(n)), "change freeze") {
-		t.Fatalf("the broken policy replaced the last good one: %s", decisionOf(c.node(n)))
-	}
+	c.waitNode(n, time.Minute, "RebootPolicyLoaded False naming freeze.rego:4", func(n *corev1.Node) bool {
+		cond := policyLoaded(n)
+		return cond != nil && cond.Status == corev1.ConditionFalse && cond.Reason == "PolicyError" &&
+			strings.Contains(cond.Message, c.ns+"/freeze/freeze.rego:4")
+	})
+	c.waitNode(n, time.Minute, "denied by the load error", func(n *corev1.Node) bool {
+		d := decisionOf(n)
+		return strings.Contains(d, `"source":"config"`) && strings.Contains(d, "freeze.rego:4")
+	})
 	b.untouched("after the broken policy was rejected")
 	if err := cms.Delete(ctx, "freeze", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
@@ -346,6 +343,20 @@ func TestBrokenPolicyKeepsLastGood(t *testing.T) {
 	if _, err := sim.WaitForReboots(ctx, 1, 2*time.Minute); err != nil {
 		t.Fatal(err)
 	}
+	c.waitNode(n, time.Minute, "RebootPolicyLoaded True again", func(n *corev1.Node) bool {
+		cond := policyLoaded(n)
+		return cond != nil && cond.Status == corev1.ConditionTrue
+	})
+}
+
+// policyLoaded is the node's RebootPolicyLoaded condition, nil when absent.
+func policyLoaded(n *corev1.Node) *corev1.NodeCondition {
+	for i := range n.Status.Conditions {
+		if n.Status.Conditions[i].Type == "RebootPolicyLoaded" {
+			return &n.Status.Conditions[i]
+		}
+	}
+	return nil
 }
 
 // TestAgentKilledDuringRebootResumes: the agent is SIGKILLed right after asking for

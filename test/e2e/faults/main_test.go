@@ -99,6 +99,12 @@ pools:
   selector: 'node.labels[?"%s"] == optional.of("%s")'
   concurrency: %d
 %s`, f.pool, runLabel, f.id, concurrency, rest)
+	f.writeDoc(doc)
+}
+
+// writeDoc replaces the config file with doc atomically.
+func (f *fleet) writeDoc(doc string) {
+	f.t.Helper()
 	tmp := f.config + ".tmp"
 	if err := os.WriteFile(tmp, []byte(doc), 0o644); err != nil {
 		f.t.Fatal(err)
@@ -106,6 +112,20 @@ pools:
 	if err := os.Rename(tmp, f.config); err != nil {
 		f.t.Fatal(err)
 	}
+}
+
+// writeBroken replaces the config, atomically, with one that does not load: an unknown
+// key in the pool, as a typo in an edit would be.
+func (f *fleet) writeBroken() {
+	f.t.Helper()
+	f.writeDoc(fmt.Sprintf(`apiVersion: rebootgate.io/v1alpha1
+kind: RebootGateConfig
+pools:
+- name: %s
+  selector: 'node.labels[?"%s"] == optional.of("%s")'
+  concurrency: 1
+  blackuot: [{from: "2026-01-01T00:00:00Z", to: "2099-01-01T00:00:00Z"}]
+`, f.pool, runLabel, f.id))
 }
 
 // agentCommand is the agent's command line under the simulator; extra flags (name,
