@@ -652,6 +652,9 @@ func (a *Agent) finish(ctx context.Context, st pipeline.State, step pipeline.Ste
 	if err := a.executor.Finish(ctx, st, step, slot); err != nil {
 		return 0, err
 	}
+	if a.held == nil {
+		a.releaseKeys(ctx, st)
+	}
 	a.wrote(pipeline.State{}, nil)
 	a.ended = step.Action // the conditions' reason on the next pass
 	if a.held != nil {
@@ -675,6 +678,23 @@ func (a *Agent) finish(ctx context.Context, st pipeline.State, step pipeline.Ste
 	a.log.Info("reboot ended", "step", step.String(), "failure", step.Failure)
 	a.setNeeded(ctx, a.detector.Check(ctx))
 	return requeueNow, nil
+}
+
+// releaseKeys gives back, after a reboot that ended without its slot, the slot-key
+// Lease the lock kept while the node was mid-reboot (its slot Lease had been
+// deleted): the next node of its key value then need not wait for it to expire. A
+// failure only delays that node.
+func (a *Agent) releaseKeys(ctx context.Context, st pipeline.State) {
+	if st.Pool == "" || st.SlotValue == "" {
+		return
+	}
+	sem, err := a.semaphore(st.Pool, st.SlotValue)
+	if err == nil {
+		err = sem.ReleaseKeys(ctx)
+	}
+	if err != nil {
+		a.log.Warn("releasing the slot-key Lease of a reboot that ended without its slot failed; it expires", "pool", st.Pool, "slotValue", st.SlotValue, "err", err)
+	}
 }
 
 func failureKind(ph pipeline.Phase, act pipeline.Action) string {

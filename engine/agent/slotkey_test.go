@@ -63,22 +63,28 @@ func startSlotKeyAgent(t *testing.T, labels map[string]string) (ctx context.Cont
 	if err := os.WriteFile(sentinel, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := config.Parse([]byte(slotKeyConfig))
+	ctx, stop = runSlotKeyAgent(t, client, Config{SentinelPath: sentinel, RebootCommand: []string{"touch", requested}})
+	return ctx, client, requested, stop
+}
+
+// runSlotKeyAgent runs n1's agent under slotKeyConfig with cfg's sentinel, reboot
+// command and flags; the context ends with the agent's 20 s, stop ends it sooner.
+func runSlotKeyAgent(t *testing.T, client kubernetes.Interface, cfg Config) (context.Context, func()) {
+	t.Helper()
+	inline, err := config.Parse([]byte(slotKeyConfig))
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := New(Config{
-		NodeName: "n1", Namespace: "rebootgate", SentinelPath: sentinel, InlineConfig: cfg,
-		RebootCommand: []string{"touch", requested}, RecheckInterval: 200 * time.Millisecond, LockJitter: -1,
-		RebootTimeout: time.Minute, ReadyTimeout: time.Minute,
-	}, client, slog.New(slog.NewTextHandler(testWriter{t}, nil)))
+	cfg.NodeName, cfg.Namespace, cfg.InlineConfig = "n1", "rebootgate", inline
+	cfg.RecheckInterval, cfg.LockJitter, cfg.RebootTimeout, cfg.ReadyTimeout = 200*time.Millisecond, -1, time.Minute, time.Minute
+	a, err := New(cfg, client, slog.New(slog.NewTextHandler(testWriter{t}, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
-	return ctx, client, requested, func() {
+	return ctx, func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Fatal(err)
@@ -166,5 +172,78 @@ func TestAgentWithoutSlotKeyNeverWaits(t *testing.T) {
 	}
 	if _, err := os.Stat(requested); err == nil || n.Spec.Unschedulable {
 		t.Fatal("n1 rebooted without a slot key")
+	}
+}
+
+// TestAgentKeepsItsKeyWhileMidRebootWithoutItsSlot: n1's agent restarts after the
+// reboot, still not Ready, and finds its slot Lease deleted (an operator, or a
+// cleanup, removed it while n1 was down) but its key Lease. It keeps the key while it
+// is mid-reboot, so that no other node of its zone goes down meanwhile, and gives it
+// back once its reboot has ended.
+func TestAgentKeepsItsKeyWhileMidRebootWithoutItsSlot(t *testing.T) {
+	since := time.Now().Add(-time.Minute).UTC().Format(time.RFC3339)
+	renew := metav1.NewMicroTime(time.Now().Add(-time.Minute))
+	me, ttl := "n1", int32(120)
+	client := fake.NewClientset(
+		&corev1.Node{
+			ObjectMeta: metav1.ObjectMeta{
+				Name:   "n1",
+				Labels: map[string]string{"zone": "a", "rack": "r1", lock.LabelHoldsKey: lock.HoldsKeyValue("rebootgate", "user", "a-r1")},
+				Annotations: map[string]string{
+					pipeline.AnnotationPhase: string(pipeline.PhaseVerifying), pipeline.AnnotationPhaseSince: since,
+					pipeline.AnnotationSlot: lock.SlotLeaseName("user", 1), pipeline.AnnotationPool: "user", pipeline.AnnotationSlotValue: "a-r1",
+					pipeline.AnnotationBootIDBefore: "boot-1",
+				},
+			},
+			Status: corev1.NodeStatus{
+				NodeInfo:   corev1.NodeSystemInfo{BootID: "boot-2"},
+				Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionFalse}},
+			},
+		},
+		&coordinationv1.Lease{
+			ObjectMeta: metav1.ObjectMeta{Name: keyLease("a-r1"), Namespace: "rebootgate", Labels: map[string]string{lock.LabelPool: "user"},
+				Annotations: map[string]string{lock.AnnotationSlotValue: "a-r1"}},
+			Spec: coordinationv1.LeaseSpec{HolderIdentity: &me, RenewTime: &renew, AcquireTime: &renew, LeaseDurationSeconds: &ttl},
+		},
+	)
+	ctx, stop := runSlotKeyAgent(t, client, Config{
+		SentinelPath: filepath.Join(t.TempDir(), "reboot-required"), RebootCommand: []string{"false"}, MaintenanceConditions: true,
+	})
+	defer stop()
+	keyHolder := func() string {
+		l, err := client.CoordinationV1().Leases("rebootgate").Get(ctx, keyLease("a-r1"), metav1.GetOptions{})
+		if err != nil || l.Spec.HolderIdentity == nil {
+			return ""
+		}
+		return *l.Spec.HolderIdentity
+	}
+	node := func() *corev1.Node {
+		n, err := client.CoreV1().Nodes().Get(ctx, "n1", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	// The lifecycle conditions are written on the pass that resumed (or not) the slot.
+	waitFor(t, ctx, "the agent's first pass (lifecycle conditions written)", func() bool {
+		return len(node().Status.Conditions) > 1
+	})
+	if h := keyHolder(); h != "n1" {
+		t.Fatalf("key Lease held by %q after the agent resumed mid-reboot without its slot, want n1", h)
+	}
+	n := node()
+	for i := range n.Status.Conditions { // n1 is Ready: it finishes
+		if n.Status.Conditions[i].Type == corev1.NodeReady {
+			n.Status.Conditions[i].Status = corev1.ConditionTrue
+		}
+	}
+	if _, err := client.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "the reboot to end and the key Lease to be given back", func() bool {
+		return pipeline.StateOf(node()).Phase == pipeline.PhaseIdle && keyHolder() == ""
+	})
+	if _, ok := node().Labels[lock.LabelHoldsKey]; ok {
+		t.Errorf("label %s left after the reboot ended", lock.LabelHoldsKey)
 	}
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -38,6 +40,19 @@ type slotInUseError struct {
 
 func (e *slotInUseError) Error() string {
 	return fmt.Sprintf("slot %s is still used by %v, mid-reboot", e.lease, e.users)
+}
+
+// keyInUseError reports a slot-key value whose key Leases look claimable while
+// nodes recorded as mid-reboot under it (a key Lease was deleted under one)
+// already make up its SlotsPerKey.
+type keyInUseError struct {
+	value  string
+	users  []string
+	perKey int
+}
+
+func (e *keyInUseError) Error() string {
+	return fmt.Sprintf("slot-key value %q is used by %v, mid-reboot or holding its key Leases (%d per key)", e.value, e.users, e.perKey)
 }
 
 // AcquireOption changes how one Acquire waits.
@@ -182,6 +197,7 @@ func (s *Semaphore) Acquire(ctx context.Context, slots func() int, opts ...Acqui
 			}
 			var lost *raceLostError
 			var inUse *slotInUseError
+			var keyInUse *keyInUseError
 			switch {
 			case errors.As(err, &lost):
 				// Normal under contention: the winner's write is on its way
@@ -193,6 +209,11 @@ func (s *Semaphore) Acquire(ctx context.Context, slots func() int, opts ...Acqui
 				// Its Lease is gone but its holder is still mid-reboot: no event
 				// will tell us when it finishes, so look again in a while.
 				s.log.Info("slot is free but a node is still mid-reboot on it", "lease", inUse.lease, "nodes", inUse.users)
+				p.wakeNoLaterThan(in.now.Add(max(s.ttl/4, time.Second)))
+			case errors.As(err, &keyInUse):
+				// As for a slot: a key Lease is gone under a node still mid-reboot.
+				s.log.Info("slot-key Lease is free but nodes are still mid-reboot under its value",
+					"slotValue", keyInUse.value, "nodes", keyInUse.users, "slotsPerKey", keyInUse.perKey)
 				p.wakeNoLaterThan(in.now.Add(max(s.ttl/4, time.Second)))
 			case ctx.Err() != nil:
 				return nil, fmt.Errorf("acquire slot in pool %q: %w", s.pool, ctx.Err())
@@ -299,10 +320,11 @@ func (s *Semaphore) TryAcquire(ctx context.Context, slots int) (*Held, bool, err
 	h, err := s.execute(ctx, &p)
 	var lost *raceLostError
 	var inUse *slotInUseError
+	var keyInUse *keyInUseError
 	switch {
 	case err == nil:
 		return h, true, nil
-	case errors.As(err, &lost), errors.As(err, &inUse):
+	case errors.As(err, &lost), errors.As(err, &inUse), errors.As(err, &keyInUse):
 		return nil, false, nil
 	}
 	return nil, false, fmt.Errorf("try to acquire slot in pool %q: %w", s.pool, err)
@@ -311,27 +333,28 @@ func (s *Semaphore) TryAcquire(ctx context.Context, slots int) (*Held, bool, err
 // Resume finds a slot that this node already holds (after an agent restart,
 // possibly after a reboot during which the lease expired) and keeps renewing
 // it. ok is false if the node holds none, including when another node took
-// the slot over meanwhile. A key Lease held without a slot (a crash between
-// the two writes) is released.
+// the slot over or its Lease was deleted meanwhile. A key Lease held without a
+// slot (a crash between the two writes) is released, but only if this node is
+// not mid-reboot: a node whose slot Lease was deleted while it was down is
+// still down or unverified, and its key Lease is then the one record left
+// that holds the other nodes of its value back (see [Semaphore.ReleaseKeys]).
 func (s *Semaphore) Resume(ctx context.Context) (*Held, bool, error) {
 	leases, err := s.listPool(ctx)
 	if err != nil {
 		return nil, false, fmt.Errorf("resume slot in pool %q: %w", s.pool, err)
 	}
-	var slot *coordinationv1.Lease
-	index := -1
-	for name, l := range leases {
-		if i, ok := slotIndex(s.pool, name); ok && holderOf(l) == s.holder && (index < 0 || i < index) {
-			slot, index = l, i
-		}
-	}
+	slot, index := s.heldSlot(leases)
 	if slot == nil {
-		for name, l := range leases {
-			if isKeyLease(s.pool, name) && holderOf(l) == s.holder {
-				if err := s.clear(ctx, l); err != nil {
-					s.log.Warn("releasing an orphaned slot-key Lease failed; it will expire", "lease", name, "error", err)
-				}
-			}
+		st, err := s.holderStatus(ctx, s.holder)
+		switch {
+		case err != nil:
+			// Fail closed: keep the key Lease, which expires into the
+			// busy-holder rule (and is reclaimed once this node is idle).
+			s.log.Warn("resumed no slot; keeping our slot-key Lease, as this node's own reboot phase cannot be read", "error", err)
+		case st.Busy:
+			s.log.Warn("resumed no slot (its Lease was deleted or taken over) while this node is mid-reboot; keeping our slot-key Lease until the reboot ends")
+		default:
+			s.releaseKeys(ctx, leases)
 		}
 		return nil, false, nil
 	}
@@ -363,6 +386,48 @@ func (s *Semaphore) Resume(ctx context.Context) (*Held, bool, error) {
 	}
 	s.log.Info("resumed slot", "lease", renewed.Name)
 	return s.newHeld(renewed, index, heldKey), true, nil
+}
+
+// ReleaseKeys gives up the key Leases this node holds while it holds no slot
+// of the pool: a reboot that ended without its slot (the slot Lease was
+// deleted while the node was down, and [Semaphore.Resume] kept the key)
+// frees its value at once instead of a TTL later. Call it only once the node's
+// phase is cleared. Key Leases are kept while the node holds a slot.
+func (s *Semaphore) ReleaseKeys(ctx context.Context) error {
+	leases, err := s.listPool(ctx)
+	if err != nil {
+		return fmt.Errorf("release slot-key Leases in pool %q: %w", s.pool, err)
+	}
+	if slot, _ := s.heldSlot(leases); slot == nil {
+		s.releaseKeys(ctx, leases)
+	}
+	return nil
+}
+
+// heldSlot is the lowest slot Lease of leases this node holds (nil, -1: none).
+func (s *Semaphore) heldSlot(leases map[string]*coordinationv1.Lease) (*coordinationv1.Lease, int) {
+	var slot *coordinationv1.Lease
+	index := -1
+	for name, l := range leases {
+		if i, ok := slotIndex(s.pool, name); ok && holderOf(l) == s.holder && (index < 0 || i < index) {
+			slot, index = l, i
+		}
+	}
+	return slot, index
+}
+
+// releaseKeys clears the key Leases of leases held by this node; a failure is
+// logged (the Lease expires, and is reclaimed once this node is idle).
+func (s *Semaphore) releaseKeys(ctx context.Context, leases map[string]*coordinationv1.Lease) {
+	for name, l := range leases {
+		if isKeyLease(s.pool, name) && holderOf(l) == s.holder {
+			if err := s.clear(ctx, l); err != nil {
+				s.log.Warn("releasing a slot-key Lease held without a slot failed; it will expire", "lease", name, "error", err)
+			} else {
+				s.log.Info("released a slot-key Lease held without a slot", "lease", name)
+			}
+		}
+	}
 }
 
 // planChecked plans and, if the plan is blocked by Leases that stopped being
@@ -405,7 +470,10 @@ func (s *Semaphore) checkHolders(ctx context.Context, in *planInput, leases []*c
 	return nil
 }
 
-// execute performs a plan: the slot-key Lease first, then the slot.
+// execute performs a plan: the slot-key Lease first, then the slot. Right
+// before, it reads the second records: the Nodes mid-reboot on the slot, and
+// those mid-reboot under the slot value, which count with the value's live
+// key holders against SlotsPerKey.
 func (s *Semaphore) execute(ctx context.Context, p *plan) (*Held, error) {
 	users, err := s.slotUsers(ctx, p.slotName)
 	if err != nil {
@@ -413,6 +481,11 @@ func (s *Semaphore) execute(ctx context.Context, p *plan) (*Held, error) {
 	}
 	if len(users) > 0 {
 		return nil, &slotInUseError{lease: p.slotName, users: users}
+	}
+	if p.keyName != "" {
+		if err := s.checkKeyUsers(ctx, p); err != nil {
+			return nil, err
+		}
 	}
 	now := s.clock.Now()
 	var key *coordinationv1.Lease
@@ -434,6 +507,27 @@ func (s *Semaphore) execute(ctx context.Context, p *plan) (*Held, error) {
 	}
 	s.log.Info("acquired slot", "lease", slot.Name, "slotValue", s.slotValue)
 	return s.newHeld(slot, p.slotIndex, key), nil
+}
+
+// checkKeyUsers fails with a keyInUseError when the other nodes holding the
+// slot value's key Leases live (p.keyHolders) and those recorded on their
+// Nodes as mid-reboot under it are together SlotsPerKey or more: a node whose
+// key Lease was deleted while it is down still counts.
+func (s *Semaphore) checkKeyUsers(ctx context.Context, p *plan) error {
+	recorded, err := s.keyUsers(ctx, s.slotValue)
+	if err != nil {
+		return err
+	}
+	users := slices.Sorted(maps.Keys(p.keyHolders))
+	for _, n := range recorded {
+		if n != s.holder && !slices.Contains(users, n) {
+			users = append(users, n)
+		}
+	}
+	if len(users) >= max(p.perKey, 1) {
+		return &keyInUseError{value: s.slotValue, users: users, perKey: max(p.perKey, 1)}
+	}
+	return nil
 }
 
 // claim writes this node as holder of the Lease name, based on cur (nil: the

@@ -66,6 +66,12 @@ type Config struct {
 	// a second node in while its holder is down. Default: a label-selected
 	// List of Nodes from the watch cache.
 	SlotUsers func(ctx context.Context, lease string) ([]string, error)
+	// KeyUsers lists the other nodes that are mid-reboot under the slot-key
+	// value given (their Nodes carry LabelHoldsKey=[HoldsKeyValue] and a
+	// phase), asked right before claiming a key Lease: a key Lease deleted
+	// while its holder is down must not let one node too many of that value
+	// in. Default: a label-selected List of Nodes from the watch cache.
+	KeyUsers func(ctx context.Context, value string) ([]string, error)
 	// OnStuckHolder, if set, is told that a slot Lease has expired but stays
 	// taken because its holder is still mid-reboot (it has not come back):
 	// the rollout of the pool stops there until it does. since is when the
@@ -103,6 +109,7 @@ type Semaphore struct {
 	clock        clock.WithTicker
 	holderStatus func(ctx context.Context, node string) (HolderStatus, error)
 	slotUsers    func(ctx context.Context, lease string) ([]string, error)
+	keyUsers     func(ctx context.Context, value string) ([]string, error)
 	onStuck      func(lease, holder string, since time.Time)
 	slotValue    string
 	slotsPerKey  int
@@ -214,9 +221,16 @@ func New(cfg Config) (*Semaphore, error) {
 		observed:      map[string]observation{},
 		stuckReported: map[string]string{},
 	}
-	s.slotUsers = cfg.SlotUsers
+	s.slotUsers, s.keyUsers = cfg.SlotUsers, cfg.KeyUsers
 	if s.slotUsers == nil {
-		s.slotUsers = s.listSlotUsers
+		s.slotUsers = func(ctx context.Context, lease string) ([]string, error) {
+			return s.listBusy(ctx, LabelHoldsSlot, HoldsSlotValue(s.namespace, lease), "slot "+lease)
+		}
+	}
+	if s.keyUsers == nil {
+		s.keyUsers = func(ctx context.Context, value string) ([]string, error) {
+			return s.listBusy(ctx, LabelHoldsKey, HoldsKeyValue(s.namespace, s.pool, value), fmt.Sprintf("slot-key value %q", value))
+		}
 	}
 	if s.holderStatus == nil {
 		s.holderStatus = s.getHolderStatus
@@ -224,13 +238,14 @@ func New(cfg Config) (*Semaphore, error) {
 	return s, nil
 }
 
-// listSlotUsers is the default SlotUsers.
-func (s *Semaphore) listSlotUsers(ctx context.Context, lease string) ([]string, error) {
+// listBusy lists the other nodes mid-reboot whose label key has the value
+// given (the default SlotUsers and KeyUsers); what names the record for errors.
+func (s *Semaphore) listBusy(ctx context.Context, key, value, what string) ([]string, error) {
 	list, err := s.client.CoreV1().Nodes().List(ctx, metav1.ListOptions{
-		LabelSelector: LabelHoldsSlot + "=" + HoldsSlotValue(s.namespace, lease), ResourceVersion: "0",
+		LabelSelector: key + "=" + value, ResourceVersion: "0",
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list nodes using slot %s: %w", lease, err)
+		return nil, fmt.Errorf("list nodes using %s (%s=%s): %w", what, key, value, err)
 	}
 	var users []string
 	for i := range list.Items {

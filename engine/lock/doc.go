@@ -83,12 +83,18 @@
 //     beyond the slot count do, and key and slot expire and are reclaimed
 //     under the same rules.
 //
-// A holding has a second record besides its Lease: while its node is
-// mid-reboot, the Node carries the label rebootgate.io/holds-slot=<lease>.
-// Right before claiming a slot, a waiter lists (from the watch cache) the
-// Nodes with that label; if one is still mid-reboot the slot is not taken,
-// so a Lease deleted while its holder is down never lets a second node in.
-// This costs one List per claim attempt, not per event.
+// A holding has a second record besides its Leases: while its node is
+// mid-reboot, the Node carries the label rebootgate.io/holds-slot=<lease> and,
+// with a slot value, rebootgate.io/holds-key=<hash of the pool's value>.
+// Right before claiming, a waiter lists (from the watch cache) the Nodes with
+// the slot's label and those with its value's; if one is still mid-reboot on
+// the slot, the slot is not taken, and the value's recorded users count with
+// the live holders of its key Leases against SlotsPerKey. So a slot or key
+// Lease deleted while its holder is down never lets one node too many in.
+// And a node that finds, when its agent comes back mid-reboot, that its slot
+// Lease is gone keeps its key Lease until the reboot has ended
+// ([Semaphore.Resume], [Semaphore.ReleaseKeys]). This costs one or two Lists
+// per claim attempt, not per event.
 //
 // A [Held] slot is renewed every TTL/3. A renewal that fails is logged and
 // retried; if the lease cannot be renewed before it would expire (minus the

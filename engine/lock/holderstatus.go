@@ -23,6 +23,11 @@ const (
 	// besides the Lease: it survives the Lease's deletion (see
 	// Config.SlotUsers).
 	LabelHoldsSlot = "rebootgate.io/holds-slot"
+	// LabelHoldsKey identifies, on a Node mid-reboot whose pool has a slot key,
+	// the key value it holds one of the key Leases of (its value is
+	// [HoldsKeyValue]): the second record of the per-key limit, which
+	// survives the deletion of the key Lease (see Config.KeyUsers).
+	LabelHoldsKey = "rebootgate.io/holds-key"
 )
 
 // HolderStatus is what a waiter learns about the node holding a Lease that
@@ -46,6 +51,15 @@ type HolderStatus struct {
 func HoldsSlotValue(namespace, lease string) string {
 	sum := sha256.Sum256([]byte(namespace + "/" + lease))
 	return hex.EncodeToString(sum[:])[:40]
+}
+
+// HoldsKeyValue is the value of LabelHoldsKey for the slot-key value of pool
+// in namespace. It names the value, not one of its key Leases, so that a
+// waiter counts every node mid-reboot under that value whatever key Lease
+// each took: it is HoldsSlotValue of key Lease 0's name, which is unique per
+// pool and value.
+func HoldsKeyValue(namespace, pool, value string) string {
+	return HoldsSlotValue(namespace, KeyLeaseName(pool, value, 0))
 }
 
 // HolderStatusOf reads a holder's status from its Node object.

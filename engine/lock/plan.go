@@ -65,6 +65,11 @@ type plan struct {
 	slotLease *coordinationv1.Lease // nil: create it
 	keyName   string                // the key Lease to claim first; "" without a slot value
 	keyLease  *coordinationv1.Lease // nil: create it
+	// keyHolders are the other nodes holding key Leases of this node's slot
+	// value live, and perKey how many may; execute adds the nodes recorded on
+	// their Nodes as mid-reboot under the value (Config.KeyUsers).
+	keyHolders map[string]bool
+	perKey     int
 	// wakeAt is the earliest instant at which a Lease that blocks us may
 	// become reclaimable without any event (zero if none).
 	wakeAt time.Time
@@ -269,7 +274,9 @@ func (s *Semaphore) plan(in *planInput, pick func(n int) int) plan {
 // its slot, even if the count shrank meanwhile), else a free
 // or reclaimable one of the value's perKey Leases. ok is false while other
 // nodes hold perKey of the value's key Leases live; those it waits for are
-// recorded in p (wake time, holder checks).
+// recorded in p (wake time, holder checks), and so are the live holders and
+// the count (p.keyHolders, p.perKey), for the check of the value's recorded
+// users right before the claim.
 //
 // Each key Lease has at most one holder (the API server's optimistic
 // concurrency decides), a node claims one of its value's first perKey names
@@ -278,11 +285,12 @@ func (s *Semaphore) plan(in *planInput, pick func(n int) int) plan {
 // larger count) count too, as live slots beyond the slot count do.
 func (s *Semaphore) pickKey(in *planInput, p *plan, liveHolders map[string]time.Time) (string, bool) {
 	perKey := max(in.perKey, 1)
+	p.perKey, p.keyHolders = perKey, map[string]bool{}
 	names := make(map[string]bool, perKey)
 	for j := range perKey {
 		names[KeyLeaseName(s.pool, s.slotValue, j)] = true
 	}
-	live := 0
+	mine := ""
 	for name, l := range in.leases {
 		if !isKeyLease(s.pool, name) || (!names[name] && l.Annotations[AnnotationSlotValue] != s.slotValue) {
 			continue
@@ -290,19 +298,22 @@ func (s *Semaphore) pickKey(in *planInput, p *plan, liveHolders map[string]time.
 		j := s.classify(in, l)
 		switch j.state {
 		case stateMine:
-			if !avoided(in, name, l) {
-				return name, true
+			if !avoided(in, name, l) && (mine == "" || name < mine) {
+				mine = name
 			}
 		case stateLive:
 			// A stuck key holder is reported through its slot, not here.
-			live++
+			p.keyHolders[holderOf(l)] = true
 			p.wakeNoLaterThan(j.wake)
 			if j.check {
 				p.checks = append(p.checks, l)
 			}
 		}
 	}
-	if live >= perKey {
+	if mine != "" {
+		return mine, true
+	}
+	if len(p.keyHolders) >= perKey {
 		return "", false
 	}
 	for j := range perKey {

@@ -64,7 +64,8 @@ type SlotRef struct {
 type Config struct {
 	Client   kubernetes.Interface
 	NodeName string
-	// Namespace holds the slot Leases (it scopes the rebootgate.io/holds-slot label).
+	// Namespace holds the slot Leases (it scopes the rebootgate.io/holds-slot and
+	// holds-key labels).
 	Namespace string
 	// Node returns this node as the agent's informer last saw it (no API request).
 	Node     func() (*corev1.Node, error)
@@ -168,8 +169,14 @@ func (p *Executor) Cordon(ctx context.Context, st State, slot SlotRef) (State, e
 	st, err := p.save(ctx, st, func(n *corev1.Node, patch *nodePatch) {
 		cordonedByUs = !n.Spec.Unschedulable || StateOf(n).CordonedByUs
 		patch.Metadata.Labels = stringPtrs(p.cfg.PreRebootLabels)
-		// The second record of the holding, which outlives a deleted Lease.
+		// The second record of the holding (slot, and key value if any), which
+		// outlives a deleted Lease.
 		patch.Metadata.Labels[lock.LabelHoldsSlot] = ptr(lock.HoldsSlotValue(p.cfg.Namespace, slot.Name))
+		if slot.Value != "" {
+			patch.Metadata.Labels[lock.LabelHoldsKey] = ptr(lock.HoldsKeyValue(p.cfg.Namespace, slot.Pool, slot.Value))
+		} else if _, ok := n.Labels[lock.LabelHoldsKey]; ok {
+			patch.Metadata.Labels[lock.LabelHoldsKey] = nil
+		}
 		patch.Spec = &patchSpec{Unschedulable: ptr(true)}
 		if taints, changed := withTaint(n.Spec.Taints, p.cfg.PreferNoScheduleTaint, true); changed {
 			patch.Spec.Taints = &taints
@@ -288,7 +295,7 @@ func (p *Executor) Finish(ctx context.Context, st State, s Step, slot Slot) erro
 			}
 			patch.Spec.Taints = &taints
 		}
-		patch.Metadata.Labels = map[string]*string{lock.LabelHoldsSlot: nil}
+		patch.Metadata.Labels = map[string]*string{lock.LabelHoldsSlot: nil, lock.LabelHoldsKey: nil}
 		for k := range p.cfg.PreRebootLabels {
 			if _, keep := labels[k]; !keep {
 				patch.Metadata.Labels[k] = nil

@@ -84,6 +84,38 @@ func (h *harness) Release(context.Context) error {
 
 var slot0 = SlotRef{Name: "rebootgate-p-0", Pool: "p"}
 
+// TestCordonRecordsTheSlotKeyValue: a slot taken under a key value is recorded on
+// the Node with that value (the second record of the per-key limit, which outlives
+// a deleted key Lease) in the cordon's patch, and the finish removes it; a slot
+// without a key value records none.
+func TestCordonRecordsTheSlotKeyValue(t *testing.T) {
+	h := newHarness(t, false, func(c *Config) { c.Namespace = "rg" })
+	ctx := context.Background()
+	st, err := h.ex.Cordon(ctx, StateOf(h.node()), SlotRef{Name: "rebootgate-p-1", Pool: "p", Value: "zone-a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := h.node()
+	if got, want := n.Labels[lock.LabelHoldsKey], lock.HoldsKeyValue("rg", "p", "zone-a"); got != want || StateOf(n).Phase != PhaseDraining {
+		t.Fatalf("after cordon: label %s = %q, phase %q; want %q with the phase", lock.LabelHoldsKey, got, StateOf(n).Phase, want)
+	}
+	if lock.HoldsKeyValue("rg", "p", "zone-a") == lock.HoldsKeyValue("other", "p", "zone-a") || lock.HoldsKeyValue("rg", "p", "zone-a") == lock.HoldsKeyValue("rg", "q", "zone-a") {
+		t.Fatal("the key record does not tell namespaces or pools apart")
+	}
+	if err := h.ex.Finish(ctx, st, Step{Action: ActUndo, Reason: "test"}, h); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := h.node().Labels[lock.LabelHoldsKey]; ok {
+		t.Fatalf("label %s = %q left after finish", lock.LabelHoldsKey, v)
+	}
+	if _, err := h.ex.Cordon(ctx, StateOf(h.node()), slot0); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := h.node().Labels[lock.LabelHoldsKey]; ok {
+		t.Fatalf("label %s = %q on a slot without a key value", lock.LabelHoldsKey, v)
+	}
+}
+
 func TestCordonRecordsSlotAndFinishUncordonsBeforeRelease(t *testing.T) {
 	h := newHarness(t, false, nil)
 	ctx := context.Background()
