@@ -80,6 +80,7 @@ type Agent struct {
 
 	summaryMu    sync.Mutex
 	summaryCache summaryRead
+	summaries    *summary.Observer
 
 	executor *pipeline.Executor
 	runCtx   context.Context // Run's context, for callbacks
@@ -344,7 +345,8 @@ func (a *Agent) gather(ctx context.Context) (*facts.Facts, error) {
 	// The last good engine: a reboot in progress re-decides with it, and a new one is
 	// denied without a current engine anyway.
 	if engine, err := a.source.LastGood(); err == nil && engine.NeedsSummary(n, a.clock.Now()) {
-		f.Summary, f.SummaryErr = a.nodeSummary(ctx)
+		r := a.nodeSummary(ctx)
+		f.Summary, f.SummarySeenAt, f.SummaryErr = r.summary, r.seenAt, r.err
 	}
 	return f, nil
 }
@@ -353,24 +355,34 @@ func (a *Agent) gather(ctx context.Context) (*facts.Facts, error) {
 // count on every Lease event, and a burst of events needs one read, not one each.
 const summaryReuse = time.Second
 
-// nodeSummary reads the summarizer's node summary from the API server's watch cache.
-func (a *Agent) nodeSummary(ctx context.Context) (*disruption.Summary, error) {
+// nodeSummary reads the summarizer's node summary from the API server's watch cache,
+// with when this agent saw it appear (its age is judged on this agent's clock).
+func (a *Agent) nodeSummary(ctx context.Context) summaryRead {
 	now := a.clock.Now()
 	a.summaryMu.Lock()
 	defer a.summaryMu.Unlock()
 	if c := a.summaryCache; c.at != (time.Time{}) && now.Sub(c.at) < summaryReuse && !now.Before(c.at) {
-		return c.summary, c.err
+		return c
 	}
-	s, err := summary.Read(ctx, a.client, a.cfg.Namespace)
-	a.summaryCache = summaryRead{summary: s, err: err, at: now}
-	return s, err
+	if a.summaries == nil {
+		a.summaries = summary.NewObserver(a.client, a.cfg.Namespace)
+	}
+	s, seenAt, err := a.summaries.Read(ctx, now)
+	a.summaryCache = summaryRead{summary: s, seenAt: seenAt, err: err, at: now}
+	return a.summaryCache
 }
 
 // summaryRead is the last read of the node summary.
 type summaryRead struct {
 	summary *disruption.Summary
+	seenAt  time.Time // when this agent saw it appear
 	err     error
 	at      time.Time
+}
+
+// usable is the summary read if it may be trusted at now, or why not.
+func (r summaryRead) usable(now time.Time) (*disruption.Summary, error) {
+	return decision.UsableSummary(&facts.Facts{Summary: r.summary, SummarySeenAt: r.seenAt, SummaryErr: r.err}, now)
 }
 
 // decide is the engine's decision plus the agent's own rule against reboot loops, for a
@@ -528,10 +540,7 @@ func (a *Agent) slotsUnder(ctx context.Context, pool string, engineOf func() (*d
 	// holders plus them stay within the concurrency (budget) and within the breaker's
 	// maxUnavailable: the lock's slots make both exact, whatever the summary's lag.
 	// No usable summary, no slot (fail closed).
-	s, err := a.nodeSummary(ctx)
-	if err == nil {
-		err = decision.SummaryUsable(s, a.clock.Now())
-	}
+	s, err := a.nodeSummary(ctx).usable(a.clock.Now())
 	if err != nil {
 		// Debug: asked on every Lease event; the decision reports it once per change.
 		a.log.Debug("the disruption budget or breaker cannot be checked: no slot this time", "pool", pool, "err", err)
@@ -591,7 +600,7 @@ func (a *Agent) slots(ctx context.Context, engine *decision.Engine, pool *config
 	}
 	// The summarizer counts the pool's nodes anyway: with a fresh summary, no list.
 	if engine.Config().NeedsSummary(pool) {
-		if s, err := a.nodeSummary(ctx); err == nil && decision.SummaryUsable(s, a.clock.Now()) == nil {
+		if s, err := a.nodeSummary(ctx).usable(a.clock.Now()); err == nil {
 			return pool.Slots(s.Pool(pool.Name).Nodes)
 		}
 	}

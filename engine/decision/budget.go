@@ -20,9 +20,15 @@ const (
 	SourceBreaker = "breaker"
 )
 
-// MaxSummaryAge is how old a node summary may be before budgets and breakers stop
-// trusting it (the summarizer rewrites it at least every disruption heartbeat).
+// MaxSummaryAge is how long a reader trusts a node summary it has not seen change
+// (the summarizer rewrites it at least every disruption heartbeat, and every write
+// changes it).
 const MaxSummaryAge = time.Minute
+
+// MaxSummaryClockSkew is how far ahead of a reader's clock a summary's stamp may be
+// and still be taken as the time it was written: the writer's and the reader's clocks
+// differ a little. A stamp further ahead says nothing about the summary's age.
+const MaxSummaryClockSkew = 5 * time.Second
 
 // summaryState is the node summary as one decision sees it.
 type summaryState struct {
@@ -32,28 +38,56 @@ type summaryState struct {
 
 // usableSummary checks that the gathered summary is there, fresh and complete.
 func usableSummary(f *facts.Facts, now time.Time) summaryState {
+	s, err := UsableSummary(f, now)
+	return summaryState{summary: s, err: err}
+}
+
+// UsableSummary is the node summary of f if it may be trusted at now, or why not: the
+// read failed, or SummaryUsable rejects it.
+func UsableSummary(f *facts.Facts, now time.Time) (*disruption.Summary, error) {
 	if f.SummaryErr != nil {
-		return summaryState{err: f.SummaryErr}
+		return nil, f.SummaryErr
 	}
-	if err := SummaryUsable(f.Summary, now); err != nil {
-		return summaryState{err: err}
+	if err := SummaryUsable(f.Summary, f.SummarySeenAt, now); err != nil {
+		return nil, err
 	}
-	return summaryState{summary: f.Summary}
+	return f.Summary, nil
 }
 
 // SummaryUsable says why a node summary must not be trusted at now (nil: it may be):
-// missing, older than MaxSummaryAge, or incomplete.
-func SummaryUsable(s *disruption.Summary, now time.Time) error {
+// missing, stale, or incomplete. seenAt is when the reader saw this summary appear, on
+// the reader's own clock (see summary.Observer): its age is judged as a Lease's expiry
+// is, so a summary that has not changed for MaxSummaryAge is stale whatever the stamp
+// its writer put on it (a stamp in the future must not keep it fresh).
+func SummaryUsable(s *disruption.Summary, seenAt, now time.Time) error {
 	switch {
 	case s == nil:
 		return errors.New("no node summary was read")
-	case now.Sub(s.ObservedAt) > MaxSummaryAge:
-		return fmt.Errorf("the node summary is stale: observed at %s by %s, more than %s ago (is the summarizer running?)",
-			s.ObservedAt.UTC().Format(time.RFC3339), s.Writer, MaxSummaryAge)
+	case seenAt.IsZero() || now.Sub(seenAt) > MaxSummaryAge:
+		return fmt.Errorf("the node summary is stale: %s, more than %s ago (written by %s, stamped %s%s; is the summarizer running?)",
+			seenSince(seenAt), MaxSummaryAge, s.Writer, s.ObservedAt.UTC().Format(time.RFC3339), ahead(s.ObservedAt, now))
 	case len(s.Errors) > 0:
 		return fmt.Errorf("the node summary is incomplete: %v", s.Errors)
 	}
 	return nil
+}
+
+// seenSince says since when the reader has seen the summary unchanged.
+func seenSince(seenAt time.Time) string {
+	if seenAt.IsZero() {
+		return "this reader has not seen it change"
+	}
+	return "unchanged since this reader saw it appear at " + seenAt.UTC().Format(time.RFC3339)
+}
+
+// ahead notes a stamp further in the future than clock skew explains: the writer's
+// clock is wrong, or someone else wrote the summary. (No amount: the message stays
+// the same from one decision to the next while nothing changes.)
+func ahead(stamp, now time.Time) string {
+	if stamp.Sub(now) > MaxSummaryClockSkew {
+		return ", in the future of this reader's clock"
+	}
+	return ""
 }
 
 // counts is the input form of a summary's counts.

@@ -49,7 +49,7 @@ var (
 func TestBudgetUsedUpByOthersBlocks(t *testing.T) {
 	e := newEngine(t, budgetConfig)
 	n := testNode("w1", nil)
-	d := e.Decide(context.Background(), &facts.Facts{Node: n, Summary: poolOf10(at, karpenter, cordonedByAdmin)}, at)
+	d := e.Decide(context.Background(), &facts.Facts{Node: n, SummarySeenAt: at, Summary: poolOf10(at, karpenter, cordonedByAdmin)}, at)
 	if d.Allowed {
 		t.Fatal("allowed with 2 of 2 slots taken by others' disruptions")
 	}
@@ -60,11 +60,11 @@ func TestBudgetUsedUpByOthersBlocks(t *testing.T) {
 		}
 	}
 	// One of them back: one slot left for rebootgate (the lock enforces the rest).
-	if d := e.Decide(context.Background(), &facts.Facts{Node: n, Summary: poolOf10(at, karpenter)}, at); !d.Allowed {
+	if d := e.Decide(context.Background(), &facts.Facts{Node: n, SummarySeenAt: at, Summary: poolOf10(at, karpenter)}, at); !d.Allowed {
 		t.Errorf("blocked with one other disruption and concurrency 2: %v", sources(d))
 	}
 	// rebootgate's own reboots are the lock's business, not the budget's.
-	if d := e.Decide(context.Background(), &facts.Facts{Node: n, Summary: poolOf10(at, ours, karpenter)}, at); !d.Allowed {
+	if d := e.Decide(context.Background(), &facts.Facts{Node: n, SummarySeenAt: at, Summary: poolOf10(at, ours, karpenter)}, at); !d.Allowed {
 		t.Errorf("rebootgate's own reboot counted as someone else's: %v", sources(d))
 	}
 }
@@ -73,7 +73,7 @@ func TestBudgetDoesNotCountTheNodeItself(t *testing.T) {
 	e := newEngine(t, budgetConfig)
 	n := testNode("n1", nil)
 	n.Spec.Unschedulable = true // an admin cordoned this node, which now needs a reboot
-	d := e.Decide(context.Background(), &facts.Facts{Node: n, Summary: poolOf10(at, karpenter, cordonedByAdmin)}, at)
+	d := e.Decide(context.Background(), &facts.Facts{Node: n, SummarySeenAt: at, Summary: poolOf10(at, karpenter, cordonedByAdmin)}, at)
 	if !d.Allowed {
 		t.Errorf("the node's own cordon used up the budget it would take a slot of: %v", sources(d))
 	}
@@ -89,10 +89,10 @@ pools:
 `)
 	n := testNode("w1", nil)
 	// 10 nodes, 30% = 3: with 2 unavailable, this reboot makes 3: allowed.
-	if d := e.Decide(context.Background(), &facts.Facts{Node: n, Summary: poolOf10(at, ours, karpenter)}, at); !d.Allowed {
+	if d := e.Decide(context.Background(), &facts.Facts{Node: n, SummarySeenAt: at, Summary: poolOf10(at, ours, karpenter)}, at); !d.Allowed {
 		t.Fatalf("breaker open at 2 of 10 unavailable with maxUnavailable 30%%: %v", sources(d))
 	}
-	d := e.Decide(context.Background(), &facts.Facts{Node: n, Summary: poolOf10(at, ours, karpenter, cordonedByAdmin)}, at)
+	d := e.Decide(context.Background(), &facts.Facts{Node: n, SummarySeenAt: at, Summary: poolOf10(at, ours, karpenter, cordonedByAdmin)}, at)
 	if d.Allowed {
 		t.Fatal("breaker closed at 3 of 10 unavailable: a fourth would exceed 30%")
 	}
@@ -103,14 +103,14 @@ pools:
 	// An unavailable node rebooting adds no unavailable node.
 	self := testNode("n2", nil)
 	self.Spec.Unschedulable = true
-	if d := e.Decide(context.Background(), &facts.Facts{Node: self, Summary: poolOf10(at, ours, karpenter, cordonedByAdmin)}, at); !d.Allowed {
+	if d := e.Decide(context.Background(), &facts.Facts{Node: self, SummarySeenAt: at, Summary: poolOf10(at, ours, karpenter, cordonedByAdmin)}, at); !d.Allowed {
 		t.Errorf("an already-unavailable node counted twice by the breaker: %v", sources(d))
 	}
 }
 
 func TestClusterBreaker(t *testing.T) {
 	e := newEngine(t, "breaker:\n  maxUnavailable: 1\n")
-	d := e.Decide(context.Background(), &facts.Facts{Node: testNode("w1", nil), Summary: poolOf10(at, karpenter)}, at)
+	d := e.Decide(context.Background(), &facts.Facts{Node: testNode("w1", nil), SummarySeenAt: at, Summary: poolOf10(at, karpenter)}, at)
 	if d.Allowed || !strings.Contains(strings.Join(sources(d), "\n"), "breaker: the circuit breaker of the cluster is open: 1 of its 10 node(s)") {
 		t.Errorf("cluster breaker with 1 unavailable and maxUnavailable 1: allowed=%v %v", d.Allowed, sources(d))
 	}
@@ -125,12 +125,18 @@ func TestBudgetAndBreakerFailClosedWithoutSummary(t *testing.T) {
 	}{
 		"not read":   {&facts.Facts{Node: n}, "no node summary was read"},
 		"read error": {&facts.Facts{Node: n, SummaryErr: errors.New("configmaps is forbidden")}, "configmaps is forbidden"},
-		"stale":      {&facts.Facts{Node: n, Summary: poolOf10(at.Add(-2 * time.Minute))}, "the node summary is stale: observed at 2026-11-24T09:58:00Z by summarizer-0"},
-		"incomplete": {&facts.Facts{Node: n, Summary: func() *disruption.Summary {
+		// The summary's age is judged on the reader's clock, from when it saw it appear.
+		"unchanged for longer than MaxSummaryAge": {&facts.Facts{Node: n, SummarySeenAt: at.Add(-61 * time.Second), Summary: poolOf10(at.Add(-61 * time.Second))},
+			"the node summary is stale: unchanged since this reader saw it appear at 2026-11-24T09:58:59Z, more than 1m0s ago (written by summarizer-0, stamped 2026-11-24T09:58:59Z; is the summarizer running?)"},
+		"stamped in the future, unchanged": {&facts.Facts{Node: n, SummarySeenAt: at.Add(-61 * time.Second), Summary: poolOf10(at.Add(time.Hour))},
+			"the node summary is stale: unchanged since this reader saw it appear at 2026-11-24T09:58:59Z, more than 1m0s ago (written by summarizer-0, stamped 2026-11-24T11:00:00Z, in the future of this reader's clock; is the summarizer running?)"},
+		"never seen to change": {&facts.Facts{Node: n, Summary: poolOf10(at)},
+			"the node summary is stale: this reader has not seen it change, more than 1m0s ago"},
+		"incomplete": {&facts.Facts{Node: n, SummarySeenAt: at, Summary: func() *disruption.Summary {
 			s := poolOf10(at)
-			s.Errors = []string{"medik8s maintenance Leases in namespace medik8s-leases cannot be watched: forbidden"}
+			s.Errors = []string{"Nodes cannot be listed or watched: nodes is forbidden"}
 			return s
-		}()}, "the node summary is incomplete"},
+		}()}, "the node summary is incomplete: [Nodes cannot be listed or watched: nodes is forbidden]"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			d := e.Decide(context.Background(), tc.f, at)
@@ -148,6 +154,35 @@ func TestBudgetAndBreakerFailClosedWithoutSummary(t *testing.T) {
 	}
 	if plain.NeedsSummary(n, at) || !e.NeedsSummary(n, at) {
 		t.Errorf("NeedsSummary: plain %v, budget %v", plain.NeedsSummary(n, at), e.NeedsSummary(n, at))
+	}
+}
+
+// The writer's stamp does not decide freshness: a summary this reader saw appear
+// within MaxSummaryAge is fresh though its writer's clock is ten minutes behind, and
+// one it has seen unchanged for longer is stale though stamped an hour ahead.
+func TestSummaryFreshnessIsJudgedOnTheReadersClock(t *testing.T) {
+	behind := poolOf10(at.Add(-10 * time.Minute))
+	ahead := poolOf10(at.Add(time.Hour))
+	for _, tc := range []struct {
+		name   string
+		s      *disruption.Summary
+		seenAt time.Time
+		fresh  bool
+	}{
+		{"writer behind, just seen", behind, at, true},
+		{"writer behind, seen MaxSummaryAge ago", behind, at.Add(-MaxSummaryAge), true},
+		{"writer behind, seen longer ago", behind, at.Add(-MaxSummaryAge - time.Nanosecond), false},
+		{"stamped ahead, seen MaxSummaryAge ago", ahead, at.Add(-MaxSummaryAge), true},
+		{"stamped ahead, seen longer ago", ahead, at.Add(-MaxSummaryAge - time.Nanosecond), false},
+		{"stamped ahead, never seen to change", ahead, time.Time{}, false},
+	} {
+		err := SummaryUsable(tc.s, tc.seenAt, at)
+		if (err == nil) != tc.fresh {
+			t.Errorf("%s: SummaryUsable = %v, want fresh=%v", tc.name, err, tc.fresh)
+		}
+		if err != nil && !strings.Contains(err.Error(), "the node summary is stale") {
+			t.Errorf("%s: %v does not say it is stale", tc.name, err)
+		}
 	}
 }
 
@@ -173,10 +208,10 @@ deny contains "no node summary" if not input.pool.nodes.known
 	if !e.NeedsSummary(n, at) {
 		t.Fatal("conditions and a policy read the summary, but NeedsSummary is false")
 	}
-	if d := e.Decide(context.Background(), &facts.Facts{Node: n, Summary: poolOf10(at)}, at); !d.Allowed {
+	if d := e.Decide(context.Background(), &facts.Facts{Node: n, SummarySeenAt: at, Summary: poolOf10(at)}, at); !d.Allowed {
 		t.Errorf("all ready, none disrupted: %v", sources(d))
 	}
-	d := e.Decide(context.Background(), &facts.Facts{Node: n, Summary: poolOf10(at, karpenter, notReady)}, at)
+	d := e.Decide(context.Background(), &facts.Facts{Node: n, SummarySeenAt: at, Summary: poolOf10(at, karpenter, notReady)}, at)
 	want := "condition/enough-ready: only 9 of 10 ready\npolicy: 1 node(s) of the cluster are being disrupted"
 	if got := strings.Join(sources(d), "\n"); d.Allowed || got != want {
 		t.Errorf("reasons:\n%s\nwant\n%s", got, want)

@@ -1,6 +1,8 @@
 package facts
 
 import (
+	"time"
+
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/rebootgate/rebootgate/engine/disruption"
@@ -21,6 +23,10 @@ type Facts struct {
 	// SummaryErr says why it could not be read. Both nil: not gathered (not needed).
 	Summary    *disruption.Summary
 	SummaryErr error
+	// SummarySeenAt is when the gatherer saw Summary appear, on its own clock (see
+	// summary.Observer): the summary's age is judged from it, never from the writer's
+	// stamp alone. Zero with a Summary: its age is unknown, and it is stale.
+	SummarySeenAt time.Time
 }
 
 // Alert is one alert as the gate sees it, whichever API it came from.

@@ -273,7 +273,7 @@ func Forecast(ctx context.Context, eng *decision.Engine, all []*corev1.Node, can
 			return
 		}
 		f := *e.cand.Facts
-		f.Summary, f.SummaryErr = sums[e.pool], nil
+		f.Summary, f.SummarySeenAt, f.SummaryErr = sums[e.pool], first[e.pool], nil
 		// The decision computes the slot key too, and denies when it cannot.
 		d := eng.Decide(ctx, &f, first[e.pool])
 		e.key = d.SlotKey

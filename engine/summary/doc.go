@@ -8,4 +8,10 @@
 // Heartbeat. Agents read that ConfigMap from the API server's watch cache when they
 // decide, so no agent needs an informer of all nodes: the cost of a budget is one
 // watch of the nodes in the whole cluster, plus one small GET per decision.
+//
+// Each reader judges the summary's age on its own clock (Observer): from when it saw
+// the summary change, as a Lease's expiry is judged, so that a stamp in the future
+// cannot keep a summary fresh. A summarizer whose informers cannot list or watch says
+// so in the summary's Errors (incomplete) until they recover, rather than publishing
+// its last cache as complete.
 package summary

@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
@@ -36,25 +37,22 @@ const (
 	DefaultHeartbeat = 20 * time.Second
 )
 
-// Read returns the published summary, served from the API server's watch cache
-// (resourceVersion=0): cheap even when thousands of agents ask.
-func Read(ctx context.Context, client kubernetes.Interface, namespace string) (*disruption.Summary, error) {
+// read returns the published summary and its encoded form, served from the API
+// server's watch cache (resourceVersion=0): cheap even when thousands of agents ask.
+func read(ctx context.Context, client kubernetes.Interface, namespace string) (*disruption.Summary, string, error) {
 	cm, err := client.CoreV1().ConfigMaps(namespace).Get(ctx, ConfigMapName, metav1.GetOptions{ResourceVersion: "0"})
 	if apierrors.IsNotFound(err) {
-		return nil, fmt.Errorf("no node summary: ConfigMap %s/%s does not exist (is the summarizer running?)", namespace, ConfigMapName)
+		return nil, "", fmt.Errorf("no node summary: ConfigMap %s/%s does not exist (is the summarizer running?)", namespace, ConfigMapName)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("reading the node summary %s/%s: %w", namespace, ConfigMapName, err)
+		return nil, "", fmt.Errorf("reading the node summary %s/%s: %w", namespace, ConfigMapName, err)
 	}
-	return decode(cm)
-}
-
-func decode(cm *corev1.ConfigMap) (*disruption.Summary, error) {
+	data := cm.Data[DataKey]
 	var s disruption.Summary
-	if err := json.Unmarshal([]byte(cm.Data[DataKey]), &s); err != nil {
-		return nil, fmt.Errorf("the node summary %s/%s key %s is not a summary: %w", cm.Namespace, cm.Name, DataKey, err)
+	if err := json.Unmarshal([]byte(data), &s); err != nil {
+		return nil, "", fmt.Errorf("the node summary %s/%s key %s is not a summary: %w", cm.Namespace, cm.Name, DataKey, err)
 	}
-	return &s, nil
+	return &s, data, nil
 }
 
 // Config configures a Summarizer. Client, Namespace, Identity and Engine are required.
@@ -83,12 +81,53 @@ type Summarizer struct {
 	cfg   Config
 	dirty chan struct{}
 
-	mu         sync.Mutex
-	leaseErr   string // why medik8s Leases cannot be watched, "" when fine
-	leaseErrRV string // the lease informer's last synced resourceVersion when it failed
-	last       *disruption.Summary
-	lastWrite  time.Time
-	cm         *corev1.ConfigMap // our last write, for the guarded update
+	// nodeWatch and leaseWatch say why the informers cannot list or watch.
+	nodeWatch, leaseWatch watchHealth
+
+	last      *disruption.Summary
+	lastWrite time.Time
+	cm        *corev1.ConfigMap // our last write, for the guarded update
+}
+
+// watchHealth is an informer's last list or watch failure, until it lists or watches
+// again: client-go's reflector calls the watch error handler when a list or a watch
+// fails (RBAC removed, the API server refusing), retries with back-off and meanwhile
+// keeps its cache as it was, which must then not be published as complete.
+type watchHealth struct {
+	mu  sync.Mutex
+	err string // why the informer cannot list or watch, "" when fine
+	rv  string // its last synced resourceVersion when it failed
+}
+
+// failed records a failure; rv is the informer's last synced resourceVersion.
+func (h *watchHealth) failed(what string, err error, rv string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.err, h.rv = fmt.Sprintf("%s cannot be listed or watched: %v", what, err), rv
+}
+
+// check returns the failure, if any, the informer's last synced resourceVersion being
+// rv: a resourceVersion that moved on since the failure means a list or a watch event
+// came through since, so the failure is over. (The reflector sets it only then.)
+func (h *watchHealth) check(rv string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.err != "" && rv != h.rv {
+		h.err = ""
+	}
+	if h.err == "" {
+		return nil
+	}
+	return errors.New(h.err)
+}
+
+// onWatchError sets the informer's watch error handler to record failures in h.
+func (s *Summarizer) onWatchError(inf cache.SharedIndexInformer, h *watchHealth, what string) error {
+	return inf.SetWatchErrorHandler(func(_ *cache.Reflector, err error) {
+		h.failed(what, err, inf.LastSyncResourceVersion())
+		s.cfg.Logger.Warn("informer failing: the summary says it is incomplete until it recovers", "what", what, "err", err)
+		s.markDirty()
+	})
 }
 
 // New validates cfg and applies defaults.
@@ -162,15 +201,14 @@ func (s *Summarizer) Run(ctx context.Context) error {
 	if err := nodeInformer.SetTransform(strip); err != nil {
 		return fmt.Errorf("node informer: %w", err)
 	}
+	// Without this handler a failing node list or watch left the last cache in place,
+	// re-published as fresh and complete at every heartbeat.
+	if err := s.onWatchError(nodeInformer, &s.nodeWatch, "Nodes"); err != nil {
+		return fmt.Errorf("node informer: %w", err)
+	}
 	leaseFactory := informers.NewSharedInformerFactoryWithOptions(s.cfg.Client, 0, informers.WithNamespace(s.cfg.Medik8sNamespace))
 	leaseInformer := leaseFactory.Coordination().V1().Leases().Informer()
-	if err := leaseInformer.SetWatchErrorHandler(func(_ *cache.Reflector, err error) {
-		s.mu.Lock()
-		s.leaseErr = fmt.Sprintf("medik8s maintenance Leases in namespace %s cannot be watched: %v", s.cfg.Medik8sNamespace, err)
-		s.leaseErrRV = leaseInformer.LastSyncResourceVersion()
-		s.mu.Unlock()
-		s.markDirty()
-	}); err != nil {
+	if err := s.onWatchError(leaseInformer, &s.leaseWatch, "medik8s maintenance Leases in namespace "+s.cfg.Medik8sNamespace); err != nil {
 		return fmt.Errorf("lease informer: %w", err)
 	}
 	handler := cache.ResourceEventHandlerFuncs{
@@ -181,23 +219,23 @@ func (s *Summarizer) Run(ctx context.Context) error {
 	if _, err := nodeInformer.AddEventHandler(handler); err != nil {
 		return fmt.Errorf("node informer: %w", err)
 	}
-	if _, err := leaseInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: func(any) { s.leaseOK(); s.markDirty() }, UpdateFunc: func(any, any) { s.leaseOK(); s.markDirty() },
-		DeleteFunc: func(any) { s.markDirty() },
-	}); err != nil {
+	if _, err := leaseInformer.AddEventHandler(handler); err != nil {
 		return fmt.Errorf("lease informer: %w", err)
 	}
 	nodeFactory.Start(ctx.Done())
 	leaseFactory.Start(ctx.Done())
 	defer nodeFactory.Shutdown()
 	defer leaseFactory.Shutdown()
-	if !cache.WaitForCacheSync(ctx.Done(), nodeInformer.HasSynced) {
-		return fmt.Errorf("syncing the node informer: %w", ctx.Err())
+	// Wait for the first node list, or for its failure: a list that fails (RBAC) never
+	// syncs, and the summary then says why instead of the summarizer hanging silently.
+	// Likewise a lease list that fails: the summary carries the error, so budgets
+	// fail closed.
+	if err := wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(context.Context) (bool, error) {
+		return nodeInformer.HasSynced() || s.nodeWatch.check(nodeInformer.LastSyncResourceVersion()) != nil, nil
+	}); err != nil {
+		return nil // ctx is done
 	}
-	// A lease list that fails (RBAC) never syncs; the error handler reports it and the
-	// summary carries the error, so budgets fail closed instead of the summarizer hanging.
 	nodes := listersFor(nodeInformer.GetIndexer())
-	leases := leaseInformer.GetIndexer()
 	tick := s.cfg.Clock.NewTicker(s.cfg.Interval)
 	defer tick.Stop()
 	s.markDirty()
@@ -215,22 +253,20 @@ func (s *Summarizer) Run(ctx context.Context) error {
 				continue
 			}
 		}
-		if rv := leaseInformer.LastSyncResourceVersion(); rv != "" {
-			s.mu.Lock()
-			if s.leaseErr != "" && rv != s.leaseErrRV {
-				s.leaseErr = "" // listed or watched again since the failure
-			}
-			s.mu.Unlock()
+		var errs []string
+		nodeErr := s.nodeWatch.check(nodeInformer.LastSyncResourceVersion())
+		if nodeErr == nil && !nodeInformer.HasSynced() {
+			nodeErr = errors.New("Nodes are not listed yet")
 		}
-		maint, maintErr := s.maintenance(leases, leaseInformer.HasSynced())
-		s.publish(ctx, nodes(), maint, maintErr)
+		if nodeErr != nil {
+			errs = append(errs, nodeErr.Error())
+		}
+		maint, maintErr := s.maintenance(leaseInformer)
+		if maintErr != nil {
+			errs = append(errs, maintErr.Error())
+		}
+		s.publish(ctx, nodes(), maint, errs)
 	}
-}
-
-func (s *Summarizer) leaseOK() {
-	s.mu.Lock()
-	s.leaseErr = ""
-	s.mu.Unlock()
 }
 
 func listersFor(idx cache.Indexer) func() []*corev1.Node {
@@ -248,19 +284,16 @@ func listersFor(idx cache.Indexer) func() []*corev1.Node {
 
 // maintenance returns the nodes a medik8s Lease holds now, or nil and an error while
 // the Leases are not known.
-func (s *Summarizer) maintenance(idx cache.Indexer, synced bool) (map[string]bool, error) {
-	s.mu.Lock()
-	leaseErr := s.leaseErr
-	s.mu.Unlock()
-	if leaseErr != "" {
-		return nil, errors.New(leaseErr)
+func (s *Summarizer) maintenance(leases cache.SharedIndexInformer) (map[string]bool, error) {
+	if err := s.leaseWatch.check(leases.LastSyncResourceVersion()); err != nil {
+		return nil, err
 	}
-	if !synced {
+	if !leases.HasSynced() {
 		return nil, fmt.Errorf("medik8s maintenance Leases in namespace %s are not listed yet", s.cfg.Medik8sNamespace)
 	}
 	now := s.cfg.Clock.Now()
 	held := map[string]bool{}
-	for _, o := range idx.List() {
+	for _, o := range leases.GetIndexer().List() {
 		l, ok := o.(*coordinationv1.Lease)
 		if !ok || !strings.HasPrefix(l.Name, disruption.Medik8sLeasePrefix) || !Holds(l, now) {
 			continue
@@ -289,8 +322,9 @@ func Holds(l *coordinationv1.Lease, now time.Time) bool {
 	return now.Before(last.Add(time.Duration(*l.Spec.LeaseDurationSeconds) * time.Second))
 }
 
-// publish computes the summary and writes it when it changed or a heartbeat is due.
-func (s *Summarizer) publish(ctx context.Context, nodes []*corev1.Node, maint map[string]bool, maintErr error) {
+// publish computes the summary and writes it when it changed or a heartbeat is due;
+// errs are what could not be observed (the summary is then incomplete).
+func (s *Summarizer) publish(ctx context.Context, nodes []*corev1.Node, maint map[string]bool, errs []string) {
 	engine, err := s.cfg.Engine()
 	if err != nil {
 		s.cfg.Logger.Warn("no node summary without a valid config; budgets and breakers fail closed once the last one is stale", "err", err)
@@ -298,9 +332,7 @@ func (s *Summarizer) publish(ctx context.Context, nodes []*corev1.Node, maint ma
 	}
 	now := s.cfg.Clock.Now()
 	sum := disruption.Summarize(nodes, maint, engine.Membership(now), now, s.cfg.Identity)
-	if maintErr != nil {
-		sum.Errors = append(sum.Errors, maintErr.Error())
-	}
+	sum.Errors = append(sum.Errors, errs...)
 	if disruption.SameCounts(sum, s.last) && s.cfg.Clock.Since(s.lastWrite) < s.cfg.Heartbeat {
 		return
 	}

@@ -2,14 +2,23 @@ package summary
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/utils/ptr"
 
 	"github.com/rebootgate/rebootgate/engine/config"
@@ -53,13 +62,13 @@ pools:
 	return e
 }
 
-// waitSummary polls Read until cond holds.
+// waitSummary polls the summary until cond holds.
 func waitSummary(t *testing.T, client *fake.Clientset, what string, cond func(*disruption.Summary) bool) *disruption.Summary {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	var last *disruption.Summary
 	for time.Now().Before(deadline) {
-		s, err := Read(context.Background(), client, ns)
+		s, _, err := read(context.Background(), client, ns)
 		if err == nil && cond(s) {
 			return s
 		}
@@ -179,8 +188,119 @@ func TestMedik8sLeaseHolds(t *testing.T) {
 }
 
 func TestReadWithoutSummarySaysSo(t *testing.T) {
-	_, err := Read(context.Background(), fake.NewClientset(), ns)
+	_, _, err := NewObserver(fake.NewClientset(), ns).Read(context.Background(), time.Now())
 	if err == nil || err.Error() != "no node summary: ConfigMap rebootgate/rebootgate-node-summary does not exist (is the summarizer running?)" {
 		t.Errorf("err = %v", err)
 	}
+}
+
+// A node list and watch that start failing (the summarizer's RBAC removed) make the
+// summary incomplete, published at once and kept so at every heartbeat, instead of
+// the last cache re-published as complete; once the nodes list again, it is complete.
+func TestNodeWatchFailureMakesTheSummaryIncomplete(t *testing.T) {
+	client := fake.NewClientset()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for i := range 3 {
+		if _, err := client.CoreV1().Nodes().Create(ctx, readyNode(fmt.Sprintf("user-%d", i), "user"), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var (
+		mu      sync.Mutex
+		denied  bool
+		rv      int
+		watches []*watch.FakeWatcher
+	)
+	forbidden := apierrors.NewForbidden(corev1.Resource("nodes"), "", errors.New(`User "system:serviceaccount:rebootgate:summarizer" cannot list resource "nodes"`))
+	// Lists carry a new resourceVersion each time, as an API server's do.
+	client.PrependReactor("list", "nodes", func(k8stesting.Action) (bool, runtime.Object, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if denied {
+			return true, nil, forbidden
+		}
+		list, err := client.Tracker().List(corev1.SchemeGroupVersion.WithResource("nodes"), corev1.SchemeGroupVersion.WithKind("Node"), "")
+		if err != nil {
+			return true, nil, err
+		}
+		rv++
+		list.(*corev1.NodeList).ResourceVersion = strconv.Itoa(rv)
+		return true, list, nil
+	})
+	client.PrependWatchReactor("nodes", func(k8stesting.Action) (bool, watch.Interface, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if denied {
+			return true, nil, forbidden
+		}
+		w := watch.NewFake()
+		watches = append(watches, w)
+		return true, w, nil
+	})
+	engine := testEngine(t)
+	s, err := New(Config{
+		Client: client, Namespace: ns, Identity: "summarizer-0", Interval: 5 * time.Millisecond, Heartbeat: 100 * time.Millisecond,
+		Engine: func() (*decision.Engine, error) { return engine, nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	waitSummary(t, client, "a complete summary", func(s *disruption.Summary) bool { return s.Cluster.Nodes == 3 && len(s.Errors) == 0 })
+
+	// RBAC removed, then the watch ends (its timeout, a connection reset): the
+	// reflector re-lists and is refused.
+	mu.Lock()
+	denied = true
+	for _, w := range watches {
+		w.Stop()
+	}
+	mu.Unlock()
+	// The reflector's error names the failed list and wraps the API server's.
+	want := "Nodes cannot be listed or watched: failed to list *v1.Node: " + forbidden.Error()
+	bad := waitSummary(t, client, "an incomplete summary", func(s *disruption.Summary) bool { return slices.Contains(s.Errors, want) })
+	if err := decision.SummaryUsable(bad, time.Now(), time.Now()); err == nil || !strings.Contains(err.Error(), "the node summary is incomplete: [Nodes cannot be listed or watched: ") {
+		t.Errorf("SummaryUsable = %v, want incomplete naming the nodes", err)
+	}
+	// Heartbeats keep it incomplete.
+	later := waitSummary(t, client, "a later heartbeat", func(s *disruption.Summary) bool {
+		return s.ObservedAt.After(bad.ObservedAt.Add(300 * time.Millisecond))
+	})
+	if !slices.Contains(later.Errors, want) {
+		t.Errorf("a heartbeat while the nodes cannot be listed: errors %q", later.Errors)
+	}
+
+	mu.Lock()
+	denied = false
+	mu.Unlock()
+	waitSummary(t, client, "a complete summary after the nodes list again", func(s *disruption.Summary) bool { return s.Cluster.Nodes == 3 && len(s.Errors) == 0 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+}
+
+// A summarizer whose first node list is refused publishes an incomplete summary that
+// says why, rather than waiting for the list silently.
+func TestNodeListRefusedFromTheStart(t *testing.T) {
+	client := fake.NewClientset()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	client.PrependReactor("list", "nodes", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewForbidden(corev1.Resource("nodes"), "", errors.New("no RBAC"))
+	})
+	engine := testEngine(t)
+	s, err := New(Config{
+		Client: client, Namespace: ns, Identity: "summarizer-0", Interval: 5 * time.Millisecond,
+		Engine: func() (*decision.Engine, error) { return engine, nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = s.Run(ctx) }()
+	waitSummary(t, client, "an incomplete summary", func(s *disruption.Summary) bool {
+		return len(s.Errors) > 0 && strings.HasPrefix(s.Errors[0], "Nodes cannot be listed or watched: ") && strings.Contains(s.Errors[0], "no RBAC")
+	})
 }

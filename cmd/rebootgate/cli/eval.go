@@ -244,13 +244,15 @@ func (o *evalOptions) fillSummary(ctx context.Context, engine *decision.Engine, 
 			return err
 		}
 		s.ObservedAt = now
-		f.Summary = s
+		f.Summary, f.SummarySeenAt = s, now
 	case o.NodeName != "" && engine.NeedsSummary(f.Node, now):
 		client, err := newClient(o.Kubeconfig, "rebootgate-eval")
 		if err != nil {
 			return badInput("%w", err)
 		}
-		f.Summary, f.SummaryErr = summary.Read(ctx, client, o.Namespace)
+		// One read sees no change: the summary is dated by its stamp, as an agent's
+		// first read dates it (a stamp in the future leaves it stale).
+		f.Summary, f.SummarySeenAt, f.SummaryErr = summary.NewObserver(client, o.Namespace).Read(ctx, now)
 	}
 	return nil
 }
