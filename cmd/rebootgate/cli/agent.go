@@ -79,7 +79,7 @@ kured's schedule, blocker and concurrency flags (--reboot-days, --start-time, --
 	c := &o.cfg
 	f.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster)")
 	f.StringVar(&c.NodeName, "node-id", "", "this node's name (default: env KURED_NODE_ID or NODE_NAME)")
-	f.StringVar(&c.Namespace, "namespace", "", "namespace of the slot Leases and policy ConfigMaps (default: env POD_NAMESPACE, else --ds-namespace)")
+	f.StringVar(&c.Namespace, "namespace", "", "namespace of the slot Leases, policy ConfigMaps and node summary (default: env POD_NAMESPACE, else "+defaultNamespace+")")
 	f.StringSliceVar(&c.PolicyNamespaces, "policy-namespace", nil, "namespaces with policy ConfigMaps labelled rebootgate.io/policy=rego (default: --namespace)")
 	f.StringVar(&c.ConfigPath, "config", "", "RebootGateConfig file, reloaded on change (default: one pool, any time)")
 	f.BoolVar(&c.DryRun, "dry-run", false, "decide and report only: never cordon, drain or reboot")
@@ -92,7 +92,7 @@ kured's schedule, blocker and concurrency flags (--reboot-days, --start-time, --
 	f.DurationVar(&c.LockTTL, "lock-ttl", 0, "slot Lease duration while held, renewed every third of it; 0 = 2m. As kured's 0 (never expires), a node mid-reboot keeps its slot until it is back, however long that takes (safer than kured's TTL > 0, which frees it mid-reboot); only a holder that stopped renewing and is not rebooting loses it")
 	f.DurationVar(&c.LockReleaseDelay, "lock-release-delay", 0, "after a reboot, uncordon and then keep the slot this long before releasing it (kured's throttle between nodes; --soak instead waits before the uncordon)")
 	f.BoolVar(&o.kuredLock, "kured-lock", false, "also take kured's lock (the --lock-annotation on DaemonSet --ds-namespace/--ds-name, in kured's JSON; --concurrency gives its holder count and must match the kured agents') after the slot and before the cordon, so that a mixed kured and rebootgate fleet never reboots more nodes together than kured's --concurrency")
-	f.StringVar(&o.dsNamespace, "ds-namespace", "kube-system", "namespace used when neither --namespace nor env POD_NAMESPACE is set; with --kured-lock, the namespace of kured's DaemonSet")
+	f.StringVar(&o.dsNamespace, "ds-namespace", "kube-system", "with --kured-lock: the namespace of kured's DaemonSet (not the agent's namespace: rebootgate writes nothing there but kured's lock)")
 	f.StringVar(&o.dsName, "ds-name", "kured", "with --kured-lock: the DaemonSet carrying kured's lock annotation")
 	f.StringVar(&o.lockAnnotation, "lock-annotation", "weave.works/kured-node-lock", "with --kured-lock: kured's lock annotation on --ds-name")
 	f.DurationVar(&o.period, "period", 0, "kured's main-loop period (1h in kured): the sentinel check period (as --sentinel-period) and the re-check period while a needed reboot is blocked (as --recheck-interval); rebootgate also reacts to events at once")
@@ -141,6 +141,13 @@ kured's schedule, blocker and concurrency flags (--reboot-days, --start-time, --
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }
+
+// defaultNamespace is rebootgate's namespace when neither --namespace nor POD_NAMESPACE
+// says (a kured manifest sets neither): a namespace of its own rather than kured's
+// --ds-namespace (kube-system), so that the RBAC for its Leases and ConfigMaps grants
+// nothing in kube-system, where a Lease is a component's leader lock and a ConfigMap
+// may be coredns' or aws-auth.
+const defaultNamespace = "rebootgate"
 
 // releaseAfterReady is when, after the agent is ready, start-up's memory is given
 // back (footprint.Release): its first decision, the status it writes and the events
@@ -198,7 +205,7 @@ func (o *agentOptions) run(ctx context.Context, fs *pflag.FlagSet, stderr io.Wri
 	if err != nil {
 		return badInput("%w", err)
 	}
-	if err := checkRBAC(ctx, reviewClient, o.accessTarget().checks(agentPermissions), log); err != nil {
+	if err := checkRBAC(ctx, reviewClient, o.accessTarget().checks(agentPermissions), agentRBACHint, log); err != nil {
 		return err
 	}
 	return a.Run(ctx)
@@ -239,7 +246,7 @@ func (o *agentOptions) prepare(fs *pflag.FlagSet, log *slog.Logger) error {
 	var err error
 	c := &o.cfg
 	c.NodeName = firstNonEmpty(c.NodeName, os.Getenv("KURED_NODE_ID"), os.Getenv("NODE_NAME"))
-	c.Namespace = firstNonEmpty(c.Namespace, os.Getenv("POD_NAMESPACE"), o.dsNamespace)
+	c.Namespace = firstNonEmpty(c.Namespace, os.Getenv("POD_NAMESPACE"), defaultNamespace)
 	if c.RebootCommand, err = detect.SplitCommand(o.rebootCommand); err != nil {
 		return badInput("--reboot-command: %w", err)
 	}

@@ -65,7 +65,7 @@ func (g *gateFlags) bind(f *pflag.FlagSet) {
 	f.StringArrayVar(&g.Policies, "policy", nil, "extra Rego file or directory, added to the default gate (repeatable)")
 	f.StringVar(&g.SummaryPath, "node-summary", "", "node summary for budgets and breakers: the summary.json of ConfigMap rebootgate-node-summary (kubectl get cm rebootgate-node-summary -o jsonpath='{.data.summary\\.json}'), taken as observed at --at")
 	f.StringVar(&g.Kubeconfig, "kubeconfig", "", "live mode: kubeconfig of the cluster (default: $KUBECONFIG or ~/.kube/config)")
-	f.StringVar(&g.Namespace, "namespace", "kube-system", "live mode: the agents' namespace, where the node summary is read when a budget, breaker or rule needs it")
+	f.StringVar(&g.Namespace, "namespace", defaultNamespace, "live mode: the agents' namespace, where the node summary is read when a budget, breaker or rule needs it")
 	f.StringSliceVar(&g.PolicyNamespaces, "policy-namespace", nil, "live mode: also load policy ConfigMaps (label rebootgate.io/policy=rego) from these namespaces")
 	f.StringVar(&g.PrometheusURL, "prometheus-url", "", "live mode: query Prometheus for ALERTS")
 	f.StringVar(&g.AlertmanagerURL, "alertmanager-url", "", "live mode: ask Alertmanager for its alerts")

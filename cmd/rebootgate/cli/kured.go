@@ -29,7 +29,7 @@ var kuredFlags = []kuredFlag{
 	{"reboot-sentinel", "same"},
 	{"reboot-sentinel-command", "same; an exit code other than 0 or 1 is an error that blocks, not \"not needed\""},
 	{"period", "the sentinel check period (--sentinel-period) and the re-check period while a needed reboot is blocked (--recheck-interval); rebootgate also reacts to events at once"},
-	{"ds-namespace", "the namespace when neither --namespace nor POD_NAMESPACE is set; with --kured-lock, the DaemonSet's namespace"},
+	{"ds-namespace", "with --kured-lock, the DaemonSet's namespace (rebootgate's own objects are in --namespace)"},
 	{"ds-name", "with --kured-lock, the DaemonSet carrying kured's lock; otherwise unused (the lock is a Lease per pool slot)"},
 	{"lock-annotation", "with --kured-lock, kured's lock annotation; otherwise unused"},
 	{"lock-ttl", "safer: 0 (kured: never expires) holds the slot until the node is back, however long its reboot takes; only an agent that stopped renewing while its node is not rebooting loses the slot, after 2m (a TTL > 0 likewise, never mid-reboot)"},

@@ -18,9 +18,10 @@ import (
 //   - --period is kured's polling period. The agent reacts to watch events at once, so
 //     --period sets what is still periodic: the sentinel check (--sentinel-period) and
 //     the re-check while a needed reboot is blocked (--recheck-interval).
-//   - --ds-namespace is the namespace when neither --namespace nor POD_NAMESPACE says
-//     (a kured manifest sets neither); with --ds-name and --lock-annotation it locates
-//     kured's lock, which only --kured-lock takes part in.
+//   - --ds-namespace, with --ds-name and --lock-annotation, locates kured's lock, which
+//     only --kured-lock takes part in. It is not the agent's namespace: a kured manifest
+//     sets neither --namespace nor POD_NAMESPACE, and its --ds-namespace is kube-system,
+//     where rebootgate's Leases and ConfigMaps have no business (defaultNamespace).
 //   - --slack-username applies only when given: kured has not used it since 1.7.
 //   - the schedule, blocker and concurrency flags make the config when there is no
 //     --config (see kuredSchedule). The agent keeps it in memory rather than in a

@@ -197,17 +197,18 @@ func TestKuredFlagsWithoutEnv(t *testing.T) {
 	}
 }
 
-// A kured manifest sets neither --namespace nor POD_NAMESPACE: --ds-namespace (default
-// kube-system, as in kured) is the fallback.
+// A kured manifest sets neither --namespace nor POD_NAMESPACE: the agent's namespace is
+// then rebootgate's own, never kured's --ds-namespace (kube-system), where its Leases and
+// ConfigMaps would need writes beside the control plane's.
 func TestKuredNamespaceFallback(t *testing.T) {
 	t.Setenv("POD_NAMESPACE", "")
 	for _, tc := range []struct {
 		args []string
 		want string
 	}{
-		{nil, "kube-system"},
-		{[]string{"--ds-namespace", "kured"}, "kured"},
-		{[]string{"--ds-namespace", "kured", "--namespace", "rebootgate"}, "rebootgate"},
+		{nil, "rebootgate"},
+		{[]string{"--ds-namespace", "kube-system"}, "rebootgate"},
+		{[]string{"--ds-namespace", "kured", "--namespace", "ops"}, "ops"},
 	} {
 		o, _, err := configureAgent(t, nil, append([]string{"--node-id", "n"}, tc.args...)...)
 		if err != nil {

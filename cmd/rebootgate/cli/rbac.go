@@ -24,7 +24,8 @@ const (
 	scopeCluster scope = iota
 	// scopeOwnNode: the agent's own Node only.
 	scopeOwnNode
-	// scopeNamespace: the agent's namespace (--namespace, POD_NAMESPACE, --ds-namespace).
+	// scopeNamespace: the agent's namespace (--namespace, POD_NAMESPACE, else
+	// "rebootgate"; never kured's --ds-namespace).
 	scopeNamespace
 	// scopePolicyNamespaces: each --policy-namespace (default: the agent's namespace).
 	scopePolicyNamespaces
@@ -77,7 +78,8 @@ var agentPermissions = []permission{
 	{group: "", resource: "events", verbs: []string{"create", "patch"}, scope: scopeEventNamespaces},
 	// The reboot slots, one Lease per pool slot.
 	{group: "coordination.k8s.io", resource: "leases", verbs: []string{"get", "list", "watch", "create", "update", "delete"}, scope: scopeNamespace},
-	// Policy ConfigMaps (informer), read only: an agent writes no ConfigMap.
+	// Policy ConfigMaps (informer): read only. An agent writes no ConfigMap, so one
+	// node's token cannot rewrite the fleet's policy.
 	{group: "", resource: "configmaps", verbs: []string{"list", "watch"}, scope: scopePolicyNamespaces},
 	// The summarizer's node summary, read when a budget, breaker or summary reference
 	// needs it (a GET served from the watch cache).
@@ -209,16 +211,23 @@ func namespaces(list []string) []authorizationv1.ResourceAttributes {
 // rbacCheckTimeout bounds the whole start-up check; past it the check is skipped.
 const rbacCheckTimeout = 15 * time.Second
 
-// checkRBAC asks the apiserver whether the agent may do everything it will do, and
-// returns one error naming every denied permission. It asks with one
-// SelfSubjectRulesReview per namespace the checks name (two at least: the agent starts
-// after every reboot, so the check must cost a few requests, not one per permission); a
-// cluster-wide permission must be allowed by the rules of every namespace asked, so a
-// RoleBinding in one namespace does not pass for a cluster-wide grant. When the rules
-// are incomplete (an authorizer that cannot list them, such as a webhook) it falls back
-// to one SelfSubjectAccessReview per check. A review that fails (API down, review API not
-// served) skips the check with a warning: it must never keep the agent from starting.
-func checkRBAC(ctx context.Context, client kubernetes.Interface, checks []accessCheck, log *slog.Logger) error {
+// The end of checkRBAC's error: where the permissions it names are granted.
+const (
+	agentRBACHint      = "grant them (examples/kured-dropin/rbac.yaml, kured's RBAC plus rebootgate's delta, or the chart's RBAC)"
+	summarizerRBACHint = "grant them to the summarizer's ServiceAccount (the chart's RBAC for rebootgate summarizer, templates/rbac.yaml)"
+)
+
+// checkRBAC asks the apiserver whether the agent (or the summarizer) may do everything
+// it will do, and returns one error naming every denied permission, ending with hint.
+// It asks with one SelfSubjectRulesReview per namespace the checks name (two at least:
+// the agent starts after every reboot, so the check must cost a few requests, not one
+// per permission); a cluster-wide permission must be allowed by the rules of every
+// namespace asked, so a RoleBinding in one namespace does not pass for a cluster-wide
+// grant. When the rules are incomplete (an authorizer that cannot list them, such as a
+// webhook) it falls back to one SelfSubjectAccessReview per check. A review that fails
+// (API down, review API not served) skips the check with a warning: it must never keep
+// the process from starting.
+func checkRBAC(ctx context.Context, client kubernetes.Interface, checks []accessCheck, hint string, log *slog.Logger) error {
 	ctx, cancel := context.WithTimeout(ctx, rbacCheckTimeout)
 	defer cancel()
 	allowed, complete, err := rulesAllowChecks(ctx, client, checks)
@@ -239,8 +248,7 @@ func checkRBAC(ctx context.Context, client kubernetes.Interface, checks []access
 		log.Debug("RBAC check passed", "permissions", len(checks))
 		return nil
 	}
-	return fmt.Errorf("RBAC: %d permission(s) missing: %s; grant them (examples/kured-dropin/rbac.yaml, kured's RBAC plus rebootgate's delta, or the chart's RBAC)",
-		len(denied), strings.Join(denied, "; "))
+	return fmt.Errorf("RBAC: %d permission(s) missing: %s; %s", len(denied), strings.Join(denied, "; "), hint)
 }
 
 // rulesAllowChecks answers every check from SelfSubjectRulesReviews; complete is false

@@ -22,8 +22,9 @@ import (
 )
 
 // dropinTarget is the agent of examples/kured-dropin/daemonset.yaml on node n1, with
-// --kured-lock, so every permission of the list is checked.
-var dropinTarget = accessTarget{node: "n1", namespace: "kube-system", dsNamespace: "kube-system", dsName: "kured", kuredLock: true}
+// --kured-lock, so every permission of the list is checked: its namespace is rebootgate's
+// own, kured's DaemonSet is in kube-system.
+var dropinTarget = accessTarget{node: "n1", namespace: defaultNamespace, dsNamespace: "kube-system", dsName: "kured", kuredLock: true}
 
 // reviewer answers SelfSubjectRulesReviews (with one rule per check in the namespace
 // asked, and per cluster-wide check, unless deny says otherwise; incomplete if asked) and
@@ -67,7 +68,7 @@ func reviews(client *fake.Clientset, resource string) int {
 	return n
 }
 
-// TestRBACCheckNamesTheMissingPermission: from the rules of two namespaces (two
+// TestRBACCheckNamesTheMissingPermission: from the rules of the three namespaces (three
 // requests, not one per permission), and from one access review per permission when
 // the rules are incomplete, the error names exactly the denied permissions.
 func TestRBACCheckNamesTheMissingPermission(t *testing.T) {
@@ -77,14 +78,14 @@ func TestRBACCheckNamesTheMissingPermission(t *testing.T) {
 	}
 	for _, incomplete := range []bool{false, true} {
 		client := reviewer(checks, incomplete, deny)
-		err := checkRBAC(t.Context(), client, checks, slog.New(slog.DiscardHandler))
+		err := checkRBAC(t.Context(), client, checks, agentRBACHint, slog.New(slog.DiscardHandler))
 		if err == nil {
 			t.Fatalf("incomplete=%v: no error with two permissions denied", incomplete)
 		}
 		msg := err.Error()
 		for _, want := range []string{
 			"2 permission(s) missing",
-			"create leases (coordination.k8s.io) in namespace kube-system",
+			"create leases (coordination.k8s.io) in namespace rebootgate",
 			"patch nodes/status (core) named n1",
 			"examples/kured-dropin/rbac.yaml",
 		} {
@@ -97,8 +98,9 @@ func TestRBACCheckNamesTheMissingPermission(t *testing.T) {
 		}
 		rules, access := reviews(client, "selfsubjectrulesreviews"), reviews(client, "selfsubjectaccessreviews")
 		switch {
-		case !incomplete && (rules != 2 || access != 0):
-			t.Errorf("%d rules reviews and %d access reviews, want 2 and 0", rules, access)
+		case !incomplete && (rules != 3 || access != 0):
+			// default (the Node's Events), rebootgate, kube-system (--kured-lock).
+			t.Errorf("%d rules reviews and %d access reviews, want 3 and 0", rules, access)
 		case incomplete && access != len(checks):
 			t.Errorf("incomplete rules: %d access reviews for %d checks", access, len(checks))
 		}
@@ -121,7 +123,7 @@ func TestRBACCheckClusterWideNeedsEveryNamespace(t *testing.T) {
 		{authorizationv1.ResourceAttributes{Verb: "list", Resource: "pods"}},
 		{authorizationv1.ResourceAttributes{Verb: "list", Resource: "pods", Namespace: "kube-system"}},
 	}
-	err := checkRBAC(t.Context(), client, checks, slog.New(slog.DiscardHandler))
+	err := checkRBAC(t.Context(), client, checks, agentRBACHint, slog.New(slog.DiscardHandler))
 	if err == nil || !strings.Contains(err.Error(), "1 permission(s) missing: list pods (core) cluster-wide;") {
 		t.Fatalf("err = %v, want only the cluster-wide list denied", err)
 	}
@@ -152,7 +154,7 @@ func TestRulesAllow(t *testing.T) {
 func TestRBACCheckPasses(t *testing.T) {
 	checks := dropinTarget.checks(agentPermissions)
 	client := reviewer(checks, false, func(authorizationv1.ResourceAttributes) bool { return false })
-	if err := checkRBAC(t.Context(), client, checks, slog.New(slog.DiscardHandler)); err != nil {
+	if err := checkRBAC(t.Context(), client, checks, agentRBACHint, slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -165,7 +167,7 @@ func TestRBACCheckNeverBlocksOnAFailedReview(t *testing.T) {
 		return true, nil, errors.New("connection refused")
 	})
 	var logs bytes.Buffer
-	if err := checkRBAC(t.Context(), client, dropinTarget.checks(agentPermissions), slog.New(slog.NewTextHandler(&logs, nil))); err != nil {
+	if err := checkRBAC(t.Context(), client, dropinTarget.checks(agentPermissions), agentRBACHint, slog.New(slog.NewTextHandler(&logs, nil))); err != nil {
 		t.Fatalf("a failed review blocked the start: %v", err)
 	}
 	if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "RBAC check skipped") || !strings.Contains(logs.String(), "connection refused") {
@@ -310,20 +312,31 @@ func readDropin(t *testing.T, name string) []byte {
 	return data
 }
 
+// dropinGrants parses examples/kured-dropin/rbac.yaml into kured's own RBAC (the objects
+// named kured) and rebootgate's delta (everything else), as granted to its ServiceAccount.
+func dropinGrants(t *testing.T) (base, delta []grant) {
+	t.Helper()
+	objs, err := chart.Split(readDropin(t, "rbac.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var baseDocs, deltaDocs []byte
+	for _, o := range objs {
+		doc := append([]byte("---\n"), o.YAML...)
+		if o.Name == "kured" {
+			baseDocs = append(baseDocs, doc...)
+		} else {
+			deltaDocs = append(deltaDocs, doc...)
+		}
+	}
+	return grantsOf(t, baseDocs, "kube-system", "kured"), grantsOf(t, deltaDocs, "kube-system", "kured")
+}
+
 // TestDropinRBACGrantsEveryPermission: examples/kured-dropin/rbac.yaml grants every
 // permission the agent checks; kured's part alone grants exactly those marked kured, and
 // the delta grants nothing the list does not need.
 func TestDropinRBACGrantsEveryPermission(t *testing.T) {
-	var baseDocs, deltaDocs []byte
-	for _, doc := range bytes.Split(readDropin(t, "rbac.yaml"), []byte("\n---")) {
-		if bytes.Contains(doc, []byte("name: kured-rebootgate")) {
-			deltaDocs = append(append(deltaDocs, doc...), "\n---"...)
-		} else {
-			baseDocs = append(append(baseDocs, doc...), "\n---"...)
-		}
-	}
-	base := grantsOf(t, baseDocs, "kube-system", "kured")
-	delta := grantsOf(t, deltaDocs, "kube-system", "kured")
+	base, delta := dropinGrants(t)
 	all := append(slices.Clone(base), delta...)
 	for _, p := range agentPermissions {
 		for _, c := range dropinTarget.checks([]permission{p}) {
@@ -350,6 +363,63 @@ func TestDropinRBACGrantsEveryPermission(t *testing.T) {
 					}
 				}
 			}
+		}
+	}
+}
+
+// TestDropinRBACWritesNothingInKubeSystem: with the whole of rbac.yaml (kured's RBAC and
+// the delta), the drop-in's token may not take a control-plane component's leader Lease
+// or change a ConfigMap in kube-system (coredns, aws-auth), and the delta lets it do
+// nothing there but read kured's DaemonSet. The agent's own objects are in its namespace.
+func TestDropinRBACWritesNothingInKubeSystem(t *testing.T) {
+	base, delta := dropinGrants(t)
+	all := append(slices.Clone(base), delta...)
+	leases := func(verb, name string) authorizationv1.ResourceAttributes {
+		return authorizationv1.ResourceAttributes{Namespace: "kube-system", Verb: verb, Group: "coordination.k8s.io", Resource: "leases", Name: name}
+	}
+	configMaps := func(verb, name string) authorizationv1.ResourceAttributes {
+		return authorizationv1.ResourceAttributes{Namespace: "kube-system", Verb: verb, Resource: "configmaps", Name: name}
+	}
+	for _, a := range []authorizationv1.ResourceAttributes{
+		leases("create", "kube-scheduler"), leases("update", "kube-scheduler"), leases("patch", "kube-scheduler"),
+		leases("delete", "kube-controller-manager"), leases("update", "kube-controller-manager"),
+		configMaps("patch", "coredns"), configMaps("update", "coredns"), configMaps("patch", "aws-auth"),
+		configMaps("create", ""), configMaps("delete", "aws-auth"),
+	} {
+		if allows(all, a) {
+			t.Errorf("rbac.yaml lets every node %s %s %s/%s", a.Verb, a.Resource, a.Namespace, a.Name)
+		}
+	}
+	// Whatever the delta grants that applies in kube-system (its Role there, and its
+	// cluster rules on namespaced resources) only reads.
+	readOnly := []string{"get", "list", "watch"}
+	for _, g := range delta {
+		if g.namespace != "" && g.namespace != "kube-system" {
+			continue
+		}
+		for _, r := range g.rules {
+			for _, res := range r.Resources {
+				if g.namespace == "" && (res == "nodes" || res == "nodes/status") {
+					continue // cluster-scoped
+				}
+				for _, verb := range r.Verbs {
+					if !slices.Contains(readOnly, verb) {
+						t.Errorf("the delta grants %s %s (%q) in kube-system", verb, res, r.APIGroups)
+					}
+				}
+			}
+		}
+	}
+	// The agent's namespace, where its Leases are: not kube-system.
+	if dropinTarget.namespace == "kube-system" {
+		t.Errorf("the drop-in's agent namespace is kube-system")
+	}
+	for _, a := range []authorizationv1.ResourceAttributes{
+		{Namespace: dropinTarget.namespace, Verb: "create", Group: "coordination.k8s.io", Resource: "leases"},
+		{Namespace: dropinTarget.namespace, Verb: "patch", Resource: "configmaps", Name: "rebootgate-policies"},
+	} {
+		if got, want := allows(all, a), a.Resource == "leases"; got != want {
+			t.Errorf("%s %s in %s: allowed %v, want %v (Leases yes, ConfigMap writes no)", a.Verb, a.Resource, a.Namespace, got, want)
 		}
 	}
 }
@@ -383,8 +453,8 @@ func TestDropinDaemonSetRunsTheAgent(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the agent rejects the manifest's flags: %v", err)
 	}
-	if o.cfg.Namespace != "kube-system" || o.cfg.SentinelPath != "/sentinel/reboot-required" {
-		t.Errorf("namespace %q, sentinel %q; want kube-system (from --ds-namespace) and the mounted sentinel", o.cfg.Namespace, o.cfg.SentinelPath)
+	if o.cfg.Namespace != defaultNamespace || o.cfg.SentinelPath != "/sentinel/reboot-required" {
+		t.Errorf("namespace %q, sentinel %q; want %s (not --ds-namespace's kube-system) and the mounted sentinel", o.cfg.Namespace, o.cfg.SentinelPath, defaultNamespace)
 	}
 }
 
@@ -497,13 +567,15 @@ func TestREADMETablesTheDelta(t *testing.T) {
 }
 
 // TestAccessTargetFromFlags: the checks follow the agent's flags — its node, namespace
-// (--ds-namespace when nothing else says) and, with --kured-lock, kured's DaemonSet.
+// (rebootgate when nothing says, never --ds-namespace) and, with --kured-lock, kured's
+// DaemonSet.
 func TestAccessTargetFromFlags(t *testing.T) {
+	t.Setenv("POD_NAMESPACE", "")
 	o, _, err := configureAgent(t, map[string]string{"KURED_NODE_ID": "n1"}, "--ds-namespace=ops", "--ds-name=kured-ds", "--kured-lock")
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := accessTarget{node: "n1", namespace: "ops", dsNamespace: "ops", dsName: "kured-ds", kuredLock: true}
+	want := accessTarget{node: "n1", namespace: defaultNamespace, dsNamespace: "ops", dsName: "kured-ds", kuredLock: true}
 	if got := o.accessTarget(); !reflect.DeepEqual(got, want) {
 		t.Errorf("access target %+v, want %+v", got, want)
 	}

@@ -42,7 +42,7 @@ func newStatusCommand() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
-	f.StringVarP(&o.Namespace, "namespace", "n", firstNonEmpty(os.Getenv("POD_NAMESPACE"), "kube-system"), "namespace of the agents' slot Leases")
+	f.StringVarP(&o.Namespace, "namespace", "n", firstNonEmpty(os.Getenv("POD_NAMESPACE"), defaultNamespace), "namespace of the agents' slot Leases")
 	f.StringVarP(&o.Selector, "selector", "l", "", "only nodes matching this label selector")
 	f.DurationVarP(&o.Watch, "watch", "w", 0, "refresh every interval (clears the screen), until interrupted")
 	return cmd

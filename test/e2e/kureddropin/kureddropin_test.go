@@ -20,16 +20,16 @@ import (
 
 // leasesCreate is the delta's permission the tests wait for: in force with the delta,
 // absent without it.
-var leasesCreate = authorizationv1.ResourceAttributes{Namespace: namespace, Verb: "create", Group: "coordination.k8s.io", Resource: "leases"}
+var leasesCreate = authorizationv1.ResourceAttributes{Namespace: agentNamespace, Verb: "create", Group: "coordination.k8s.io", Resource: "leases"}
 
-// removeSlots deletes the slot Leases the agents made in the manifest's namespace, at
-// cleanup (after the agents have stopped), so the next run starts without them.
+// removeSlots deletes the slot Leases the agents made in their namespace, at cleanup
+// (after the agents have stopped), so the next run starts without them.
 func (d *dropin) removeSlots() {
 	d.t.Cleanup(func() {
-		err := d.bed.Client.CoordinationV1().Leases(namespace).DeleteCollection(context.Background(), metav1.DeleteOptions{},
+		err := d.bed.Client.CoordinationV1().Leases(agentNamespace).DeleteCollection(context.Background(), metav1.DeleteOptions{},
 			metav1.ListOptions{LabelSelector: lock.LabelPool})
 		if err != nil {
-			d.t.Errorf("delete the slot Leases in %s: %v", namespace, err)
+			d.t.Errorf("delete the slot Leases in %s: %v", agentNamespace, err)
 		}
 	})
 }
@@ -62,8 +62,8 @@ func TestRollingRebootAsKured(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	err := testbed.Poll(ctx, time.Minute, "no slot Lease held in "+namespace, func(ctx context.Context) (bool, error) {
-		held, err := lock.Holders(ctx, d.bed.Client, namespace, config.DefaultPoolName)
+	err := testbed.Poll(ctx, time.Minute, "no slot Lease held in "+agentNamespace, func(ctx context.Context) (bool, error) {
+		held, err := lock.Holders(ctx, d.bed.Client, agentNamespace, config.DefaultPoolName)
 		return err == nil && len(held) == 0, err
 	})
 	if err != nil {
@@ -156,18 +156,25 @@ func TestKuredRBACAloneFailsAtStartup(t *testing.T) {
 		t.Fatalf("no RBAC error line in the agent's output:\n%s", tail(string(log), 4096))
 	}
 	for _, want := range []string{
-		"create leases (coordination.k8s.io) in namespace kube-system",
-		"watch leases (coordination.k8s.io) in namespace kube-system",
+		"create leases (coordination.k8s.io) in namespace rebootgate",
+		"watch leases (coordination.k8s.io) in namespace rebootgate",
 		"list nodes (core) cluster-wide",
 		"watch pods (core) cluster-wide",
 		"patch nodes/status (core) named " + node,
 		"create events (core) in namespace default",
-		"list configmaps (core) in namespace kube-system",
-		"get configmaps (core) named rebootgate-node-summary in namespace kube-system",
+		"list configmaps (core) in namespace rebootgate",
+		"get configmaps (core) named rebootgate-node-summary in namespace rebootgate",
 		"examples/kured-dropin/rbac.yaml",
 	} {
 		if !strings.Contains(line, want) {
 			t.Errorf("the error does not name %q: %s", want, line)
+		}
+	}
+	// The check asks for nothing in kube-system (no --kured-lock here) and no ConfigMap
+	// write anywhere: it accepts the narrow delta and never demands the broad one.
+	for _, broad := range []string{"in namespace kube-system", "patch configmaps"} {
+		if strings.Contains(line, broad) {
+			t.Errorf("the error asks for %q: %s", broad, line)
 		}
 	}
 	// kured's own permissions are there: none of them is named.

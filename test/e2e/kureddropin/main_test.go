@@ -34,8 +34,13 @@ const (
 	namespace      = "kube-system"
 	serviceAccount = "kured"
 	kuredCommand   = "/usr/bin/kured"
-	// deltaName names rbac.yaml's objects that hold rebootgate's delta.
-	deltaName = "kured-rebootgate"
+	// kuredName names rbac.yaml's objects that hold kured's own RBAC; the others are
+	// rebootgate's delta.
+	kuredName = "kured"
+	// agentNamespace is the agent's namespace (slot Leases, policy ConfigMaps, the node
+	// summary): its default, since the manifest sets neither --namespace nor
+	// POD_NAMESPACE. rbac.yaml creates it.
+	agentNamespace = "rebootgate"
 )
 
 // dropin is examples/kured-dropin, parsed.
@@ -44,8 +49,9 @@ type dropin struct {
 	bed *testbed.Bed
 	ds  appsv1.DaemonSet
 	// base is kured's RBAC with the ServiceAccount, delta rebootgate's delta: rbac.yaml's
-	// objects, as YAML documents.
-	base, delta []byte
+	// objects, as YAML documents. deltaRBAC is the delta without its Namespace, which
+	// stays at cleanup (deleting it would race the next test's apply).
+	base, delta, deltaRBAC []byte
 }
 
 func load(t *testing.T) *dropin {
@@ -70,14 +76,21 @@ func load(t *testing.T) *dropin {
 	}
 	for _, o := range objs {
 		doc := append([]byte("---\n"), o.YAML...)
-		if o.Name == deltaName {
-			d.delta = append(d.delta, doc...)
-		} else {
+		switch {
+		case o.Name == kuredName:
 			d.base = append(d.base, doc...)
+		case o.Kind == "Namespace":
+			if o.Name != agentNamespace {
+				t.Fatalf("rbac.yaml: Namespace %q, want the agent's %s", o.Name, agentNamespace)
+			}
+			d.delta = append(d.delta, doc...)
+		default:
+			d.delta = append(d.delta, doc...)
+			d.deltaRBAC = append(d.deltaRBAC, doc...)
 		}
 	}
-	if len(d.base) == 0 || len(d.delta) == 0 {
-		t.Fatalf("rbac.yaml: kured's RBAC %d bytes, the delta (%s) %d bytes", len(d.base), deltaName, len(d.delta))
+	if len(d.base) == 0 || len(d.deltaRBAC) == 0 || len(d.delta) == len(d.deltaRBAC) {
+		t.Fatalf("rbac.yaml: kured's RBAC %d bytes, the delta %d bytes, without its Namespace %d bytes", len(d.base), len(d.delta), len(d.deltaRBAC))
 	}
 	return d
 }
@@ -103,19 +116,19 @@ func (d *dropin) kubectl(stdin []byte, args ...string) error {
 }
 
 // applyRBAC applies rbac.yaml's kured part, and its delta when withDelta (else it makes
-// sure the delta is absent), and removes everything at cleanup.
+// sure the delta's RBAC is absent), and removes everything but the Namespace at cleanup.
 func (d *dropin) applyRBAC(withDelta bool) {
 	d.t.Helper()
-	all := append(append([]byte{}, d.base...), d.delta...)
+	rbac := append(append([]byte{}, d.base...), d.deltaRBAC...)
 	d.t.Cleanup(func() {
-		if err := d.kubectl(all, "delete", "--ignore-not-found", "-f", "-"); err != nil {
+		if err := d.kubectl(rbac, "delete", "--ignore-not-found", "-f", "-"); err != nil {
 			d.t.Error(err)
 		}
 	})
 	apply := d.base
 	if withDelta {
-		apply = all
-	} else if err := d.kubectl(d.delta, "delete", "--ignore-not-found", "-f", "-"); err != nil {
+		apply = append(append([]byte{}, d.base...), d.delta...)
+	} else if err := d.kubectl(d.deltaRBAC, "delete", "--ignore-not-found", "-f", "-"); err != nil {
 		d.t.Fatal(err)
 	}
 	if err := d.kubectl(apply, "apply", "-f", "-"); err != nil {
