@@ -87,6 +87,8 @@ type Summarizer struct {
 	last      *disruption.Summary
 	lastWrite time.Time
 	cm        *corev1.ConfigMap // our last write, for the guarded update
+
+	health progress // Run's progress, for Ready and Alive
 }
 
 // watchHealth is an informer's last list or watch failure, until it lists or watches
@@ -198,6 +200,8 @@ func strip(obj any) (any, error) {
 func (s *Summarizer) Run(ctx context.Context) error {
 	nodeFactory := informers.NewSharedInformerFactory(s.cfg.Client, 0)
 	nodeInformer := nodeFactory.Core().V1().Nodes().Informer()
+	s.started(nodeInformer.HasSynced)
+	defer s.stopped()
 	if err := nodeInformer.SetTransform(strip); err != nil {
 		return fmt.Errorf("node informer: %w", err)
 	}
@@ -245,6 +249,7 @@ func (s *Summarizer) Run(ctx context.Context) error {
 			return nil
 		case <-tick.C():
 		}
+		s.passed()
 		select {
 		case <-s.dirty:
 		case <-s.cfg.EngineChanged:
@@ -346,6 +351,7 @@ func (s *Summarizer) publish(ctx context.Context, nodes []*corev1.Node, maint ma
 			"unavailableOthers", sum.Cluster.UnavailableOthers, "errors", sum.Errors)
 	}
 	s.last, s.lastWrite = sum, now
+	s.wrote()
 }
 
 // write creates or updates the ConfigMap, guarded by the resourceVersion of our last

@@ -155,16 +155,22 @@ var (
 	}
 	// The summarizer's: medik8s' Leases cluster-wide (summarizer.medik8sLeaseAccess
 	// cluster, the default) or by a Role in their namespace (namespace).
+	// Events only where it writes them (its namespace and the policy namespaces), never
+	// cluster-wide.
 	expectedSummarizerClusterRules = []string{
 		`"" nodes [list watch]`,
-		`"" events [create patch]`,
 		`"coordination.k8s.io" leases [list watch]`,
 	}
 	expectedSummarizerRoleRules = []string{
 		`"" configmaps [list watch create]`,
 		`"" configmaps [get update] named [rebootgate-node-summary]`,
+		`"" events [create patch]`,
 		`"coordination.k8s.io" leases [create]`,
 		`"coordination.k8s.io" leases [get update] named [rebootgate-summarizer]`,
+	}
+	expectedSummarizerPolicyRoleRules = []string{
+		`"" configmaps [list watch]`,
+		`"" events [create patch]`,
 	}
 	expectedSummarizerMedik8sRules = []string{
 		`"coordination.k8s.io" leases [list watch]`,
@@ -179,7 +185,7 @@ func expectedRules(kind, name, namespace string, medik8sByRole bool) []string {
 		return expectedClusterRules
 	case kind == "ClusterRole" && name == Release+"-summarizer":
 		if medik8sByRole {
-			return expectedSummarizerClusterRules[:2]
+			return expectedSummarizerClusterRules[:1]
 		}
 		return expectedSummarizerClusterRules
 	case kind != "Role":
@@ -193,6 +199,8 @@ func expectedRules(kind, name, namespace string, medik8sByRole bool) []string {
 		return expectedKuredLockRules
 	case name == Release+"-policies" && namespace != Namespace:
 		return expectedPolicyRoleRules
+	case name == Release+"-summarizer-policies" && namespace != Namespace:
+		return expectedSummarizerPolicyRoleRules
 	}
 	return nil
 }

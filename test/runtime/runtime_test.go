@@ -971,7 +971,8 @@ func TestSignalMethodAsRootNeedsNoCapKill(t *testing.T) {
 // renders it (the distroless image, uid 65532, no capabilities, no_new_privs, the
 // RuntimeDefault seccomp filter, a read-only root, its own ServiceAccount's token, the
 // agents' config mount): it is elected, publishes the node summary of every bed node
-// without errors, and writes nothing to its root file system.
+// without errors, writes nothing to its root file system, and passes the chart's
+// readiness and liveness probes.
 func TestSummarizerPodPublishes(t *testing.T) {
 	runc := requireRuntime(t)
 	bed := testbed.Shared(t)
@@ -1045,7 +1046,7 @@ func TestSummarizerPodPublishes(t *testing.T) {
 	}
 	var last *disruption.Summary
 	err = testbed.Poll(ctx, time.Minute, "the summary published by the pod", func(ctx context.Context) (bool, error) {
-		s, err := summary.Read(ctx, bed.Client, ns)
+		s, _, err := summary.NewObserver(bed.Client, ns).Read(ctx, time.Now())
 		if err != nil {
 			return false, nil
 		}
@@ -1066,4 +1067,19 @@ func TestSummarizerPodPublishes(t *testing.T) {
 	c := spec.Containers[0]
 	checkProcess(t, st, c, 65532, nil, true)
 	checkNothingWritten(t, st, c)
+	// The chart's probes, run by the launcher on their timers against the port the
+	// summarizer serves in the pod: ready (elected, synced, published) and alive.
+	if c.LivenessProbe == nil || c.ReadinessProbe == nil {
+		t.Fatalf("the summarizer container has no liveness or readiness probe")
+	}
+	err = testbed.Poll(ctx, time.Minute, "a readiness and a liveness success of the summarizer", func(context.Context) (bool, error) {
+		seen := map[string]bool{}
+		for _, r := range ReadProbes(dir) {
+			seen[r.Kind] = seen[r.Kind] || (r.Container == c.Name && r.Status == http.StatusOK)
+		}
+		return seen["liveness"] && seen["readiness"], nil
+	})
+	if err != nil {
+		t.Errorf("%v; probes %+v", err, ReadProbes(dir))
+	}
 }

@@ -285,6 +285,7 @@ render --flag=true|false, null or "" renders --flag, a list repeats it. Input: t
 - summarizer
 - "--leader-elect=true"
 - {{ printf "--medik8s-namespace=%s" .Values.summarizer.medik8sNamespace | quote }}
+- {{ printf "--health-address=:%d" (int .Values.summarizer.healthPort) | quote }}
 {{- include "rebootgate.configArg" . }}
 {{- include "rebootgate.policyNamespaceArgs" . }}
 {{- if and .Values.logLevel (ne .Values.logLevel "info") }}

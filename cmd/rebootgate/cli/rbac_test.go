@@ -529,6 +529,17 @@ func TestChartRBACGrantsSummarizerEveryPermission(t *testing.T) {
 		if got := allows(grants, other); got != (access == "cluster") {
 			t.Errorf("medik8sLeaseAccess=%s: leases listed in kube-node-lease = %v", access, got)
 		}
+		// Nothing written outside its namespaces: no Events in kube-system, no ConfigMap
+		// or Lease writes there.
+		for _, a := range []authorizationv1.ResourceAttributes{
+			{Namespace: "kube-system", Verb: "create", Resource: "events"},
+			{Namespace: "kube-system", Verb: "patch", Resource: "configmaps", Name: "coredns"},
+			{Namespace: "kube-system", Verb: "update", Group: "coordination.k8s.io", Resource: "leases", Name: "kube-scheduler"},
+		} {
+			if allows(grants, a) {
+				t.Errorf("medik8sLeaseAccess=%s: the summarizer may %s %s in kube-system", access, a.Verb, a.Resource)
+			}
+		}
 	}
 }
 

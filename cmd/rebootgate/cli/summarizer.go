@@ -35,6 +35,8 @@ type summarizerOptions struct {
 	leaderElect      bool
 	interval         time.Duration
 	heartbeat        time.Duration
+	healthAddress    string
+	unhealthyAfter   time.Duration
 	logFormat        string
 	logLevel         string
 }
@@ -65,6 +67,8 @@ agent watches every node. Run two replicas: one is elected and writes.`,
 	f.BoolVar(&o.leaderElect, "leader-elect", true, "elect one writer among the replicas with the Lease "+summarizerLeaseName)
 	f.DurationVar(&o.interval, "interval", summary.DefaultInterval, "write a changed summary at most this often")
 	f.DurationVar(&o.heartbeat, "heartbeat", summary.DefaultHeartbeat, "rewrite an unchanged summary this often, so agents can tell it is fresh")
+	f.StringVar(&o.healthAddress, "health-address", "", "address /healthz and /readyz listen on, e.g. :8081 (default: none)")
+	f.DurationVar(&o.unhealthyAfter, "unhealthy-after", time.Minute, "/healthz fails once the leader's publishing loop has made no pass for this long")
 	f.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
@@ -87,6 +91,9 @@ func (o *summarizerOptions) run(ctx context.Context, cmd *cobra.Command) error {
 	if len(o.policyNamespaces) == 0 {
 		o.policyNamespaces = []string{o.namespace}
 	}
+	if o.unhealthyAfter <= 0 {
+		return badInput("--unhealthy-after: %v is not positive", o.unhealthyAfter)
+	}
 	client, err := newClient(o.kubeconfig, "rebootgate-summarizer/"+o.identity)
 	if err != nil {
 		return badInput("%w", err)
@@ -96,7 +103,17 @@ func (o *summarizerOptions) run(ctx context.Context, cmd *cobra.Command) error {
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	return o.serve(ctx, client, log)
+}
 
+// serve checks the summarizer's permissions, then publishes (when elected) until ctx is
+// done.
+func (o *summarizerOptions) serve(ctx context.Context, client kubernetes.Interface, log *slog.Logger) error {
+	// Say now which permission is missing, not with a Forbidden in every loop (a node
+	// list refused would leave the informer unsynced for ever).
+	if err := checkRBAC(ctx, client, o.accessTarget().checks(summarizerPermissions), summarizerRBACHint, log); err != nil {
+		return err
+	}
 	events := record.NewBroadcaster()
 	events.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
 	defer events.Shutdown()
@@ -119,16 +136,36 @@ func (o *summarizerOptions) run(ctx context.Context, cmd *cobra.Command) error {
 	if err != nil {
 		return badInput("%w", err)
 	}
+	health := &summarizerHealth{
+		source: func() error { _, err := src.Current(); return err },
+		sum:    sum, stall: o.unhealthyAfter,
+	}
+	if o.leaderElect {
+		health.elector = leaderelection.NewLeaderHealthzAdaptor(leaderRenewGrace)
+	} else {
+		health.leading.Store(true)
+	}
+	if o.healthAddress != "" {
+		if err := serveHealth(ctx, o.healthAddress, health, log); err != nil {
+			return err
+		}
+	}
 	go src.Run(ctx)
 	if !o.leaderElect {
 		return sum.Run(ctx)
 	}
-	return runElected(ctx, client, o.namespace, o.identity, log, sum.Run)
+	return runElected(ctx, client, o.namespace, o.identity, log, health, sum.Run)
+}
+
+// accessTarget is where the summarizer's permissions apply.
+func (o *summarizerOptions) accessTarget() accessTarget {
+	return accessTarget{namespace: o.namespace, policyNamespaces: o.policyNamespaces, medik8sNamespace: o.medik8sNamespace}
 }
 
 // runElected runs work while this replica leads; a lost lead ends the process (its
 // Deployment restarts it as a candidate), so two writers never overlap for long.
-func runElected(ctx context.Context, client kubernetes.Interface, namespace, identity string, log *slog.Logger, work func(context.Context) error) error {
+// health learns when it leads, and watches the Lease's renewal.
+func runElected(ctx context.Context, client kubernetes.Interface, namespace, identity string, log *slog.Logger, health *summarizerHealth, work func(context.Context) error) error {
 	lock := &resourcelock.LeaseLock{
 		LeaseMeta:  metav1.ObjectMeta{Namespace: namespace, Name: summarizerLeaseName},
 		Client:     client.CoordinationV1(),
@@ -138,10 +175,11 @@ func runElected(ctx context.Context, client kubernetes.Interface, namespace, ide
 	lost := false
 	le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
 		Lock: lock, LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second,
-		ReleaseOnCancel: true, Name: summarizerLeaseName,
+		ReleaseOnCancel: true, Name: summarizerLeaseName, WatchDog: health.elector,
 		Callbacks: leaderelection.LeaderCallbacks{
 			OnStartedLeading: func(ctx context.Context) {
 				log.Info("leading: publishing the node summary", "identity", identity)
+				health.leading.Store(true)
 				workErr = work(ctx)
 			},
 			OnStoppedLeading: func() { lost = ctx.Err() == nil },

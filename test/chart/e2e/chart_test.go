@@ -33,7 +33,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/rebootgate/rebootgate/engine/disruption"
-	"github.com/rebootgate/rebootgate/engine/summary"
 	"github.com/rebootgate/rebootgate/test/chart"
 	"github.com/rebootgate/rebootgate/test/testbed"
 )
@@ -487,7 +486,7 @@ func TestSummarizerRBACIsEnough(t *testing.T) {
 				t.Helper()
 				var last *disruption.Summary
 				err := testbed.Poll(ctx, time.Minute, what, func(ctx context.Context) (bool, error) {
-					s, err := summary.Read(ctx, c, ns)
+					s, err := readSummary(ctx, c, ns)
 					if err != nil {
 						return false, nil // not written yet
 					}
