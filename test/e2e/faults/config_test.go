@@ -105,10 +105,12 @@ func TestBrokenConfigStopsNewRebootsInFlightFinishes(t *testing.T) {
 		f.waitNode(n, time.Minute, "a decision since its reboot became required", func(n *corev1.Node) bool {
 			return n.Annotations[annDecision] != ""
 		})
-		f.waitEvent(time.Minute, "Node", n, "ConfigError", "no new reboot starts until a valid config and policy set loads")
 	}
 	// Under the old config one waiter would now take the free slot.
 	f.holdsFor(3*recheckInterval, "the broken config", f.neitherCordonedNorRebooted(sim, waiters...))
+	for _, n := range waiters {
+		f.waitEvent(time.Minute, "Node", n, "ConfigError", "no new reboot starts until a valid config and policy set loads")
+	}
 
 	// The node in flight finishes under the broken config.
 	sim.HoldDown(first, false)
