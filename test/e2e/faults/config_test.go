@@ -90,14 +90,15 @@ func TestBrokenConfigStopsNewRebootsInFlightFinishes(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// The waiters' agents read the broken config (the first's is down with its host).
 	const notLoaded = "config not loaded"
 	before := map[string]int{}
-	for _, n := range f.nodes {
+	for _, n := range waiters {
 		before[n] = logCount(sim, n, notLoaded)
 	}
 	f.writeBroken()
 	brokenAt := time.Now()
-	for _, n := range f.nodes {
+	for _, n := range waiters {
 		f.waitLog(sim, n, notLoaded, before[n]+1)
 	}
 	f.setRequired(sim, waiters...)
