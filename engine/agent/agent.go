@@ -67,7 +67,12 @@ type Agent struct {
 	// holders last reported while waiting for its lock.
 	kuredDS         appslisters.DaemonSetLister
 	kuredWaitingFor string
-	pokes           chan struct{}
+	// kuredKept is the created time of this node's entry as last written or seen by
+	// keepKuredLock (zero: unknown); kuredLostTo the holders last reported when the
+	// entry could not be kept.
+	kuredKept   time.Time
+	kuredLostTo string
+	pokes       chan struct{}
 	// detectorStates carries the sentinel's changes to the loop.
 	detectorStates chan detect.State
 	ready          atomic.Bool
@@ -83,7 +88,6 @@ type Agent struct {
 	summaries    *summary.Observer
 
 	executor *pipeline.Executor
-	runCtx   context.Context // Run's context, for callbacks
 
 	// Loop state, owned by Run's goroutine.
 	needed       detect.State
@@ -111,9 +115,11 @@ type Agent struct {
 	lastHealthWhy string
 	stalled       map[string]bool // escalations already reported in this phase
 
-	// notBackSeen dedupes "has not come back" reports (lock callbacks and the loop).
+	// notBackSeen dedupes "has not come back" reports (the watch of other holders and
+	// the loop); notBacks is that watch.
 	notBackMu   sync.Mutex
 	notBackSeen map[string]bool
+	notBacks    *notBackWatch
 
 	// Health of the reconcile loop, for /healthz.
 	loopMu       sync.Mutex
@@ -172,6 +178,7 @@ func New(cfg Config, client kubernetes.Interface, log *slog.Logger) (*Agent, err
 		a.blocked = notify.NewBlockedTooLong(cfg.BlockedTooLong)
 	}
 	a.stalled, a.notBackSeen = map[string]bool{}, map[string]bool{}
+	a.notBacks = newNotBackWatch(client, cfg.Namespace, a.clock, cfg.RebootTimeout+cfg.ReadyTimeout, cfg.RecheckInterval, a.notBack, a.holderBack)
 	if k := cfg.KuredLock; k != nil {
 		own := *k
 		if own.Client == nil {
@@ -209,7 +216,6 @@ func (a *Agent) Registry() *prometheus.Registry { return a.registry }
 func (a *Agent) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	a.runCtx = ctx
 	a.events.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: a.client.CoreV1().Events("")})
 	defer a.events.Shutdown()
 
@@ -225,12 +231,14 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.startInformers(ctx); err != nil {
 		return err
 	}
-	if a.cfg.KuredLock != nil && !a.cfg.DryRun {
+	if a.cfg.KuredLock != nil {
+		// Also in dry-run: a reboot in progress there still gives kured's lock back.
 		if err := a.startKuredInformer(ctx); err != nil {
 			return err
 		}
 	}
 	go a.source.Run(ctx)
+	go a.notBacks.run(ctx)
 	go func() {
 		if err := a.detector.Run(ctx, a.detectorStates); err != nil {
 			a.log.Error("reboot detection stopped", "err", err)
@@ -385,8 +393,9 @@ func (r summaryRead) usable(now time.Time) (*disruption.Summary, error) {
 	return decision.UsableSummary(&facts.Facts{Summary: r.summary, SummarySeenAt: r.seenAt, SummaryErr: r.err}, now)
 }
 
-// decide is the engine's decision plus the agent's own rule against reboot loops, for a
-// new reboot: while the latest config or policies do not load, it is denied.
+// decide is the engine's decision for a new reboot: while the latest config or
+// policies do not load, it is denied. The back-off rules are the decision's, read from
+// the node, so eval and plan give the same answer.
 func (a *Agent) decide(ctx context.Context) decision.Decision { return a.decideWith(ctx, false) }
 
 // decideWith decides with the current engine or, inFlight, with the last good one: the
@@ -402,19 +411,7 @@ func (a *Agent) decideWith(ctx context.Context, inFlight bool) decision.Decision
 	if inFlight {
 		decide = a.source.DecideLastGood
 	}
-	d := decide(ctx, f, now)
-	if last := pipeline.StateOf(f.Node).LastReboot; !last.IsZero() && now.Sub(last) < a.cfg.LoopBackoff {
-		d.Allowed = false
-		d.Reasons = append(d.Reasons, decision.Reason{Source: decision.SourceEngine, Message: fmt.Sprintf(
-			"rebooted at %s and a reboot is still required: waiting until %s before rebooting again (reboot loop protection)",
-			last.Format(time.RFC3339), last.Add(a.cfg.LoopBackoff).Format(time.RFC3339))})
-	}
-	if st := pipeline.StateOf(f.Node); now.Before(st.RetryAfter) {
-		d.Allowed = false
-		d.Reasons = append(d.Reasons, decision.Reason{Source: decision.SourceEngine, Message: fmt.Sprintf(
-			"backing off after %d failed attempt(s): next try at %s", st.Failures, st.RetryAfter.UTC().Format(time.RFC3339))})
-	}
-	return d
+	return decide(ctx, f, now)
 }
 
 // acquire waits for a slot — a watch on the pool's Leases — for as long as the reboot
@@ -569,6 +566,12 @@ func (a *Agent) slotsPerKey(pool string) int {
 // away while the node waited for a slot must not lead to a reboot.
 func (a *Agent) gate(ctx context.Context, inFlight bool) decision.Decision {
 	d := a.decideWith(ctx, inFlight)
+	if a.cfg.DryRun {
+		// Switched to dry-run mid-reboot: nothing disruptive any more. Before the
+		// reboot request the lifecycle undoes the reboot; after it, it finishes.
+		d.Allowed = false
+		d.Reasons = append(d.Reasons, decision.Reason{Source: decision.SourceEngine, Message: "dry-run: no disruptive step is taken; a reboot in progress is undone, or finished once the host was asked to reboot"})
+	}
 	if st := a.detector.Check(ctx); !st.Needed {
 		d.Allowed = false
 		msg := "a reboot is no longer required"
@@ -647,7 +650,7 @@ func (a *Agent) semaphore(pool, value string) (*lock.Semaphore, error) {
 		TTL: a.cfg.LockTTL, Jitter: a.cfg.LockJitter, QueueGrace: a.cfg.LockQueueGrace, Clock: a.clock,
 		SlotValue: value, SlotsPerKey: a.slotsPerKey(pool), Logger: a.log,
 		OnStuckHolder: func(lease, holder string, since time.Time) {
-			a.notBack(context.Background(), pool, lease, holder, since)
+			a.notBacks.track(pool, lease, holder, since)
 		},
 	})
 	if err != nil {

@@ -70,7 +70,9 @@ type Config struct {
 	ReadyTimeout   time.Duration
 	Soak           time.Duration
 	// LoopBackoff is the least time between two reboots of this node, so a sentinel
-	// that survives a reboot cannot cause a reboot loop.
+	// that survives a reboot cannot cause a reboot loop. Its end is recorded on the
+	// Node with the reboot (rebootgate.io/loop-backoff-until), where the decision
+	// reads it.
 	LoopBackoff time.Duration
 	// RecheckInterval re-decides while a reboot is needed but blocked (alerts and pods
 	// change without telling us about time; windows do).

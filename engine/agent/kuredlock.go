@@ -120,6 +120,38 @@ func (a *Agent) confirmKuredLock(ctx context.Context) error {
 	return nil
 }
 
+// keepKuredLock keeps this node's entry in kured's lock valid from the cordon to the
+// release — through the drain, the reboot delay, Verifying and the soak — by renewing
+// it every RenewEvery (a write only then; the agent remembers its last one). It
+// returns when to look again (0: nothing to renew). A failed renewal is retried at the
+// next pass; it never stops the reboot from finishing.
+func (a *Agent) keepKuredLock(ctx context.Context, n *corev1.Node) time.Duration {
+	k := a.cfg.KuredLock
+	if k == nil || k.RenewEvery() <= 0 {
+		return 0
+	}
+	now := a.clock.Now()
+	if due := a.kuredKept.Add(k.RenewEvery()); !a.kuredKept.IsZero() && now.Before(due) {
+		return due.Sub(now)
+	}
+	held, holders, created, err := k.Keep(ctx, n.Spec.Unschedulable && !pipeline.StateOf(n).CordonedByUs)
+	switch {
+	case err != nil:
+		a.log.Warn("renewing this node's entry in kured's lock failed; retrying", "err", err)
+		return a.cfg.ErrorBackoff
+	case !held:
+		a.kuredKept = time.Time{}
+		if who := strings.Join(holders, ","); who != a.kuredLostTo {
+			a.kuredLostTo = who
+			a.executor.Event(corev1.EventTypeWarning, pipeline.ReasonSlotLost, "this node's entry in kured's lock on DaemonSet %s/%s expired and the lock is held by %s; the reboot goes on without it",
+				k.Namespace, k.DaemonSet, who)
+		}
+		return a.cfg.RecheckInterval
+	}
+	a.kuredKept, a.kuredLostTo = created, ""
+	return max(created.Add(k.RenewEvery()).Sub(now), time.Millisecond)
+}
+
 // releaseKuredLock gives kured's lock back; without an entry of this node there is
 // nothing to do.
 func (a *Agent) releaseKuredLock(ctx context.Context) error {
@@ -130,7 +162,7 @@ func (a *Agent) releaseKuredLock(ctx context.Context) error {
 	if err := k.Release(ctx); err != nil {
 		return fmt.Errorf("releasing kured's lock: %w", err)
 	}
-	a.kuredWaitingFor = ""
+	a.kuredWaitingFor, a.kuredKept = "", time.Time{}
 	return nil
 }
 
@@ -163,12 +195,22 @@ func (s slotAndKuredLock) Name() string {
 	return s.held.Name()
 }
 
+// Release gives both back. A failing release of kured's lock does not keep the slot:
+// the idle node's next pass gives kured's lock back (releaseStaleKuredLock), retried
+// with the loop's back-off until it succeeds.
 func (s slotAndKuredLock) Release(ctx context.Context) error {
-	if err := s.a.releaseKuredLock(ctx); err != nil {
-		return err
-	}
+	s.a.releaseKuredLockOrLater(ctx)
 	if s.held == nil {
 		return nil
 	}
 	return s.held.Release(ctx)
+}
+
+// releaseKuredLockOrLater releases kured's lock, leaving a failure to the idle node's
+// level-triggered retry (releaseStaleKuredLock) rather than holding up the slot's
+// release.
+func (a *Agent) releaseKuredLockOrLater(ctx context.Context) {
+	if err := a.releaseKuredLock(ctx); err != nil {
+		a.log.Warn("releasing kured's lock failed; releasing the slot anyway, kured's lock is given back on the next pass", "err", err)
+	}
 }

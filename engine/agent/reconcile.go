@@ -9,7 +9,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/rebootgate/rebootgate/engine/config"
@@ -111,9 +110,11 @@ func (a *Agent) reconcile(ctx context.Context) (time.Duration, error) {
 	a.syncPolicyStatus(ctx, n, st)
 	a.metrics.OnHold.WithLabelValues(a.cfg.NodeName).Set(boolValue(n.Annotations[a.holdAnnotation()] != ""))
 	a.reportDegraded()
-	if a.cfg.DryRun {
+	if a.cfg.DryRun && st.Phase == pipeline.PhaseIdle {
 		return a.reconcileDryRun(ctx, st)
 	}
+	// A reboot in progress goes on in dry-run too (I3), its gate closed (see gate):
+	// before the reboot request it is undone, after it it finishes.
 	if st.Phase == pipeline.PhaseIdle {
 		a.resumed, a.healthySince = false, time.Time{}
 		clear(a.stalled)
@@ -171,7 +172,15 @@ func (a *Agent) reconcile(ctx context.Context) (time.Duration, error) {
 	step := pipeline.Next(obs, a.timing())
 	a.syncConditions(ctx, n, st, d)
 	a.log.Debug("reconcile", "phase", st.Phase, "step", step.String(), "slot", obs.Slot)
-	return a.execute(ctx, n, st, step, d)
+	renew := time.Duration(0)
+	if st.Phase != pipeline.PhaseIdle {
+		renew = a.keepKuredLock(ctx, n)
+	}
+	next, err := a.execute(ctx, n, st, step, d)
+	if renew > 0 && err == nil && (next == 0 || renew < next) {
+		next = renew // look again in time to renew kured's lock (a long soak)
+	}
+	return next, err
 }
 
 // reportDegraded sets rebootgate_detection_degraded: a sentinel or config file that
@@ -353,44 +362,18 @@ func (a *Agent) notBack(ctx context.Context, pool, lease, holder string, since t
 	_ = a.notifier.Notify(ctx, notify.Event{Kind: notify.KindNotBack, Node: holder, Pool: pool, Since: since, Detail: after})
 }
 
-// onStuckHolder is the lock's report of a slot kept only because its holder is
-// mid-reboot. A reboot may well outlast a Lease's TTL, so the holder is reported as not
-// back only once its phase is older than the reboot and ready timeouts, and only if it
-// is still in that phase then.
-func (a *Agent) onStuckHolder(pool, lease, holder string, since time.Time) {
-	ctx := a.runCtx
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	due := a.clock.Now()
-	if !since.IsZero() {
-		due = since
-	}
-	due = due.Add(a.cfg.RebootTimeout + a.cfg.ReadyTimeout)
-	report := func() {
-		if ctx.Err() != nil {
-			return
-		}
-		n, err := a.client.CoreV1().Nodes().Get(ctx, holder, metav1.GetOptions{ResourceVersion: "0"})
-		if err != nil {
-			return
-		}
-		if st := lock.HolderStatusOf(n); st.Busy && st.Since.Equal(since) {
-			a.notBack(ctx, pool, lease, holder, since)
+// holderBack withdraws the report of another node's holding that ended: the holder is
+// back, gone, or its slot changed hands.
+func (a *Agent) holderBack(pool, holder string) {
+	a.notBackMu.Lock()
+	for key := range a.notBackSeen {
+		if strings.HasPrefix(key, holder+"@") {
+			delete(a.notBackSeen, key)
 		}
 	}
-	go func() {
-		if wait := due.Sub(a.clock.Now()); wait > 0 {
-			t := a.clock.NewTimer(wait)
-			defer t.Stop()
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C():
-			}
-		}
-		report()
-	}()
+	a.notBackMu.Unlock()
+	a.metrics.HolderNotBack.DeleteLabelValues(pool, holder)
+	a.log.Info("slot holder reported as not back is back, gone, or no longer holds the slot", "pool", pool, "slotHolder", holder)
 }
 
 // takeSlot waits for a slot of the node's pool; the next pass cordons.
@@ -526,9 +509,7 @@ func (a *Agent) releaseSlot(ctx context.Context) error {
 	if a.held == nil {
 		return nil
 	}
-	if err := a.releaseKuredLock(ctx); err != nil {
-		return err
-	}
+	a.releaseKuredLockOrLater(ctx)
 	if err := a.held.Release(ctx); err != nil {
 		return fmt.Errorf("releasing slot %s: %w", a.heldRef.Name, err)
 	}
@@ -577,6 +558,9 @@ func (a *Agent) drain(ctx context.Context, st pipeline.State) (time.Duration, er
 			if err := a.confirmKuredLock(dctx); dctx.Err() == nil && errors.Is(err, pipeline.ErrCancelled) {
 				cancel(fmt.Errorf("%w: %w", errAbandoned, err))
 				return
+			}
+			if n, err := a.node(); err == nil {
+				a.keepKuredLock(dctx, n) // a long drain must not outlast kured's TTL
 			}
 		}
 	}()
@@ -722,12 +706,14 @@ func (a *Agent) healthy(ctx context.Context, st pipeline.State) bool {
 	return ok
 }
 
-// reconcileDryRun decides and reports; it never acts, and leaves a reboot started by
-// a non-dry-run agent alone.
-func (a *Agent) reconcileDryRun(ctx context.Context, st pipeline.State) (time.Duration, error) {
-	if st.Phase != pipeline.PhaseIdle {
-		a.log.Warn("dry-run: the node is in the middle of a reboot started by a non-dry-run agent; leaving it alone", "phase", st.Phase)
-		return 0, nil
+// reconcileDryRun decides and reports for an idle node; it starts nothing. A slot or
+// kured lock left over from a reboot that ended (a failed release) is given back.
+func (a *Agent) reconcileDryRun(ctx context.Context, _ pipeline.State) (time.Duration, error) {
+	if err := a.releaseSlot(ctx); err != nil {
+		return 0, err
+	}
+	if err := a.releaseStaleKuredLock(ctx); err != nil {
+		return 0, err
 	}
 	if !a.needed.Needed {
 		return 0, nil
@@ -777,6 +763,7 @@ func (a *Agent) executorConfig() pipeline.Config {
 		KuredAnnotations:      a.cfg.KuredAnnotations,
 		LockReleaseDelay:      a.cfg.LockReleaseDelay,
 		MaxFailures:           a.cfg.MaxFailures,
+		LoopBackoff:           a.cfg.LoopBackoff,
 		FailureBackoff:        a.cfg.FailureBackoff,
 		MaxBackoff:            a.cfg.MaxFailureBackoff,
 		HoldAnnotation:        a.holdAnnotation,

@@ -240,6 +240,8 @@ func (e *Engine) Evaluate(ctx context.Context, f *facts.Facts, now time.Time) Ev
 	}
 
 	d.Reasons = append(d.Reasons, e.disruptionReasons(p.cfg, f, sum)...)
+	_, backoff := Backoff(f.Node, now)
+	d.Reasons = append(d.Reasons, backoff...)
 
 	doc := &input.Document{
 		Node:   node,

@@ -198,7 +198,29 @@ func (l *Lock) Holding(ctx context.Context) (bool, error) {
 // node was already cordoned. It returns true when this node holds it (also when it
 // already did), and the holders otherwise.
 func (l *Lock) Acquire(ctx context.Context, unschedulable bool) (bool, []string, error) {
-	var holders []string
+	ok, holders, _, err := l.acquire(ctx, unschedulable, false)
+	return ok, holders, err
+}
+
+// RenewEvery is how often a holder with a TTL renews its entry (Keep): a third of the
+// TTL, so that two renewals may fail before it expires. 0 without a TTL.
+func (l *Lock) RenewEvery() time.Duration { return l.TTL / 3 }
+
+// Keep keeps this node's entry valid for as long as it holds the lock (kured's TTL
+// must not free the lock under a node that is still rebooting): an unexpired entry
+// older than RenewEvery gets created=now, its metadata kept; an expired or missing
+// one is taken again if there is room. It returns whether this node holds the lock,
+// the holders otherwise, and its entry's created time.
+func (l *Lock) Keep(ctx context.Context, unschedulable bool) (bool, []string, time.Time, error) {
+	return l.acquire(ctx, unschedulable, true)
+}
+
+// acquire is Acquire and, with renew, Keep.
+func (l *Lock) acquire(ctx context.Context, unschedulable, renew bool) (bool, []string, time.Time, error) {
+	var (
+		holders []string
+		created time.Time
+	)
 	acquired := false
 	err := l.update(ctx, func(ds *appsv1.DaemonSet) (string, bool, error) {
 		all, err := l.entries(ds)
@@ -207,21 +229,28 @@ func (l *Lock) Acquire(ctx context.Context, unschedulable bool) (bool, []string,
 		}
 		var live []Entry
 		holders, acquired = holders[:0], false // a retry after a conflict starts afresh
+		mine := Entry{NodeID: l.NodeID, Metadata: Metadata{Unschedulable: unschedulable}, TTL: l.TTL}
 		for _, e := range all {
-			if !l.expired(e) {
+			switch {
+			case e.NodeID == l.NodeID:
+				// Ours, live or expired: what the node was before the cordon is kept.
+				mine.Metadata = e.Metadata
+				if !l.expired(e) {
+					acquired, created = true, e.Created
+				}
+			case !l.expired(e):
 				live = append(live, e)
 				holders = append(holders, e.NodeID)
 			}
 		}
-		if slices.Contains(holders, l.NodeID) {
-			acquired = true
+		now := l.now().UTC()
+		switch {
+		case acquired && (!renew || l.TTL == 0 || now.Sub(created) < l.RenewEvery()):
+			return "", false, nil
+		case !acquired && len(live) >= l.MaxOwners:
 			return "", false, nil
 		}
-		if len(live) >= l.MaxOwners {
-			return "", false, nil
-		}
-		mine := Entry{NodeID: l.NodeID, Metadata: Metadata{Unschedulable: unschedulable}, Created: l.now().UTC(), TTL: l.TTL}
-		acquired = true
+		mine.Created, created, acquired = now, now, true
 		if l.MaxOwners == 1 {
 			return marshal(mine)
 		}
@@ -229,9 +258,9 @@ func (l *Lock) Acquire(ctx context.Context, unschedulable bool) (bool, []string,
 		return marshal(multi{MaxOwners: l.MaxOwners, Locks: append(live, mine)})
 	})
 	if err != nil || !acquired {
-		return false, holders, err
+		return false, holders, time.Time{}, err
 	}
-	return true, nil, nil
+	return true, nil, created, nil
 }
 
 // Release removes this node's entry; without one there is nothing to do.

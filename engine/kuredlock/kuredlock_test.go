@@ -206,3 +206,56 @@ func TestNextExpiry(t *testing.T) {
 		t.Fatalf("next expiry %v %v, want b's at 06:05", at, ok)
 	}
 }
+
+// TestKeepRenewsAndRetakes (issue 18, 6): Keep writes nothing while this node's entry
+// is younger than a third of the TTL, renews it (created=now, the metadata kept)
+// after that, takes it again when it expired with room in the lock, and says who
+// holds the lock when it expired without room.
+func TestKeepRenewsAndRetakes(t *testing.T) {
+	c, clk, l := newLocks(t, "", 1, "n1", "n2")
+	for _, lk := range l {
+		lk.TTL = time.Minute
+	}
+	ctx := context.Background()
+	if got, _, err := l[0].Acquire(ctx, true); err != nil || !got {
+		t.Fatalf("Acquire = %v, %v", got, err)
+	}
+	entry := func() Entry {
+		t.Helper()
+		v, _ := annotation(t, c)
+		var e Entry
+		if err := json.Unmarshal([]byte(v), &e); err != nil {
+			t.Fatalf("annotation %q: %v", v, err)
+		}
+		return e
+	}
+	clk.Step(19 * time.Second)
+	if held, _, created, err := l[0].Keep(ctx, false); err != nil || !held || !created.Equal(t0) || !entry().Created.Equal(t0) {
+		t.Fatalf("19s in: Keep = %v, %v, %v; entry %+v; want held, not rewritten", held, created, err, entry())
+	}
+	clk.Step(time.Second)
+	if held, _, created, err := l[0].Keep(ctx, false); err != nil || !held || !created.Equal(t0.Add(20*time.Second)) {
+		t.Fatalf("20s in: Keep = %v, %v, %v; want renewed", held, created, err)
+	}
+	if e := entry(); !e.Created.Equal(t0.Add(20*time.Second)) || !e.Metadata.Unschedulable || e.TTL != time.Minute {
+		t.Fatalf("renewed entry %+v: want created 20s in, unschedulable kept from the acquisition, TTL 1m", e)
+	}
+	// 70s after the acquisition, 50s after the renewal: still held by n1.
+	clk.Step(50 * time.Second)
+	if got, holders, err := l[1].Acquire(ctx, false); err != nil || got {
+		t.Fatalf("n2 took the lock 50s after n1's renewal (TTL 1m): %v %v %v", got, holders, err)
+	}
+	// Expired, nobody took it: Keep takes it again.
+	clk.Step(time.Minute)
+	if held, _, _, err := l[0].Keep(ctx, false); err != nil || !held {
+		t.Fatalf("expired with room: Keep = %v, %v; want taken again", held, err)
+	}
+	// Expired and taken by n2: not held, n2 named.
+	clk.Step(2 * time.Minute)
+	if got, _, err := l[1].Acquire(ctx, false); err != nil || !got {
+		t.Fatalf("n2 could not take the expired lock: %v %v", got, err)
+	}
+	if held, holders, _, err := l[0].Keep(ctx, false); err != nil || held || len(holders) != 1 || holders[0] != "n2" {
+		t.Fatalf("taken by n2: Keep = %v, %v, %v; want not held, holders [n2]", held, holders, err)
+	}
+}

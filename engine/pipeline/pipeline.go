@@ -92,6 +92,10 @@ type Config struct {
 	MaxFailures    int
 	FailureBackoff time.Duration
 	MaxBackoff     time.Duration
+	// LoopBackoff is the least time between two reboots (reboot-loop protection): its
+	// end is recorded with the reboot (AnnotationLoopBackoffUntil), and the decision
+	// denies until then.
+	LoopBackoff time.Duration
 	// HoldAnnotation returns the annotation key that holds a node (the config's).
 	HoldAnnotation func() string
 	// OnPhase is told each phase written (metrics).
@@ -249,6 +253,7 @@ func (p *Executor) RequestReboot(ctx context.Context, st State, final func(ctx c
 // Rebooted records the move to Verifying once the boot ID changed.
 func (p *Executor) Rebooted(ctx context.Context, st State) (State, error) {
 	st.Phase, st.LastReboot = PhaseVerifying, p.cfg.Clock.Now()
+	st.LoopBackoffUntil = st.LastReboot.Add(p.cfg.LoopBackoff)
 	st, err := p.save(ctx, st, nil)
 	if err == nil {
 		p.event(corev1.EventTypeNormal, ReasonRebooted, "rebooted: boot ID changed from %s", st.BootIDBefore)
@@ -263,7 +268,7 @@ func (p *Executor) Rebooted(ctx context.Context, st State) (State, error) {
 // Only then is the slot released (slot may be nil).
 func (p *Executor) Finish(ctx context.Context, st State, s Step, slot Slot) error {
 	rebooted := s.Action == ActFinish
-	last := State{LastReboot: st.LastReboot, LastDuration: st.LastDuration}
+	last := State{LastReboot: st.LastReboot, LoopBackoffUntil: st.LoopBackoffUntil, LastDuration: st.LastDuration}
 	if rebooted && !st.StartedAt.IsZero() {
 		last.LastDuration = p.cfg.Clock.Since(st.StartedAt).Round(time.Second)
 	}

@@ -18,6 +18,10 @@ const (
 	AnnotationSlot         = "rebootgate.io/slot"
 	AnnotationAttempts     = "rebootgate.io/reboot-attempts"
 	AnnotationLastReboot   = "rebootgate.io/last-reboot"
+	// AnnotationLoopBackoffUntil is when the reboot-loop protection that followed the
+	// last reboot ends (the last reboot plus the agent's --loop-backoff): recorded,
+	// so that eval and plan read the agent's own setting from the Node.
+	AnnotationLoopBackoffUntil = "rebootgate.io/loop-backoff-until"
 	// AnnotationLastDuration is how long the last completed reboot took, from the
 	// cordon to the uncordon (a Go duration, whole seconds): `rebootgate plan`
 	// forecasts the node's next reboot with it.
@@ -74,6 +78,8 @@ type State struct {
 	Attempts    int
 	RequestedAt time.Time
 	LastReboot  time.Time
+	// LoopBackoffUntil ends the reboot-loop protection (AnnotationLoopBackoffUntil).
+	LoopBackoffUntil time.Time
 	// LastDuration is the last completed reboot's duration (AnnotationLastDuration).
 	LastDuration time.Duration
 	// Failures and RetryAfter are the failure back-off (see AnnotationFailures).
@@ -98,6 +104,7 @@ func StateOf(n *corev1.Node) State {
 	}
 	s.Since, _ = time.Parse(time.RFC3339, a[AnnotationPhaseSince])
 	s.LastReboot, _ = time.Parse(time.RFC3339, a[AnnotationLastReboot])
+	s.LoopBackoffUntil, _ = time.Parse(time.RFC3339, a[AnnotationLoopBackoffUntil])
 	s.RequestedAt, _ = time.Parse(time.RFC3339, a[AnnotationRequestedAt])
 	s.StartedAt, _ = time.Parse(time.RFC3339, a[AnnotationStartedAt])
 	s.RetryAfter, _ = time.Parse(time.RFC3339, a[AnnotationRetryAfter])
@@ -122,21 +129,22 @@ func (s State) annotations() map[string]*string {
 		return str(t.UTC().Format(time.RFC3339))
 	}
 	out := map[string]*string{
-		AnnotationPhase:        str(string(s.Phase)),
-		AnnotationPhaseSince:   ts(s.Since),
-		AnnotationBootIDBefore: str(s.BootIDBefore),
-		AnnotationSlot:         str(s.Slot),
-		AnnotationPool:         str(s.Pool),
-		AnnotationSlotValue:    str(s.SlotValue),
-		AnnotationRequestedAt:  ts(s.RequestedAt),
-		AnnotationStartedAt:    ts(s.StartedAt),
-		AnnotationLastReboot:   ts(s.LastReboot),
-		AnnotationRetryAfter:   ts(s.RetryAfter),
-		AnnotationCordonedByUs: nil,
-		AnnotationAttempts:     nil,
-		AnnotationFailures:     nil,
-		AnnotationLastDuration: nil,
-		AnnotationDrainForced:  nil,
+		AnnotationPhase:            str(string(s.Phase)),
+		AnnotationPhaseSince:       ts(s.Since),
+		AnnotationBootIDBefore:     str(s.BootIDBefore),
+		AnnotationSlot:             str(s.Slot),
+		AnnotationPool:             str(s.Pool),
+		AnnotationSlotValue:        str(s.SlotValue),
+		AnnotationRequestedAt:      ts(s.RequestedAt),
+		AnnotationStartedAt:        ts(s.StartedAt),
+		AnnotationLastReboot:       ts(s.LastReboot),
+		AnnotationLoopBackoffUntil: ts(s.LoopBackoffUntil),
+		AnnotationRetryAfter:       ts(s.RetryAfter),
+		AnnotationCordonedByUs:     nil,
+		AnnotationAttempts:         nil,
+		AnnotationFailures:         nil,
+		AnnotationLastDuration:     nil,
+		AnnotationDrainForced:      nil,
 	}
 	if s.DrainForced {
 		out[AnnotationDrainForced] = str("true")

@@ -153,7 +153,8 @@ type NeverNode struct {
 // and blackouts allow within the horizon: the decision engine is evaluated there, so
 // every reason left is not about time (a hold, the node image, blocking pods or
 // alerts, a false CEL condition, no pool); such a node never reboots under this
-// config. A pool whose schedule allows nothing within the horizon leaves its nodes
+// config. The back-offs recorded on the node (decision.Backoff: reboot loop, failures)
+// end by themselves: the node starts no earlier than their end. A pool whose schedule allows nothing within the horizon leaves its nodes
 // beyond the horizon; a paused pool (concurrency 0) and a node whose slot key cannot
 // be computed never reboot. Conditions that read `now` are judged at that one
 // instant only.
@@ -236,13 +237,15 @@ func Forecast(ctx context.Context, eng *decision.Engine, all []*corev1.Node, can
 
 	// Classify.
 	type entry struct {
-		cand   *Candidate
-		pool   int
-		key    string
-		st     pipeline.State
-		never  []decision.Reason
-		dur    time.Duration
-		source string
+		cand  *Candidate
+		pool  int
+		key   string
+		st    pipeline.State
+		never []decision.Reason
+		// notBefore is the end of the node's back-offs (decision.Backoff).
+		notBefore time.Time
+		dur       time.Duration
+		source    string
 	}
 	entries := make([]entry, len(cands))
 	parallel(len(cands), func(i int) {
@@ -264,6 +267,9 @@ func Forecast(ctx context.Context, eng *decision.Engine, all []*corev1.Node, can
 			e.never = []decision.Reason{{Source: decision.SourcePool, Message: fmt.Sprintf("pool %s is paused (concurrency %s)", p.Name, p.Concurrency.String())}}
 			return
 		}
+		// A back-off ends by itself: the simulation waits for it (NotBefore), and its
+		// reasons are no reason never to reboot.
+		e.notBefore, _ = decision.Backoff(n, o.At)
 		if first[e.pool].IsZero() {
 			// Beyond the horizon: nothing to judge it at but its slot key.
 			var err error
@@ -277,8 +283,8 @@ func Forecast(ctx context.Context, eng *decision.Engine, all []*corev1.Node, can
 		// The decision computes the slot key too, and denies when it cannot.
 		d := eng.Decide(ctx, &f, first[e.pool])
 		e.key = d.SlotKey
-		if !d.Allowed {
-			e.never = d.Reasons
+		if reasons := slices.DeleteFunc(slices.Clone(d.Reasons), decision.IsBackoff); len(reasons) > 0 {
+			e.never = reasons
 		} else if specs[e.pool].Slots == 0 {
 			e.never = []decision.Reason{{Source: decision.SourceBudget, Message: fmt.Sprintf(
 				"pool %s has no slot left: %d of its nodes are unavailable for other reasons", p.Name, res.Pools[e.pool].UnavailableOthers)}}
@@ -347,7 +353,7 @@ func Forecast(ctx context.Context, eng *decision.Engine, all []*corev1.Node, can
 	jobs := make([]Job, len(order))
 	for j, i := range order {
 		e := &entries[i]
-		jobs[j] = Job{Node: e.cand.Facts.Node.Name, Pool: e.pool, Key: e.key, Duration: e.dur, NotBefore: e.st.RetryAfter}
+		jobs[j] = Job{Node: e.cand.Facts.Node.Name, Pool: e.pool, Key: e.key, Duration: e.dur, NotBefore: e.notBefore}
 		if e.st.Phase != pipeline.PhaseIdle {
 			jobs[j].Running = true
 			jobs[j].Started = cmp.Or(e.st.StartedAt, e.st.Since, o.At)
