@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"sigs.k8s.io/yaml"
 )
@@ -58,6 +59,28 @@ func Helm(root string) (path string, ok bool) {
 	}
 	return p, false
 }
+
+// BuildHelm returns Helm(root) when it exists, and otherwise builds it once with the
+// Makefile's rule (`make test-e2e` alone on a fresh machine).
+func BuildHelm(root string) (string, error) {
+	helm, ok := Helm(root)
+	if ok {
+		return helm, nil
+	}
+	helmOnce.Do(func() {
+		cmd := exec.Command("make", "--no-print-directory", "-C", root, helm)
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			helmErr = fmt.Errorf("building helm (make %s): %w", helm, err)
+		}
+	})
+	return helm, helmErr
+}
+
+var (
+	helmOnce sync.Once
+	helmErr  error
+)
 
 // Template runs `helm template` on the chart with extra arguments (-f, --set…).
 func Template(helm, chartDir, release, namespace string, args ...string) ([]byte, error) {

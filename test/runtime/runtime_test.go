@@ -371,8 +371,19 @@ func podPlan(t *testing.T, bed *testbed.Bed, runc, ns, name, node, dir string, s
 		t.Fatal(err)
 	}
 	secs := int64(3600)
+	req := authenticationv1.TokenRequestSpec{ExpirationSeconds: &secs}
+	if node != "" {
+		// The agent's pod is on the bed (the DaemonSet's, run by kwok): its token is bound
+		// to it, as the kubelet's projected token is, so it names the node that the
+		// chart's admission policy confines the agent to.
+		pod, err := bed.Client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatalf("the agent's pod %s/%s: %v", ns, name, err)
+		}
+		req.BoundObjectRef = &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID}
+	}
 	tok, err := bed.Client.CoreV1().ServiceAccounts(ns).CreateToken(ctx, spec.ServiceAccountName,
-		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &secs}}, metav1.CreateOptions{})
+		&authenticationv1.TokenRequest{Spec: req}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatalf("token of the chart's ServiceAccount: %v", err)
 	}

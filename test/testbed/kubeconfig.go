@@ -1,6 +1,7 @@
 package testbed
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -20,15 +21,34 @@ import (
 // ServiceAccountKubeconfig creates the ServiceAccount namespace/name if
 // missing, requests a token for it valid for ttl, and writes a kubeconfig that
 // authenticates as it (so agents run with the RBAC a Helm chart grants, not as
-// admin). It returns the kubeconfig's path, under dir.
+// admin). It returns the kubeconfig's path, under dir. The token is bound to no
+// object, so it carries no node claim (see PodTokenKubeconfig).
 func (b *Bed) ServiceAccountKubeconfig(ctx context.Context, namespace, name, dir string, ttl time.Duration) (string, error) {
 	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name}}
 	if _, err := b.Client.CoreV1().ServiceAccounts(namespace).Create(ctx, sa, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return "", fmt.Errorf("service account %s/%s: %w", namespace, name, err)
 	}
+	return b.tokenKubeconfig(ctx, namespace, name, nil, dir, namespace+"-"+name, ttl)
+}
+
+// PodTokenKubeconfig requests a token of the pod's ServiceAccount bound to the pod
+// (a TokenRequest whose boundObjectRef is the Pod, as the kubelet's projected token
+// is), valid for ttl, and writes a kubeconfig that authenticates with it. The API
+// server puts the pod's node into such a token (user extra
+// authentication.kubernetes.io/node-name), and the token dies with the pod. It
+// returns the kubeconfig's path, under dir.
+func (b *Bed) PodTokenKubeconfig(ctx context.Context, pod *corev1.Pod, dir string, ttl time.Duration) (string, error) {
+	ref := &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID}
+	sa := cmp.Or(pod.Spec.ServiceAccountName, "default")
+	return b.tokenKubeconfig(ctx, pod.Namespace, sa, ref, dir, pod.Namespace+"-"+pod.Name, ttl)
+}
+
+// tokenKubeconfig requests a token of ServiceAccount namespace/name (bound to ref
+// when set) and writes a kubeconfig with it as user, to dir/kubeconfig-<user>.
+func (b *Bed) tokenKubeconfig(ctx context.Context, namespace, name string, ref *authenticationv1.BoundObjectReference, dir, user string, ttl time.Duration) (string, error) {
 	secs := int64(ttl.Seconds())
 	tok, err := b.Client.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, name, &authenticationv1.TokenRequest{
-		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &secs},
+		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &secs, BoundObjectRef: ref},
 	}, metav1.CreateOptions{})
 	if err != nil {
 		return "", fmt.Errorf("token for %s/%s: %w", namespace, name, err)
@@ -48,7 +68,6 @@ func (b *Bed) ServiceAccountKubeconfig(ctx context.Context, namespace, name, dir
 		}
 		cluster.CertificateAuthority = ""
 	}
-	user := namespace + "-" + name
 	cfg := clientcmdapi.NewConfig()
 	cfg.Clusters["testbed"] = cluster
 	cfg.AuthInfos[user] = &clientcmdapi.AuthInfo{Token: tok.Status.Token}

@@ -381,3 +381,8 @@ mirrors the sentinel into a memory emptyDir the agent watches.
 {{- define "rebootgate.sentinelMirrorImage" -}}
 {{- .Values.sentinelMirror.image | default (include "rebootgate.nsenterImage" .) }}
 {{- end }}
+
+{{/* The agent's ValidatingAdmissionPolicy and its binding (cluster-scoped: one per release). */}}
+{{- define "rebootgate.admissionPolicyName" -}}
+{{- printf "%s-agent" (include "rebootgate.fullname" . | trunc 57 | trimSuffix "-") }}
+{{- end }}

@@ -1,7 +1,7 @@
 // Package e2e applies the Helm chart to the test bed: every golden values file through
 // `kubectl apply --dry-run=server`, a real `helm install`, and a real agent running
-// with exactly the chart's RBAC (the ServiceAccount's token) through a drain and reboot
-// under the node simulator, and two real summarizers with exactly the summarizer's RBAC
+// with exactly the chart's RBAC and admission policy (its pod's bound token) through a
+// drain and reboot under the node simulator, and two real summarizers with exactly the summarizer's RBAC
 // electing a leader and publishing the node summary. kwok does not run the chart's
 // containers (the DaemonSet's and the summarizer Deployment's pods are simulated); the
 // API objects must still be accepted and scheduled. It runs only under `make test-e2e` (REBOOTGATE_E2E).
@@ -53,25 +53,12 @@ func setup(t *testing.T) env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	helm, ok := chart.Helm(root)
-	if !ok {
-		// `make test-e2e` alone on a fresh machine: build helm with the Makefile's rule.
-		helmOnce.Do(func() {
-			cmd := exec.Command("make", "--no-print-directory", "-C", root, helm)
-			cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-			helmErr = cmd.Run()
-		})
-		if helmErr != nil {
-			t.Fatalf("building helm (make %s): %v", helm, helmErr)
-		}
+	helm, err := chart.BuildHelm(root)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return env{bed: testbed.Shared(t), root: root, chart: chart.Dir(root), helm: helm}
 }
-
-var (
-	helmOnce sync.Once
-	helmErr  error
-)
 
 // run runs a command against the bed and returns its stdout.
 func (e env) run(t *testing.T, stdin []byte, name string, args ...string) string {
@@ -526,8 +513,8 @@ func TestSummarizerRBACIsEnough(t *testing.T) {
 	}
 }
 
-// TestChartRBACIsEnough runs a real agent as the chart's ServiceAccount (a token, so
-// exactly the chart's RBAC) on a fresh simulated node and reboots it: slot Lease, node
+// TestChartRBACIsEnough runs a real agent as the chart's ServiceAccount (its pod's bound
+// token, so exactly the chart's RBAC and admission policy) on a fresh simulated node and reboots it: slot Lease, node
 // patches and condition, cordon, a drain that evicts a Deployment's pod and looks up the
 // DaemonSet of the chart's own pod on that node, events, and the policy ConfigMap's status
 // annotation. Any missing permission shows up as a Forbidden in the agent's log or a
@@ -674,12 +661,14 @@ func (e env) rebootScenario(t *testing.T, mutate func(ctx context.Context, clust
 	// The chart's DaemonSet pod on the node: the drain must skip it, which needs the
 	// DaemonSet get permission. (A summarizer replica may land there too: the drain
 	// evicts it like any Deployment's pod.)
+	var agentPod corev1.Pod
 	err := testbed.Poll(ctx, time.Minute, "chart's DaemonSet pod running on "+sc.node, func(ctx context.Context) (bool, error) {
 		pods, err := c.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + sc.node, LabelSelector: agentPods(release)})
-		if err != nil {
+		if err != nil || len(pods.Items) != 1 {
 			return false, err
 		}
-		return len(pods.Items) == 1 && testbed.PodRunning(&pods.Items[0]), nil
+		agentPod = pods.Items[0]
+		return testbed.PodRunning(&agentPod), nil
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -696,8 +685,9 @@ func (e env) rebootScenario(t *testing.T, mutate func(ctx context.Context, clust
 	}
 	sc.webPod = web[0].Name
 
-	// The agent authenticates with the ServiceAccount's token: the chart's RBAC only.
-	kubeconfig, err := e.bed.ServiceAccountKubeconfig(ctx, ns, sc.full, t.TempDir(), time.Hour)
+	// The agent authenticates with its pod's token, as the kubelet projects it (bound to
+	// the pod, so it names the node): the chart's RBAC and admission policy only.
+	kubeconfig, err := e.bed.PodTokenKubeconfig(ctx, &agentPod, t.TempDir(), time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
