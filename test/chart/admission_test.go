@@ -3,6 +3,7 @@ package chart
 import (
 	"fmt"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -80,7 +81,7 @@ func TestAdmissionPolicyShape(t *testing.T) {
 				t.Fatalf("matchConstraints %+v, want one rule for every write", mc)
 			}
 			r := mc.ResourceRules[0]
-			if !slices.Equal(r.APIGroups, []string{"*"}) || !slices.Equal(r.Resources, []string{"*", "*/*"}) ||
+			if !slices.Equal(r.APIGroups, []string{"*"}) || !slices.Equal(r.Resources, []string{"*/*"}) ||
 				!slices.Equal(r.Operations, []admissionv1.OperationType{admissionv1.Create, admissionv1.Update, admissionv1.Delete}) ||
 				len(r.ResourceNames) != 0 {
 				t.Errorf("resource rule %+v, want every create, update and delete of every resource", r)
@@ -96,6 +97,13 @@ func TestAdmissionPolicyShape(t *testing.T) {
 					}
 				}
 			}
+			for _, v := range p.Spec.Variables {
+				// The API server requires a CEL identifier, and refuses the reserved words
+				// (namespace, package, …) that cel-go still parses as a field name.
+				if !celIdentifier.MatchString(v.Name) || slices.Contains(celReserved, v.Name) {
+					t.Errorf("variable %q: not a valid CEL identifier", v.Name)
+				}
+			}
 			for _, v := range p.Spec.Validations {
 				if v.Reason == nil || *v.Reason != "Forbidden" || v.MessageExpression == "" {
 					t.Errorf("validation %q: reason %v, messageExpression %q; want Forbidden and a message", v.Expression, v.Reason, v.MessageExpression)
@@ -108,6 +116,14 @@ func TestAdmissionPolicyShape(t *testing.T) {
 		})
 	}
 }
+
+// celIdentifier and celReserved: what the API server accepts as a variable's name (the
+// CEL spec's identifiers, less its reserved words).
+var (
+	celIdentifier = regexp.MustCompile(`^[_a-zA-Z][_a-zA-Z0-9]*$`)
+	celReserved   = []string{"true", "false", "null", "in", "as", "break", "const", "continue", "else", "for", "function",
+		"if", "import", "let", "loop", "package", "namespace", "return", "var", "void", "while"}
+)
 
 // vapRequest is one admission request, as the policy's CEL sees it.
 type vapRequest struct {
@@ -146,13 +162,19 @@ func evalPolicy(t *testing.T, p *admissionv1.ValidatingAdmissionPolicy, user str
 		userInfo["extra"] = map[string]any{"authentication.kubernetes.io/node-name": []any{r.node}}
 	}
 	vars := map[string]any{}
-	act := map[string]any{
-		"request": map[string]any{
-			"operation": r.op, "userInfo": userInfo, "namespace": r.namespace, "name": r.name, "subResource": r.sub,
-			"resource": map[string]any{"group": r.group, "version": "v1", "resource": r.resource},
-		},
-		"object": r.object, "oldObject": r.oldObject, "variables": vars,
+	// The API server leaves empty fields out of the request (a core group, no
+	// subresource, a cluster-scoped object): an expression reading one fails.
+	resource := map[string]any{"version": "v1", "resource": r.resource}
+	if r.group != "" {
+		resource["group"] = r.group
 	}
+	request := map[string]any{"operation": r.op, "userInfo": userInfo, "resource": resource}
+	for k, v := range map[string]string{"namespace": r.namespace, "name": r.name, "subResource": r.sub} {
+		if v != "" {
+			request[k] = v
+		}
+	}
+	act := map[string]any{"request": request, "object": r.object, "oldObject": r.oldObject, "variables": vars}
 	eval := func(what, expr string) any {
 		t.Helper()
 		ast, iss := env.Compile(expr)
