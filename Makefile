@@ -73,8 +73,9 @@ testbed-down:
 test-e2e:
 	@NODES=$(NODES) GO=$(GO) $(TESTBED)/e2e.sh
 
-## test-chaos: the seeded chaos rollout (test/chaos) on the bed: a rolling reboot of 12
-## simulated nodes in two pools while faults hit; one summary line per seed. SEEDS is a
+## test-chaos: the seeded chaos rollout (test/chaos) on the bed: a rolling reboot of 18
+## simulated nodes in three pools (one keyed by zone, with a budget, a breaker and two
+## summarizer replicas) while faults hit; one summary line per seed. SEEDS is a
 ## comma list (make test runs the default set), DURATION the fault window the rollout is
 ## paced to, CHAOS_FAULTS=none a fault-free run. Pauses kube-apiserver: hold the bed
 ## to yourself (e.g. flock /tmp/rebootgate-bed.lock make test-chaos).

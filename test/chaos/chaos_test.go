@@ -17,9 +17,12 @@ import (
 	"testing"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/rebootgate/rebootgate/engine/lock"
+	"github.com/rebootgate/rebootgate/engine/summary"
 	"github.com/rebootgate/rebootgate/test/testbed"
 )
 
@@ -31,13 +34,13 @@ type settings struct {
 	seeds  []uint64      // SEEDS: comma list (default 1)
 	window time.Duration // DURATION: faults fall in [3s, window); the rollout is paced to last about as long (default 60s)
 	kinds  []faultKind   // CHAOS_FAULTS: all (default), none, or a comma list of kinds
-	nodes  int           // CHAOS_NODES: simulated nodes, a third in "system" (default 12)
+	nodes  int           // CHAOS_NODES: simulated nodes (default 18; see createNodes)
 	grace  time.Duration // CHAOS_PAUSE_GRACE: time the agents get to see a paused pool (default 2s)
 }
 
 func readSettings(t *testing.T) settings {
 	t.Helper()
-	s := settings{seeds: []uint64{1}, window: 60 * time.Second, nodes: 12, grace: 2 * time.Second}
+	s := settings{seeds: []uint64{1}, window: 60 * time.Second, nodes: 18, grace: 2 * time.Second}
 	if v := os.Getenv("SEEDS"); strings.TrimSpace(v) != "" {
 		s.seeds = nil
 		for _, f := range strings.Split(v, ",") {
@@ -61,8 +64,8 @@ func readSettings(t *testing.T) settings {
 	}
 	if v := os.Getenv("CHAOS_NODES"); v != "" {
 		var err error
-		if s.nodes, err = strconv.Atoi(v); err != nil || s.nodes < 12 {
-			t.Fatalf("CHAOS_NODES=%q: want a number of at least 12", v)
+		if s.nodes, err = strconv.Atoi(v); err != nil || s.nodes < 18 {
+			t.Fatalf("CHAOS_NODES=%q: want a number of at least 18", v)
 		}
 	}
 	var err error
@@ -72,11 +75,15 @@ func readSettings(t *testing.T) settings {
 	return s
 }
 
-// TestChaosRollout reboots every chaos node once, in pools "system" (concurrency 1)
-// and "user" (concurrency 2), while the seed's faults hit; then it checks I1 at every
-// instant of the simulator's record of down hosts, and that each node rebooted exactly
-// once, none is left cordoned but the one an admin cordoned (which must stay
-// cordoned) and no slot Lease is held. One summary line per seed.
+// TestChaosRollout reboots every chaos node once, in pools "system" (concurrency 1),
+// "user" (concurrency 2) and "zoned" (concurrency 3, one per zone, a budget that
+// counts others' disruptions and a breaker at 2, with two summarizer replicas
+// publishing the node summary), while the seed's faults hit; then it checks I1 at
+// every instant of the simulator's record of down hosts, never two hosts of a zone
+// down at once, the zoned pool's budget at every claim the summary was fresh for,
+// no host going down while an alert with a pod instance fired, and that each node
+// rebooted exactly once, none is left cordoned but the one an admin cordoned (which
+// must stay cordoned) and no slot Lease is held. One summary line per seed.
 func TestChaosRollout(t *testing.T) {
 	if binary == "" {
 		t.Skipf("needs the test bed: set %s and %s (make test-chaos)", envChaos, testbed.EnvE2E)
@@ -103,11 +110,14 @@ type run struct {
 	dir    string // agent logs and the simulator's log are copied here on failure
 	nodes  []string
 	poolOf map[string]string
+	zone   map[string]string        // zoned nodes' zones: their slot key
 	delay  map[string]time.Duration // each host's usual reboot delay
 	usual  time.Duration
 	faults []fault
 	sim    *testbed.Simulator
 	cfg    *configFile
+	summ   *summarizers
+	claims *claims
 	t0     time.Time
 
 	apiMu, promMu sync.Mutex // one apiserver fault and one Prometheus fault at a time
@@ -118,12 +128,15 @@ type run struct {
 	skipped  int
 	restore  map[int]func() error // undo of each active fault, run at cleanup if the run ends first
 	cordoned string               // the node the admin cordoned
+	stale    [][2]time.Time       // windows in which the node summary may have been stale
+	others   []otherSpan          // others' disruptions of zoned nodes the run made
+	firing   [][2]time.Time       // when the pod alert was firing
 }
 
 func newRun(t *testing.T, seed uint64, s settings) *run {
 	bed := testbed.Shared(t)
 	r := &run{t: t, bed: bed, seed: seed, s: s, id: fmt.Sprintf("s%d-%s", seed, testbed.NewUUID()[:4]), ns: bed.Namespace(t),
-		poolOf: map[string]string{}, delay: map[string]time.Duration{}, restore: map[int]func() error{}}
+		poolOf: map[string]string{}, zone: map[string]string{}, delay: map[string]time.Duration{}, restore: map[int]func() error{}}
 	r.faults = newSchedule(seed, s.window, s.kinds)
 	return r
 }
@@ -136,8 +149,10 @@ func (r *run) note(format string, args ...any) {
 
 func (r *run) rel(at time.Time) string { return fmt.Sprintf("+%6.1fs", at.Sub(r.t0).Seconds()) }
 
-// createNodes makes the run's kwok nodes: a third in "system", the rest in "user",
-// named after the seed, after deleting any a crashed run left behind.
+// createNodes makes the run's kwok nodes, named after the seed, after deleting any a
+// crashed run left behind: a third (rounded down to whole zones) in "zoned", spread
+// over three zones, a third of the rest in "system" and the others in "user" (18:
+// 6 zoned, 4 system, 8 user).
 func (r *run) createNodes() {
 	ctx := context.Background()
 	stale, err := r.bed.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: runLabel})
@@ -149,23 +164,35 @@ func (r *run) createNodes() {
 			r.t.Fatal(err)
 		}
 	}
-	nsys := r.s.nodes / 3
+	nzoned := 3 * (r.s.nodes / 9)
+	nsys := (r.s.nodes - nzoned) / 3
+	nuser := r.s.nodes - nzoned - nsys
 	rnd := rand.New(rand.NewPCG(r.seed, 1))
 	for i := range r.s.nodes {
 		p, idx := "system", i
-		if i >= nsys {
+		switch {
+		case i >= nsys+nuser:
+			p, idx = zoned, i-nsys-nuser
+		case i >= nsys:
 			p, idx = "user", i-nsys
 		}
 		name := fmt.Sprintf("chaos-s%d-%s-%d", r.seed, p, idx)
-		node := testbed.NewNode(name, p, fmt.Sprintf("eastus-%d", idx%3+1))
+		node := testbed.NewNode(name, p, zoneOf(idx))
 		node.Labels[runLabel] = r.id
 		r.bed.CreateNode(r.t, node)
 		r.nodes = append(r.nodes, name)
 		r.poolOf[name] = p
+		if p == zoned {
+			r.zone[name] = zoneOf(idx)
+		}
 	}
-	// Pace the rollout to last about the window: the slower pool needs `rounds`
+	// Pace the rollout to last about the window: the slowest pool needs `rounds`
 	// reboots one after another; each host's delay varies by ±25% around the usual.
-	rounds := max(nsys, int(math.Ceil(float64(r.s.nodes-nsys)/2)))
+	rounds := 0
+	for _, p := range pools {
+		n := map[string]int{"system": nsys, "user": nuser, zoned: nzoned}[p.name]
+		rounds = max(rounds, int(math.Ceil(float64(n)/float64(p.budget()))))
+	}
 	r.usual = max(2*time.Second, r.s.window/time.Duration(rounds)-5*time.Second)
 	for _, n := range r.nodes {
 		r.delay[n] = time.Duration(float64(r.usual) * (0.75 + 0.5*rnd.Float64()))
@@ -204,6 +231,14 @@ func (r *run) execute() {
 	if err := r.cfg.write(); err != nil {
 		t.Fatal(err)
 	}
+	r.summ = r.startSummarizers()
+	t.Cleanup(r.summ.close)
+	if err := testbed.Poll(context.Background(), time.Minute, "the node summary published", func(ctx context.Context) (bool, error) {
+		_, err := r.bed.Client.CoreV1().ConfigMaps(r.ns).Get(ctx, summary.ConfigMapName, metav1.GetOptions{})
+		return err == nil, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 	simLog, err := os.Create(filepath.Join(r.dir, "simulator.log"))
 	if err != nil {
 		t.Fatal(err)
@@ -226,9 +261,24 @@ func (r *run) execute() {
 	t.Cleanup(func() {
 		cancel()
 		r.undoAll()
+		if err := r.bed.RemoveAlert(context.Background(), podAlertName); err != nil {
+			t.Errorf("removing the pod alert's rule: %v", err)
+		}
 	})
 
 	r.t0 = time.Now()
+	var zonedNodes []string
+	for _, n := range r.nodes {
+		if r.poolOf[n] == zoned {
+			zonedNodes = append(zonedNodes, n)
+		}
+	}
+	r.claims = newClaims(zonedNodes, r.t0)
+	claimsDone := make(chan struct{})
+	go func() {
+		defer close(claimsDone)
+		r.pollClaims(ctx)
+	}()
 	r.note("rollout starts: %d nodes, usual reboot %s, %d faults scheduled (seed %d)", len(r.nodes), r.usual.Round(100*time.Millisecond), len(r.faults), r.seed)
 	for _, n := range r.nodes {
 		if err := r.sim.SetRebootRequired(n, true); err != nil {
@@ -266,6 +316,7 @@ func (r *run) execute() {
 	cancel()
 	wg.Wait()
 	<-watchDone
+	<-claimsDone
 	r.undoAll()
 	r.judge(finished, missing, deadline, wall)
 }
@@ -334,7 +385,7 @@ func (r *run) finishedNow(ctx context.Context) (bool, string) {
 	return true, ""
 }
 
-// observe lists the chaos nodes cordoned (but for the admin's) and the held Leases.
+// observe lists the chaos nodes cordoned (but for the admin's) and the pools' held Leases.
 func (r *run) observe(ctx context.Context) (cordoned, held []string, err error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -350,7 +401,8 @@ func (r *run) observe(ctx context.Context) (cordoned, held []string, err error) 
 			cordoned = append(cordoned, n.Name)
 		}
 	}
-	leases, err := r.bed.Client.CoordinationV1().Leases(r.ns).List(ctx, metav1.ListOptions{})
+	// The pools' Leases (the summarizers' leader Lease is held while they run).
+	leases, err := r.bed.Client.CoordinationV1().Leases(r.ns).List(ctx, metav1.ListOptions{LabelSelector: lock.LabelPool})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -412,10 +464,19 @@ func (r *run) judge(finished bool, missing string, deadline, wall time.Duration)
 	end := time.Now()
 	var downs []downInterval
 	for _, d := range r.sim.DownIntervals() {
-		downs = append(downs, downInterval{Node: d.Node, Pool: r.poolOf[d.Node], From: d.From, To: d.To})
+		downs = append(downs, downInterval{Node: d.Node, Pool: r.poolOf[d.Node], From: d.From, To: d.To, Key: r.zone[d.Node]})
 	}
 	i1 := checkI1(downs, r.cfg.history(), end, r.t0, r.s.grace)
 	violations := slices.Clone(i1.Violations)
+	perKey := checkPerKey(downs, end, r.t0)
+	violations = append(violations, perKey.Violations...)
+	r.mu.Lock()
+	stale, others, firing := slices.Clone(r.stale), slices.Clone(r.others), slices.Clone(r.firing)
+	r.mu.Unlock()
+	budget := checkBudget(budgetInput{Downs: downs, Others: others, ClaimAfter: r.claims.snapshot(), Start: r.t0,
+		Stale: stale, Lag: summaryLag, End: end, T0: r.t0})
+	violations = append(violations, budget.Violations...)
+	violations = append(violations, checkQuiet(downs, firing, alertLag, r.t0)...)
 	if !finished {
 		violations = append(violations, fmt.Sprintf("the rollout did not finish within %s: %s", deadline.Round(time.Second), missing))
 	}
@@ -463,8 +524,10 @@ func (r *run) judge(finished bool, missing string, deadline, wall time.Duration)
 	for _, p := range pools {
 		maxDown = append(maxDown, fmt.Sprintf("%s:%d/%d", p.name, i1.MaxDown[p.name], p.limit))
 	}
-	fmt.Printf("chaos seed=%d faults=%d nodes=%d max-down=%s rebooted-once=%d/%d left-cordoned=%d leases-held=%d wall=%.0fs\n",
-		r.seed, injected, len(r.nodes), strings.Join(maxDown, ","), once, len(r.nodes), len(cordoned), len(held), wall.Seconds())
+	keyed := poolNamed(zoned)
+	fmt.Printf("chaos seed=%d faults=%d nodes=%d max-down=%s max-per-key=%d/%d max-budget=%d/%d (claims judged %d, %d in stale windows) rebooted-once=%d/%d left-cordoned=%d leases-held=%d wall=%.0fs\n",
+		r.seed, injected, len(r.nodes), strings.Join(maxDown, ","), perKey.MaxDown, keyed.slotsPerKey, budget.Most, keyed.budget(),
+		budget.Checked, budget.Skipped, once, len(r.nodes), len(cordoned), len(held), wall.Seconds())
 	if skipped > 0 {
 		t.Logf("%d scheduled faults found no target (see the timeline)", skipped)
 	}
@@ -499,7 +562,7 @@ func (r *run) renderTimeline(downs []downInterval) string {
 	for _, w := range r.cfg.history() {
 		what := "config written: broken YAML"
 		if w.Valid {
-			what = fmt.Sprintf("config written: concurrency system=%d user=%d", w.Concurrency["system"], w.Concurrency["user"])
+			what = fmt.Sprintf("config written: concurrency system=%d user=%d %s=%d", w.Concurrency["system"], w.Concurrency["user"], zoned, w.Concurrency[zoned])
 		}
 		evs = append(evs, event{w.At, what})
 	}
@@ -527,6 +590,9 @@ func (r *run) keepLogs() string {
 		copyFile(r.sim.LogPath(n), filepath.Join(dir, n+".log"))
 	}
 	copyFile(filepath.Join(r.dir, "simulator.log"), filepath.Join(dir, "simulator.log"))
+	for _, p := range r.summ.logs {
+		copyFile(p, filepath.Join(dir, filepath.Base(p)))
+	}
 	return dir
 }
 
@@ -617,6 +683,7 @@ func (r *run) apply(ctx context.Context, i int, f fault) error {
 		r.apiMu.Lock()
 		defer r.apiMu.Unlock()
 		return r.lasting(ctx, i, f, func() (func() error, error) {
+			at := time.Now()
 			resume, err := r.bed.APIServer().Pause(f.For + time.Minute)
 			if err != nil {
 				return nil, err
@@ -625,6 +692,8 @@ func (r *run) apply(ctx context.Context, i int, f fault) error {
 			return func() error {
 				err := resume()
 				r.note("FAULT kube-apiserver SIGCONT")
+				// The summarizers' watches re-list after it.
+				r.staleWindow(at, time.Now().Add(staleRecovery))
 				// Controller manager and scheduler may have exited meanwhile.
 				return errors.Join(err, r.bed.StartComponents(context.Background()))
 			}, nil
@@ -633,10 +702,13 @@ func (r *run) apply(ctx context.Context, i int, f fault) error {
 	case restartAPIServer:
 		r.apiMu.Lock()
 		defer r.apiMu.Unlock()
+		at := time.Now()
 		st, err := r.bed.APIServer().Stop(ctx)
 		if err != nil {
 			return err
 		}
+		// Until it is ready again, and the summarizers' watches have re-listed.
+		defer func() { r.staleWindow(at, time.Now().Add(staleRecovery)) }()
 		r.note("FAULT kube-apiserver stopped")
 		r.count(true)
 		if err := st.Start(context.Background()); err != nil {
@@ -717,6 +789,23 @@ func (r *run) apply(ctx context.Context, i int, f fault) error {
 
 	case adminCordon:
 		return r.cordonByAdmin(ctx, f)
+
+	case summarizerKill:
+		return r.killLeader(ctx)
+
+	case summarizerStop:
+		return r.stopLeader(ctx, i, f)
+
+	case deleteKeyLease:
+		return r.deleteKeyLease(ctx, f)
+
+	case disruptionTaint:
+		return r.taint(ctx, i, f)
+
+	case podAlert:
+		r.promMu.Lock() // not while Prometheus is down: its alerts start again from none
+		defer r.promMu.Unlock()
+		return r.firePodAlert(ctx, i, f)
 	}
 	return fmt.Errorf("unknown fault kind %q", f.Kind)
 }
@@ -731,28 +820,44 @@ func (r *run) waitAPIServer() error {
 	})
 }
 
-// deleteHeldLease deletes a slot Lease while it has a holder, waiting up to a
-// minute for one to be held (the apiserver may be paused meanwhile).
+// deleteHeldLease deletes one of the pools' Leases while it has a holder, waiting up
+// to a minute for one to be held (the apiserver may be paused meanwhile).
 func (r *run) deleteHeldLease(ctx context.Context, f fault) error {
+	return r.deleteLeaseWhere(ctx, f, lock.LabelPool, "Lease", func(items []coordinationv1.Lease, _ bool) []int {
+		var held []int
+		for k, l := range items {
+			if l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity != "" {
+				held = append(held, k)
+			}
+		}
+		return held
+	})
+}
+
+// deleteLeaseWhere deletes one of the Leases listed with selector among those pick
+// returns (indices into items; late is true in the last 20 s of the minute it waits
+// for one), the f.Target-th in name order. The holder's claim bound is fixed first.
+func (r *run) deleteLeaseWhere(ctx context.Context, f fault, selector, what string, pick func(items []coordinationv1.Lease, late bool) []int) error {
 	leases := r.bed.Client.CoordinationV1().Leases(r.ns)
 	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		list, err := leases.List(cctx, metav1.ListOptions{})
+		list, err := leases.List(cctx, metav1.ListOptions{LabelSelector: selector})
 		if err == nil {
-			var held []int
-			for k, l := range list.Items {
-				if l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity != "" {
-					held = append(held, k)
+			cand := pick(list.Items, time.Until(deadline) < 20*time.Second)
+			slices.SortFunc(cand, func(a, b int) int { return strings.Compare(list.Items[a].Name, list.Items[b].Name) })
+			if len(cand) > 0 {
+				l := list.Items[cand[f.Target%len(cand)]]
+				holder := *l.Spec.HolderIdentity
+				r.claims.sawHolding(holder)
+				state := "up"
+				if slices.Contains(r.nodes, holder) && r.sim.State(holder).Rebooting {
+					state = "down"
 				}
-			}
-			slices.SortFunc(held, func(a, b int) int { return strings.Compare(list.Items[a].Name, list.Items[b].Name) })
-			if len(held) > 0 {
-				l := list.Items[held[f.Target%len(held)]]
 				err = leases.Delete(cctx, l.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &l.UID, ResourceVersion: &l.ResourceVersion}})
 				if err == nil {
 					cancel()
-					r.note("FAULT deleted Lease %s held by %s", l.Name, *l.Spec.HolderIdentity)
+					r.note("FAULT deleted %s %s held by %s (host %s)", what, l.Name, holder, state)
 					r.count(true)
 					return nil
 				}
@@ -763,7 +868,7 @@ func (r *run) deleteHeldLease(ctx context.Context, f fault) error {
 			return nil
 		}
 	}
-	r.note("FAULT delete-lease skipped: no Lease held for a minute")
+	r.note("FAULT %s skipped: no %s held for a minute", f.Kind, what)
 	r.count(false)
 	return nil
 }
@@ -789,6 +894,9 @@ func (r *run) cordonByAdmin(ctx context.Context, f fault) error {
 					cancel()
 					r.mu.Lock()
 					r.cordoned = name
+					if r.poolOf[name] == zoned {
+						r.others = append(r.others, otherSpan{Node: name, Pool: zoned, Why: "cordoned by an admin", From: time.Now()})
+					}
 					r.mu.Unlock()
 					r.note("FAULT admin cordoned %s", name)
 					r.count(true)
@@ -846,9 +954,15 @@ func (c *configFile) writeLocked() error {
 			w.Concurrency[p.name] = limit
 			fmt.Fprintf(&sb, "- name: %s\n  selector: 'node.labels[?%q] == optional.of(%q) && node.labels[?\"agentpool\"] == optional.of(%q)'\n  concurrency: %d\n",
 				p.name, runLabel, c.run, p.name, limit)
+			if p.slotsPerKey > 0 {
+				fmt.Fprintf(&sb, "  slotKey: 'node.labels[%q]'\n  slotsPerKey: %d\n", testbed.ZoneLabel, p.slotsPerKey)
+			}
+			if p.breaker > 0 {
+				fmt.Fprintf(&sb, "  budget:\n    countOthers: true\n  breaker:\n    maxUnavailable: %d\n", p.breaker)
+			}
 		}
-		// Only an alert that never fires blocks: Prometheus being down is the fault here.
-		sb.WriteString("blockers:\n  alerts:\n    filterRegexp: \"^RebootgateChaosNeverFires$\"\n    filterMatchOnly: true\n")
+		// Only the pod alert blocks (the bed's other alerts are other tests').
+		fmt.Fprintf(&sb, "blockers:\n  alerts:\n    filterRegexp: \"^%s$\"\n    filterMatchOnly: true\n", podAlertName)
 		doc = sb.String()
 	}
 	tmp := c.path + ".tmp"

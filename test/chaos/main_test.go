@@ -1,9 +1,12 @@
 // Package chaos is the seeded chaos rollout (`make test-chaos`): a rolling reboot of
-// simulated nodes in two pools on the test bed while faults are injected at random
-// moments — agents killed, kube-apiserver paused and restarted, slot Leases deleted,
-// a host that stays down, Prometheus down, a broken config, a paused pool, an admin's
-// cordon — judged by an oracle that trusts the node simulator and the Node objects,
-// never rebootgate's own annotations. See TestChaosRollout.
+// simulated nodes in three pools on the test bed — the third keyed by zone, with a
+// disruption budget and a breaker fed by two real summarizer replicas — while faults
+// are injected at random moments: agents killed, kube-apiserver paused and restarted,
+// slot and key Leases deleted, a host that stays down, Prometheus down, a broken
+// config, a paused pool, an admin's cordon, the leading summarizer killed or stopped,
+// Karpenter's disruption taint, an alert whose instance is a pod. An oracle judges it
+// that trusts the node simulator, the cluster's state and the run's own record of
+// what it did, never rebootgate's own annotations. See TestChaosRollout.
 //
 // It runs only with REBOOTGATE_CHAOS set (and REBOOTGATE_E2E, which hack/testbed/e2e.sh
 // sets), so `make test-e2e`'s ./test/... does not run it a second time; without them

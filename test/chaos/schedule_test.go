@@ -21,13 +21,20 @@ const (
 	brokenConfig     faultKind = "broken-config"     // invalid YAML in the config file for For
 	pausePool        faultKind = "pause-pool"        // concurrency 0 in Pool for For
 	adminCordon      faultKind = "admin-cordon"      // an admin cordons a node not mid-reboot
+	summarizerKill   faultKind = "summarizer-kill"   // SIGKILL of the leading summarizer (restarted, as by its Deployment)
+	summarizerStop   faultKind = "summarizer-stop"   // SIGSTOP of the leading summarizer for For, then SIGCONT
+	deleteKeyLease   faultKind = "delete-key-lease"  // delete a held key Lease of the zoned pool, its holder down if one is
+	disruptionTaint  faultKind = "disruption-taint"  // karpenter.sh/disrupted on a zoned node for For
+	podAlert         faultKind = "pod-alert"         // an alert whose instance is a pod address fires for For
 )
 
 // allKinds is every fault kind, each of which a schedule holds at least once.
-var allKinds = []faultKind{killAgent, pauseAPIServer, restartAPIServer, deleteLease, longDown, prometheusDown, brokenConfig, pausePool, adminCordon}
+var allKinds = []faultKind{killAgent, pauseAPIServer, restartAPIServer, deleteLease, longDown, prometheusDown, brokenConfig, pausePool, adminCordon,
+	summarizerKill, summarizerStop, deleteKeyLease, disruptionTaint, podAlert}
 
 // extraKinds are drawn for the faults beyond one of each (longer windows get more).
-var extraKinds = []faultKind{killAgent, killAgent, deleteLease, killAgent, pauseAPIServer, prometheusDown, brokenConfig, pausePool}
+var extraKinds = []faultKind{killAgent, killAgent, deleteLease, killAgent, pauseAPIServer, prometheusDown, brokenConfig, pausePool,
+	summarizerKill, deleteKeyLease, disruptionTaint, podAlert}
 
 // fault is one scheduled fault. Targets are indices into a candidate list that
 // only the run knows (nodes in name order, held Leases in name order): the
@@ -52,7 +59,7 @@ func (f fault) String() string {
 		s += " pool=" + f.Pool
 	case longDown:
 		s += fmt.Sprintf(" factor=%.1f target=%d", f.Factor, f.Target)
-	case killAgent, deleteLease, adminCordon:
+	case killAgent, deleteLease, adminCordon, deleteKeyLease, disruptionTaint:
 		s += fmt.Sprintf(" target=%d", f.Target)
 	}
 	return s
@@ -97,6 +104,14 @@ func newSchedule(seed uint64, window time.Duration, kinds []faultKind) []fault {
 			f.For = between(10*time.Second, 60*time.Second)
 		case brokenConfig, pausePool:
 			f.For = between(10*time.Second, 40*time.Second)
+		case summarizerStop:
+			// Sometimes shorter than the leader Lease (the stopped leader comes back
+			// still leading), sometimes longer (the other replica takes over).
+			f.For = between(5*time.Second, 45*time.Second)
+		case disruptionTaint:
+			f.For = between(15*time.Second, 60*time.Second)
+		case podAlert:
+			f.For = between(10*time.Second, 30*time.Second)
 		case longDown:
 			f.Factor = 4 + 2*r.Float64()
 		}
