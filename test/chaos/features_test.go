@@ -370,8 +370,8 @@ func (r *run) updateTaints(ctx context.Context, name string, on bool) error {
 	})
 }
 
-// podInstance is the pod-alert's instance: a pod address that is no node's
-// (the bed's nodes have 10.0.x addresses from kwok; pods are in 10.244.0.0/16).
+// podInstance is the pod-alert's instance: a pod address, as kube-state-metrics' is,
+// that is no node's name or address (the bed's nodes have only a Hostname address).
 const podInstance = "10.244.7.21:8080"
 
 // firePodAlert fires an alert whose instance is a pod address, as kube-state-metrics'
