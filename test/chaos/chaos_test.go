@@ -128,7 +128,8 @@ type run struct {
 	skipped  int
 	restore  map[int]func() error // undo of each active fault, run at cleanup if the run ends first
 	cordoned string               // the node the admin cordoned
-	stale    [][2]time.Time       // windows in which the node summary may have been stale
+	stale    [][2]time.Time       // faults that may leave the node summary stale, from start to end
+	reads    []summaryRead        // the summary ConfigMap as polled
 	others   []otherSpan          // others' disruptions of zoned nodes the run made
 	firing   [][2]time.Time       // when the pod alert was firing
 }
@@ -279,6 +280,11 @@ func (r *run) execute() {
 		defer close(claimsDone)
 		r.pollClaims(ctx)
 	}()
+	summaryDone := make(chan struct{})
+	go func() {
+		defer close(summaryDone)
+		r.pollSummary(ctx)
+	}()
 	r.note("rollout starts: %d nodes, usual reboot %s, %d faults scheduled (seed %d)", len(r.nodes), r.usual.Round(100*time.Millisecond), len(r.faults), r.seed)
 	for _, n := range r.nodes {
 		if err := r.sim.SetRebootRequired(n, true); err != nil {
@@ -317,6 +323,7 @@ func (r *run) execute() {
 	wg.Wait()
 	<-watchDone
 	<-claimsDone
+	<-summaryDone
 	r.undoAll()
 	r.judge(finished, missing, deadline, wall)
 }
@@ -473,6 +480,9 @@ func (r *run) judge(finished bool, missing string, deadline, wall time.Duration)
 	r.mu.Lock()
 	stale, others, firing := slices.Clone(r.stale), slices.Clone(r.others), slices.Clone(r.firing)
 	r.mu.Unlock()
+	r.mu.Lock()
+	stale = staleWindows(stale, r.reads, summarySettle, end)
+	r.mu.Unlock()
 	budget := checkBudget(budgetInput{Downs: downs, Others: others, ClaimAfter: r.claims.snapshot(), Start: r.t0,
 		Stale: stale, Lag: summaryLag, End: end, T0: r.t0})
 	violations = append(violations, budget.Violations...)
@@ -532,6 +542,9 @@ func (r *run) judge(finished bool, missing string, deadline, wall time.Duration)
 		t.Logf("%d scheduled faults found no target (see the timeline)", skipped)
 	}
 	if len(violations) == 0 {
+		if os.Getenv("CHAOS_TIMELINE") != "" {
+			t.Logf("chaos seed=%d schedule:\n  %s\n\ntimeline (t0 = rollout start):\n%s", r.seed, joinFaults(r.faults), r.renderTimeline(downs))
+		}
 		return
 	}
 	logs := r.keepLogs()
@@ -693,7 +706,7 @@ func (r *run) apply(ctx context.Context, i int, f fault) error {
 				err := resume()
 				r.note("FAULT kube-apiserver SIGCONT")
 				// The summarizers' watches re-list after it.
-				r.staleWindow(at, time.Now().Add(staleRecovery))
+				r.staleWindow(at, time.Now())
 				// Controller manager and scheduler may have exited meanwhile.
 				return errors.Join(err, r.bed.StartComponents(context.Background()))
 			}, nil
@@ -708,7 +721,7 @@ func (r *run) apply(ctx context.Context, i int, f fault) error {
 			return err
 		}
 		// Until it is ready again, and the summarizers' watches have re-listed.
-		defer func() { r.staleWindow(at, time.Now().Add(staleRecovery)) }()
+		defer func() { r.staleWindow(at, time.Now()) }()
 		r.note("FAULT kube-apiserver stopped")
 		r.count(true)
 		if err := st.Start(context.Background()); err != nil {

@@ -18,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/rebootgate/rebootgate/engine/lock"
+	"github.com/rebootgate/rebootgate/engine/summary"
 	"github.com/rebootgate/rebootgate/test/testbed"
 )
 
@@ -35,10 +36,10 @@ const (
 	// an agent claims: the summarizer's watch and --interval (300ms), its write, and
 	// the agent's one-second reuse of what it read, with room for a loaded machine.
 	summaryLag = 10 * time.Second
-	// staleRecovery is how long after a summarizer or apiserver fault ends the summary
-	// is still not trusted by the oracle: the leader Lease (15 s) expiring and the next
-	// leader's first write, or the summarizer's watches re-listing.
-	staleRecovery = 30 * time.Second
+	// summarySettle is how long after a summarizer or apiserver fault ends a summarizer
+	// gets to catch up (its watches resuming or re-listing) before the oracle trusts
+	// the next summary written.
+	summarySettle = 5 * time.Second
 	// alertLag is how long after Prometheus reports the pod alert firing an agent
 	// whose final check read the alerts just before may still request its reboot.
 	alertLag = 5 * time.Second
@@ -172,7 +173,7 @@ func (r *run) killLeader(ctx context.Context) error {
 	r.note("FAULT SIGKILL summarizer %s (pid %d), the leader", identity, proc.Pid)
 	r.count(true)
 	// Stale until the next leader (the restarted one or the other) has written.
-	r.staleWindow(at, time.Now().Add(summarizerRestart+staleRecovery))
+	r.staleWindow(at, time.Now())
 	return nil
 }
 
@@ -200,17 +201,69 @@ func (r *run) stopLeader(ctx context.Context, i int, f fault) error {
 				err = nil
 			}
 			r.note("FAULT SIGCONT summarizer %s", identity)
-			r.staleWindow(at, time.Now().Add(staleRecovery))
+			r.staleWindow(at, time.Now())
 			return err
 		}, nil
 	})
 }
 
-// staleWindow records a window in which the node summary may have been stale.
+// staleWindow records a fault, from its start to its end, after which the node summary
+// may be stale until a summarizer has caught up and written it again (staleWindows).
 func (r *run) staleWindow(from, to time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.stale = append(r.stale, [2]time.Time{from, to})
+}
+
+// summaryRead is one poll of the summary ConfigMap: when the GET was sent and its
+// answer received, and the resourceVersion it showed (every write changes it; the
+// summarizer rewrites it at least every heartbeat).
+type summaryRead struct {
+	sent, recv time.Time
+	rv         string
+}
+
+// pollSummary reads the summary ConfigMap every 500ms until ctx ends.
+func (r *run) pollSummary(ctx context.Context) {
+	cms := r.bed.Client.CoreV1().ConfigMaps(r.ns)
+	for sleepUntil(ctx, time.Now().Add(500*time.Millisecond)) {
+		sent := time.Now()
+		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		cm, err := cms.Get(cctx, summary.ConfigMapName, metav1.GetOptions{})
+		cancel()
+		if err != nil {
+			continue
+		}
+		r.mu.Lock()
+		r.reads = append(r.reads, summaryRead{sent: sent, recv: time.Now(), rv: cm.ResourceVersion})
+		r.mu.Unlock()
+	}
+}
+
+// staleWindows turns the faults that may leave the summary stale into the windows
+// in which it may have been: from a fault's start until a summary surely written
+// more than settle after its end was read (a read sent after that moment sees one
+// version, a later read a newer one: that write came after it). Without such a
+// write the window lasts until end.
+func staleWindows(faults [][2]time.Time, reads []summaryRead, settle time.Duration, end time.Time) [][2]time.Time {
+	out := make([][2]time.Time, 0, len(faults))
+	for _, f := range faults {
+		w := [2]time.Time{f[0], end}
+		base := ""
+	reads:
+		for _, rd := range reads {
+			switch {
+			case rd.sent.Before(f[1].Add(settle)):
+			case base == "":
+				base = rd.rv
+			case rd.rv != base:
+				w[1] = rd.recv
+				break reads
+			}
+		}
+		out = append(out, w)
+	}
+	return out
 }
 
 // claims records, for each zoned node, a time before which it surely had not claimed

@@ -233,3 +233,21 @@ func TestCheckQuiet(t *testing.T) {
 		t.Errorf("violations %q, want u0's only (s0 within the lag, z0 after the clearing)", got)
 	}
 }
+
+func TestStaleWindows(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+	read := func(sent float64, rv string) summaryRead {
+		return summaryRead{sent: at(sent), recv: at(sent + 0.1), rv: rv}
+	}
+	reads := []summaryRead{read(1, "5"), read(12, "5"), read(16, "6"), read(16.5, "6"), read(20, "6"), read(21, "7"), read(40, "8")}
+	got := staleWindows([][2]time.Time{{at(2), at(10)}, {at(30), at(38)}, {at(45), at(50)}}, reads, 5*time.Second, at(100))
+	want := [][2]time.Time{
+		{at(2), at(21.1)}, // the read at 16 (after 10+5) sees 6; the write of 7 is the first surely after
+		{at(30), at(100)}, // no read after 43 sees a second version
+		{at(45), at(100)}, // no read at all after 55
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("stale windows %v, want %v", got, want)
+	}
+}
