@@ -312,7 +312,8 @@ func (r *run) execute() {
 	for _, f := range r.faults {
 		lastFault = max(lastFault, f.At+f.For+30*time.Second)
 	}
-	deadline := lastFault + r.s.window + 7*r.usual + 2*time.Minute
+	// The zoned pool's faults may wait up to activeWait for its rollout to be under way.
+	deadline := lastFault + r.s.window + 7*r.usual + 2*time.Minute + activeWait
 	finished, missing := r.waitFinished(ctx, &wg, deadline)
 	wall := time.Since(r.t0)
 	if finished {
@@ -804,20 +805,29 @@ func (r *run) apply(ctx context.Context, i int, f fault) error {
 		return r.cordonByAdmin(ctx, f)
 
 	case summarizerKill:
+		r.whileActive(ctx, zoned)
 		return r.killLeader(ctx)
 
 	case summarizerStop:
+		r.whileActive(ctx, zoned)
 		return r.stopLeader(ctx, i, f)
 
 	case deleteKeyLease:
+		r.whileActive(ctx, zoned)
 		return r.deleteKeyLease(ctx, f)
 
 	case disruptionTaint:
+		r.whileActive(ctx, zoned)
 		return r.taint(ctx, i, f)
 
 	case podAlert:
-		r.promMu.Lock() // not while Prometheus is down: its alerts start again from none
+		r.whileActive(ctx, "")
+		// Not while Prometheus is down (its alerts start again from none) nor while the
+		// apiserver is away (nothing could reboot): the alert alone must hold reboots.
+		r.promMu.Lock()
 		defer r.promMu.Unlock()
+		r.apiMu.Lock()
+		defer r.apiMu.Unlock()
 		return r.firePodAlert(ctx, i, f)
 	}
 	return fmt.Errorf("unknown fault kind %q", f.Kind)

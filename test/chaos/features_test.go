@@ -50,6 +50,33 @@ const (
 	podAlertName = "RebootgateChaosPodAlert"
 )
 
+// activeWait is how long a fault of the newer features waits for a rollout under way.
+const activeWait = 2 * time.Minute
+
+// whileActive waits, up to activeWait, until a host of pool ("": any pool) is down and
+// some node of it has yet to reboot: the faults aimed at the zoned pool's features (and
+// the pod alert) then meet its agents deciding, not a pool idle or done.
+func (r *run) whileActive(ctx context.Context, pool string) {
+	deadline := time.Now().Add(activeWait)
+	for time.Now().Before(deadline) {
+		rebooted := map[string]bool{}
+		down := false
+		for _, d := range r.sim.DownIntervals() {
+			rebooted[d.Node] = true
+			if d.To.IsZero() && (pool == "" || r.poolOf[d.Node] == pool) {
+				down = true
+			}
+		}
+		pending := slices.ContainsFunc(r.nodes, func(n string) bool { return (pool == "" || r.poolOf[n] == pool) && !rebooted[n] })
+		if down && pending {
+			return
+		}
+		if !sleepUntil(ctx, time.Now().Add(250*time.Millisecond)) {
+			return
+		}
+	}
+}
+
 // zoneOf is the zone the run gives a zoned node: the key of its slot.
 func zoneOf(idx int) string { return fmt.Sprintf("eastus-%d", idx%3+1) }
 
