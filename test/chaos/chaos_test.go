@@ -804,12 +804,10 @@ func (r *run) apply(ctx context.Context, i int, f fault) error {
 	case adminCordon:
 		return r.cordonByAdmin(ctx, f)
 
-	case summarizerKill:
-		r.whileActive(ctx, zoned)
+	case summarizerKill: // at its time: the budget needs claims under a fresh summary too
 		return r.killLeader(ctx)
 
 	case summarizerStop:
-		r.whileActive(ctx, zoned)
 		return r.stopLeader(ctx, i, f)
 
 	case deleteKeyLease:

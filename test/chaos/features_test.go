@@ -54,8 +54,8 @@ const (
 const activeWait = 2 * time.Minute
 
 // whileActive waits, up to activeWait, until a host of pool ("": any pool) is down and
-// some node of it has yet to reboot: the faults aimed at the zoned pool's features (and
-// the pod alert) then meet its agents deciding, not a pool idle or done.
+// some node of it has yet to reboot: the key Lease deletion, the taint and the pod
+// alert then meet the agents deciding, not a pool idle or done.
 func (r *run) whileActive(ctx context.Context, pool string) {
 	deadline := time.Now().Add(activeWait)
 	for time.Now().Before(deadline) {
