@@ -77,7 +77,8 @@ test-e2e:
 ## simulated nodes in three pools (one keyed by zone, with a budget, a breaker and two
 ## summarizer replicas) while faults hit; one summary line per seed. SEEDS is a
 ## comma list (make test runs the default set), DURATION the fault window the rollout is
-## paced to, CHAOS_FAULTS=none a fault-free run. Pauses kube-apiserver: hold the bed
+## paced to, CHAOS_FAULTS=none a fault-free run, CHAOS_TIMELINE=1 a passing seed's timeline.
+## Pauses kube-apiserver: hold the bed
 ## to yourself (e.g. flock /tmp/rebootgate-bed.lock make test-chaos).
 SEEDS ?= 1,2,3
 DURATION ?= 60s
