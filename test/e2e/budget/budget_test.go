@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -39,12 +40,20 @@ type world struct {
 	ns    string
 	id    string
 	cfg   string
+	pool  string   // the pool's name
 	nodes []string // all the pool's nodes
 }
 
 func newWorld(t *testing.T, prefix string, n int, poolYAML string) *world {
+	w := newWorldConfig(t, prefix, n, poolYAML)
+	w.startSummarizer(w.bed.Kubeconfig, "summarizer-"+w.id)
+	return w
+}
+
+// newWorldConfig is newWorld without the summarizer.
+func newWorldConfig(t *testing.T, prefix string, n int, poolYAML string) *world {
 	bed := testbed.Shared(t)
-	w := &world{t: t, bed: bed, ns: bed.Namespace(t), id: strings.ToLower(testbed.NewUUID()[:6])}
+	w := &world{t: t, bed: bed, ns: bed.Namespace(t), id: strings.ToLower(testbed.NewUUID()[:6]), pool: prefix}
 	for i := range n {
 		name := fmt.Sprintf("%s-%s-%d", prefix, w.id, i)
 		node := testbed.NewNode(name, "user", "eastus-1")
@@ -65,30 +74,46 @@ pools:
 	if err := os.WriteFile(w.cfg, []byte(doc), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	w.startSummarizer()
 	return w
 }
 
-// startSummarizer runs `rebootgate summarizer` against the bed until the test ends.
-func (w *world) startSummarizer() {
-	log, err := os.Create(filepath.Join(w.t.TempDir(), "summarizer.log"))
+// summarizer is a `rebootgate summarizer` process.
+type summarizer struct {
+	cmd  *exec.Cmd
+	done chan struct{} // closed when it has exited
+}
+
+// startSummarizer runs `rebootgate summarizer` against the bed, as identity with
+// kubeconfig, until the test ends.
+func (w *world) startSummarizer(kubeconfig, identity string) *summarizer {
+	log, err := os.Create(filepath.Join(w.t.TempDir(), identity+".log"))
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	cmd := exec.Command(binary, "summarizer", "--kubeconfig", w.bed.Kubeconfig, "--namespace", w.ns,
-		"--config", w.cfg, "--identity", "summarizer-"+w.id, "--interval", "300ms", "--heartbeat", "5s", "--log-level", "debug")
+	cmd := exec.Command(binary, "summarizer", "--kubeconfig", kubeconfig, "--namespace", w.ns,
+		"--config", w.cfg, "--identity", identity, "--interval", "300ms", "--heartbeat", "5s", "--log-level", "debug")
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		w.t.Fatal(err)
 	}
+	s := &summarizer{cmd: cmd, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(s.done) }()
 	w.t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		_ = cmd.Wait()
+		s.stop()
 		if w.t.Failed() {
 			data, _ := os.ReadFile(log.Name())
-			w.t.Logf("--- summarizer log ---\n%s", tail(string(data), 4096))
+			w.t.Logf("--- %s log ---\n%s", identity, tail(string(data), 4096))
 		}
 	})
+	return s
+}
+
+// stop ends the summarizer (resumed first, should it be stopped by SIGSTOP) and waits
+// for it to exit.
+func (s *summarizer) stop() {
+	_ = s.cmd.Process.Signal(syscall.SIGCONT)
+	_ = s.cmd.Process.Signal(os.Interrupt)
+	<-s.done
 }
 
 // simulate runs agents on the first n nodes of the pool, each needing a reboot.
