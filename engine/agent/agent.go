@@ -464,7 +464,12 @@ func (a *Agent) acquire(ctx context.Context, sem *lock.Semaphore, ref pipeline.S
 				return
 			}
 			// The concurrency may have changed (config, or a percentage pool's size).
-			sem.Recheck()
+			// Not after a decision asked for at the head: Acquire is about to claim on
+			// the plan it made, and waking it would cut short the back-off it takes
+			// when that claim fails.
+			if reply == nil {
+				sem.Recheck()
+			}
 		}
 	}()
 	beforeClaim := lock.BeforeClaim(func(ctx context.Context) error {

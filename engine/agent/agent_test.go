@@ -118,6 +118,28 @@ func slotHolders(ctx context.Context, client *fake.Clientset) (string, int) {
 	return strings.Join(holders, ", "), len(leases.Items)
 }
 
+// runAgent builds the agent of cfg on client, logging to t, and runs it until the
+// returned context (bounded by timeout) ends or stop is called; stop fails t if Run
+// returned an error other than its cancellation.
+func runAgent(t *testing.T, cfg Config, client *fake.Clientset, timeout time.Duration) (context.Context, func()) {
+	t.Helper()
+	a, err := New(cfg, client, slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	t.Cleanup(cancel)
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	return ctx, func() {
+		t.Helper()
+		cancel()
+		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+			t.Fatal(err)
+		}
+	}
+}
+
 type testWriter struct{ t *testing.T }
 
 func (w testWriter) Write(p []byte) (int, error) {
@@ -162,17 +184,10 @@ func TestSentinelGoneWhileWaitingForSlot(t *testing.T) {
 	if err := os.WriteFile(sentinel, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	a, err := New(Config{
+	ctx, stop := runAgent(t, Config{
 		NodeName: "n1", Namespace: "rebootgate", SentinelPath: sentinel,
 		RebootCommand: []string{"touch", requested}, RecheckInterval: 200 * time.Millisecond, LockJitter: -1,
-	}, client, slog.New(slog.NewTextHandler(testWriter{t}, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
+	}, client, 20*time.Second)
 	waitFor(t, ctx, "an allowed decision", func() bool {
 		n, err := client.CoreV1().Nodes().Get(ctx, "n1", metav1.GetOptions{})
 		return err == nil && strings.Contains(n.Annotations[AnnotationDecision], `"allowed":true`)
@@ -201,10 +216,7 @@ func TestSentinelGoneWhileWaitingForSlot(t *testing.T) {
 	if n, _ := client.CoreV1().Nodes().Get(ctx, "n1", metav1.GetOptions{}); n.Spec.Unschedulable {
 		t.Fatal("cordoned although the reboot was no longer required")
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	stop()
 }
 
 // TestFailedFinishIsRetriedUntilUncordoned: the patch that ends the reboot (uncordon,
@@ -230,19 +242,12 @@ func TestFailedFinishIsRetriedUntilUncordoned(t *testing.T) {
 		}
 		return false, nil, nil
 	})
-	a, err := New(Config{
+	ctx, stop := runAgent(t, Config{
 		NodeName: "n1", Namespace: "rebootgate", SentinelPath: sentinel,
 		RebootCommand: []string{"touch", requested}, RecheckInterval: 500 * time.Millisecond,
 		LockJitter: -1, RebootTimeout: time.Minute, ReadyTimeout: time.Minute,
 		ErrorBackoff: 50 * time.Millisecond, PollInterval: 50 * time.Millisecond,
-	}, client, slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
+	}, client, 30*time.Second)
 	if err := os.WriteFile(sentinel, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -277,8 +282,39 @@ func TestFailedFinishIsRetriedUntilUncordoned(t *testing.T) {
 		}
 		return true
 	})
-	cancel()
-	if err := <-done; err != nil {
+	stop()
+}
+
+// TestFailedSlotClaimBacksOff: every claim of a slot fails (here: the namespace does
+// not exist). The agent retries on the lock's error back-off (1 s, 2 s, 4 s, ...),
+// not each time its decision at the head of the queue is refreshed; before, that
+// refresh woke the waiter at once and it retried five times a second.
+func TestFailedSlotClaimBacksOff(t *testing.T) {
+	dir := t.TempDir()
+	sentinel := filepath.Join(dir, "reboot-required")
+	if err := os.WriteFile(sentinel, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	client := fake.NewClientset(fakeNode("n1", "boot-1"))
+	var claims atomic.Int32
+	client.PrependReactor("create", "leases", func(action k8stesting.Action) (bool, runtime.Object, error) {
+		l := action.(k8stesting.CreateAction).GetObject().(*coordinationv1.Lease)
+		if strings.HasPrefix(l.Name, "rebootgate-default-") && !strings.Contains(l.Name, "-q-") { // a slot, not a queue ticket
+			claims.Add(1)
+		}
+		return true, nil, apierrors.NewNotFound(corev1.Resource("namespaces"), "rebootgate")
+	})
+	ctx, stop := runAgent(t, Config{
+		NodeName: "n1", Namespace: "rebootgate", SentinelPath: sentinel,
+		RebootCommand: []string{"false"}, RecheckInterval: time.Minute, LockJitter: 50 * time.Millisecond,
+	}, client, 20*time.Second)
+	waitFor(t, ctx, "a first claim", func() bool { return claims.Load() > 0 })
+	start := time.Now()
+	time.Sleep(2500 * time.Millisecond)
+	// Claims after the first one come no earlier than 1 s and 1+2 s later: at most 2
+	// more in 2.5 s (a slow machine makes fewer, never more).
+	if n, took := claims.Load(), time.Since(start); n > 3 {
+		t.Errorf("%d claims of a slot in %v after the first; want at most 3 in all on the 1 s, 2 s back-off", n, took.Round(time.Millisecond))
+	}
+	stop()
 }

@@ -13,11 +13,13 @@ import (
 )
 
 // TestKuredEnv configures the agent as kured's DaemonSet would, through KURED_*
-// variables and no config file: node, namespace, sentinel, reboot command, period,
-// lock TTL, metrics address, a daily window opening 15 s ahead and a blocking pod
-// selector, which wins over the same flag given on the command line (the env wins, as
-// in kured). Both nodes are blocked until the window opens; then the free node
-// reboots and the one running a matching pod stays up, blocked by it.
+// variables and no config file: node, sentinel, reboot command, period, lock TTL,
+// metrics address, a daily window opening 15 s ahead and a blocking pod selector,
+// which wins over the same flag given on the command line (the env wins, as in kured).
+// KURED_DS_NAMESPACE names only kured's lock DaemonSet, never where the agent's Leases
+// go; POD_NAMESPACE does (the drop-in relies on the default, namespace rebootgate,
+// which parallel tests cannot share). Both nodes are blocked until the window opens;
+// then the free node reboots and the one running a matching pod stays up, blocked by it.
 func TestKuredEnv(t *testing.T) {
 	e := newEnv(t)
 	free, busy := e.node(nil), e.node(nil)
@@ -32,7 +34,8 @@ func TestKuredEnv(t *testing.T) {
 	sim := e.simulate([]string{free, busy},
 		[]string{binary, "agent", "--nsenter=false", "--lock-jitter", "100ms", "--blocking-pod-selector", "app=nothing"},
 		"KURED_NODE_ID="+testbed.PhNode,
-		"KURED_DS_NAMESPACE="+e.ns,
+		"POD_NAMESPACE="+e.ns,
+		"KURED_DS_NAMESPACE=kube-system",
 		"KURED_REBOOT_SENTINEL="+testbed.PhSentinel,
 		"KURED_REBOOT_COMMAND="+testbed.PhRebootHook,
 		"KURED_PERIOD=2s",
