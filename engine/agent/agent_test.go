@@ -318,3 +318,37 @@ func TestFailedSlotClaimBacksOff(t *testing.T) {
 	}
 	stop()
 }
+
+// TestSlotLostBeforeCordonWaitsAgain: the slot's Lease is lost between the claim and
+// the cordon (here: the confirming write finds it gone, as after an API server
+// restart). The agent gives the slot back and, the reboot still needed and allowed,
+// waits for a slot again and reboots. Before, it released and then waited for an
+// event that never came (the chaos rollout's seed 2: silent for minutes).
+func TestSlotLostBeforeCordonWaitsAgain(t *testing.T) {
+	dir := t.TempDir()
+	sentinel := filepath.Join(dir, "reboot-required")
+	requested := filepath.Join(dir, "reboot-requested")
+	if err := os.WriteFile(sentinel, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	client := fake.NewClientset(fakeNode("n1", "boot-1"))
+	var lost atomic.Bool
+	client.PrependReactor("update", "leases", func(action k8stesting.Action) (bool, runtime.Object, error) {
+		l := action.(k8stesting.UpdateAction).GetObject().(*coordinationv1.Lease)
+		if strings.Contains(l.Name, "-q-") || lost.Load() || l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity != "n1" {
+			return false, nil, nil
+		}
+		lost.Store(true) // the first write renewing n1's hold: the Lease is gone
+		return true, nil, apierrors.NewNotFound(coordinationv1.Resource("leases"), l.Name)
+	})
+	ctx, stop := runAgent(t, Config{
+		NodeName: "n1", Namespace: "rebootgate", SentinelPath: sentinel,
+		RebootCommand: []string{"touch", requested}, RecheckInterval: time.Minute, LockJitter: -1,
+		ErrorBackoff: 50 * time.Millisecond,
+	}, client, 20*time.Second)
+	waitFor(t, ctx, "the reboot command after the lost slot", func() bool { _, err := os.Stat(requested); return err == nil })
+	if !lost.Load() {
+		t.Fatal("the slot was never lost: the test did not exercise the loss")
+	}
+	stop()
+}

@@ -260,7 +260,9 @@ func (a *Agent) execute(ctx context.Context, n *corev1.Node, st pipeline.State, 
 	case pipeline.ActAcquire:
 		return a.takeSlot(ctx, n, d)
 	case pipeline.ActRelease:
-		return 0, a.releaseSlot(ctx)
+		// Decide again at once: a reboot still needed waits for a slot anew, and
+		// no event would come to say so (the node did not change).
+		return requeueNow, a.releaseSlot(ctx)
 	case pipeline.ActCordon:
 		if ok, wait, err := a.takeKuredLock(ctx, n); !ok {
 			return wait, err
