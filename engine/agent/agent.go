@@ -36,6 +36,7 @@ import (
 	"github.com/rebootgate/rebootgate/engine/facts"
 	"github.com/rebootgate/rebootgate/engine/lock"
 	"github.com/rebootgate/rebootgate/engine/metrics"
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 	"github.com/rebootgate/rebootgate/engine/notify"
 	"github.com/rebootgate/rebootgate/engine/pipeline"
 	"github.com/rebootgate/rebootgate/engine/source"
@@ -674,8 +675,8 @@ func (a *Agent) dryRunSlots(ctx context.Context, pool *config.ResolvedPool, slot
 	a.log.Info("dry-run: would take a slot and reboot", "pool", pool.Name, "slots", slots, "held", len(holders), "slotFree", len(holders) < slots)
 }
 
-func (a *Agent) setPhase(ph pipeline.Phase) {
-	for _, p := range pipeline.Phases {
+func (a *Agent) setPhase(ph nodestate.Phase) {
+	for _, p := range nodestate.Phases {
 		v := 0.0
 		if p == ph {
 			v = 1

@@ -20,7 +20,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/rebootgate/rebootgate/engine/lock"
-	"github.com/rebootgate/rebootgate/engine/pipeline"
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 )
 
 // TestAgentRebootsWithFakeAPI runs the whole agent loop against a fake API: the
@@ -31,7 +31,7 @@ func TestAgentRebootsWithFakeAPI(t *testing.T) {
 	client := fake.NewClientset(fakeNode("n1", "boot-1"))
 	ctx := fakeReboot(t, client, Config{NodeName: "n1"}, nil)
 	n, _ := client.CoreV1().Nodes().Get(ctx, "n1", metav1.GetOptions{})
-	if !strings.Contains(n.Annotations[AnnotationDecision], `"allowed":true`) || n.Annotations[pipeline.AnnotationLastReboot] == "" {
+	if !strings.Contains(n.Annotations[nodestate.AnnotationDecision], `"allowed":true`) || n.Annotations[nodestate.AnnotationLastReboot] == "" {
 		t.Errorf("annotations = %v", n.Annotations)
 	}
 }
@@ -76,8 +76,8 @@ func fakeReboot(t *testing.T, client *fake.Clientset, cfg Config, settled func(*
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !n.Spec.Unschedulable || pipeline.StateOf(n).Phase != pipeline.PhaseRebooting {
-		t.Fatalf("at the reboot: unschedulable=%v phase=%q", n.Spec.Unschedulable, pipeline.StateOf(n).Phase)
+	if !n.Spec.Unschedulable || nodestate.StateOf(n).Phase != nodestate.PhaseRebooting {
+		t.Fatalf("at the reboot: unschedulable=%v phase=%q", n.Spec.Unschedulable, nodestate.StateOf(n).Phase)
 	}
 	// The host reboots: new boot ID, sentinel gone.
 	n.Status.NodeInfo.BootID += "-next"
@@ -89,7 +89,7 @@ func fakeReboot(t *testing.T, client *fake.Clientset, cfg Config, settled func(*
 	}
 	waitFor(t, ctx, "uncordon and slot release", func() bool {
 		n, err := client.CoreV1().Nodes().Get(ctx, cfg.NodeName, metav1.GetOptions{})
-		if err != nil || n.Spec.Unschedulable || pipeline.StateOf(n).Phase != pipeline.PhaseIdle {
+		if err != nil || n.Spec.Unschedulable || nodestate.StateOf(n).Phase != nodestate.PhaseIdle {
 			return false
 		}
 		holders, n0 := slotHolders(ctx, client)
@@ -190,7 +190,7 @@ func TestSentinelGoneWhileWaitingForSlot(t *testing.T) {
 	}, client, 20*time.Second)
 	waitFor(t, ctx, "an allowed decision", func() bool {
 		n, err := client.CoreV1().Nodes().Get(ctx, "n1", metav1.GetOptions{})
-		return err == nil && strings.Contains(n.Annotations[AnnotationDecision], `"allowed":true`)
+		return err == nil && strings.Contains(n.Annotations[nodestate.AnnotationDecision], `"allowed":true`)
 	})
 	if err := os.Remove(sentinel); err != nil {
 		t.Fatal(err)
@@ -206,7 +206,7 @@ func TestSentinelGoneWhileWaitingForSlot(t *testing.T) {
 	}
 	waitFor(t, ctx, "the reboot-required condition to clear", func() bool {
 		n, err := client.CoreV1().Nodes().Get(ctx, "n1", metav1.GetOptions{})
-		return err == nil && n.Annotations[AnnotationRebootRequired] == ""
+		return err == nil && n.Annotations[nodestate.AnnotationRebootRequired] == ""
 	})
 	// The loop records the cleared sentinel only after the cycle that waited for the
 	// slot has returned, pipeline included, so a wrong reboot would have happened by now.
@@ -265,7 +265,7 @@ func TestFailedFinishIsRetriedUntilUncordoned(t *testing.T) {
 	}
 	waitFor(t, ctx, "uncordon after the refused patches", func() bool {
 		n, err := client.CoreV1().Nodes().Get(ctx, "n1", metav1.GetOptions{})
-		return err == nil && !n.Spec.Unschedulable && pipeline.StateOf(n).Phase == pipeline.PhaseIdle
+		return err == nil && !n.Spec.Unschedulable && nodestate.StateOf(n).Phase == nodestate.PhaseIdle
 	})
 	if got := denied.Load(); got != 3 {
 		t.Fatalf("the finishing patch was refused %d times, want 3 (the test did not exercise the retry)", got)

@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/rebootgate/rebootgate/engine/decision"
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 	"github.com/rebootgate/rebootgate/engine/pipeline"
 )
 
@@ -28,15 +29,15 @@ type condsSent struct {
 // the conditions on its next pass, and without the flag it turns False those it set
 // True before (a node it never marked gets no write). A failed write does not stop the
 // reboot (the conditions only report it); the next pass tries again.
-func (a *Agent) syncConditions(ctx context.Context, n *corev1.Node, st pipeline.State, d decision.Decision) {
+func (a *Agent) syncConditions(ctx context.Context, n *corev1.Node, st nodestate.State, d decision.Decision) {
 	f := pipeline.LifecycleFacts{}
 	if a.cfg.MaintenanceConditions {
 		f = pipeline.LifecycleFacts{Phase: st.Phase, Pool: st.Pool, DrainFailed: st.DrainForced}
-		if st.Phase == pipeline.PhaseIdle {
+		if st.Phase == nodestate.PhaseIdle {
 			f.Needed, f.Allowed, f.Pool, f.Why, f.Ended = a.needed.Needed, d.Allowed, d.Pool, firstReason(d), a.ended
 		}
 	}
-	if st.Phase != pipeline.PhaseIdle {
+	if st.Phase != nodestate.PhaseIdle {
 		a.ended = ""
 	}
 	now := a.clock.Now()

@@ -16,7 +16,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
-	"github.com/rebootgate/rebootgate/engine/pipeline"
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 )
 
 // statusPatches records the lifecycle conditions of every nodes/status patch, in order.
@@ -42,7 +42,7 @@ func recordStatusPatches(client *fake.Clientset) *statusPatches {
 		}
 		var lifecycle []corev1.NodeCondition
 		for _, c := range body.Status.Conditions {
-			if slices.Contains(pipeline.LifecycleConditionTypes, c.Type) {
+			if slices.Contains(nodestate.LifecycleConditionTypes, c.Type) {
 				lifecycle = append(lifecycle, c)
 			}
 		}
@@ -84,12 +84,12 @@ func conditionOf(n *corev1.Node, t corev1.NodeConditionType) *corev1.NodeConditi
 
 // lifecycleSettled: every lifecycle condition the node has is False.
 func lifecycleSettled(n *corev1.Node) bool {
-	for _, t := range pipeline.LifecycleConditionTypes {
+	for _, t := range nodestate.LifecycleConditionTypes {
 		if c := conditionOf(n, t); c != nil && c.Status != corev1.ConditionFalse {
 			return false
 		}
 	}
-	return conditionOf(n, pipeline.ConditionMaintenanceInProgress) != nil
+	return conditionOf(n, nodestate.ConditionMaintenanceInProgress) != nil
 }
 
 // TestMaintenanceConditionsFollowTheReboot: with MaintenanceConditions, one reboot on
@@ -104,17 +104,17 @@ func TestMaintenanceConditionsFollowTheReboot(t *testing.T) {
 
 	type cs = map[corev1.NodeConditionType]string
 	want := []cs{
-		{pipeline.ConditionMaintenancePlanned: "True/MaintenanceWindow"},
-		{pipeline.ConditionMaintenancePlanned: "False/MaintenanceStarted", pipeline.ConditionMaintenanceInProgress: "True/MaintenanceWindow", pipeline.ConditionDrainInProgress: "True/MaintenanceWindow"},
-		{pipeline.ConditionDrainInProgress: "False/DrainCompleted", pipeline.ConditionDrained: "True/DrainCompleted"},
-		{pipeline.ConditionMaintenanceInProgress: "False/MaintenanceCompleted", pipeline.ConditionDrained: "False/MaintenanceCompleted"},
+		{nodestate.ConditionMaintenancePlanned: "True/MaintenanceWindow"},
+		{nodestate.ConditionMaintenancePlanned: "False/MaintenanceStarted", nodestate.ConditionMaintenanceInProgress: "True/MaintenanceWindow", nodestate.ConditionDrainInProgress: "True/MaintenanceWindow"},
+		{nodestate.ConditionDrainInProgress: "False/DrainCompleted", nodestate.ConditionDrained: "True/DrainCompleted"},
+		{nodestate.ConditionMaintenanceInProgress: "False/MaintenanceCompleted", nodestate.ConditionDrained: "False/MaintenanceCompleted"},
 	}
 	var got []cs
 	for _, p := range rec.all() {
 		m := cs{}
 		for _, c := range p {
 			m[c.Type] = string(c.Status) + "/" + c.Reason
-			if !strings.HasPrefix(c.Message, pipeline.ConditionWriter) {
+			if !strings.HasPrefix(c.Message, nodestate.ConditionWriter) {
 				t.Errorf("%s's message %q does not name rebootgate", c.Type, c.Message)
 			}
 		}
@@ -136,7 +136,7 @@ func TestMaintenanceConditionsFollowTheReboot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c := conditionOf(n, ConditionRebootRequired); c == nil || c.Status != corev1.ConditionFalse {
+	if c := conditionOf(n, nodestate.ConditionRebootRequired); c == nil || c.Status != corev1.ConditionFalse {
 		t.Errorf("RebootRequired = %+v, want kept and False after the reboot", c)
 	}
 	if c := conditionOf(n, corev1.NodeReady); c == nil || c.Status != corev1.ConditionTrue {
@@ -166,7 +166,7 @@ func TestMaintenanceConditionsOff(t *testing.T) {
 		t.Errorf("lifecycle conditions written without the flag:%s", rec)
 	}
 	n, _ := client.CoreV1().Nodes().Get(ctx, "n1", metav1.GetOptions{})
-	for _, typ := range pipeline.LifecycleConditionTypes {
+	for _, typ := range nodestate.LifecycleConditionTypes {
 		if c := conditionOf(n, typ); c != nil {
 			t.Errorf("%s present without the flag: %+v", typ, c)
 		}
@@ -183,9 +183,9 @@ func TestMaintenanceConditionsRepaired(t *testing.T) {
 		stale := fakeNode("n1", "boot-1")
 		earlier := metav1.NewTime(time.Now().Add(-time.Hour))
 		stale.Status.Conditions = append(stale.Status.Conditions,
-			corev1.NodeCondition{Type: pipeline.ConditionMaintenanceInProgress, Status: corev1.ConditionTrue, Reason: pipeline.CondReasonMaintenanceWindow, Message: pipeline.ConditionWriter + "rebooting", LastTransitionTime: earlier},
-			corev1.NodeCondition{Type: pipeline.ConditionDrained, Status: corev1.ConditionTrue, Reason: pipeline.CondReasonDrainCompleted, Message: pipeline.ConditionWriter + "drained", LastTransitionTime: earlier},
-			corev1.NodeCondition{Type: pipeline.ConditionDrainInProgress, Status: corev1.ConditionTrue, Reason: "AdminRequested", Message: "kubectl drain", LastTransitionTime: earlier},
+			corev1.NodeCondition{Type: nodestate.ConditionMaintenanceInProgress, Status: corev1.ConditionTrue, Reason: nodestate.CondReasonMaintenanceWindow, Message: nodestate.ConditionWriter + "rebooting", LastTransitionTime: earlier},
+			corev1.NodeCondition{Type: nodestate.ConditionDrained, Status: corev1.ConditionTrue, Reason: nodestate.CondReasonDrainCompleted, Message: nodestate.ConditionWriter + "drained", LastTransitionTime: earlier},
+			corev1.NodeCondition{Type: nodestate.ConditionDrainInProgress, Status: corev1.ConditionTrue, Reason: "AdminRequested", Message: "kubectl drain", LastTransitionTime: earlier},
 		)
 		client := fake.NewClientset(stale)
 		a, err := New(Config{NodeName: "n1", Namespace: "rebootgate", SentinelPath: t.TempDir() + "/absent", MaintenanceConditions: flag}, client, nil)
@@ -198,20 +198,20 @@ func TestMaintenanceConditionsRepaired(t *testing.T) {
 		var n *corev1.Node
 		waitFor(t, ctx, "the stale conditions turned False", func() bool {
 			n, _ = client.CoreV1().Nodes().Get(ctx, "n1", metav1.GetOptions{})
-			c, d := conditionOf(n, pipeline.ConditionMaintenanceInProgress), conditionOf(n, pipeline.ConditionDrained)
+			c, d := conditionOf(n, nodestate.ConditionMaintenanceInProgress), conditionOf(n, nodestate.ConditionDrained)
 			return c.Status == corev1.ConditionFalse && d.Status == corev1.ConditionFalse
 		})
 		cancel()
 		<-done
-		for _, typ := range []corev1.NodeConditionType{pipeline.ConditionMaintenanceInProgress, pipeline.ConditionDrained} {
-			if c := conditionOf(n, typ); c.Reason != pipeline.CondReasonMaintenanceEnded || c.LastTransitionTime.Equal(&earlier) {
+		for _, typ := range []corev1.NodeConditionType{nodestate.ConditionMaintenanceInProgress, nodestate.ConditionDrained} {
+			if c := conditionOf(n, typ); c.Reason != nodestate.CondReasonMaintenanceEnded || c.LastTransitionTime.Equal(&earlier) {
 				t.Errorf("flag %v: %s = %s (%s), transition %v; want False (MaintenanceEnded) with a new transition time", flag, typ, c.Status, c.Reason, c.LastTransitionTime)
 			}
 		}
-		if c := conditionOf(n, pipeline.ConditionDrainInProgress); c.Status != corev1.ConditionTrue || c.Reason != "AdminRequested" {
+		if c := conditionOf(n, nodestate.ConditionDrainInProgress); c.Status != corev1.ConditionTrue || c.Reason != "AdminRequested" {
 			t.Errorf("flag %v: the admin's DrainInProgress became %s (%s)", flag, c.Status, c.Reason)
 		}
-		if c := conditionOf(n, pipeline.ConditionMaintenancePlanned); c != nil {
+		if c := conditionOf(n, nodestate.ConditionMaintenancePlanned); c != nil {
 			t.Errorf("flag %v: MaintenancePlanned written on a node with no reboot to do: %+v", flag, c)
 		}
 	}
@@ -236,10 +236,10 @@ func TestMaintenanceConditionsForcedDrain(t *testing.T) {
 	var failed bool
 	for _, p := range rec.all() {
 		for _, c := range p {
-			if c.Type == pipeline.ConditionDrained && c.Status == corev1.ConditionTrue {
+			if c.Type == nodestate.ConditionDrained && c.Status == corev1.ConditionTrue {
 				t.Errorf("Drained=True (%s) after a failed drain:%s", c.Reason, rec)
 			}
-			failed = failed || (c.Type == pipeline.ConditionDrainInProgress && c.Status == corev1.ConditionFalse && c.Reason == pipeline.CondReasonDrainFailed)
+			failed = failed || (c.Type == nodestate.ConditionDrainInProgress && c.Status == corev1.ConditionFalse && c.Reason == nodestate.CondReasonDrainFailed)
 		}
 	}
 	if !failed {

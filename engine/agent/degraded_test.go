@@ -13,6 +13,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/rebootgate/rebootgate/engine/detect"
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 )
 
 // pollingSentinel is a sentinel detector that could not get an inotify instance.
@@ -48,7 +49,7 @@ func TestDegradedDetectionInTheStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, c := range n.Status.Conditions {
-		if c.Type == ConditionRebootRequired && !strings.Contains(c.Message, want) {
+		if c.Type == nodestate.ConditionRebootRequired && !strings.Contains(c.Message, want) {
 			t.Errorf("condition message %q lacks %q", c.Message, want)
 		}
 	}

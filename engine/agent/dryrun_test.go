@@ -12,7 +12,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/rebootgate/rebootgate/engine/lock"
-	"github.com/rebootgate/rebootgate/engine/pipeline"
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 )
 
 // TestDryRunSwitchMidRebootIsNotStranded (issue 18, 6; I3): an agent restarted with
@@ -22,19 +22,19 @@ import (
 // uncordoned, idle and without a slot.
 func TestDryRunSwitchMidRebootIsNotStranded(t *testing.T) {
 	for _, tc := range []struct {
-		phase    pipeline.Phase
+		phase    nodestate.Phase
 		finished bool // a finished reboot records its duration
 	}{
-		{pipeline.PhaseDraining, false},
-		{pipeline.PhaseVerifying, true},
+		{nodestate.PhaseDraining, false},
+		{nodestate.PhaseVerifying, true},
 	} {
 		t.Run(string(tc.phase), func(t *testing.T) {
 			now := time.Now()
 			n := verifyingNode(now.Add(-time.Minute))
-			n.Annotations[pipeline.AnnotationPhase] = string(tc.phase)
-			n.Annotations[pipeline.AnnotationStartedAt] = now.Add(-5 * time.Minute).UTC().Format(time.RFC3339)
-			if tc.phase == pipeline.PhaseDraining {
-				delete(n.Annotations, pipeline.AnnotationBootIDBefore)
+			n.Annotations[nodestate.AnnotationPhase] = string(tc.phase)
+			n.Annotations[nodestate.AnnotationStartedAt] = now.Add(-5 * time.Minute).UTC().Format(time.RFC3339)
+			if tc.phase == nodestate.PhaseDraining {
+				delete(n.Annotations, nodestate.AnnotationBootIDBefore)
 				n.Status.NodeInfo.BootID = "boot-1"
 			}
 			lease := lock.SlotLeaseName("default", 0)
@@ -54,13 +54,13 @@ func TestDryRunSwitchMidRebootIsNotStranded(t *testing.T) {
 			go func() { done <- a.Run(ctx) }()
 			waitFor(t, ctx, "the dry-run agent to leave the node uncordoned, idle and without a slot", func() bool {
 				n, err := client.CoreV1().Nodes().Get(ctx, "n1", metav1.GetOptions{})
-				if err != nil || n.Spec.Unschedulable || pipeline.StateOf(n).Phase != pipeline.PhaseIdle {
+				if err != nil || n.Spec.Unschedulable || nodestate.StateOf(n).Phase != nodestate.PhaseIdle {
 					return false
 				}
 				l, err := client.CoordinationV1().Leases("rebootgate").Get(ctx, lease, metav1.GetOptions{})
 				return err == nil && (l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity == "")
 			})
-			if got := pipeline.StateOf(mustNode(t, client)).LastDuration; (got > 0) != tc.finished {
+			if got := nodestate.StateOf(mustNode(t, client)).LastDuration; (got > 0) != tc.finished {
 				t.Errorf("last reboot's duration recorded: %v, want a finished reboot (one recorded): %v", got, tc.finished)
 			}
 			if _, err := os.Stat(requested); err == nil {

@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/rebootgate/rebootgate/engine/lock"
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 	"github.com/rebootgate/rebootgate/engine/pipeline"
 )
 
@@ -134,7 +135,7 @@ func (a *Agent) keepKuredLock(ctx context.Context, n *corev1.Node) time.Duration
 	if due := a.kuredKept.Add(k.RenewEvery()); !a.kuredKept.IsZero() && now.Before(due) {
 		return due.Sub(now)
 	}
-	held, holders, created, err := k.Keep(ctx, n.Spec.Unschedulable && !pipeline.StateOf(n).CordonedByUs)
+	held, holders, created, err := k.Keep(ctx, n.Spec.Unschedulable && !nodestate.StateOf(n).CordonedByUs)
 	switch {
 	case err != nil:
 		a.log.Warn("renewing this node's entry in kured's lock failed; retrying", "err", err)

@@ -21,7 +21,7 @@ import (
 
 	"github.com/rebootgate/rebootgate/engine/kuredlock"
 	"github.com/rebootgate/rebootgate/engine/lock"
-	"github.com/rebootgate/rebootgate/engine/pipeline"
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 )
 
 // kuredDaemonSet is kured's DaemonSet with node's entry in its lock, created at
@@ -42,9 +42,9 @@ func verifyingNode(since time.Time) *corev1.Node {
 	n := fakeNode("n1", "boot-2")
 	n.Spec.Unschedulable = true
 	n.Annotations = map[string]string{
-		pipeline.AnnotationPhase: string(pipeline.PhaseVerifying), pipeline.AnnotationPhaseSince: since.UTC().Format(time.RFC3339),
-		pipeline.AnnotationCordonedByUs: "true", pipeline.AnnotationBootIDBefore: "boot-1",
-		pipeline.AnnotationSlot: lock.SlotLeaseName("default", 0), pipeline.AnnotationPool: "default",
+		nodestate.AnnotationPhase: string(nodestate.PhaseVerifying), nodestate.AnnotationPhaseSince: since.UTC().Format(time.RFC3339),
+		nodestate.AnnotationCordonedByUs: "true", nodestate.AnnotationBootIDBefore: "boot-1",
+		nodestate.AnnotationSlot: lock.SlotLeaseName("default", 0), nodestate.AnnotationPool: "default",
 	}
 	return n
 }
@@ -96,7 +96,7 @@ func TestKuredEntryKeptThroughVerifyingAndSoak(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s into Verifying: %v", clk.Now().Sub(t0), err)
 		}
-		if ph := pipeline.StateOf(mustNode(t, client)).Phase; ph != pipeline.PhaseVerifying {
+		if ph := nodestate.StateOf(mustNode(t, client)).Phase; ph != nodestate.PhaseVerifying {
 			t.Fatalf("%s into Verifying: phase %q, want still Verifying (soaking)", clk.Now().Sub(t0), ph)
 		}
 		if next <= 0 || next > ttl {
@@ -147,7 +147,7 @@ func TestKuredReleaseFailureDoesNotHoldTheSlot(t *testing.T) {
 	go func() { done <- a.Run(ctx) }()
 	waitFor(t, ctx, "the node finished and its slot released while kured's lock cannot be written", func() bool {
 		n, err := client.CoreV1().Nodes().Get(ctx, "n1", metav1.GetOptions{})
-		if err != nil || n.Spec.Unschedulable || pipeline.StateOf(n).Phase != pipeline.PhaseIdle {
+		if err != nil || n.Spec.Unschedulable || nodestate.StateOf(n).Phase != nodestate.PhaseIdle {
 			return false
 		}
 		l, err := client.CoordinationV1().Leases("rebootgate").Get(ctx, lease, metav1.GetOptions{})

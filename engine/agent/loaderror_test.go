@@ -15,8 +15,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 	"github.com/rebootgate/rebootgate/engine/notify"
-	"github.com/rebootgate/rebootgate/engine/pipeline"
 )
 
 // recordingNotifier keeps the notifications sent.
@@ -96,7 +96,7 @@ func TestConfigThatDoesNotLoadStopsNewRebootsOnly(t *testing.T) {
 	policyCond := func() *corev1.NodeCondition {
 		n := node()
 		for i := range n.Status.Conditions {
-			if n.Status.Conditions[i].Type == ConditionPolicyLoaded {
+			if n.Status.Conditions[i].Type == nodestate.ConditionPolicyLoaded {
 				return &n.Status.Conditions[i]
 			}
 		}
@@ -117,7 +117,7 @@ func TestConfigThatDoesNotLoadStopsNewRebootsOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, ctx, "a decision denied by the config naming the error", func() bool {
-		d := node().Annotations[AnnotationDecision]
+		d := node().Annotations[nodestate.AnnotationDecision]
 		return strings.Contains(d, `"allowed":false`) && strings.Contains(d, `"source":"config"`) && strings.Contains(d, wantErr)
 	})
 	// Positive evidence first (the denial above); then a few more denied re-decisions,
@@ -160,7 +160,7 @@ func TestConfigThatDoesNotLoadStopsNewRebootsOnly(t *testing.T) {
 	}
 	waitFor(t, ctx, "the reboot in progress to finish: uncordoned, idle, slot released", func() bool {
 		n := node()
-		if n.Spec.Unschedulable || pipeline.StateOf(n).Phase != pipeline.PhaseIdle || n.Annotations[pipeline.AnnotationLastReboot] == "" {
+		if n.Spec.Unschedulable || nodestate.StateOf(n).Phase != nodestate.PhaseIdle || n.Annotations[nodestate.AnnotationLastReboot] == "" {
 			return false
 		}
 		held, count := slotHolders(ctx, client)

@@ -11,7 +11,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/clock"
 
-	"github.com/rebootgate/rebootgate/engine/lock"
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 )
 
 // notBackWatch follows the slot holders of other nodes that the lock saw stuck (their
@@ -172,7 +172,7 @@ func (w *notBackWatch) over(ctx context.Context, k holdingKey, h holding) (bool,
 	case err != nil:
 		return false, ""
 	}
-	st := lock.HolderStatusOf(n)
+	st := nodestate.HolderStatusOf(n)
 	if !st.Busy || (!st.Since.IsZero() && !h.since.IsZero() && !st.Since.Equal(h.since)) {
 		return true, ""
 	}

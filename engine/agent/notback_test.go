@@ -17,6 +17,7 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/rebootgate/rebootgate/engine/lock"
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 	"github.com/rebootgate/rebootgate/engine/notify"
 	"github.com/rebootgate/rebootgate/engine/pipeline"
 )
@@ -61,7 +62,7 @@ const (
 func newNotBackBed(t *testing.T) *notBackBed {
 	t.Helper()
 	b := &notBackBed{t: t, t0: time.Date(2026, 12, 7, 3, 0, 0, 0, time.UTC), lease: lock.SlotLeaseName("default", 0)}
-	b.client = fake.NewClientset(fakeNode("n1", "boot-1"), b.holderNode(pipeline.PhaseRebooting, b.t0), slotLease(b.lease, "h1", b.t0))
+	b.client = fake.NewClientset(fakeNode("n1", "boot-1"), b.holderNode(nodestate.PhaseRebooting, b.t0), slotLease(b.lease, "h1", b.t0))
 	a, err := New(Config{
 		NodeName: "n1", Namespace: "rebootgate", SentinelPath: filepath.Join(t.TempDir(), "reboot-required"),
 		RebootTimeout: notBackRebootTimeout, ReadyTimeout: notBackReadyTimeout, RecheckInterval: time.Minute,
@@ -80,9 +81,9 @@ func newNotBackBed(t *testing.T) *notBackBed {
 }
 
 // holderNode is h1 in phase since.
-func (b *notBackBed) holderNode(phase pipeline.Phase, since time.Time) *corev1.Node {
+func (b *notBackBed) holderNode(phase nodestate.Phase, since time.Time) *corev1.Node {
 	n := fakeNode("h1", "boot-h1")
-	n.Annotations = map[string]string{pipeline.AnnotationPhase: string(phase), pipeline.AnnotationPhaseSince: since.Format(time.RFC3339)}
+	n.Annotations = map[string]string{nodestate.AnnotationPhase: string(phase), nodestate.AnnotationPhaseSince: since.Format(time.RFC3339)}
 	return n
 }
 
@@ -182,7 +183,7 @@ func TestNotBackOnlyAfterRebootAndReadyTimeouts(t *testing.T) {
 	}
 
 	// h1 comes back: its agent moves it on to Verifying.
-	if _, err := b.client.CoreV1().Nodes().Update(context.Background(), b.holderNode(pipeline.PhaseVerifying, b.t0.Add(due+6*time.Minute)), metav1.UpdateOptions{}); err != nil {
+	if _, err := b.client.CoreV1().Nodes().Update(context.Background(), b.holderNode(nodestate.PhaseVerifying, b.t0.Add(due+6*time.Minute)), metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	b.at(due + 6*time.Minute)

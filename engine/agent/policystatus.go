@@ -8,18 +8,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 	"github.com/rebootgate/rebootgate/engine/notify"
-	"github.com/rebootgate/rebootgate/engine/pipeline"
 	"github.com/rebootgate/rebootgate/engine/source"
 )
-
-// ConditionPolicyLoaded is the agent's Node condition for the config and policies it
-// decides with: True (reason PolicyLoaded) while the latest config file and policy
-// ConfigMaps are in force, False (reason ConfigError or PolicyError, the load error in
-// the message) while they do not load and no new reboot starts. It is on the agent's own
-// Node because that is the only object an agent may write: `rebootgate status` and
-// `rebootgate eval` read it there.
-const ConditionPolicyLoaded = corev1.NodeConditionType("RebootPolicyLoaded")
 
 // maxConditionMessage bounds the condition's message: a policy set with many compile
 // errors is in the Events and the logs in full.
@@ -29,13 +21,13 @@ const maxConditionMessage = 1024
 // status, comparing with the informer's copy so that it writes only a change, and
 // notifies once per load error while the node needs a reboot or is in one (the nodes
 // the error holds back). A failed write is retried on the next pass.
-func (a *Agent) syncPolicyStatus(ctx context.Context, n *corev1.Node, st pipeline.State) {
+func (a *Agent) syncPolicyStatus(ctx context.Context, n *corev1.Node, st nodestate.State) {
 	status := a.source.Status()
 	if status.Reason == source.ReasonNotRead {
 		return
 	}
 	want := policyCondition(status)
-	if !status.Loaded && status.Message != a.loadErrorSent && (a.needed.Needed || st.Phase != pipeline.PhaseIdle) {
+	if !status.Loaded && status.Message != a.loadErrorSent && (a.needed.Needed || st.Phase != nodestate.PhaseIdle) {
 		a.loadErrorSent = status.Message
 		_ = a.notifier.Notify(ctx, notify.Event{Kind: notify.KindLoadError, Node: a.cfg.NodeName, Pool: st.Pool, Detail: status.Message})
 	}
@@ -67,7 +59,7 @@ func (a *Agent) syncPolicyStatus(ctx context.Context, n *corev1.Node, st pipelin
 
 // policyCondition is the condition for a load status (times unset).
 func policyCondition(s source.Status) corev1.NodeCondition {
-	c := corev1.NodeCondition{Type: ConditionPolicyLoaded, Status: corev1.ConditionTrue, Reason: s.Reason, Message: s.Message}
+	c := corev1.NodeCondition{Type: nodestate.ConditionPolicyLoaded, Status: corev1.ConditionTrue, Reason: s.Reason, Message: s.Message}
 	if !s.Loaded {
 		c.Status = corev1.ConditionFalse
 	}

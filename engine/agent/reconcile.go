@@ -15,6 +15,7 @@ import (
 	"github.com/rebootgate/rebootgate/engine/decision"
 	"github.com/rebootgate/rebootgate/engine/detect"
 	"github.com/rebootgate/rebootgate/engine/lock"
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 	"github.com/rebootgate/rebootgate/engine/notify"
 	"github.com/rebootgate/rebootgate/engine/pipeline"
 	"github.com/rebootgate/rebootgate/engine/source"
@@ -102,7 +103,7 @@ func (a *Agent) reconcile(ctx context.Context) (time.Duration, error) {
 	if err != nil {
 		return 0, fmt.Errorf("node %s: %w", a.cfg.NodeName, err)
 	}
-	st := pipeline.StateOf(n)
+	st := nodestate.StateOf(n)
 	if wait := a.awaitOwnWrite(st); wait > 0 {
 		return wait, nil
 	}
@@ -110,12 +111,12 @@ func (a *Agent) reconcile(ctx context.Context) (time.Duration, error) {
 	a.syncPolicyStatus(ctx, n, st)
 	a.metrics.OnHold.WithLabelValues(a.cfg.NodeName).Set(boolValue(n.Annotations[a.holdAnnotation()] != ""))
 	a.reportDegraded()
-	if a.cfg.DryRun && st.Phase == pipeline.PhaseIdle {
+	if a.cfg.DryRun && st.Phase == nodestate.PhaseIdle {
 		return a.reconcileDryRun(ctx, st)
 	}
 	// A reboot in progress goes on in dry-run too (I3), its gate closed (see gate):
 	// before the reboot request it is undone, after it it finishes.
-	if st.Phase == pipeline.PhaseIdle {
+	if st.Phase == nodestate.PhaseIdle {
 		a.resumed, a.healthySince = false, time.Time{}
 		clear(a.stalled)
 		if err := a.releaseStaleKuredLock(ctx); err != nil {
@@ -128,12 +129,12 @@ func (a *Agent) reconcile(ctx context.Context) (time.Duration, error) {
 	obs := pipeline.Observation{Now: now, State: st, BootID: n.Status.NodeInfo.BootID, Ready: isReady(n), Needed: a.needed.Needed}
 	var d decision.Decision
 	switch {
-	case st.Phase == pipeline.PhaseIdle && !a.needed.Needed:
+	case st.Phase == nodestate.PhaseIdle && !a.needed.Needed:
 		// Nothing to decide: a slot still held (a failed release) is given back.
 		if err := a.executor.PreferNoSchedule(ctx, false); err != nil {
 			return 0, err
 		}
-	case st.Phase == pipeline.PhaseIdle:
+	case st.Phase == nodestate.PhaseIdle:
 		if a.held != nil {
 			// About to cordon: the sentinel is read again rather than trusted from
 			// the last event the loop saw (it may have gone while waiting for a slot).
@@ -152,7 +153,7 @@ func (a *Agent) reconcile(ctx context.Context) (time.Duration, error) {
 		if a.blocked != nil && a.blocked.Observe(now, true, d) {
 			_ = a.notifier.Notify(ctx, notify.Event{Kind: notify.KindBlockedTooLong, Node: a.cfg.NodeName, Pool: d.Pool, Decision: &d, Since: a.blocked.Since()})
 		}
-	case st.Phase == pipeline.PhaseVerifying:
+	case st.Phase == nodestate.PhaseVerifying:
 		// Finishing needs no config: only the health gate reads it, when there is one.
 		obs.Healthy = obs.Ready && a.healthy(ctx, st)
 		if !obs.Healthy {
@@ -168,12 +169,12 @@ func (a *Agent) reconcile(ctx context.Context) (time.Duration, error) {
 		obs.Needed = d.Allowed || a.needed.Needed
 	}
 	obs.Allowed, obs.Why = d.Allowed, firstReason(d)
-	obs.Slot = a.slotStatus(ctx, st.Phase != pipeline.PhaseIdle)
+	obs.Slot = a.slotStatus(ctx, st.Phase != nodestate.PhaseIdle)
 	step := pipeline.Next(obs, a.timing())
 	a.syncConditions(ctx, n, st, d)
 	a.log.Debug("reconcile", "phase", st.Phase, "step", step.String(), "slot", obs.Slot)
 	renew := time.Duration(0)
-	if st.Phase != pipeline.PhaseIdle {
+	if st.Phase != nodestate.PhaseIdle {
 		renew = a.keepKuredLock(ctx, n)
 	}
 	next, err := a.execute(ctx, n, st, step, d)
@@ -219,13 +220,13 @@ func (a *Agent) degradedStatus() string {
 // written is the progress of the agent's last write of the node's state, until the
 // informer's copy shows it.
 type written struct {
-	phase    pipeline.Phase
+	phase    nodestate.Phase
 	attempts int
 	at       time.Time
 }
 
 // wrote remembers a successful write of st.
-func (a *Agent) wrote(st pipeline.State, err error) {
+func (a *Agent) wrote(st nodestate.State, err error) {
 	if err != nil {
 		return
 	}
@@ -236,7 +237,7 @@ func (a *Agent) wrote(st pipeline.State, err error) {
 // cache: a copy older than the agent's own last write would repeat a step (a second
 // reboot request). The informer's event for the write wakes the loop anyway; after a
 // few seconds without it, the cache's copy is taken as the truth.
-func (a *Agent) awaitOwnWrite(st pipeline.State) time.Duration {
+func (a *Agent) awaitOwnWrite(st nodestate.State) time.Duration {
 	w := a.lastWrite
 	switch {
 	case w == nil:
@@ -253,7 +254,7 @@ func (a *Agent) timing() pipeline.Timing {
 }
 
 // execute carries out one step.
-func (a *Agent) execute(ctx context.Context, n *corev1.Node, st pipeline.State, step pipeline.Step, d decision.Decision) (time.Duration, error) {
+func (a *Agent) execute(ctx context.Context, n *corev1.Node, st nodestate.State, step pipeline.Step, d decision.Decision) (time.Duration, error) {
 	switch step.Action {
 	case pipeline.ActWait:
 		return a.wait(ctx, st, step, d), nil
@@ -294,9 +295,9 @@ func (a *Agent) execute(ctx context.Context, n *corev1.Node, st pipeline.State, 
 
 // wait schedules the next look while nothing can be done; it also escalates a
 // Verifying node that stays not Ready or unhealthy beyond the ready timeout.
-func (a *Agent) wait(ctx context.Context, st pipeline.State, step pipeline.Step, d decision.Decision) time.Duration {
+func (a *Agent) wait(ctx context.Context, st nodestate.State, step pipeline.Step, d decision.Decision) time.Duration {
 	switch st.Phase {
-	case pipeline.PhaseIdle:
+	case nodestate.PhaseIdle:
 		if !a.needed.Needed {
 			return 0
 		}
@@ -304,7 +305,7 @@ func (a *Agent) wait(ctx context.Context, st pipeline.State, step pipeline.Step,
 			return step.After
 		}
 		return a.nextCheck(d)
-	case pipeline.PhaseVerifying:
+	case nodestate.PhaseVerifying:
 		overdue := st.Since.Add(a.cfg.ReadyTimeout)
 		if a.clock.Now().Before(overdue) {
 			poll := a.cfg.PollInterval
@@ -420,7 +421,7 @@ func (a *Agent) takeSlot(ctx context.Context, n *corev1.Node, d decision.Decisio
 // resumeSlot picks up, once per process and reboot, the slot this node held before
 // the agent restarted (the reboot killed it, or it crashed). The node's annotations
 // name the semaphore, so no config is needed.
-func (a *Agent) resumeSlot(ctx context.Context, n *corev1.Node, st pipeline.State) error {
+func (a *Agent) resumeSlot(ctx context.Context, n *corev1.Node, st nodestate.State) error {
 	if a.held != nil || a.resumed {
 		return nil
 	}
@@ -528,7 +529,7 @@ var errDrainTimeout = errors.New("the drain timed out")
 
 // drain evicts the node's pods under a guard that re-checks the gate and the slot on
 // every change and every GuardInterval, and abandons the drain when either fails.
-func (a *Agent) drain(ctx context.Context, st pipeline.State) (time.Duration, error) {
+func (a *Agent) drain(ctx context.Context, st nodestate.State) (time.Duration, error) {
 	if err := a.confirmSlot(ctx, true); err != nil {
 		return requeueNow, err
 	}
@@ -601,7 +602,7 @@ func (a *Agent) drain(ctx context.Context, st pipeline.State) (time.Duration, er
 
 // requestReboot asks the host to reboot. The very last thing before the request is
 // the final check: fresh alerts and gate, and the slot confirmed held.
-func (a *Agent) requestReboot(ctx context.Context, st pipeline.State) (time.Duration, error) {
+func (a *Agent) requestReboot(ctx context.Context, st nodestate.State) (time.Duration, error) {
 	if st.Attempts > 0 {
 		a.executor.Event(corev1.EventTypeWarning, pipeline.ReasonRebootNotObserved, "boot ID still %s %s after reboot request %d; asking again",
 			st.BootIDBefore, a.cfg.RebootTimeout, st.Attempts)
@@ -624,7 +625,7 @@ func (a *Agent) requestReboot(ctx context.Context, st pipeline.State) (time.Dura
 
 // finish ends the reboot (Finish) or stops it before it happened (Undo), then
 // releases the slot.
-func (a *Agent) finish(ctx context.Context, st pipeline.State, step pipeline.Step) (time.Duration, error) {
+func (a *Agent) finish(ctx context.Context, st nodestate.State, step pipeline.Step) (time.Duration, error) {
 	var slot pipeline.Slot
 	switch {
 	case a.cfg.KuredLock != nil:
@@ -641,7 +642,7 @@ func (a *Agent) finish(ctx context.Context, st pipeline.State, step pipeline.Ste
 	if a.held == nil {
 		a.releaseKeys(ctx, st)
 	}
-	a.wrote(pipeline.State{}, nil)
+	a.wrote(nodestate.State{}, nil)
 	a.ended = step.Action // the conditions' reason on the next pass
 	if a.held != nil {
 		a.metrics.SlotsHeld.WithLabelValues(a.cfg.NodeName, a.heldRef.Pool).Set(0)
@@ -670,7 +671,7 @@ func (a *Agent) finish(ctx context.Context, st pipeline.State, step pipeline.Ste
 // Lease the lock kept while the node was mid-reboot (its slot Lease had been
 // deleted): the next node of its key value then need not wait for it to expire. A
 // failure only delays that node.
-func (a *Agent) releaseKeys(ctx context.Context, st pipeline.State) {
+func (a *Agent) releaseKeys(ctx context.Context, st nodestate.State) {
 	if st.Pool == "" || st.SlotValue == "" {
 		return
 	}
@@ -683,11 +684,11 @@ func (a *Agent) releaseKeys(ctx context.Context, st pipeline.State) {
 	}
 }
 
-func failureKind(ph pipeline.Phase, act pipeline.Action) string {
+func failureKind(ph nodestate.Phase, act pipeline.Action) string {
 	switch {
 	case act == pipeline.ActFinish:
 		return "sentinel-survived-reboot"
-	case ph == pipeline.PhaseRebooting:
+	case ph == nodestate.PhaseRebooting:
 		return "reboot-not-observed"
 	}
 	return "drain"
@@ -696,7 +697,7 @@ func failureKind(ph pipeline.Phase, act pipeline.Action) string {
 // healthy runs the pool's health gate, the last good config's; without a config that
 // ever loaded there is none to run, and a node that finished its reboot is not held
 // back by a broken config.
-func (a *Agent) healthy(ctx context.Context, st pipeline.State) bool {
+func (a *Agent) healthy(ctx context.Context, st nodestate.State) bool {
 	if _, err := a.source.LastGood(); err != nil {
 		return true
 	}
@@ -710,7 +711,7 @@ func (a *Agent) healthy(ctx context.Context, st pipeline.State) bool {
 
 // reconcileDryRun decides and reports for an idle node; it starts nothing. A slot or
 // kured lock left over from a reboot that ended (a failed release) is given back.
-func (a *Agent) reconcileDryRun(ctx context.Context, _ pipeline.State) (time.Duration, error) {
+func (a *Agent) reconcileDryRun(ctx context.Context, _ nodestate.State) (time.Duration, error) {
 	if err := a.releaseSlot(ctx); err != nil {
 		return 0, err
 	}

@@ -16,31 +16,18 @@ import (
 
 	"github.com/rebootgate/rebootgate/engine/decision"
 	"github.com/rebootgate/rebootgate/engine/detect"
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 )
 
-// Keys and reasons the agent writes on its Node.
+// Reasons of the Events the agent records on its Node.
 const (
-	AnnotationDecision       = "rebootgate.io/decision"
-	AnnotationRebootRequired = "rebootgate.io/reboot-required"
-	ConditionRebootRequired  = corev1.NodeConditionType("RebootRequired")
-	ReasonRebootAllowed      = "RebootAllowed"
-	ReasonRebootBlocked      = "RebootBlocked"
-	ReasonSentinelError      = "SentinelError"
+	ReasonRebootAllowed = "RebootAllowed"
+	ReasonRebootBlocked = "RebootBlocked"
+	ReasonSentinelError = "SentinelError"
 )
 
 func metricsHandler(reg *prometheus.Registry) http.Handler {
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
-}
-
-// reportedDecision is what the decision annotation holds.
-type reportedDecision struct {
-	Allowed     bool              `json:"allowed"`
-	Pool        string            `json:"pool"`
-	SlotKey     string            `json:"slotKey,omitempty"`
-	Reasons     []decision.Reason `json:"reasons"`
-	At          string            `json:"at"`
-	NextAllowed string            `json:"nextAllowed,omitempty"`
-	DryRun      bool              `json:"dryRun,omitempty"`
 }
 
 // report publishes a decision. The metric and a debug log line come with every
@@ -73,12 +60,12 @@ func (a *Agent) report(ctx context.Context, d decision.Decision) {
 		a.log.Info("reboot blocked", "pool", d.Pool, "reasons", messages, "dryRun", a.cfg.DryRun)
 		a.recorder.Eventf(a.nodeRef, corev1.EventTypeNormal, ReasonRebootBlocked, "reboot blocked%s: %s", dryRunSuffix(a.cfg.DryRun), strings.Join(messages, "; "))
 	}
-	data, err := json.Marshal(reportedDecision{Allowed: d.Allowed, Pool: d.Pool, SlotKey: d.SlotKey, Reasons: d.Reasons, At: d.At, NextAllowed: d.NextAllowed, DryRun: a.cfg.DryRun})
+	data, err := json.Marshal(nodestate.Decision{Allowed: d.Allowed, Pool: d.Pool, SlotKey: d.SlotKey, Reasons: d.Reasons, At: d.At, NextAllowed: d.NextAllowed, DryRun: a.cfg.DryRun})
 	if err != nil {
 		a.log.Error("encoding the decision", "err", err)
 		return
 	}
-	if err := a.patchAnnotations(ctx, map[string]*string{AnnotationDecision: ptr(string(data))}); err != nil {
+	if err := a.patchAnnotations(ctx, map[string]*string{nodestate.AnnotationDecision: ptr(string(data))}); err != nil {
 		a.log.Warn("writing the decision annotation failed", "err", err)
 		a.lastReport = "" // try again next time
 	}
@@ -111,8 +98,8 @@ func reportedOn(n *corev1.Node) *decision.Decision {
 	if n == nil {
 		return nil
 	}
-	var r reportedDecision
-	if err := json.Unmarshal([]byte(n.Annotations[AnnotationDecision]), &r); err != nil {
+	r, found, err := nodestate.DecisionOf(n)
+	if !found || err != nil {
 		return nil
 	}
 	return &decision.Decision{Node: n.Name, Pool: r.Pool, Allowed: r.Allowed, At: r.At, Reasons: r.Reasons, NextAllowed: r.NextAllowed}
@@ -148,7 +135,7 @@ func (a *Agent) setNeeded(ctx context.Context, st detect.State) {
 	if st.Needed {
 		value = ptr(a.clock.Now().UTC().Format(time.RFC3339))
 	}
-	if err := a.patchAnnotations(ctx, map[string]*string{AnnotationRebootRequired: value}); err != nil {
+	if err := a.patchAnnotations(ctx, map[string]*string{nodestate.AnnotationRebootRequired: value}); err != nil {
 		a.log.Warn("writing the reboot-required annotation failed", "err", err)
 		return
 	}
@@ -166,7 +153,7 @@ func (a *Agent) setNeeded(ctx context.Context, st detect.State) {
 }
 
 func (a *Agent) patchAnnotations(ctx context.Context, values map[string]*string) error {
-	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": values}})
+	patch, err := (&nodestate.Patch{Metadata: nodestate.PatchMeta{Annotations: values}}).Bytes()
 	if err != nil {
 		return err
 	}
@@ -189,7 +176,7 @@ func (a *Agent) patchCondition(ctx context.Context, st detect.State) error {
 	}
 	now := metav1.NewTime(a.clock.Now())
 	cond := corev1.NodeCondition{
-		Type: ConditionRebootRequired, Status: status, Reason: orDefault(st.Reason, "RebootRequired"), Message: msg,
+		Type: nodestate.ConditionRebootRequired, Status: status, Reason: orDefault(st.Reason, "RebootRequired"), Message: msg,
 		LastHeartbeatTime: now, LastTransitionTime: now,
 	}
 	patch, err := json.Marshal(map[string]any{"status": map[string]any{"conditions": []corev1.NodeCondition{cond}}})

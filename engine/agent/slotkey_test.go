@@ -17,7 +17,7 @@ import (
 
 	"github.com/rebootgate/rebootgate/engine/config"
 	"github.com/rebootgate/rebootgate/engine/lock"
-	"github.com/rebootgate/rebootgate/engine/pipeline"
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 )
 
 // slotKeyConfig keys slots by zone and rack: a computed key, so only the decision's
@@ -119,7 +119,7 @@ func TestAgentWaitsUnderTheDecisionsSlotKey(t *testing.T) {
 		return false
 	})
 	n, _ := client.CoreV1().Nodes().Get(ctx, "n1", metav1.GetOptions{})
-	if d := n.Annotations[AnnotationDecision]; !strings.Contains(d, `"allowed":true`) || !strings.Contains(d, `"slotKey":"a-r1"`) {
+	if d := n.Annotations[nodestate.AnnotationDecision]; !strings.Contains(d, `"allowed":true`) || !strings.Contains(d, `"slotKey":"a-r1"`) {
 		t.Fatalf("decision = %s, want allowed with slotKey a-r1", d)
 	}
 	time.Sleep(500 * time.Millisecond) // a few re-checks: 4 slots are free, only the key is taken
@@ -138,7 +138,7 @@ func TestAgentWaitsUnderTheDecisionsSlotKey(t *testing.T) {
 	}
 	waitFor(t, ctx, "the reboot command", func() bool { _, err := os.Stat(requested); return err == nil })
 	n, _ = client.CoreV1().Nodes().Get(ctx, "n1", metav1.GetOptions{})
-	if st := pipeline.StateOf(n); st.SlotValue != "a-r1" || st.Pool != "user" {
+	if st := nodestate.StateOf(n); st.SlotValue != "a-r1" || st.Pool != "user" {
 		t.Errorf("node state slot %q pool %q value %q, want user/a-r1", st.Slot, st.Pool, st.SlotValue)
 	}
 	key, err := client.CoordinationV1().Leases("rebootgate").Get(ctx, keyLease("a-r1"), metav1.GetOptions{})
@@ -155,11 +155,11 @@ func TestAgentWithoutSlotKeyNeverWaits(t *testing.T) {
 	defer stop()
 	waitFor(t, ctx, "a decision", func() bool {
 		n, err := client.CoreV1().Nodes().Get(ctx, "n1", metav1.GetOptions{})
-		return err == nil && n.Annotations[AnnotationDecision] != ""
+		return err == nil && n.Annotations[nodestate.AnnotationDecision] != ""
 	})
 	time.Sleep(500 * time.Millisecond) // a few re-checks
 	n, _ := client.CoreV1().Nodes().Get(ctx, "n1", metav1.GetOptions{})
-	d := n.Annotations[AnnotationDecision]
+	d := n.Annotations[nodestate.AnnotationDecision]
 	for _, want := range []string{`"allowed":false`, `"source":"slotKey"`, `pool \"user\": slot key node.labels[\"zone\"] + \"-\" + node.labels[\"rack\"]`, "no such key: rack"} {
 		if !strings.Contains(d, want) {
 			t.Errorf("decision %s lacks %s", d, want)
@@ -188,11 +188,11 @@ func TestAgentKeepsItsKeyWhileMidRebootWithoutItsSlot(t *testing.T) {
 		&corev1.Node{
 			ObjectMeta: metav1.ObjectMeta{
 				Name:   "n1",
-				Labels: map[string]string{"zone": "a", "rack": "r1", lock.LabelHoldsKey: lock.HoldsKeyValue("rebootgate", "user", "a-r1")},
+				Labels: map[string]string{"zone": "a", "rack": "r1", nodestate.LabelHoldsKey: lock.HoldsKeyValue("rebootgate", "user", "a-r1")},
 				Annotations: map[string]string{
-					pipeline.AnnotationPhase: string(pipeline.PhaseVerifying), pipeline.AnnotationPhaseSince: since,
-					pipeline.AnnotationSlot: lock.SlotLeaseName("user", 1), pipeline.AnnotationPool: "user", pipeline.AnnotationSlotValue: "a-r1",
-					pipeline.AnnotationBootIDBefore: "boot-1",
+					nodestate.AnnotationPhase: string(nodestate.PhaseVerifying), nodestate.AnnotationPhaseSince: since,
+					nodestate.AnnotationSlot: lock.SlotLeaseName("user", 1), nodestate.AnnotationPool: "user", nodestate.AnnotationSlotValue: "a-r1",
+					nodestate.AnnotationBootIDBefore: "boot-1",
 				},
 			},
 			Status: corev1.NodeStatus{
@@ -241,9 +241,9 @@ func TestAgentKeepsItsKeyWhileMidRebootWithoutItsSlot(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, ctx, "the reboot to end and the key Lease to be given back", func() bool {
-		return pipeline.StateOf(node()).Phase == pipeline.PhaseIdle && keyHolder() == ""
+		return nodestate.StateOf(node()).Phase == nodestate.PhaseIdle && keyHolder() == ""
 	})
-	if _, ok := node().Labels[lock.LabelHoldsKey]; ok {
-		t.Errorf("label %s left after the reboot ended", lock.LabelHoldsKey)
+	if _, ok := node().Labels[nodestate.LabelHoldsKey]; ok {
+		t.Errorf("label %s left after the reboot ended", nodestate.LabelHoldsKey)
 	}
 }

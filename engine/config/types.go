@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 )
 
 // APIVersion and Kind identify a RebootGateConfig document.
@@ -16,7 +18,7 @@ const (
 // Defaults.
 const (
 	DefaultNodeImageLabel = "kubernetes.azure.com/node-image-version"
-	DefaultHoldAnnotation = "rebootgate.io/hold"
+	DefaultHoldAnnotation = nodestate.AnnotationHold
 	DefaultPoolName       = "default"
 )
 

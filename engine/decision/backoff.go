@@ -6,7 +6,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/rebootgate/rebootgate/engine/pipeline"
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 )
 
 // Reason sources of the back-off rules, read from the node's recorded state: the agent,
@@ -19,7 +19,7 @@ const (
 )
 
 // DefaultLoopBackoff judges a node whose last reboot was recorded without the end of
-// its loop back-off (by an agent older than pipeline.AnnotationLoopBackoffUntil): the
+// its loop back-off (by an agent older than nodestate.AnnotationLoopBackoffUntil): the
 // agent's --loop-backoff default.
 const DefaultLoopBackoff = time.Hour
 
@@ -28,7 +28,7 @@ const DefaultLoopBackoff = time.Hour
 // reboot) and the failure back-off (rebootgate.io/retry-after). until is when both
 // have ended (zero: neither applies); reasons says why n may not reboot at now.
 func Backoff(n *corev1.Node, now time.Time) (until time.Time, reasons []Reason) {
-	st := pipeline.StateOf(n)
+	st := nodestate.StateOf(n)
 	loop := st.LoopBackoffUntil
 	if loop.IsZero() && !st.LastReboot.IsZero() {
 		loop = st.LastReboot.Add(DefaultLoopBackoff)

@@ -16,6 +16,7 @@ import (
 	"github.com/rebootgate/rebootgate/engine/disruption"
 	"github.com/rebootgate/rebootgate/engine/facts"
 	"github.com/rebootgate/rebootgate/engine/input"
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 	"github.com/rebootgate/rebootgate/engine/policy"
 	"github.com/rebootgate/rebootgate/engine/schedule"
 )
@@ -54,11 +55,9 @@ type Decision struct {
 	SlotKey string `json:"slotKey,omitempty"`
 }
 
-// Reason is one thing that stops the reboot.
-type Reason struct {
-	Source  string `json:"source"`
-	Message string `json:"message"`
-}
+// Reason is one thing that stops the reboot. It is the type the agent records in
+// the Node's decision annotation (package nodestate).
+type Reason = nodestate.Reason
 
 // Engine decides. It is safe for concurrent use.
 type Engine struct {

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 )
 
 // BuiltinTaints are the taints that always mark a node as being disrupted by another
@@ -78,13 +80,9 @@ func Classify(n *corev1.Node, taints []string, maintenance, rebootgate bool) Sta
 	return st
 }
 
-// AnnotationPhase is the annotation in which an agent records its node's reboot phase
-// (lock.AnnotationPhase; this package stays free of the lock's API client).
-const AnnotationPhase = "rebootgate.io/phase"
-
 // InReboot reports whether n is in rebootgate's own reboot: its agent has recorded a
 // phase (cordoning through uncordoning) on it.
-func InReboot(n *corev1.Node) bool { return n.Annotations[AnnotationPhase] != "" }
+func InReboot(n *corev1.Node) bool { return n.Annotations[nodestate.AnnotationPhase] != "" }
 
 // Ready reports whether the node's Ready condition is True.
 func Ready(n *corev1.Node) bool {

@@ -9,7 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/rebootgate/rebootgate/engine/lock"
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 )
 
 func node(name string, ready bool, mutate ...func(*corev1.Node)) *corev1.Node {
@@ -37,13 +37,7 @@ func tainted(key string) func(*corev1.Node) {
 
 func rebooting(n *corev1.Node) {
 	n.Spec.Unschedulable = true
-	n.Annotations = map[string]string{lock.AnnotationPhase: "Draining"}
-}
-
-func TestPhaseAnnotationIsTheLocks(t *testing.T) {
-	if AnnotationPhase != lock.AnnotationPhase {
-		t.Errorf("AnnotationPhase = %q, the lock's is %q", AnnotationPhase, lock.AnnotationPhase)
-	}
+	n.Annotations = map[string]string{nodestate.AnnotationPhase: "Draining"}
 }
 
 func TestClassifyNamesEveryReason(t *testing.T) {

@@ -16,6 +16,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 )
 
 // raceLostError reports that a guarded write lost to another writer: the
@@ -461,7 +463,7 @@ func (s *Semaphore) checkHolders(ctx context.Context, in *planInput, leases []*c
 			// could put two nodes of the pool down at once. The check is
 			// repeated after a TTL.
 			s.log.Warn("checking on a slot holder failed; its slot stays taken", "lease", l.Name, "slotHolder", holder, "error", err)
-			st = HolderStatus{Exists: true, Busy: true}
+			st = nodestate.HolderStatus{Exists: true, Busy: true}
 		case !st.Exists:
 			s.log.Info("slot holder's node is gone; its lease can be reclaimed", "lease", l.Name, "slotHolder", holder)
 		}

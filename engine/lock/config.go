@@ -14,6 +14,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/clock"
+
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 )
 
 // Defaults applied by [New] to zero fields of [Config].
@@ -56,18 +58,18 @@ type Config struct {
 	// HolderStatus reports on the node holding a foreign Lease that has
 	// stopped being renewed: a slot whose holder node is gone is reclaimed
 	// early, one whose holder is mid-reboot stays taken however long that
-	// lasts (see [HolderStatus]). Default: [HolderStatusOf] a GET of the Node
-	// served from the watch cache (resourceVersion=0); NotFound means it does
-	// not exist. An error counts as "exists and busy": the slot stays taken.
-	HolderStatus func(ctx context.Context, node string) (HolderStatus, error)
+	// lasts (see [nodestate.HolderStatus]). Default: [nodestate.HolderStatusOf]
+	// a GET of the Node served from the watch cache (resourceVersion=0);
+	// NotFound means it does not exist. An error counts as "exists and busy": the slot stays taken.
+	HolderStatus func(ctx context.Context, node string) (nodestate.HolderStatus, error)
 	// SlotUsers lists the other nodes that are mid-reboot on the slot Lease
-	// named (their Nodes carry LabelHoldsSlot=<lease> and a phase), asked
+	// named (their Nodes carry nodestate.LabelHoldsSlot=<lease> and a phase), asked
 	// right before claiming a slot: a held Lease that was deleted must not let
 	// a second node in while its holder is down. Default: a label-selected
 	// List of Nodes from the watch cache.
 	SlotUsers func(ctx context.Context, lease string) ([]string, error)
 	// KeyUsers lists the other nodes that are mid-reboot under the slot-key
-	// value given (their Nodes carry LabelHoldsKey=[HoldsKeyValue] and a
+	// value given (their Nodes carry nodestate.LabelHoldsKey=[HoldsKeyValue] and a
 	// phase), asked right before claiming a key Lease: a key Lease deleted
 	// while its holder is down must not let one node too many of that value
 	// in. Default: a label-selected List of Nodes from the watch cache.
@@ -107,7 +109,7 @@ type Semaphore struct {
 	jitter       time.Duration
 	skew         time.Duration
 	clock        clock.WithTicker
-	holderStatus func(ctx context.Context, node string) (HolderStatus, error)
+	holderStatus func(ctx context.Context, node string) (nodestate.HolderStatus, error)
 	slotUsers    func(ctx context.Context, lease string) ([]string, error)
 	keyUsers     func(ctx context.Context, value string) ([]string, error)
 	onStuck      func(lease, holder string, since time.Time)
@@ -224,12 +226,12 @@ func New(cfg Config) (*Semaphore, error) {
 	s.slotUsers, s.keyUsers = cfg.SlotUsers, cfg.KeyUsers
 	if s.slotUsers == nil {
 		s.slotUsers = func(ctx context.Context, lease string) ([]string, error) {
-			return s.listBusy(ctx, LabelHoldsSlot, HoldsSlotValue(s.namespace, lease), "slot "+lease)
+			return s.listBusy(ctx, nodestate.LabelHoldsSlot, HoldsSlotValue(s.namespace, lease), "slot "+lease)
 		}
 	}
 	if s.keyUsers == nil {
 		s.keyUsers = func(ctx context.Context, value string) ([]string, error) {
-			return s.listBusy(ctx, LabelHoldsKey, HoldsKeyValue(s.namespace, s.pool, value), fmt.Sprintf("slot-key value %q", value))
+			return s.listBusy(ctx, nodestate.LabelHoldsKey, HoldsKeyValue(s.namespace, s.pool, value), fmt.Sprintf("slot-key value %q", value))
 		}
 	}
 	if s.holderStatus == nil {
@@ -249,7 +251,7 @@ func (s *Semaphore) listBusy(ctx context.Context, key, value, what string) ([]st
 	}
 	var users []string
 	for i := range list.Items {
-		if n := &list.Items[i]; n.Name != s.holder && HolderStatusOf(n).Busy {
+		if n := &list.Items[i]; n.Name != s.holder && nodestate.HolderStatusOf(n).Busy {
 			users = append(users, n.Name)
 		}
 	}
@@ -257,17 +259,17 @@ func (s *Semaphore) listBusy(ctx context.Context, key, value, what string) ([]st
 }
 
 // getHolderStatus is the default HolderStatus.
-func (s *Semaphore) getHolderStatus(ctx context.Context, name string) (HolderStatus, error) {
+func (s *Semaphore) getHolderStatus(ctx context.Context, name string) (nodestate.HolderStatus, error) {
 	// resourceVersion=0 is served from the watch cache: cheap for the API
 	// server even when many waiters check the same stalled holder.
 	n, err := s.client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{ResourceVersion: "0"})
 	switch {
 	case err == nil:
-		return HolderStatusOf(n), nil
+		return nodestate.HolderStatusOf(n), nil
 	case apierrors.IsNotFound(err):
-		return HolderStatus{}, nil
+		return nodestate.HolderStatus{}, nil
 	default:
-		return HolderStatus{}, fmt.Errorf("get node %q: %w", name, err)
+		return nodestate.HolderStatus{}, fmt.Errorf("get node %q: %w", name, err)
 	}
 }
 

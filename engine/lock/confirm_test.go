@@ -12,6 +12,8 @@ import (
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	k8stesting "k8s.io/client-go/testing"
 	testingclock "k8s.io/utils/clock/testing"
+
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 )
 
 // TestConfirm: Confirm writes a renewal at once and succeeds only while the
@@ -119,10 +121,10 @@ func assertConfirmLost(t *testing.T, h *Held) {
 func TestDeletedLeaseOfANodeMidRebootIsNotTaken(t *testing.T) {
 	ctx := context.Background()
 	down := rebootingNode("a", t0)
-	down.Labels = map[string]string{LabelHoldsSlot: HoldsSlotValue(testNS, SlotLeaseName(testPool, 0))}
+	down.Labels = map[string]string{nodestate.LabelHoldsSlot: HoldsSlotValue(testNS, SlotLeaseName(testPool, 0))}
 	// A node of another installation (namespace) on a slot of the same name.
 	elsewhere := rebootingNode("c", t0)
-	elsewhere.Labels = map[string]string{LabelHoldsSlot: HoldsSlotValue("other-namespace", SlotLeaseName(testPool, 0))}
+	elsewhere.Labels = map[string]string{nodestate.LabelHoldsSlot: HoldsSlotValue("other-namespace", SlotLeaseName(testPool, 0))}
 	cs := newClient(t, down, elsewhere, node("b"))
 	clk := testingclock.NewFakeClock(t0)
 	s := newSem(t, cs, clk, "b")

@@ -20,6 +20,8 @@ import (
 	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
 	k8stesting "k8s.io/client-go/testing"
 	testingclock "k8s.io/utils/clock/testing"
+
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 )
 
 const (
@@ -86,7 +88,7 @@ func node(name string) *corev1.Node { return &corev1.Node{ObjectMeta: metav1.Obj
 // rebootingNode is a Node whose agent is mid-reboot since since.
 func rebootingNode(name string, since time.Time) *corev1.Node {
 	n := node(name)
-	n.Annotations = map[string]string{AnnotationPhase: "Rebooting", AnnotationPhaseSince: since.UTC().Format(time.RFC3339)}
+	n.Annotations = map[string]string{nodestate.AnnotationPhase: "Rebooting", nodestate.AnnotationPhaseSince: since.UTC().Format(time.RFC3339)}
 	return n
 }
 
@@ -98,15 +100,17 @@ var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
 func newSem(t testing.TB, cs *fake.Clientset, clk *testingclock.FakeClock, holder string, mut ...func(*Config)) *Semaphore {
 	t.Helper()
 	cfg := Config{
-		Client:       cs,
-		Namespace:    testNS,
-		Pool:         testPool,
-		Holder:       holder,
-		TTL:          testTTL,
-		Jitter:       -1,
-		Clock:        clk,
-		HolderStatus: func(context.Context, string) (HolderStatus, error) { return HolderStatus{Exists: true}, nil },
-		Logger:       discard,
+		Client:    cs,
+		Namespace: testNS,
+		Pool:      testPool,
+		Holder:    holder,
+		TTL:       testTTL,
+		Jitter:    -1,
+		Clock:     clk,
+		HolderStatus: func(context.Context, string) (nodestate.HolderStatus, error) {
+			return nodestate.HolderStatus{Exists: true}, nil
+		},
+		Logger: discard,
 	}
 	for _, m := range mut {
 		m(&cfg)

@@ -11,6 +11,8 @@ import (
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	k8stesting "k8s.io/client-go/testing"
 	testingclock "k8s.io/utils/clock/testing"
+
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 )
 
 // step advances a waiter's clock and waits until the waiter has acted on it:
@@ -197,8 +199,8 @@ func TestOnStuckHolderOncePerHolding(t *testing.T) {
 	putLease(t, cs, lease, "rebooting", t0, testTTL)
 	var stuck stuckRecorder
 	waiter := newSem(t, cs, clk, "waiter", func(c *Config) {
-		c.HolderStatus = func(context.Context, string) (HolderStatus, error) {
-			return HolderStatus{Exists: true, Busy: true}, nil // no phase-since: the report falls back to renewTime
+		c.HolderStatus = func(context.Context, string) (nodestate.HolderStatus, error) {
+			return nodestate.HolderStatus{Exists: true, Busy: true}, nil // no phase-since: the report falls back to renewTime
 		}
 		c.OnStuckHolder = stuck.record
 	})

@@ -11,6 +11,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 	testingclock "k8s.io/utils/clock/testing"
+
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 )
 
 // downUnder is a Node mid-reboot on slot i of the test pool under slot value
@@ -18,8 +20,8 @@ import (
 func downUnder(name string, i int, zone string) *corev1.Node {
 	n := rebootingNode(name, t0)
 	n.Labels = map[string]string{
-		LabelHoldsSlot: HoldsSlotValue(testNS, SlotLeaseName(testPool, i)),
-		LabelHoldsKey:  HoldsKeyValue(testNS, testPool, zone),
+		nodestate.LabelHoldsSlot: HoldsSlotValue(testNS, SlotLeaseName(testPool, i)),
+		nodestate.LabelHoldsKey:  HoldsKeyValue(testNS, testPool, zone),
 	}
 	return n
 }
@@ -85,7 +87,7 @@ func TestDeletedKeyLeaseWakesNoWaiter(t *testing.T) {
 	b = newSem(t, cs, clk, "b", zoneN("zone-a", 1), func(c *Config) {
 		c.KeyUsers = func(ctx context.Context, value string) ([]string, error) {
 			defer asked.Add(1)
-			return b.listBusy(ctx, LabelHoldsKey, HoldsKeyValue(testNS, testPool, value), value)
+			return b.listBusy(ctx, nodestate.LabelHoldsKey, HoldsKeyValue(testNS, testPool, value), value)
 		}
 	})
 	ch := acquireAsync(ctx, b, fixed(4))

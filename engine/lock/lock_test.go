@@ -17,6 +17,8 @@ import (
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	k8stesting "k8s.io/client-go/testing"
 	testingclock "k8s.io/utils/clock/testing"
+
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 )
 
 func TestNewValidates(t *testing.T) {
@@ -275,9 +277,9 @@ func TestExpiredLeaseTakenOver(t *testing.T) {
 	putLease(t, cs, SlotLeaseName(testPool, 0), "stuck", t0, testTTL)
 	var checks atomic.Int32
 	b := newSem(t, cs, clk, "node-b", func(c *Config) {
-		c.HolderStatus = func(context.Context, string) (HolderStatus, error) {
+		c.HolderStatus = func(context.Context, string) (nodestate.HolderStatus, error) {
 			checks.Add(1)
-			return HolderStatus{Exists: true}, nil
+			return nodestate.HolderStatus{Exists: true}, nil
 		}
 	})
 	ch := acquireAsync(context.Background(), b, fixed(1))
@@ -349,8 +351,8 @@ func TestDeletedNodeLeaseReclaimed(t *testing.T) {
 		clk := testingclock.NewFakeClock(t0)
 		putLease(t, cs, SlotLeaseName(testPool, 0), "maybe", t0, testTTL)
 		b := newSem(t, cs, clk, "node-b", func(c *Config) {
-			c.HolderStatus = func(context.Context, string) (HolderStatus, error) {
-				return HolderStatus{}, errors.New("apiserver unavailable")
+			c.HolderStatus = func(context.Context, string) (nodestate.HolderStatus, error) {
+				return nodestate.HolderStatus{}, errors.New("apiserver unavailable")
 			}
 		})
 		for _, step := range []time.Duration{0, testTTL / 2, testTTL, 3 * time.Hour} {
@@ -767,9 +769,9 @@ func TestDeletedNodeHoldingKeyAndSlot(t *testing.T) {
 	mustTry(t, gone, 1) // its clock never moves again: it stopped renewing
 	var checked sync.Map
 	b := newSem(t, cs, clk, "b", zoneA, func(c *Config) {
-		c.HolderStatus = func(_ context.Context, name string) (HolderStatus, error) {
+		c.HolderStatus = func(_ context.Context, name string) (nodestate.HolderStatus, error) {
 			checked.Store(name, true)
-			return HolderStatus{Exists: name != "gone"}, nil
+			return nodestate.HolderStatus{Exists: name != "gone"}, nil
 		}
 	})
 	if _, ok, err := b.TryAcquire(context.Background(), 1); ok || err != nil {

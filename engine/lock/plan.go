@@ -4,6 +4,8 @@ import (
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
+
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 )
 
 // leaseState is what a Lease means to one would-be holder.
@@ -42,7 +44,7 @@ type planInput struct {
 // alive anyway.
 type verdict struct {
 	key    string // verdictKey of the Lease when checked
-	status HolderStatus
+	status nodestate.HolderStatus
 	at     time.Time
 }
 

@@ -7,63 +7,14 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 )
-
-// The node lifecycle condition types of KEP-5683 (Node Lifecycle Conditions, alpha in
-// Kubernetes v1.37), which maintenance controllers write on the Node's status.
-const (
-	ConditionMaintenancePlanned    corev1.NodeConditionType = "MaintenancePlanned"
-	ConditionMaintenanceInProgress corev1.NodeConditionType = "MaintenanceInProgress"
-	ConditionDrainInProgress       corev1.NodeConditionType = "DrainInProgress"
-	ConditionDrained               corev1.NodeConditionType = "Drained"
-)
-
-// LifecycleConditionTypes lists them in the order a reboot sets them.
-var LifecycleConditionTypes = []corev1.NodeConditionType{
-	ConditionMaintenancePlanned, ConditionMaintenanceInProgress, ConditionDrainInProgress, ConditionDrained,
-}
-
-// Reasons of the lifecycle conditions. MaintenanceWindow and DrainCompleted are the
-// KEP's; the KEP names no reason for a condition turned False, so the others are
-// rebootgate's, CamelCase cause categories as the KEP asks of writers.
-const (
-	// CondReasonMaintenanceWindow: set True because the node reboots in its pool's
-	// window (the gate allows it now).
-	CondReasonMaintenanceWindow = "MaintenanceWindow"
-	// CondReasonDrainCompleted: the drain's criteria were met (Drained True,
-	// DrainInProgress False).
-	CondReasonDrainCompleted = "DrainCompleted"
-	// CondReasonMaintenanceStarted: MaintenancePlanned is False because the
-	// maintenance began (the node is cordoned); Drained is False because a new drain
-	// began.
-	CondReasonMaintenanceStarted = "MaintenanceStarted"
-	// CondReasonMaintenanceCompleted: the reboot was verified and the node uncordoned.
-	CondReasonMaintenanceCompleted = "MaintenanceCompleted"
-	// CondReasonMaintenanceAbandoned: the reboot stopped before it happened (gate
-	// closed, slot lost, drain failed) and the node was uncordoned.
-	CondReasonMaintenanceAbandoned = "MaintenanceAbandoned"
-	// CondReasonMaintenanceEnded: no reboot is in progress, and how the last one ended
-	// is not known (an agent restarted between the end and the condition's update).
-	CondReasonMaintenanceEnded = "MaintenanceEnded"
-	// CondReasonDrainFailed: the drain failed and --force-reboot rebooted anyway, so
-	// the node is not Drained.
-	CondReasonDrainFailed = "DrainFailed"
-	// CondReasonNoRebootRequired: MaintenancePlanned is False, the sentinel is gone.
-	CondReasonNoRebootRequired = "NoRebootRequired"
-	// CondReasonRebootBlocked: MaintenancePlanned is False, the gate blocks the
-	// reboot now (outside the window, a blocker, back-off, hold).
-	CondReasonRebootBlocked = "RebootBlocked"
-)
-
-// ConditionWriter starts the message of every lifecycle condition rebootgate writes:
-// the KEP leaves ownership open, so the message names the writer, and rebootgate
-// turns False only the conditions it set True itself.
-const ConditionWriter = "rebootgate: "
 
 // LifecycleFacts is what the lifecycle conditions derive from: the phase recorded on
 // the Node and, while idle, the decision the agent reports.
 type LifecycleFacts struct {
-	Phase Phase
+	Phase nodestate.Phase
 	Pool  string
 	// Needed and Allowed: a reboot is required, and the gate allows it now (idle only).
 	Needed, Allowed bool
@@ -100,56 +51,56 @@ func LifecycleConditions(f LifecycleFacts) []LifecycleCondition {
 		pool = " of pool " + f.Pool
 	}
 	set := func(t corev1.NodeConditionType, reason, format string, args ...any) LifecycleCondition {
-		return LifecycleCondition{Type: t, Status: corev1.ConditionTrue, Reason: reason, Message: ConditionWriter + fmt.Sprintf(format, args...)}
+		return LifecycleCondition{Type: t, Status: corev1.ConditionTrue, Reason: reason, Message: nodestate.ConditionWriter + fmt.Sprintf(format, args...)}
 	}
 	unset := func(t corev1.NodeConditionType, reason, format string, args ...any) LifecycleCondition {
-		return LifecycleCondition{Type: t, Status: corev1.ConditionFalse, Reason: reason, Message: ConditionWriter + fmt.Sprintf(format, args...)}
+		return LifecycleCondition{Type: t, Status: corev1.ConditionFalse, Reason: reason, Message: nodestate.ConditionWriter + fmt.Sprintf(format, args...)}
 	}
-	started := unset(ConditionMaintenancePlanned, CondReasonMaintenanceStarted, "the reboot%s has started", pool)
-	inProgress := set(ConditionMaintenanceInProgress, CondReasonMaintenanceWindow, "rebooting the node in the window%s", pool)
+	started := unset(nodestate.ConditionMaintenancePlanned, nodestate.CondReasonMaintenanceStarted, "the reboot%s has started", pool)
+	inProgress := set(nodestate.ConditionMaintenanceInProgress, nodestate.CondReasonMaintenanceWindow, "rebooting the node in the window%s", pool)
 	switch f.Phase {
-	case PhaseCordoning, PhaseDraining:
+	case nodestate.PhaseCordoning, nodestate.PhaseDraining:
 		return []LifecycleCondition{
 			started, inProgress,
-			set(ConditionDrainInProgress, CondReasonMaintenanceWindow, "cordoned and draining for the reboot%s", pool),
-			unset(ConditionDrained, CondReasonMaintenanceStarted, "a new drain has started"),
+			set(nodestate.ConditionDrainInProgress, nodestate.CondReasonMaintenanceWindow, "cordoned and draining for the reboot%s", pool),
+			unset(nodestate.ConditionDrained, nodestate.CondReasonMaintenanceStarted, "a new drain has started"),
 		}
-	case PhaseRebooting, PhaseVerifying:
+	case nodestate.PhaseRebooting, nodestate.PhaseVerifying:
 		if f.DrainFailed {
 			msg := "the drain failed; rebooting anyway (force reboot)"
 			return []LifecycleCondition{
 				started, inProgress,
-				unset(ConditionDrainInProgress, CondReasonDrainFailed, "%s", msg),
-				unset(ConditionDrained, CondReasonDrainFailed, "%s", msg),
+				unset(nodestate.ConditionDrainInProgress, nodestate.CondReasonDrainFailed, "%s", msg),
+				unset(nodestate.ConditionDrained, nodestate.CondReasonDrainFailed, "%s", msg),
 			}
 		}
 		return []LifecycleCondition{
 			started, inProgress,
-			unset(ConditionDrainInProgress, CondReasonDrainCompleted, "the drain is over"),
-			set(ConditionDrained, CondReasonDrainCompleted, "drained; the node stays cordoned until its reboot is verified"),
+			unset(nodestate.ConditionDrainInProgress, nodestate.CondReasonDrainCompleted, "the drain is over"),
+			set(nodestate.ConditionDrained, nodestate.CondReasonDrainCompleted, "drained; the node stays cordoned until its reboot is verified"),
 		}
 	}
 	var planned LifecycleCondition
 	switch {
 	case !f.Needed:
-		planned = unset(ConditionMaintenancePlanned, CondReasonNoRebootRequired, "no reboot is required")
+		planned = unset(nodestate.ConditionMaintenancePlanned, nodestate.CondReasonNoRebootRequired, "no reboot is required")
 	case !f.Allowed:
-		planned = unset(ConditionMaintenancePlanned, CondReasonRebootBlocked, "a reboot is required but blocked: %s", f.Why)
+		planned = unset(nodestate.ConditionMaintenancePlanned, nodestate.CondReasonRebootBlocked, "a reboot is required but blocked: %s", f.Why)
 	default:
-		planned = set(ConditionMaintenancePlanned, CondReasonMaintenanceWindow, "a reboot is required and allowed in the window%s; waiting for a slot", pool)
+		planned = set(nodestate.ConditionMaintenancePlanned, nodestate.CondReasonMaintenanceWindow, "a reboot is required and allowed in the window%s; waiting for a slot", pool)
 	}
-	reason, msg := CondReasonMaintenanceEnded, "no reboot is in progress"
+	reason, msg := nodestate.CondReasonMaintenanceEnded, "no reboot is in progress"
 	switch f.Ended {
 	case ActFinish:
-		reason, msg = CondReasonMaintenanceCompleted, "the reboot ended and the node was uncordoned"
+		reason, msg = nodestate.CondReasonMaintenanceCompleted, "the reboot ended and the node was uncordoned"
 	case ActUndo:
-		reason, msg = CondReasonMaintenanceAbandoned, "the reboot was stopped before it happened and the node was uncordoned"
+		reason, msg = nodestate.CondReasonMaintenanceAbandoned, "the reboot was stopped before it happened and the node was uncordoned"
 	}
 	return []LifecycleCondition{
 		planned,
-		unset(ConditionMaintenanceInProgress, reason, "%s", msg),
-		unset(ConditionDrainInProgress, reason, "%s", msg),
-		unset(ConditionDrained, reason, "%s", msg),
+		unset(nodestate.ConditionMaintenanceInProgress, reason, "%s", msg),
+		unset(nodestate.ConditionDrainInProgress, reason, "%s", msg),
+		unset(nodestate.ConditionDrained, reason, "%s", msg),
 	}
 }
 
@@ -163,7 +114,7 @@ func LifecycleUpdates(have []corev1.NodeCondition, want []LifecycleCondition, no
 	var out []corev1.NodeCondition
 	for _, w := range want {
 		cur := findCondition(have, w.Type)
-		ours := cur != nil && strings.HasPrefix(cur.Message, ConditionWriter)
+		ours := cur != nil && strings.HasPrefix(cur.Message, nodestate.ConditionWriter)
 		switch {
 		case w.Status == corev1.ConditionTrue && cur != nil && cur.Status == corev1.ConditionTrue &&
 			(!ours || (cur.Reason == w.Reason && cur.Message == w.Message)):

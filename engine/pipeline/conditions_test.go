@@ -7,6 +7,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 )
 
 // TestLifecycleConditionsByPhase: each phase gives the table of LifecycleConditions'
@@ -20,37 +22,37 @@ func TestLifecycleConditionsByPhase(t *testing.T) {
 		reason [4]string
 	}{
 		{"idle, nothing needed", LifecycleFacts{}, [4]corev1.ConditionStatus{F, F, F, F},
-			[4]string{CondReasonNoRebootRequired, CondReasonMaintenanceEnded, CondReasonMaintenanceEnded, CondReasonMaintenanceEnded}},
+			[4]string{nodestate.CondReasonNoRebootRequired, nodestate.CondReasonMaintenanceEnded, nodestate.CondReasonMaintenanceEnded, nodestate.CondReasonMaintenanceEnded}},
 		{"idle, needed and allowed", LifecycleFacts{Needed: true, Allowed: true, Pool: "user"}, [4]corev1.ConditionStatus{T, F, F, F},
-			[4]string{CondReasonMaintenanceWindow, CondReasonMaintenanceEnded, CondReasonMaintenanceEnded, CondReasonMaintenanceEnded}},
+			[4]string{nodestate.CondReasonMaintenanceWindow, nodestate.CondReasonMaintenanceEnded, nodestate.CondReasonMaintenanceEnded, nodestate.CondReasonMaintenanceEnded}},
 		{"idle, needed and blocked", LifecycleFacts{Needed: true, Why: "outside the window"}, [4]corev1.ConditionStatus{F, F, F, F},
-			[4]string{CondReasonRebootBlocked, CondReasonMaintenanceEnded, CondReasonMaintenanceEnded, CondReasonMaintenanceEnded}},
+			[4]string{nodestate.CondReasonRebootBlocked, nodestate.CondReasonMaintenanceEnded, nodestate.CondReasonMaintenanceEnded, nodestate.CondReasonMaintenanceEnded}},
 		{"idle after a reboot", LifecycleFacts{Ended: ActFinish}, [4]corev1.ConditionStatus{F, F, F, F},
-			[4]string{CondReasonNoRebootRequired, CondReasonMaintenanceCompleted, CondReasonMaintenanceCompleted, CondReasonMaintenanceCompleted}},
+			[4]string{nodestate.CondReasonNoRebootRequired, nodestate.CondReasonMaintenanceCompleted, nodestate.CondReasonMaintenanceCompleted, nodestate.CondReasonMaintenanceCompleted}},
 		{"idle after an undo", LifecycleFacts{Needed: true, Why: "gate closed", Ended: ActUndo}, [4]corev1.ConditionStatus{F, F, F, F},
-			[4]string{CondReasonRebootBlocked, CondReasonMaintenanceAbandoned, CondReasonMaintenanceAbandoned, CondReasonMaintenanceAbandoned}},
-		{"draining", LifecycleFacts{Phase: PhaseDraining, Pool: "user"}, [4]corev1.ConditionStatus{F, T, T, F},
-			[4]string{CondReasonMaintenanceStarted, CondReasonMaintenanceWindow, CondReasonMaintenanceWindow, CondReasonMaintenanceStarted}},
-		{"cordoning (older agent)", LifecycleFacts{Phase: PhaseCordoning}, [4]corev1.ConditionStatus{F, T, T, F},
-			[4]string{CondReasonMaintenanceStarted, CondReasonMaintenanceWindow, CondReasonMaintenanceWindow, CondReasonMaintenanceStarted}},
-		{"rebooting", LifecycleFacts{Phase: PhaseRebooting}, [4]corev1.ConditionStatus{F, T, F, T},
-			[4]string{CondReasonMaintenanceStarted, CondReasonMaintenanceWindow, CondReasonDrainCompleted, CondReasonDrainCompleted}},
-		{"rebooting after a failed drain (force reboot)", LifecycleFacts{Phase: PhaseRebooting, DrainFailed: true}, [4]corev1.ConditionStatus{F, T, F, F},
-			[4]string{CondReasonMaintenanceStarted, CondReasonMaintenanceWindow, CondReasonDrainFailed, CondReasonDrainFailed}},
-		{"verifying", LifecycleFacts{Phase: PhaseVerifying}, [4]corev1.ConditionStatus{F, T, F, T},
-			[4]string{CondReasonMaintenanceStarted, CondReasonMaintenanceWindow, CondReasonDrainCompleted, CondReasonDrainCompleted}},
+			[4]string{nodestate.CondReasonRebootBlocked, nodestate.CondReasonMaintenanceAbandoned, nodestate.CondReasonMaintenanceAbandoned, nodestate.CondReasonMaintenanceAbandoned}},
+		{"draining", LifecycleFacts{Phase: nodestate.PhaseDraining, Pool: "user"}, [4]corev1.ConditionStatus{F, T, T, F},
+			[4]string{nodestate.CondReasonMaintenanceStarted, nodestate.CondReasonMaintenanceWindow, nodestate.CondReasonMaintenanceWindow, nodestate.CondReasonMaintenanceStarted}},
+		{"cordoning (older agent)", LifecycleFacts{Phase: nodestate.PhaseCordoning}, [4]corev1.ConditionStatus{F, T, T, F},
+			[4]string{nodestate.CondReasonMaintenanceStarted, nodestate.CondReasonMaintenanceWindow, nodestate.CondReasonMaintenanceWindow, nodestate.CondReasonMaintenanceStarted}},
+		{"rebooting", LifecycleFacts{Phase: nodestate.PhaseRebooting}, [4]corev1.ConditionStatus{F, T, F, T},
+			[4]string{nodestate.CondReasonMaintenanceStarted, nodestate.CondReasonMaintenanceWindow, nodestate.CondReasonDrainCompleted, nodestate.CondReasonDrainCompleted}},
+		{"rebooting after a failed drain (force reboot)", LifecycleFacts{Phase: nodestate.PhaseRebooting, DrainFailed: true}, [4]corev1.ConditionStatus{F, T, F, F},
+			[4]string{nodestate.CondReasonMaintenanceStarted, nodestate.CondReasonMaintenanceWindow, nodestate.CondReasonDrainFailed, nodestate.CondReasonDrainFailed}},
+		{"verifying", LifecycleFacts{Phase: nodestate.PhaseVerifying}, [4]corev1.ConditionStatus{F, T, F, T},
+			[4]string{nodestate.CondReasonMaintenanceStarted, nodestate.CondReasonMaintenanceWindow, nodestate.CondReasonDrainCompleted, nodestate.CondReasonDrainCompleted}},
 	}
 	for _, tc := range cases {
 		got := LifecycleConditions(tc.facts)
-		if len(got) != len(LifecycleConditionTypes) {
-			t.Fatalf("%s: %d conditions, want %d", tc.name, len(got), len(LifecycleConditionTypes))
+		if len(got) != len(nodestate.LifecycleConditionTypes) {
+			t.Fatalf("%s: %d conditions, want %d", tc.name, len(got), len(nodestate.LifecycleConditionTypes))
 		}
 		for i, c := range got {
-			if c.Type != LifecycleConditionTypes[i] || c.Status != tc.status[i] || c.Reason != tc.reason[i] {
+			if c.Type != nodestate.LifecycleConditionTypes[i] || c.Status != tc.status[i] || c.Reason != tc.reason[i] {
 				t.Errorf("%s: condition %d = %s=%s (%s), want %s=%s (%s)", tc.name, i, c.Type, c.Status, c.Reason,
-					LifecycleConditionTypes[i], tc.status[i], tc.reason[i])
+					nodestate.LifecycleConditionTypes[i], tc.status[i], tc.reason[i])
 			}
-			if !strings.HasPrefix(c.Message, ConditionWriter) {
+			if !strings.HasPrefix(c.Message, nodestate.ConditionWriter) {
 				t.Errorf("%s: %s's message %q does not name rebootgate", tc.name, c.Type, c.Message)
 			}
 		}
@@ -66,8 +68,8 @@ func TestLifecycleUpdates(t *testing.T) {
 	now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
 	earlier := metav1.NewTime(now.Add(-time.Hour))
 	idle := LifecycleConditions(LifecycleFacts{})
-	draining := LifecycleConditions(LifecycleFacts{Phase: PhaseDraining, Pool: "user"})
-	rebooting := LifecycleConditions(LifecycleFacts{Phase: PhaseRebooting, Pool: "user"})
+	draining := LifecycleConditions(LifecycleFacts{Phase: nodestate.PhaseDraining, Pool: "user"})
+	rebooting := LifecycleConditions(LifecycleFacts{Phase: nodestate.PhaseRebooting, Pool: "user"})
 	ready := corev1.NodeCondition{Type: corev1.NodeReady, Status: corev1.ConditionTrue}
 	asNode := func(want []LifecycleCondition) []corev1.NodeCondition {
 		out := []corev1.NodeCondition{ready}
@@ -111,14 +113,14 @@ func TestLifecycleUpdates(t *testing.T) {
 	planned := LifecycleConditions(LifecycleFacts{Needed: true, Allowed: true, Pool: "a"})
 	moved := LifecycleConditions(LifecycleFacts{Needed: true, Allowed: true, Pool: "b"})
 	got = LifecycleUpdates(asNode(planned), moved, now)
-	if len(got) != 1 || got[0].Type != ConditionMaintenancePlanned || !got[0].LastTransitionTime.Equal(&earlier) {
+	if len(got) != 1 || got[0].Type != nodestate.ConditionMaintenancePlanned || !got[0].LastTransitionTime.Equal(&earlier) {
 		t.Errorf("a new message on a True condition writes %+v, want MaintenancePlanned with its old transition time", got)
 	}
 
 	// Another writer's True conditions are theirs: neither cleared nor taken over.
 	admin := []corev1.NodeCondition{ready,
-		{Type: ConditionMaintenanceInProgress, Status: corev1.ConditionTrue, Reason: "AdminRequested", Message: "firmware update"},
-		{Type: ConditionDrained, Status: corev1.ConditionTrue, Reason: "AdminRequested"},
+		{Type: nodestate.ConditionMaintenanceInProgress, Status: corev1.ConditionTrue, Reason: "AdminRequested", Message: "firmware update"},
+		{Type: nodestate.ConditionDrained, Status: corev1.ConditionTrue, Reason: "AdminRequested"},
 	}
 	if got := LifecycleUpdates(admin, idle, now); len(got) != 0 {
 		t.Errorf("an admin's conditions get %s, want them left alone", types(got))

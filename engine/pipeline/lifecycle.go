@@ -3,6 +3,8 @@ package pipeline
 import (
 	"fmt"
 	"time"
+
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 )
 
 // SlotStatus is what the node knows about its concurrency slot at this moment.
@@ -25,7 +27,7 @@ const (
 // afresh on every pass of the agent's reconcile loop.
 type Observation struct {
 	Now   time.Time
-	State State
+	State nodestate.State
 	// BootID is the Node's current status.nodeInfo.bootID; Ready its Ready condition.
 	BootID string
 	Ready  bool
@@ -98,20 +100,20 @@ func (s Step) String() string {
 func Next(o Observation, t Timing) Step {
 	st := o.State
 	switch st.Phase {
-	case PhaseIdle:
+	case nodestate.PhaseIdle:
 		return nextIdle(o)
-	case PhaseCordoning, PhaseDraining:
+	case nodestate.PhaseCordoning, nodestate.PhaseDraining:
 		if why := preRebootBlocker(o); why != "" {
 			return Step{Action: ActUndo, Reason: why}
 		}
-		if st.Phase == PhaseCordoning {
+		if st.Phase == nodestate.PhaseCordoning {
 			// Written by an older agent before its cordon: cordon again (idempotent).
 			return Step{Action: ActCordon}
 		}
 		return Step{Action: ActDrain}
-	case PhaseRebooting:
+	case nodestate.PhaseRebooting:
 		return nextRebooting(o, t)
-	case PhaseVerifying:
+	case nodestate.PhaseVerifying:
 		return nextVerifying(o, t)
 	}
 	return Step{Action: ActUndo, Reason: fmt.Sprintf("unknown phase %q", st.Phase)}

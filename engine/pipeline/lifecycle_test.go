@@ -3,23 +3,25 @@ package pipeline
 import (
 	"testing"
 	"time"
+
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 )
 
 func TestNextTable(t *testing.T) {
 	timing := Timing{RebootDelay: 30 * time.Second, RebootTimeout: 5 * time.Minute, RebootAttempts: 2, Soak: time.Minute}
 	now := t0
-	idle := State{}
-	draining := State{Phase: PhaseDraining, Since: now.Add(-time.Minute)}
-	rebooting := State{Phase: PhaseRebooting, Since: now.Add(-time.Minute), BootIDBefore: "b1"}
-	delaying := State{Phase: PhaseRebooting, Since: now.Add(-10 * time.Second), BootIDBefore: "b1"}
+	idle := nodestate.State{}
+	draining := nodestate.State{Phase: nodestate.PhaseDraining, Since: now.Add(-time.Minute)}
+	rebooting := nodestate.State{Phase: nodestate.PhaseRebooting, Since: now.Add(-time.Minute), BootIDBefore: "b1"}
+	delaying := nodestate.State{Phase: nodestate.PhaseRebooting, Since: now.Add(-10 * time.Second), BootIDBefore: "b1"}
 	requested := rebooting
 	requested.Attempts, requested.RequestedAt = 1, now.Add(-time.Minute)
 	timedOut := rebooting
 	timedOut.Attempts, timedOut.RequestedAt = 1, now.Add(-10*time.Minute)
 	exhausted := timedOut
 	exhausted.Attempts = 2
-	verifying := State{Phase: PhaseVerifying, Since: now.Add(-time.Minute), BootIDBefore: "b1"}
-	backingOff := State{Failures: 1, RetryAfter: now.Add(time.Minute)}
+	verifying := nodestate.State{Phase: nodestate.PhaseVerifying, Since: now.Add(-time.Minute), BootIDBefore: "b1"}
+	backingOff := nodestate.State{Failures: 1, RetryAfter: now.Add(time.Minute)}
 
 	ok := func(o Observation) Observation {
 		o.Now, o.Needed, o.Allowed, o.Ready, o.Healthy, o.BootID = now, true, true, true, true, "b1"
@@ -87,12 +89,12 @@ func TestNextTable(t *testing.T) {
 
 func TestNextWaitsUntilTheRightMoment(t *testing.T) {
 	timing := Timing{RebootDelay: 30 * time.Second, RebootTimeout: 5 * time.Minute, RebootAttempts: 2, Soak: time.Minute}
-	o := Observation{Now: t0, State: State{Phase: PhaseRebooting, Since: t0.Add(-10 * time.Second), BootIDBefore: "b1"},
+	o := Observation{Now: t0, State: nodestate.State{Phase: nodestate.PhaseRebooting, Since: t0.Add(-10 * time.Second), BootIDBefore: "b1"},
 		BootID: "b1", Needed: true, Allowed: true, Slot: SlotHeld}
 	if got := Next(o, timing); got.Action != ActWait || got.After != 20*time.Second {
 		t.Fatalf("reboot delay: %v after %v, want Wait after 20s", got, got.After)
 	}
-	o.State, o.Slot = State{Failures: 2, RetryAfter: t0.Add(3 * time.Minute)}, SlotNone
+	o.State, o.Slot = nodestate.State{Failures: 2, RetryAfter: t0.Add(3 * time.Minute)}, SlotNone
 	if got := Next(o, timing); got.Action != ActWait || got.After != 3*time.Minute {
 		t.Fatalf("back-off: %v after %v, want Wait after 3m", got, got.After)
 	}

@@ -16,6 +16,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/rebootgate/rebootgate/engine/lock"
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 )
 
 // Event reasons on the Node.
@@ -37,15 +38,6 @@ const (
 	ReasonNodeNotBack       = "NodeNotBack"
 	ReasonHealthGateTimeout = "HealthGateTimeout"
 	ReasonRetryScheduled    = "RebootRetryScheduled"
-)
-
-// kured's node annotations (--annotate-nodes), read by other tools: both hold an
-// RFC 3339 time.
-const (
-	// AnnotationKuredRebootInProgress is set while a reboot is under way.
-	AnnotationKuredRebootInProgress = "weave.works/kured-reboot-in-progress"
-	// AnnotationKuredMostRecentRebootNeeded is when the last reboot was started.
-	AnnotationKuredMostRecentRebootNeeded = "weave.works/kured-most-recent-reboot-needed"
 )
 
 // Slot is a held concurrency slot.
@@ -99,7 +91,7 @@ type Config struct {
 	// HoldAnnotation returns the annotation key that holds a node (the config's).
 	HoldAnnotation func() string
 	// OnPhase is told each phase written (metrics).
-	OnPhase func(Phase)
+	OnPhase func(nodestate.Phase)
 	// OnStep, if set, is told when draining starts, right before the reboot request,
 	// and after the uncordon (notifications). It runs synchronously: before a reboot,
 	// the process may not live long after it returns.
@@ -148,7 +140,7 @@ func New(cfg Config) (*Executor, error) {
 	cfg.FailureBackoff = orDuration(cfg.FailureBackoff, time.Minute)
 	cfg.MaxBackoff = orDuration(cfg.MaxBackoff, time.Hour)
 	if cfg.HoldAnnotation == nil {
-		cfg.HoldAnnotation = func() string { return "rebootgate.io/hold" }
+		cfg.HoldAnnotation = func() string { return nodestate.AnnotationHold }
 	}
 	// Kubelet uses the node name as the UID of Node events; doing the same makes
 	// kubectl describe node show ours.
@@ -165,35 +157,35 @@ func (p *Executor) step(ctx context.Context, s Step) {
 // Cordon applies the pre-reboot labels and taint and cordons, recording in the same
 // patch the phase Draining, the slot, and whether the node was schedulable — so an
 // admin's cordon is never undone.
-func (p *Executor) Cordon(ctx context.Context, st State, slot SlotRef) (State, error) {
-	st.Phase, st.Slot, st.Pool, st.SlotValue = PhaseDraining, slot.Name, slot.Pool, slot.Value
+func (p *Executor) Cordon(ctx context.Context, st nodestate.State, slot SlotRef) (nodestate.State, error) {
+	st.Phase, st.Slot, st.Pool, st.SlotValue = nodestate.PhaseDraining, slot.Name, slot.Pool, slot.Value
 	st.Attempts, st.RequestedAt, st.BootIDBefore, st.StartedAt = 0, time.Time{}, "", p.cfg.Clock.Now()
 	st.DrainForced = false
 	var cordonedByUs bool
-	st, err := p.save(ctx, st, func(n *corev1.Node, patch *nodePatch) {
-		cordonedByUs = !n.Spec.Unschedulable || StateOf(n).CordonedByUs
+	st, err := p.save(ctx, st, func(n *corev1.Node, patch *nodestate.Patch) {
+		cordonedByUs = !n.Spec.Unschedulable || nodestate.StateOf(n).CordonedByUs
 		patch.Metadata.Labels = stringPtrs(p.cfg.PreRebootLabels)
 		// The second record of the holding (slot, and key value if any), which
 		// outlives a deleted Lease.
-		patch.Metadata.Labels[lock.LabelHoldsSlot] = ptr(lock.HoldsSlotValue(p.cfg.Namespace, slot.Name))
+		patch.Metadata.Labels[nodestate.LabelHoldsSlot] = ptr(lock.HoldsSlotValue(p.cfg.Namespace, slot.Name))
 		if slot.Value != "" {
-			patch.Metadata.Labels[lock.LabelHoldsKey] = ptr(lock.HoldsKeyValue(p.cfg.Namespace, slot.Pool, slot.Value))
-		} else if _, ok := n.Labels[lock.LabelHoldsKey]; ok {
-			patch.Metadata.Labels[lock.LabelHoldsKey] = nil
+			patch.Metadata.Labels[nodestate.LabelHoldsKey] = ptr(lock.HoldsKeyValue(p.cfg.Namespace, slot.Pool, slot.Value))
+		} else if _, ok := n.Labels[nodestate.LabelHoldsKey]; ok {
+			patch.Metadata.Labels[nodestate.LabelHoldsKey] = nil
 		}
-		patch.Spec = &patchSpec{Unschedulable: ptr(true)}
+		patch.Spec = &nodestate.PatchSpec{Unschedulable: ptr(true)}
 		if taints, changed := withTaint(n.Spec.Taints, p.cfg.PreferNoScheduleTaint, true); changed {
 			patch.Spec.Taints = &taints
 		}
 		if cordonedByUs {
-			patch.Metadata.Annotations[AnnotationCordonedByUs] = ptr("true")
+			patch.Metadata.Annotations[nodestate.AnnotationCordonedByUs] = ptr("true")
 		}
 		if p.cfg.KuredAnnotations {
 			now := p.cfg.Clock.Now().Format(time.RFC3339)
-			if _, ok := n.Annotations[AnnotationKuredRebootInProgress]; !ok {
-				patch.Metadata.Annotations[AnnotationKuredRebootInProgress] = ptr(now)
+			if _, ok := n.Annotations[nodestate.AnnotationKuredRebootInProgress]; !ok {
+				patch.Metadata.Annotations[nodestate.AnnotationKuredRebootInProgress] = ptr(now)
 			}
-			patch.Metadata.Annotations[AnnotationKuredMostRecentRebootNeeded] = ptr(now)
+			patch.Metadata.Annotations[nodestate.AnnotationKuredMostRecentRebootNeeded] = ptr(now)
 		}
 	})
 	if err != nil {
@@ -214,12 +206,12 @@ func (p *Executor) Drain(ctx context.Context) error {
 
 // Drained records the move to Rebooting with the boot ID to compare against (and
 // st.DrainForced, a drain that failed under force reboot).
-func (p *Executor) Drained(ctx context.Context, st State) (State, error) {
+func (p *Executor) Drained(ctx context.Context, st nodestate.State) (nodestate.State, error) {
 	n, err := p.cfg.Node()
 	if err != nil {
 		return st, fmt.Errorf("reading node %s: %w", p.cfg.NodeName, err)
 	}
-	st.Phase, st.BootIDBefore, st.Attempts, st.RequestedAt = PhaseRebooting, n.Status.NodeInfo.BootID, 0, time.Time{}
+	st.Phase, st.BootIDBefore, st.Attempts, st.RequestedAt = nodestate.PhaseRebooting, n.Status.NodeInfo.BootID, 0, time.Time{}
 	return p.save(ctx, st, nil)
 }
 
@@ -229,7 +221,7 @@ var ErrCancelled = errors.New("reboot cancelled")
 // RequestReboot records the attempt, tells people, runs final — the very last check
 // (fresh gate, slot confirmed held) — and only then asks the host to reboot. A final
 // error is returned wrapped in ErrCancelled and nothing is requested.
-func (p *Executor) RequestReboot(ctx context.Context, st State, final func(ctx context.Context) error) (State, error) {
+func (p *Executor) RequestReboot(ctx context.Context, st nodestate.State, final func(ctx context.Context) error) (nodestate.State, error) {
 	st.Attempts++
 	st.RequestedAt = p.cfg.Clock.Now()
 	// Recorded first: an agent that dies right after the request must not ask again
@@ -251,8 +243,8 @@ func (p *Executor) RequestReboot(ctx context.Context, st State, final func(ctx c
 }
 
 // Rebooted records the move to Verifying once the boot ID changed.
-func (p *Executor) Rebooted(ctx context.Context, st State) (State, error) {
-	st.Phase, st.LastReboot = PhaseVerifying, p.cfg.Clock.Now()
+func (p *Executor) Rebooted(ctx context.Context, st nodestate.State) (nodestate.State, error) {
+	st.Phase, st.LastReboot = nodestate.PhaseVerifying, p.cfg.Clock.Now()
 	st.LoopBackoffUntil = st.LastReboot.Add(p.cfg.LoopBackoff)
 	st, err := p.save(ctx, st, nil)
 	if err == nil {
@@ -266,9 +258,9 @@ func (p *Executor) Rebooted(ctx context.Context, st State) (State, error) {
 // pre-reboot labels, applies the post-reboot labels after a reboot, and books a
 // failure: back-off, or after MaxFailures consecutive ones, the hold annotation.
 // Only then is the slot released (slot may be nil).
-func (p *Executor) Finish(ctx context.Context, st State, s Step, slot Slot) error {
+func (p *Executor) Finish(ctx context.Context, st nodestate.State, s Step, slot Slot) error {
 	rebooted := s.Action == ActFinish
-	last := State{LastReboot: st.LastReboot, LoopBackoffUntil: st.LoopBackoffUntil, LastDuration: st.LastDuration}
+	last := nodestate.State{LastReboot: st.LastReboot, LoopBackoffUntil: st.LoopBackoffUntil, LastDuration: st.LastDuration}
 	if rebooted && !st.StartedAt.IsZero() {
 		last.LastDuration = p.cfg.Clock.Since(st.StartedAt).Round(time.Second)
 	}
@@ -290,17 +282,17 @@ func (p *Executor) Finish(ctx context.Context, st State, s Step, slot Slot) erro
 	if rebooted {
 		labels = p.cfg.PostRebootLabels
 	}
-	_, err := p.save(ctx, last, func(n *corev1.Node, patch *nodePatch) {
-		if StateOf(n).CordonedByUs {
-			patch.Spec = &patchSpec{Unschedulable: ptr(false)}
+	_, err := p.save(ctx, last, func(n *corev1.Node, patch *nodestate.Patch) {
+		if nodestate.StateOf(n).CordonedByUs {
+			patch.Spec = &nodestate.PatchSpec{Unschedulable: ptr(false)}
 		}
 		if taints, changed := withTaint(n.Spec.Taints, p.cfg.PreferNoScheduleTaint, false); changed {
 			if patch.Spec == nil {
-				patch.Spec = &patchSpec{}
+				patch.Spec = &nodestate.PatchSpec{}
 			}
 			patch.Spec.Taints = &taints
 		}
-		patch.Metadata.Labels = map[string]*string{lock.LabelHoldsSlot: nil, lock.LabelHoldsKey: nil}
+		patch.Metadata.Labels = map[string]*string{nodestate.LabelHoldsSlot: nil, nodestate.LabelHoldsKey: nil}
 		for k := range p.cfg.PreRebootLabels {
 			if _, keep := labels[k]; !keep {
 				patch.Metadata.Labels[k] = nil
@@ -312,8 +304,8 @@ func (p *Executor) Finish(ctx context.Context, st State, s Step, slot Slot) erro
 		if hold != "" {
 			patch.Metadata.Annotations[holdKey] = ptr(hold)
 		}
-		if _, ok := n.Annotations[AnnotationKuredRebootInProgress]; ok && p.cfg.KuredAnnotations {
-			patch.Metadata.Annotations[AnnotationKuredRebootInProgress] = nil
+		if _, ok := n.Annotations[nodestate.AnnotationKuredRebootInProgress]; ok && p.cfg.KuredAnnotations {
+			patch.Metadata.Annotations[nodestate.AnnotationKuredRebootInProgress] = nil
 		}
 	})
 	if err != nil {
@@ -371,9 +363,9 @@ func (p *Executor) PreferNoSchedule(ctx context.Context, want bool) error {
 	if _, changed := withTaint(n.Spec.Taints, p.cfg.PreferNoScheduleTaint, want); !changed {
 		return nil
 	}
-	return p.patchNode(ctx, "setting taint "+p.cfg.PreferNoScheduleTaint, func(n *corev1.Node, patch *nodePatch) bool {
+	return p.patchNode(ctx, "setting taint "+p.cfg.PreferNoScheduleTaint, func(n *corev1.Node, patch *nodestate.Patch) bool {
 		taints, changed := withTaint(n.Spec.Taints, p.cfg.PreferNoScheduleTaint, want)
-		patch.Spec = &patchSpec{Taints: &taints}
+		patch.Spec = &nodestate.PatchSpec{Taints: &taints}
 		return changed
 	})
 }
@@ -385,14 +377,14 @@ func (p *Executor) Event(eventType, reason, format string, args ...any) {
 
 // save writes the state (and any extra change) to the Node in one merge patch guarded
 // by the resourceVersion, retrying on conflicts with a fresh read.
-func (p *Executor) save(ctx context.Context, st State, extra func(*corev1.Node, *nodePatch)) (State, error) {
-	if st.Phase != PhaseIdle {
+func (p *Executor) save(ctx context.Context, st nodestate.State, extra func(*corev1.Node, *nodestate.Patch)) (nodestate.State, error) {
+	if st.Phase != nodestate.PhaseIdle {
 		st.Since = p.cfg.Clock.Now()
 	} else {
 		st.Since = time.Time{}
 	}
-	err := p.patchNode(ctx, fmt.Sprintf("recording phase %q", st.Phase), func(n *corev1.Node, patch *nodePatch) bool {
-		patch.Metadata.Annotations = st.annotations()
+	err := p.patchNode(ctx, fmt.Sprintf("recording phase %q", st.Phase), func(n *corev1.Node, patch *nodestate.Patch) bool {
+		patch.Metadata.Annotations = st.Annotations()
 		if extra != nil {
 			extra(n, patch)
 		}
@@ -407,18 +399,18 @@ func (p *Executor) save(ctx context.Context, st State, extra func(*corev1.Node, 
 // patchNode writes one merge patch built from a fresh read of the node, guarded by its
 // resourceVersion and retried on conflicts; build returns false when there is nothing
 // to write.
-func (p *Executor) patchNode(ctx context.Context, what string, build func(*corev1.Node, *nodePatch) bool) error {
+func (p *Executor) patchNode(ctx context.Context, what string, build func(*corev1.Node, *nodestate.Patch) bool) error {
 	nodes := p.cfg.Client.CoreV1().Nodes()
 	for attempt := 0; ; attempt++ {
 		n, err := nodes.Get(ctx, p.cfg.NodeName, metav1.GetOptions{})
 		if err != nil {
 			return fmt.Errorf("reading node %s: %w", p.cfg.NodeName, err)
 		}
-		patch := &nodePatch{Metadata: patchMeta{ResourceVersion: n.ResourceVersion}}
+		patch := &nodestate.Patch{Metadata: nodestate.PatchMeta{ResourceVersion: n.ResourceVersion}}
 		if !build(n, patch) {
 			return nil
 		}
-		data, err := patch.bytes()
+		data, err := patch.Bytes()
 		if err != nil {
 			return err
 		}

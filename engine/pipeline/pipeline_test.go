@@ -14,6 +14,7 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/rebootgate/rebootgate/engine/lock"
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 )
 
 const nodeName = "n1"
@@ -91,13 +92,13 @@ var slot0 = SlotRef{Name: "rebootgate-p-0", Pool: "p"}
 func TestCordonRecordsTheSlotKeyValue(t *testing.T) {
 	h := newHarness(t, false, func(c *Config) { c.Namespace = "rg" })
 	ctx := context.Background()
-	st, err := h.ex.Cordon(ctx, StateOf(h.node()), SlotRef{Name: "rebootgate-p-1", Pool: "p", Value: "zone-a"})
+	st, err := h.ex.Cordon(ctx, nodestate.StateOf(h.node()), SlotRef{Name: "rebootgate-p-1", Pool: "p", Value: "zone-a"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	n := h.node()
-	if got, want := n.Labels[lock.LabelHoldsKey], lock.HoldsKeyValue("rg", "p", "zone-a"); got != want || StateOf(n).Phase != PhaseDraining {
-		t.Fatalf("after cordon: label %s = %q, phase %q; want %q with the phase", lock.LabelHoldsKey, got, StateOf(n).Phase, want)
+	if got, want := n.Labels[nodestate.LabelHoldsKey], lock.HoldsKeyValue("rg", "p", "zone-a"); got != want || nodestate.StateOf(n).Phase != nodestate.PhaseDraining {
+		t.Fatalf("after cordon: label %s = %q, phase %q; want %q with the phase", nodestate.LabelHoldsKey, got, nodestate.StateOf(n).Phase, want)
 	}
 	if lock.HoldsKeyValue("rg", "p", "zone-a") == lock.HoldsKeyValue("other", "p", "zone-a") || lock.HoldsKeyValue("rg", "p", "zone-a") == lock.HoldsKeyValue("rg", "q", "zone-a") {
 		t.Fatal("the key record does not tell namespaces or pools apart")
@@ -105,38 +106,38 @@ func TestCordonRecordsTheSlotKeyValue(t *testing.T) {
 	if err := h.ex.Finish(ctx, st, Step{Action: ActUndo, Reason: "test"}, h); err != nil {
 		t.Fatal(err)
 	}
-	if v, ok := h.node().Labels[lock.LabelHoldsKey]; ok {
-		t.Fatalf("label %s = %q left after finish", lock.LabelHoldsKey, v)
+	if v, ok := h.node().Labels[nodestate.LabelHoldsKey]; ok {
+		t.Fatalf("label %s = %q left after finish", nodestate.LabelHoldsKey, v)
 	}
-	if _, err := h.ex.Cordon(ctx, StateOf(h.node()), slot0); err != nil {
+	if _, err := h.ex.Cordon(ctx, nodestate.StateOf(h.node()), slot0); err != nil {
 		t.Fatal(err)
 	}
-	if v, ok := h.node().Labels[lock.LabelHoldsKey]; ok {
-		t.Fatalf("label %s = %q on a slot without a key value", lock.LabelHoldsKey, v)
+	if v, ok := h.node().Labels[nodestate.LabelHoldsKey]; ok {
+		t.Fatalf("label %s = %q on a slot without a key value", nodestate.LabelHoldsKey, v)
 	}
 }
 
 func TestCordonRecordsSlotAndFinishUncordonsBeforeRelease(t *testing.T) {
 	h := newHarness(t, false, nil)
 	ctx := context.Background()
-	st, err := h.ex.Cordon(ctx, StateOf(h.node()), slot0)
+	st, err := h.ex.Cordon(ctx, nodestate.StateOf(h.node()), slot0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	n := h.node()
-	got := StateOf(n)
-	if !n.Spec.Unschedulable || got.Phase != PhaseDraining || !got.CordonedByUs || got.Pool != "p" || got.Slot != slot0.Name || n.Labels["rebooting"] != "yes" {
+	got := nodestate.StateOf(n)
+	if !n.Spec.Unschedulable || got.Phase != nodestate.PhaseDraining || !got.CordonedByUs || got.Pool != "p" || got.Slot != slot0.Name || n.Labels["rebooting"] != "yes" {
 		t.Fatalf("after cordon: unschedulable=%v state=%+v labels=%v", n.Spec.Unschedulable, got, n.Labels)
 	}
 	if len(n.Spec.Taints) != 2 {
 		t.Fatalf("taints = %v, want the admin's and ours", n.Spec.Taints)
 	}
-	if n.Labels[lock.LabelHoldsSlot] != lock.HoldsSlotValue("", slot0.Name) {
-		t.Fatalf("label %s = %q, want the slot's Lease", lock.LabelHoldsSlot, n.Labels[lock.LabelHoldsSlot])
+	if n.Labels[nodestate.LabelHoldsSlot] != lock.HoldsSlotValue("", slot0.Name) {
+		t.Fatalf("label %s = %q, want the slot's Lease", nodestate.LabelHoldsSlot, n.Labels[nodestate.LabelHoldsSlot])
 	}
 	st, err = h.ex.Drained(ctx, st)
-	if err != nil || StateOf(h.node()).BootIDBefore != "boot-1" || StateOf(h.node()).Phase != PhaseRebooting {
-		t.Fatalf("drained: %v %+v", err, StateOf(h.node()))
+	if err != nil || nodestate.StateOf(h.node()).BootIDBefore != "boot-1" || nodestate.StateOf(h.node()).Phase != nodestate.PhaseRebooting {
+		t.Fatalf("drained: %v %+v", err, nodestate.StateOf(h.node()))
 	}
 	h.clock.Step(95 * time.Second)
 	st, err = h.ex.Rebooted(ctx, st)
@@ -148,15 +149,15 @@ func TestCordonRecordsSlotAndFinishUncordonsBeforeRelease(t *testing.T) {
 		t.Fatal(err)
 	}
 	n = h.node()
-	got = StateOf(n)
-	if d := n.Annotations[AnnotationLastDuration]; d != "2m5s" || got.LastDuration != 125*time.Second {
-		t.Fatalf("%s = %q (%v), want 2m5s from the cordon to the finish", AnnotationLastDuration, d, got.LastDuration)
+	got = nodestate.StateOf(n)
+	if d := n.Annotations[nodestate.AnnotationLastDuration]; d != "2m5s" || got.LastDuration != 125*time.Second {
+		t.Fatalf("%s = %q (%v), want 2m5s from the cordon to the finish", nodestate.AnnotationLastDuration, d, got.LastDuration)
 	}
-	if n.Spec.Unschedulable || got.Phase != PhaseIdle || got.LastReboot.IsZero() || got.Pool != "" || n.Labels["rebooting"] != "" || n.Labels["rebooted"] != "yes" || n.Labels["keep"] != "me" {
+	if n.Spec.Unschedulable || got.Phase != nodestate.PhaseIdle || got.LastReboot.IsZero() || got.Pool != "" || n.Labels["rebooting"] != "" || n.Labels["rebooted"] != "yes" || n.Labels["keep"] != "me" {
 		t.Fatalf("after finish: unschedulable=%v state=%+v labels=%v", n.Spec.Unschedulable, got, n.Labels)
 	}
-	if _, ok := n.Labels[lock.LabelHoldsSlot]; ok {
-		t.Fatalf("label %s left after finish", lock.LabelHoldsSlot)
+	if _, ok := n.Labels[nodestate.LabelHoldsSlot]; ok {
+		t.Fatalf("label %s left after finish", nodestate.LabelHoldsSlot)
 	}
 	if len(n.Spec.Taints) != 1 || n.Spec.Taints[0].Key != "other" {
 		t.Fatalf("taints = %v, want only the admin's", n.Spec.Taints)
@@ -169,11 +170,11 @@ func TestCordonRecordsSlotAndFinishUncordonsBeforeRelease(t *testing.T) {
 func TestAdminCordonedNodeStaysCordoned(t *testing.T) {
 	h := newHarness(t, true, nil)
 	ctx := context.Background()
-	st, err := h.ex.Cordon(ctx, StateOf(h.node()), slot0)
+	st, err := h.ex.Cordon(ctx, nodestate.StateOf(h.node()), slot0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if StateOf(h.node()).CordonedByUs {
+	if nodestate.StateOf(h.node()).CordonedByUs {
 		t.Fatal("an admin's cordon was recorded as ours")
 	}
 	if err := h.ex.Finish(ctx, st, Step{Action: ActUndo, Reason: "gate closed"}, h); err != nil {
@@ -189,7 +190,7 @@ func TestFailuresBackOffThenHold(t *testing.T) {
 	ctx := context.Background()
 	wantBackoff := []time.Duration{time.Minute, 2 * time.Minute}
 	for i := range 3 {
-		st, err := h.ex.Cordon(ctx, StateOf(h.node()), slot0)
+		st, err := h.ex.Cordon(ctx, nodestate.StateOf(h.node()), slot0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -197,7 +198,7 @@ func TestFailuresBackOffThenHold(t *testing.T) {
 			t.Fatal(err)
 		}
 		n := h.node()
-		got := StateOf(n)
+		got := nodestate.StateOf(n)
 		if n.Spec.Unschedulable {
 			t.Fatalf("failure %d left the node cordoned", i+1)
 		}
@@ -228,21 +229,21 @@ func TestFailuresBackOffThenHold(t *testing.T) {
 func TestUndoForAnOutsideReasonKeepsTheFailureCount(t *testing.T) {
 	h := newHarness(t, false, nil)
 	ctx := context.Background()
-	st, _ := h.ex.Cordon(ctx, StateOf(h.node()), slot0)
+	st, _ := h.ex.Cordon(ctx, nodestate.StateOf(h.node()), slot0)
 	_ = h.ex.Finish(ctx, st, Step{Action: ActUndo, Failure: true, Reason: "drain failed"}, h)
-	st, _ = h.ex.Cordon(ctx, StateOf(h.node()), slot0)
+	st, _ = h.ex.Cordon(ctx, nodestate.StateOf(h.node()), slot0)
 	if err := h.ex.Finish(ctx, st, Step{Action: ActUndo, Reason: "the gate closed"}, h); err != nil {
 		t.Fatal(err)
 	}
-	if got := StateOf(h.node()); got.Failures != 1 {
+	if got := nodestate.StateOf(h.node()); got.Failures != 1 {
 		t.Fatalf("failures = %d after an undo for the gate, want 1 (unchanged)", got.Failures)
 	}
-	st, _ = h.ex.Cordon(ctx, StateOf(h.node()), slot0)
-	st.Phase = PhaseVerifying
+	st, _ = h.ex.Cordon(ctx, nodestate.StateOf(h.node()), slot0)
+	st.Phase = nodestate.PhaseVerifying
 	if err := h.ex.Finish(ctx, st, Step{Action: ActFinish}, h); err != nil {
 		t.Fatal(err)
 	}
-	if got := StateOf(h.node()); got.Failures != 0 || !got.RetryAfter.IsZero() {
+	if got := nodestate.StateOf(h.node()); got.Failures != 0 || !got.RetryAfter.IsZero() {
 		t.Fatalf("a verified reboot must reset the failures: %+v", got)
 	}
 }
@@ -250,11 +251,11 @@ func TestUndoForAnOutsideReasonKeepsTheFailureCount(t *testing.T) {
 func TestRequestRebootRunsTheFinalCheckLast(t *testing.T) {
 	h := newHarness(t, false, nil)
 	ctx := context.Background()
-	st, _ := h.ex.Cordon(ctx, StateOf(h.node()), slot0)
+	st, _ := h.ex.Cordon(ctx, nodestate.StateOf(h.node()), slot0)
 	st, _ = h.ex.Drained(ctx, st)
 	var attemptsAtCheck int
 	st2, err := h.ex.RequestReboot(ctx, st, func(context.Context) error {
-		attemptsAtCheck = StateOf(h.node()).Attempts
+		attemptsAtCheck = nodestate.StateOf(h.node()).Attempts
 		return errors.New("node is on hold")
 	})
 	if !errors.Is(err, ErrCancelled) || h.reboots != 0 {
@@ -266,7 +267,7 @@ func TestRequestRebootRunsTheFinalCheckLast(t *testing.T) {
 	if _, err := h.ex.RequestReboot(ctx, st2, func(context.Context) error { return nil }); err != nil || h.reboots != 1 {
 		t.Fatalf("err=%v reboots=%d, want one reboot", err, h.reboots)
 	}
-	if got := StateOf(h.node()); got.Attempts != 2 || got.RequestedAt.IsZero() {
+	if got := nodestate.StateOf(h.node()); got.Attempts != 2 || got.RequestedAt.IsZero() {
 		t.Fatalf("state after request: %+v", got)
 	}
 }
@@ -289,15 +290,15 @@ func eventSeen(r *record.FakeRecorder, reason string) bool {
 func TestKuredAnnotations(t *testing.T) {
 	h := newHarness(t, false, func(c *Config) { c.KuredAnnotations = true })
 	ctx := context.Background()
-	st, err := h.ex.Cordon(ctx, StateOf(h.node()), slot0)
+	st, err := h.ex.Cordon(ctx, nodestate.StateOf(h.node()), slot0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := t0.Format(time.RFC3339)
 	a := h.node().Annotations
-	if a[AnnotationKuredRebootInProgress] != want || a[AnnotationKuredMostRecentRebootNeeded] != want {
-		t.Fatalf("after cordon: %s=%q %s=%q, want both %q", AnnotationKuredRebootInProgress, a[AnnotationKuredRebootInProgress],
-			AnnotationKuredMostRecentRebootNeeded, a[AnnotationKuredMostRecentRebootNeeded], want)
+	if a[nodestate.AnnotationKuredRebootInProgress] != want || a[nodestate.AnnotationKuredMostRecentRebootNeeded] != want {
+		t.Fatalf("after cordon: %s=%q %s=%q, want both %q", nodestate.AnnotationKuredRebootInProgress, a[nodestate.AnnotationKuredRebootInProgress],
+			nodestate.AnnotationKuredMostRecentRebootNeeded, a[nodestate.AnnotationKuredMostRecentRebootNeeded], want)
 	}
 	st, _ = h.ex.Drained(ctx, st)
 	st, _ = h.ex.Rebooted(ctx, st)
@@ -305,15 +306,15 @@ func TestKuredAnnotations(t *testing.T) {
 		t.Fatal(err)
 	}
 	a = h.node().Annotations
-	if _, ok := a[AnnotationKuredRebootInProgress]; ok || a[AnnotationKuredMostRecentRebootNeeded] != want {
-		t.Fatalf("after finish: annotations %v, want only %s=%q", a, AnnotationKuredMostRecentRebootNeeded, want)
+	if _, ok := a[nodestate.AnnotationKuredRebootInProgress]; ok || a[nodestate.AnnotationKuredMostRecentRebootNeeded] != want {
+		t.Fatalf("after finish: annotations %v, want only %s=%q", a, nodestate.AnnotationKuredMostRecentRebootNeeded, want)
 	}
 
 	plain := newHarness(t, false, nil)
-	if _, err := plain.ex.Cordon(ctx, StateOf(plain.node()), slot0); err != nil {
+	if _, err := plain.ex.Cordon(ctx, nodestate.StateOf(plain.node()), slot0); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := plain.node().Annotations[AnnotationKuredRebootInProgress]; ok {
+	if _, ok := plain.node().Annotations[nodestate.AnnotationKuredRebootInProgress]; ok {
 		t.Fatal("kured's annotation written without --annotate-nodes")
 	}
 }
@@ -323,7 +324,7 @@ func TestKuredAnnotations(t *testing.T) {
 func TestLockReleaseDelay(t *testing.T) {
 	h := newHarness(t, false, func(c *Config) { c.LockReleaseDelay = time.Minute })
 	ctx := context.Background()
-	st, _ := h.ex.Cordon(ctx, StateOf(h.node()), slot0)
+	st, _ := h.ex.Cordon(ctx, nodestate.StateOf(h.node()), slot0)
 	st, _ = h.ex.Drained(ctx, st)
 	st, _ = h.ex.Rebooted(ctx, st)
 	done := make(chan error, 1)

@@ -10,7 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/rebootgate/rebootgate/engine/facts"
-	"github.com/rebootgate/rebootgate/engine/pipeline"
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 )
 
 // benchConfig is three pools of a large cluster: a weekly cron window, nightly
@@ -66,7 +66,7 @@ func benchFleet(n int) ([]*corev1.Node, []Candidate) {
 		all[i] = node(fmt.Sprintf("aks-%s-%05d", pool, i), map[string]string{
 			"agentpool": pool, "rack": fmt.Sprintf("r%02d", i%40), "topology.kubernetes.io/zone": fmt.Sprintf("z%d", i%3),
 			"kubernetes.azure.com/node-image-version": "AKSUbuntu-2204gen2containerd-202509.23.0",
-		}, map[string]string{pipeline.AnnotationLastDuration: (time.Duration(10+i%21) * time.Minute).String()})
+		}, map[string]string{nodestate.AnnotationLastDuration: (time.Duration(10+i%21) * time.Minute).String()})
 		cands[i] = Candidate{Facts: &facts.Facts{Node: all[i]}, NeededSince: t0.Add(-time.Duration(i) * time.Second)}
 	}
 	return all, cands
@@ -104,7 +104,7 @@ func BenchmarkSimulate5000(b *testing.B) {
 		size[p.Name]++
 		for j := range cfg.Pools {
 			if cfg.Pools[j].Name == p.Name {
-				js[i] = Job{Node: all[i].Name, Pool: j, Duration: pipeline.StateOf(all[i]).LastDuration}
+				js[i] = Job{Node: all[i].Name, Pool: j, Duration: nodestate.StateOf(all[i]).LastDuration}
 				js[i].Key, _ = eng.SlotKeyOf(all[i], t0)
 			}
 		}

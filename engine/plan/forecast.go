@@ -15,7 +15,7 @@ import (
 	"github.com/rebootgate/rebootgate/engine/decision"
 	"github.com/rebootgate/rebootgate/engine/disruption"
 	"github.com/rebootgate/rebootgate/engine/facts"
-	"github.com/rebootgate/rebootgate/engine/pipeline"
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 	"github.com/rebootgate/rebootgate/engine/schedule"
 )
 
@@ -186,7 +186,7 @@ func Forecast(ctx context.Context, eng *decision.Engine, all []*corev1.Node, can
 		if owners[i].err == nil {
 			sizes[poolIdx[owners[i].pool.Name]]++
 		}
-		if d := pipeline.StateOf(n).LastDuration; d > 0 {
+		if d := nodestate.StateOf(n).LastDuration; d > 0 {
 			recorded = append(recorded, d)
 		}
 	}
@@ -230,7 +230,7 @@ func Forecast(ctx context.Context, eng *decision.Engine, all []*corev1.Node, can
 		asked[c.Facts.Node.Name] = true
 	}
 	for _, n := range all {
-		if !asked[n.Name] && pipeline.StateOf(n).Phase != pipeline.PhaseIdle {
+		if !asked[n.Name] && nodestate.StateOf(n).Phase != nodestate.PhaseIdle {
 			cands = append(cands, Candidate{Facts: &facts.Facts{Node: n}})
 		}
 	}
@@ -240,7 +240,7 @@ func Forecast(ctx context.Context, eng *decision.Engine, all []*corev1.Node, can
 		cand  *Candidate
 		pool  int
 		key   string
-		st    pipeline.State
+		st    nodestate.State
 		never []decision.Reason
 		// notBefore is the end of the node's back-offs (decision.Backoff).
 		notBefore time.Time
@@ -253,14 +253,14 @@ func Forecast(ctx context.Context, eng *decision.Engine, all []*corev1.Node, can
 		e.cand = &cands[i]
 		e.pool = -1
 		n := e.cand.Facts.Node
-		e.st = pipeline.StateOf(n)
+		e.st = nodestate.StateOf(n)
 		p, err := poolOf(n)
 		if err != nil {
 			e.never = []decision.Reason{{Source: decision.SourcePool, Message: err.Error()}}
 			return
 		}
 		e.pool = poolIdx[p.Name]
-		if e.st.Phase != pipeline.PhaseIdle {
+		if e.st.Phase != nodestate.PhaseIdle {
 			return // mid-reboot: it holds its slot whatever the gate says now
 		}
 		if res.Pools[e.pool].Concurrency == 0 {
@@ -354,7 +354,7 @@ func Forecast(ctx context.Context, eng *decision.Engine, all []*corev1.Node, can
 	for j, i := range order {
 		e := &entries[i]
 		jobs[j] = Job{Node: e.cand.Facts.Node.Name, Pool: e.pool, Key: e.key, Duration: e.dur, NotBefore: e.notBefore}
-		if e.st.Phase != pipeline.PhaseIdle {
+		if e.st.Phase != nodestate.PhaseIdle {
 			jobs[j].Running = true
 			jobs[j].Started = cmp.Or(e.st.StartedAt, e.st.Since, o.At)
 		}

@@ -13,7 +13,7 @@ import (
 	"github.com/rebootgate/rebootgate/engine/config"
 	"github.com/rebootgate/rebootgate/engine/decision"
 	"github.com/rebootgate/rebootgate/engine/facts"
-	"github.com/rebootgate/rebootgate/engine/pipeline"
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 	"github.com/rebootgate/rebootgate/engine/policy"
 	"github.com/rebootgate/rebootgate/engine/schedule"
 )
@@ -237,7 +237,7 @@ func fleet() (all []*corev1.Node, cands []Candidate) {
 		node("stray", map[string]string{}, map[string]string{}),
 	}
 	all[6].Annotations[config.DefaultHoldAnnotation] = "waiting for the vendor"
-	all[1].Annotations[pipeline.AnnotationLastDuration] = "20m"
+	all[1].Annotations[nodestate.AnnotationLastDuration] = "20m"
 	for i, n := range all {
 		cands = append(cands, Candidate{Facts: &facts.Facts{Node: n}, NeededSince: t0.Add(-time.Duration(len(all)-i) * time.Minute)})
 	}
@@ -294,8 +294,8 @@ pools:
   windows:
   - {days: mon, startTime: "1am", endTime: "2am"}
 `)
-	a := node("a", nil, map[string]string{pipeline.AnnotationPhase: string(pipeline.PhaseRebooting), pipeline.AnnotationStartedAt: "2026-11-23T01:50:00Z"})
-	b := node("b", nil, map[string]string{pipeline.AnnotationLastDuration: "1h"})
+	a := node("a", nil, map[string]string{nodestate.AnnotationPhase: string(nodestate.PhaseRebooting), nodestate.AnnotationStartedAt: "2026-11-23T01:50:00Z"})
+	b := node("b", nil, map[string]string{nodestate.AnnotationLastDuration: "1h"})
 	c := node("c", nil, nil)
 	all := []*corev1.Node{a, b, c}
 	cands := []Candidate{{Facts: &facts.Facts{Node: a}}, {Facts: &facts.Facts{Node: c}, NeededSince: t0}, {Facts: &facts.Facts{Node: b}}}
@@ -370,7 +370,7 @@ pools:
 	add("t0", "tripped", true, nil)
 	add("t-maintenance", "tripped", false, nil)
 	// A reboot of rebootgate's own holds a slot, and is not someone else's unavailability.
-	add("g-rebooting", "guarded", false, func(n *corev1.Node) { n.Annotations[pipeline.AnnotationPhase] = string(pipeline.PhaseRebooting) })
+	add("g-rebooting", "guarded", false, func(n *corev1.Node) { n.Annotations[nodestate.AnnotationPhase] = string(nodestate.PhaseRebooting) })
 
 	res := Forecast(context.Background(), eng, all, cands, Options{At: t0, Duration: time.Hour, Maintenance: map[string]bool{"t-maintenance": true}})
 	var b strings.Builder

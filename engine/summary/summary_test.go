@@ -24,6 +24,7 @@ import (
 	"github.com/rebootgate/rebootgate/engine/config"
 	"github.com/rebootgate/rebootgate/engine/decision"
 	"github.com/rebootgate/rebootgate/engine/disruption"
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 	"github.com/rebootgate/rebootgate/engine/policy"
 )
 
@@ -150,7 +151,7 @@ func TestStripKeepsWhatAvailabilityNeeds(t *testing.T) {
 	n := readyNode("a", "user")
 	n.Spec.Unschedulable = true
 	n.Spec.Taints = []corev1.Taint{{Key: "karpenter.sh/disrupted"}}
-	n.Annotations = map[string]string{disruption.AnnotationPhase: "Draining"}
+	n.Annotations = map[string]string{nodestate.AnnotationPhase: "Draining"}
 	n.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubelet"}}
 	out, err := strip(n)
 	if err != nil {

@@ -18,7 +18,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/rebootgate/rebootgate/engine/pipeline"
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 	"github.com/rebootgate/rebootgate/test/testbed"
 )
 
@@ -207,8 +207,8 @@ func progress(ctx context.Context, bed *testbed.Bed) (busy map[string]int, done 
 	busy = map[string]int{}
 	for i := range list.Items {
 		n := &list.Items[i]
-		st := pipeline.StateOf(n)
-		if st.Phase != pipeline.PhaseIdle {
+		st := nodestate.StateOf(n)
+		if st.Phase != nodestate.PhaseIdle {
 			busy[n.Labels[testbed.PoolLabel]]++
 		} else if !st.LastReboot.IsZero() && !n.Spec.Unschedulable {
 			done++

@@ -17,7 +17,7 @@ import (
 
 	"github.com/rebootgate/rebootgate/engine/agent"
 	"github.com/rebootgate/rebootgate/engine/decision"
-	"github.com/rebootgate/rebootgate/engine/pipeline"
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 )
 
 // TestFrontEndsAgreeOnBackoffs: one node state — rebooted ten minutes ago (its loop
@@ -35,14 +35,14 @@ func TestFrontEndsAgreeOnBackoffs(t *testing.T) {
 		want  []string // reasons' sources
 	}{
 		{"loop back-off recorded", map[string]string{
-			pipeline.AnnotationLastReboot: ts(-10 * time.Minute), pipeline.AnnotationLoopBackoffUntil: ts(170 * time.Minute),
+			nodestate.AnnotationLastReboot: ts(-10 * time.Minute), nodestate.AnnotationLoopBackoffUntil: ts(170 * time.Minute),
 		}, now.Add(170 * time.Minute), []string{decision.SourceLoopBackoff}},
 		{"loop back-off of an older agent", map[string]string{
-			pipeline.AnnotationLastReboot: ts(-10 * time.Minute),
+			nodestate.AnnotationLastReboot: ts(-10 * time.Minute),
 		}, now.Add(50 * time.Minute), []string{decision.SourceLoopBackoff}},
 		{"failure back-off", map[string]string{
-			pipeline.AnnotationLastReboot: ts(-3 * time.Hour), pipeline.AnnotationLoopBackoffUntil: ts(-2 * time.Hour),
-			pipeline.AnnotationFailures: "1", pipeline.AnnotationRetryAfter: ts(5 * time.Minute),
+			nodestate.AnnotationLastReboot: ts(-3 * time.Hour), nodestate.AnnotationLoopBackoffUntil: ts(-2 * time.Hour),
+			nodestate.AnnotationFailures: "1", nodestate.AnnotationRetryAfter: ts(5 * time.Minute),
 		}, now.Add(5 * time.Minute), []string{decision.SourceFailureBackoff}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -130,9 +130,9 @@ func agentDecision(t *testing.T, node *corev1.Node) decision.Decision {
 	}()
 	for {
 		n, err := client.CoreV1().Nodes().Get(ctx, node.Name, metav1.GetOptions{})
-		if err == nil && n.Annotations[agent.AnnotationDecision] != "" {
+		if err == nil && n.Annotations[nodestate.AnnotationDecision] != "" {
 			var d decision.Decision
-			if err := json.NewDecoder(strings.NewReader(n.Annotations[agent.AnnotationDecision])).Decode(&d); err != nil {
+			if err := json.NewDecoder(strings.NewReader(n.Annotations[nodestate.AnnotationDecision])).Decode(&d); err != nil {
 				t.Fatal(err)
 			}
 			return d

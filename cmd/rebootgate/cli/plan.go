@@ -16,9 +16,9 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/rebootgate/rebootgate/engine/agent"
 	"github.com/rebootgate/rebootgate/engine/config"
 	"github.com/rebootgate/rebootgate/engine/facts"
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 	"github.com/rebootgate/rebootgate/engine/plan"
 	"github.com/rebootgate/rebootgate/engine/policy"
 )
@@ -176,7 +176,7 @@ func (o *planOptions) candidates(all []*corev1.Node, in *planInputs, sel labels.
 	}
 	var cands []plan.Candidate
 	for _, n := range all {
-		since, needs := neededSince(n)
+		since, needs := nodestate.RebootRequiredSince(n)
 		switch {
 		case o.NeedAll:
 			needs = true
@@ -193,23 +193,6 @@ func (o *planOptions) candidates(all []*corev1.Node, in *planInputs, sel labels.
 		}
 	}
 	return cands, nil
-}
-
-// neededSince reports whether the node says it needs a reboot (rebootgate's
-// annotation or RebootRequired condition), and since when (the annotation's time,
-// else the condition's transition; zero when unknown). Reboots in progress are
-// forecast whatever it says.
-func neededSince(n *corev1.Node) (time.Time, bool) {
-	if ts, ok := n.Annotations[agent.AnnotationRebootRequired]; ok {
-		t, _ := time.Parse(time.RFC3339, ts)
-		return t, true
-	}
-	for _, c := range n.Status.Conditions {
-		if c.Type == agent.ConditionRebootRequired && c.Status == corev1.ConditionTrue {
-			return c.LastTransitionTime.Time, true
-		}
-	}
-	return time.Time{}, false
 }
 
 // needsSummary reports whether a pool's budget or a breaker counts unavailable nodes.

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -16,10 +15,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/rebootgate/rebootgate/engine/agent"
 	"github.com/rebootgate/rebootgate/engine/decision"
 	"github.com/rebootgate/rebootgate/engine/lock"
-	"github.com/rebootgate/rebootgate/engine/pipeline"
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 )
 
 // statusOptions are the flags of `rebootgate status`.
@@ -123,30 +121,23 @@ func collectStatus(ctx context.Context, client kubernetes.Interface, namespace, 
 }
 
 func statusRow(n *corev1.Node, slotOf map[string]string) StatusRow {
-	row := StatusRow{Node: n.Name, Phase: string(pipeline.StateOf(n).Phase), Slot: slotOf[n.Name], Cordoned: n.Spec.Unschedulable}
+	row := StatusRow{Node: n.Name, Phase: string(nodestate.StateOf(n).Phase), Slot: slotOf[n.Name], Cordoned: n.Spec.Unschedulable}
 	row.Policy = "-"
 	for _, c := range n.Status.Conditions {
 		switch c.Type {
-		case agent.ConditionRebootRequired:
+		case nodestate.ConditionRebootRequired:
 			row.RebootRequired = c.Status == corev1.ConditionTrue
-		case agent.ConditionPolicyLoaded:
+		case nodestate.ConditionPolicyLoaded:
 			row.Policy = "ok"
 			if c.Status != corev1.ConditionTrue {
 				row.Policy, row.PolicyError = orDefault(c.Reason, "error"), c.Message
 			}
 		}
 	}
-	var d struct {
-		Allowed bool   `json:"allowed"`
-		Pool    string `json:"pool"`
-		Reasons []struct {
-			Message string `json:"message"`
-		} `json:"reasons"`
-	}
-	switch raw := n.Annotations[agent.AnnotationDecision]; {
-	case raw == "":
+	switch d, found, err := nodestate.DecisionOf(n); {
+	case !found:
 		row.Decision = "-"
-	case json.Unmarshal([]byte(raw), &d) != nil:
+	case err != nil:
 		row.Decision = "unreadable"
 	case d.Allowed:
 		row.Pool, row.Decision = d.Pool, "allowed"
@@ -193,7 +184,7 @@ func printStatus(out io.Writer, rows []StatusRow) error {
 // starts no reboot, whatever this process's own copy of the config says.
 func agentLoadError(d *decision.Decision, n *corev1.Node) {
 	for _, c := range n.Status.Conditions {
-		if c.Type == agent.ConditionPolicyLoaded && c.Status == corev1.ConditionFalse {
+		if c.Type == nodestate.ConditionPolicyLoaded && c.Status == corev1.ConditionFalse {
 			d.Allowed = false
 			d.Reasons = append(d.Reasons, decision.Reason{Source: decision.SourceConfig,
 				Message: fmt.Sprintf("the agent on %s reports %s: %s", n.Name, c.Reason, c.Message)})

@@ -21,7 +21,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/rebootgate/rebootgate/engine/pipeline"
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 	"github.com/rebootgate/rebootgate/test/testbed"
 )
 
@@ -170,7 +170,7 @@ func waitDone(t *testing.T, bed *testbed.Bed, names []string, n int, timeout tim
 }
 
 func finished(n *corev1.Node) bool {
-	return !n.Spec.Unschedulable && pipeline.StateOf(n).Phase == pipeline.PhaseIdle && n.Annotations[pipeline.AnnotationLastReboot] != ""
+	return !n.Spec.Unschedulable && nodestate.StateOf(n).Phase == nodestate.PhaseIdle && n.Annotations[nodestate.AnnotationLastReboot] != ""
 }
 
 // scrapeAll reads rebootgate_api_requests_total by watch label from each agent.

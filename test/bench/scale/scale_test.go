@@ -35,7 +35,7 @@ import (
 
 	"github.com/rebootgate/rebootgate/engine/config"
 	"github.com/rebootgate/rebootgate/engine/lock"
-	"github.com/rebootgate/rebootgate/engine/pipeline"
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 	"github.com/rebootgate/rebootgate/test/testbed"
 )
 
@@ -426,7 +426,7 @@ func (w *runWatch) waitDone(t *testing.T, names []string, timeout time.Duration)
 		for _, name := range names {
 			if o, ok, _ := w.nodes.GetByKey(name); ok {
 				n := o.(*corev1.Node)
-				if !n.Spec.Unschedulable && pipeline.StateOf(n).Phase == pipeline.PhaseIdle && n.Annotations[pipeline.AnnotationLastReboot] != "" {
+				if !n.Spec.Unschedulable && nodestate.StateOf(n).Phase == nodestate.PhaseIdle && n.Annotations[nodestate.AnnotationLastReboot] != "" {
 					done++
 				}
 			}

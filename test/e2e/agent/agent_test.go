@@ -13,7 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
-	"github.com/rebootgate/rebootgate/engine/pipeline"
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 	"github.com/rebootgate/rebootgate/test/testbed"
 )
 
@@ -43,7 +43,7 @@ func TestRollingReboot(t *testing.T) {
 	}
 	for _, n := range c.allNodes() {
 		c.waitNode(n, time.Minute, "uncordoned and idle", func(n *corev1.Node) bool {
-			return !n.Spec.Unschedulable && pipeline.StateOf(n).Phase == pipeline.PhaseIdle
+			return !n.Spec.Unschedulable && nodestate.StateOf(n).Phase == nodestate.PhaseIdle
 		})
 	}
 	busy := s.maxBusy()
@@ -68,7 +68,7 @@ func TestRollingReboot(t *testing.T) {
 			t.Errorf("%s rebooted %d times, want 1", n, per[n])
 		}
 		node := c.node(n)
-		if node.Status.NodeInfo.BootID == "" || node.Annotations[pipeline.AnnotationLastReboot] == "" {
+		if node.Status.NodeInfo.BootID == "" || node.Annotations[nodestate.AnnotationLastReboot] == "" {
 			t.Errorf("%s: last reboot not recorded: %v", n, node.Annotations)
 		}
 	}
@@ -141,7 +141,7 @@ func TestAdminCordonStays(t *testing.T) {
 		t.Fatal(err)
 	}
 	after := c.waitNode(n, time.Minute, "idle after the reboot", func(n *corev1.Node) bool {
-		return pipeline.StateOf(n).Phase == pipeline.PhaseIdle && n.Annotations[pipeline.AnnotationLastReboot] != ""
+		return nodestate.StateOf(n).Phase == nodestate.PhaseIdle && n.Annotations[nodestate.AnnotationLastReboot] != ""
 	})
 	if !after.Spec.Unschedulable {
 		t.Error("the admin's cordon was undone")
@@ -373,9 +373,9 @@ func TestAgentKilledDuringRebootResumes(t *testing.T) {
 		t.Fatal(err)
 	}
 	after := c.waitNode(n, time.Minute, "uncordoned and idle", func(n *corev1.Node) bool {
-		return !n.Spec.Unschedulable && pipeline.StateOf(n).Phase == pipeline.PhaseIdle
+		return !n.Spec.Unschedulable && nodestate.StateOf(n).Phase == nodestate.PhaseIdle
 	})
-	if after.Annotations[pipeline.AnnotationLastReboot] == "" {
+	if after.Annotations[nodestate.AnnotationLastReboot] == "" {
 		t.Error("the resumed agent did not record the reboot")
 	}
 }

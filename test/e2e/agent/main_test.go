@@ -20,7 +20,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/rebootgate/rebootgate/engine/pipeline"
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 	"github.com/rebootgate/rebootgate/test/testbed"
 )
 
@@ -194,7 +194,7 @@ func (c *cluster) sample() *sampler {
 			}
 			busy := map[string]int{}
 			for _, n := range list.Items {
-				if pipeline.StateOf(&n).Phase != pipeline.PhaseIdle || n.Spec.Unschedulable {
+				if nodestate.StateOf(&n).Phase != nodestate.PhaseIdle || n.Spec.Unschedulable {
 					busy[n.Labels[testbed.PoolLabel]]++
 				}
 			}
@@ -296,7 +296,7 @@ type blocked struct {
 
 // watchBlocked starts recording the node; call it before setting its sentinel.
 func (c *cluster) watchBlocked(sim *testbed.Simulator, node string) *blocked {
-	return &blocked{c: c, sim: sim, node: node, rec: c.bed.RecordNode(c.t, node, pipeline.AnnotationPhase)}
+	return &blocked{c: c, sim: sim, node: node, rec: c.bed.RecordNode(c.t, node, nodestate.AnnotationPhase)}
 }
 
 // holds waits until the agent has decided twice more after the blocked decision
@@ -329,7 +329,7 @@ func (b *blocked) untouched(when string) {
 	t := b.c.t
 	t.Helper()
 	if tr, ok := b.rec.FirstSince(time.Time{}, func(tr testbed.NodeTransition) bool {
-		return tr.Unschedulable || tr.Annotations[pipeline.AnnotationPhase] != ""
+		return tr.Unschedulable || tr.Annotations[nodestate.AnnotationPhase] != ""
 	}); ok {
 		t.Fatalf("%s: %s was cordoned or entered the pipeline at %s; changes:%s", when, b.node, tr.At.Format(time.RFC3339Nano), b.rec)
 	}

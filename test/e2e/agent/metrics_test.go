@@ -13,7 +13,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/rebootgate/rebootgate/engine/pipeline"
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 	"github.com/rebootgate/rebootgate/test/testbed"
 )
 
@@ -95,23 +95,23 @@ func TestMetricsAndNotificationsAfterARealRun(t *testing.T) {
 
 	// The window opens; the soak keeps the rebooted node in Verifying for 10s.
 	n := c.waitNode(node, 2*time.Minute, "verifying after its reboot", func(n *corev1.Node) bool {
-		return pipeline.StateOf(n).Phase == pipeline.PhaseVerifying
+		return nodestate.StateOf(n).Phase == nodestate.PhaseVerifying
 	})
-	if n.Annotations[pipeline.AnnotationKuredRebootInProgress] == "" || n.Annotations[pipeline.AnnotationKuredMostRecentRebootNeeded] == "" {
+	if n.Annotations[nodestate.AnnotationKuredRebootInProgress] == "" || n.Annotations[nodestate.AnnotationKuredMostRecentRebootNeeded] == "" {
 		t.Errorf("kured's annotations missing while rebooting: %v", n.Annotations)
 	}
 	want("rebootgate_phase", map[string]string{"phase": "Verifying"}, 1)
 	want("rebootgate_phase", map[string]string{"phase": "Draining"}, 0)
 
 	n = c.waitNode(node, time.Minute, "finished and uncordoned", func(n *corev1.Node) bool {
-		return pipeline.StateOf(n).Phase == pipeline.PhaseIdle && !n.Spec.Unschedulable
+		return nodestate.StateOf(n).Phase == nodestate.PhaseIdle && !n.Spec.Unschedulable
 	})
-	if _, ok := n.Annotations[pipeline.AnnotationKuredRebootInProgress]; ok {
-		t.Errorf("%s left after the reboot", pipeline.AnnotationKuredRebootInProgress)
+	if _, ok := n.Annotations[nodestate.AnnotationKuredRebootInProgress]; ok {
+		t.Errorf("%s left after the reboot", nodestate.AnnotationKuredRebootInProgress)
 	}
-	if at, err := time.Parse(time.RFC3339, n.Annotations[pipeline.AnnotationKuredMostRecentRebootNeeded]); err != nil || at.Before(open.Add(-time.Second)) {
-		t.Errorf("%s = %q, want an RFC 3339 time at or after the window opened (%s)", pipeline.AnnotationKuredMostRecentRebootNeeded,
-			n.Annotations[pipeline.AnnotationKuredMostRecentRebootNeeded], open)
+	if at, err := time.Parse(time.RFC3339, n.Annotations[nodestate.AnnotationKuredMostRecentRebootNeeded]); err != nil || at.Before(open.Add(-time.Second)) {
+		t.Errorf("%s = %q, want an RFC 3339 time at or after the window opened (%s)", nodestate.AnnotationKuredMostRecentRebootNeeded,
+			n.Annotations[nodestate.AnnotationKuredMostRecentRebootNeeded], open)
 	}
 	want("rebootgate_reboots_total", map[string]string{"pool": "user"}, 1)
 	want("rebootgate_reboot_duration_seconds_count", map[string]string{"pool": "user"}, 1)

@@ -12,7 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
-	"github.com/rebootgate/rebootgate/engine/pipeline"
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 	"github.com/rebootgate/rebootgate/test/testbed"
 )
 
@@ -47,7 +47,7 @@ func TestWindowOpens(t *testing.T) {
 	// (or pipeline phase), as the watch saw it, is at or after the opening.
 	for n, b := range watched {
 		tr, ok := b.rec.FirstSince(time.Time{}, func(tr testbed.NodeTransition) bool {
-			return tr.Unschedulable || tr.Annotations[pipeline.AnnotationPhase] != ""
+			return tr.Unschedulable || tr.Annotations[nodestate.AnnotationPhase] != ""
 		})
 		if !ok {
 			t.Errorf("%s rebooted without ever being seen cordoned or in the pipeline; changes:%s", n, b.rec)
@@ -119,7 +119,7 @@ func TestAgentKilledDuringDrainResumes(t *testing.T) {
 	if err := sim.SetRebootRequired(n, true); err != nil {
 		t.Fatal(err)
 	}
-	c.waitNode(n, time.Minute, "draining", func(n *corev1.Node) bool { return pipeline.StateOf(n).Phase == pipeline.PhaseDraining })
+	c.waitNode(n, time.Minute, "draining", func(n *corev1.Node) bool { return nodestate.StateOf(n).Phase == nodestate.PhaseDraining })
 	before := sim.State(n)
 	if err := syscall.Kill(before.PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -130,7 +130,7 @@ func TestAgentKilledDuringDrainResumes(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if ph := pipeline.StateOf(c.node(n)).Phase; ph != pipeline.PhaseDraining || !c.node(n).Spec.Unschedulable {
+	if ph := nodestate.StateOf(c.node(n)).Phase; ph != nodestate.PhaseDraining || !c.node(n).Spec.Unschedulable {
 		t.Fatalf("after the kill: phase %q, unschedulable %v; want still draining and cordoned", ph, c.node(n).Spec.Unschedulable)
 	}
 	if err := pdbs.Delete(ctx, "db", metav1.DeleteOptions{}); err != nil {
@@ -140,7 +140,7 @@ func TestAgentKilledDuringDrainResumes(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.waitNode(n, time.Minute, "uncordoned and idle", func(n *corev1.Node) bool {
-		return !n.Spec.Unschedulable && pipeline.StateOf(n).Phase == pipeline.PhaseIdle
+		return !n.Spec.Unschedulable && nodestate.StateOf(n).Phase == nodestate.PhaseIdle
 	})
 }
 

@@ -9,7 +9,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/rebootgate/rebootgate/engine/pipeline"
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 	"github.com/rebootgate/rebootgate/test/testbed"
 )
 
@@ -89,7 +89,7 @@ func TestNodeScopedAlertBlocksOnlyItsNode(t *testing.T) {
 	})
 	watchA.rec.Stop()
 	if tr, ok := watchA.rec.FirstSince(time.Time{}, func(tr testbed.NodeTransition) bool {
-		return tr.Unschedulable || tr.Annotations[pipeline.AnnotationPhase] != ""
+		return tr.Unschedulable || tr.Annotations[nodestate.AnnotationPhase] != ""
 	}); ok {
 		t.Fatalf("%s was cordoned or entered the pipeline at %s while its alerts fired; changes:%s", a, tr.At.Format(time.RFC3339Nano), watchA.rec)
 	}

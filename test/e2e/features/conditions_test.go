@@ -9,13 +9,13 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/rebootgate/rebootgate/engine/pipeline"
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 	"github.com/rebootgate/rebootgate/test/testbed"
 )
 
 var lifecycleTypes = func() []string {
-	out := make([]string, len(pipeline.LifecycleConditionTypes))
-	for i, t := range pipeline.LifecycleConditionTypes {
+	out := make([]string, len(nodestate.LifecycleConditionTypes))
+	for i, t := range nodestate.LifecycleConditionTypes {
 		out[i] = string(t)
 	}
 	return out
@@ -49,7 +49,7 @@ func TestMaintenanceConditions(t *testing.T) {
 	}
 	if _, err := e.bed.WaitNode(context.Background(), with, 30*time.Second, "every lifecycle condition False", func(n *corev1.Node) bool {
 		for _, c := range n.Status.Conditions {
-			for _, typ := range pipeline.LifecycleConditionTypes {
+			for _, typ := range nodestate.LifecycleConditionTypes {
 				if c.Type == typ && c.Status != corev1.ConditionFalse {
 					return false
 				}
@@ -117,9 +117,9 @@ func TestMaintenanceConditionsRepaired(t *testing.T) {
 		return corev1.NodeCondition{Type: typ, Status: corev1.ConditionTrue, Reason: reason, Message: msg, LastHeartbeatTime: now, LastTransitionTime: now}
 	}
 	patch, err := json.Marshal(map[string]any{"status": map[string]any{"conditions": []corev1.NodeCondition{
-		stale(pipeline.ConditionMaintenanceInProgress, pipeline.CondReasonMaintenanceWindow, pipeline.ConditionWriter+"rebooting the node"),
-		stale(pipeline.ConditionDrained, pipeline.CondReasonDrainCompleted, pipeline.ConditionWriter+"drained"),
-		stale(pipeline.ConditionDrainInProgress, "AdminRequested", "kubectl drain by an admin"),
+		stale(nodestate.ConditionMaintenanceInProgress, nodestate.CondReasonMaintenanceWindow, nodestate.ConditionWriter+"rebooting the node"),
+		stale(nodestate.ConditionDrained, nodestate.CondReasonDrainCompleted, nodestate.ConditionWriter+"drained"),
+		stale(nodestate.ConditionDrainInProgress, "AdminRequested", "kubectl drain by an admin"),
 	}}})
 	if err != nil {
 		t.Fatal(err)
@@ -129,23 +129,23 @@ func TestMaintenanceConditionsRepaired(t *testing.T) {
 	}
 	sim := e.simulate([]string{node}, e.args(e.config("", ""), "--node-maintenance-conditions"))
 	n, err := e.bed.WaitNode(ctx, node, time.Minute, "the stale conditions False", func(n *corev1.Node) bool {
-		return conditionStatus(n, pipeline.ConditionMaintenanceInProgress) == corev1.ConditionFalse &&
-			conditionStatus(n, pipeline.ConditionDrained) == corev1.ConditionFalse
+		return conditionStatus(n, nodestate.ConditionMaintenanceInProgress) == corev1.ConditionFalse &&
+			conditionStatus(n, nodestate.ConditionDrained) == corev1.ConditionFalse
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range n.Status.Conditions {
 		switch c.Type {
-		case pipeline.ConditionMaintenanceInProgress, pipeline.ConditionDrained:
-			if c.Reason != pipeline.CondReasonMaintenanceEnded {
-				t.Errorf("%s turned False with reason %s, want %s", c.Type, c.Reason, pipeline.CondReasonMaintenanceEnded)
+		case nodestate.ConditionMaintenanceInProgress, nodestate.ConditionDrained:
+			if c.Reason != nodestate.CondReasonMaintenanceEnded {
+				t.Errorf("%s turned False with reason %s, want %s", c.Type, c.Reason, nodestate.CondReasonMaintenanceEnded)
 			}
-		case pipeline.ConditionDrainInProgress:
+		case nodestate.ConditionDrainInProgress:
 			if c.Status != corev1.ConditionTrue || c.Reason != "AdminRequested" {
 				t.Errorf("the admin's DrainInProgress became %s (%s)", c.Status, c.Reason)
 			}
-		case pipeline.ConditionMaintenancePlanned:
+		case nodestate.ConditionMaintenancePlanned:
 			t.Errorf("MaintenancePlanned written on a node with no reboot to do: %+v", c)
 		}
 	}

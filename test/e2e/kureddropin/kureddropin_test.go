@@ -14,7 +14,7 @@ import (
 
 	"github.com/rebootgate/rebootgate/engine/config"
 	"github.com/rebootgate/rebootgate/engine/lock"
-	"github.com/rebootgate/rebootgate/engine/pipeline"
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 	"github.com/rebootgate/rebootgate/test/testbed"
 )
 
@@ -57,7 +57,7 @@ func TestRollingRebootAsKured(t *testing.T) {
 	}
 	for _, n := range nodes {
 		if _, err := d.bed.WaitNode(ctx, n, 2*time.Minute, "uncordoned and idle", func(n *corev1.Node) bool {
-			return !n.Spec.Unschedulable && pipeline.StateOf(n).Phase == pipeline.PhaseIdle
+			return !n.Spec.Unschedulable && nodestate.StateOf(n).Phase == nodestate.PhaseIdle
 		}); err != nil {
 			t.Fatal(err)
 		}
@@ -91,10 +91,10 @@ func TestRollingRebootAsKured(t *testing.T) {
 			t.Errorf("%s: boot ID %s, the simulator's is %s", n, node.Status.NodeInfo.BootID, sim.State(n).BootID)
 		}
 		// --annotate-nodes from the manifest: kured's annotation, and no reboot in progress.
-		if node.Annotations[pipeline.AnnotationKuredMostRecentRebootNeeded] == "" || node.Annotations[pipeline.AnnotationKuredRebootInProgress] != "" {
-			t.Errorf("%s: kured's annotations %s=%q, %s=%q", n, pipeline.AnnotationKuredMostRecentRebootNeeded,
-				node.Annotations[pipeline.AnnotationKuredMostRecentRebootNeeded], pipeline.AnnotationKuredRebootInProgress,
-				node.Annotations[pipeline.AnnotationKuredRebootInProgress])
+		if node.Annotations[nodestate.AnnotationKuredMostRecentRebootNeeded] == "" || node.Annotations[nodestate.AnnotationKuredRebootInProgress] != "" {
+			t.Errorf("%s: kured's annotations %s=%q, %s=%q", n, nodestate.AnnotationKuredMostRecentRebootNeeded,
+				node.Annotations[nodestate.AnnotationKuredMostRecentRebootNeeded], nodestate.AnnotationKuredRebootInProgress,
+				node.Annotations[nodestate.AnnotationKuredRebootInProgress])
 		}
 	}
 	// Never more than one host down at once, by the simulator's own record.
@@ -190,8 +190,8 @@ func TestKuredRBACAloneFailsAtStartup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n.Spec.Unschedulable || pipeline.StateOf(n).Phase != pipeline.PhaseIdle || len(sim.Reboots()) != 0 {
-		t.Errorf("%s was touched: unschedulable=%v phase=%q reboots=%d", node, n.Spec.Unschedulable, pipeline.StateOf(n).Phase, len(sim.Reboots()))
+	if n.Spec.Unschedulable || nodestate.StateOf(n).Phase != nodestate.PhaseIdle || len(sim.Reboots()) != 0 {
+		t.Errorf("%s was touched: unschedulable=%v phase=%q reboots=%d", node, n.Spec.Unschedulable, nodestate.StateOf(n).Phase, len(sim.Reboots()))
 	}
 	t.Logf("the agent with kured's RBAC alone: %s", line)
 }

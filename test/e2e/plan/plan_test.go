@@ -19,8 +19,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/rebootgate/rebootgate/engine/agent"
-	"github.com/rebootgate/rebootgate/engine/pipeline"
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 	"github.com/rebootgate/rebootgate/test/testbed"
 )
 
@@ -93,7 +92,7 @@ func TestForecastMatchesRollingReboot(t *testing.T) {
 	// During: every node has said it needs a reboot; the first ones are rebooting.
 	for _, n := range names {
 		if _, err := bed.WaitNode(ctx, n, 30*time.Second, "a reboot required or begun", func(n *corev1.Node) bool {
-			return n.Annotations[agent.AnnotationRebootRequired] != "" || pipeline.StateOf(n).Phase != pipeline.PhaseIdle
+			return n.Annotations[nodestate.AnnotationRebootRequired] != "" || nodestate.StateOf(n).Phase != nodestate.PhaseIdle
 		}); err != nil {
 			t.Fatal(err)
 		}
@@ -185,7 +184,7 @@ pools:
 	// The agents are up once each has reported that no reboot is required.
 	for _, n := range names {
 		if _, err := bed.WaitNode(ctx, n, time.Minute, "RebootRequired=False", func(n *corev1.Node) bool {
-			return condition(n, agent.ConditionRebootRequired) == corev1.ConditionFalse
+			return condition(n, nodestate.ConditionRebootRequired) == corev1.ConditionFalse
 		}); err != nil {
 			t.Fatal(err)
 		}
@@ -247,7 +246,7 @@ func TestForecastWaitsForTheWindow(t *testing.T) {
 	}
 	for _, n := range r.names {
 		if _, err := r.bed.WaitNode(ctx, n, 30*time.Second, "a reboot required", func(n *corev1.Node) bool {
-			return n.Annotations[agent.AnnotationRebootRequired] != ""
+			return n.Annotations[nodestate.AnnotationRebootRequired] != ""
 		}); err != nil {
 			t.Fatal(err)
 		}

@@ -11,6 +11,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 	"github.com/rebootgate/rebootgate/test/testbed"
 )
 
@@ -49,7 +50,7 @@ func TestRebootThatNeverHappensBacksOffThenHolds(t *testing.T) {
 	// Stop at the hold or at a fourth cordon, whichever comes first.
 	err := testbed.Poll(context.Background(), 3*time.Minute, "the hold (or a 4th cordon)", func(ctx context.Context) (bool, error) {
 		cordons, _ := rec.Cordons()
-		return len(cordons) > 3 || e.get().Annotations[annHold] != "", nil
+		return len(cordons) > 3 || e.get().Annotations[nodestate.AnnotationHold] != "", nil
 	})
 	if err != nil {
 		t.Fatalf("%v; node changes:%s", err, rec)
@@ -57,7 +58,7 @@ func TestRebootThatNeverHappensBacksOffThenHolds(t *testing.T) {
 	e.waitSettled(30*time.Second, "on hold")
 	heldAt := time.Now()
 	n := e.get()
-	if n.Annotations[annHold] == "" {
+	if n.Annotations[nodestate.AnnotationHold] == "" {
 		t.Fatalf("not on hold after failures; node changes:%s", rec)
 	}
 	cordons, uncordons := rec.Cordons()
@@ -78,11 +79,11 @@ func TestRebootThatNeverHappensBacksOffThenHolds(t *testing.T) {
 	if c := calls(); c != 3 {
 		t.Errorf("the reboot command ran %d times, want 3 (one request per attempt)", c)
 	}
-	if !strings.Contains(strings.ToLower(n.Annotations[annHold]), "reboot") {
-		t.Errorf("hold reason %q does not say the reboot did not happen", n.Annotations[annHold])
+	if !strings.Contains(strings.ToLower(n.Annotations[nodestate.AnnotationHold]), "reboot") {
+		t.Errorf("hold reason %q does not say the reboot did not happen", n.Annotations[nodestate.AnnotationHold])
 	}
 	ev := e.waitEvent("RebootHeld", 30*time.Second)
-	t.Logf("hold %q after pauses %v; RebootHeld: %s", n.Annotations[annHold], pauses, ev.Message)
+	t.Logf("hold %q after pauses %v; RebootHeld: %s", n.Annotations[nodestate.AnnotationHold], pauses, ev.Message)
 	ctx := context.Background()
 	if v, ok, err := e.metric(ctx, "rebootgate_on_hold", map[string]string{"node": e.node}); err != nil || !ok || v != 1 {
 		t.Errorf("rebootgate_on_hold = %v (present %v, %v), want 1", v, ok, err)
@@ -135,10 +136,10 @@ func TestSentinelSurvivingRebootIsAFailure(t *testing.T) {
 	}
 	first := reboots[0]
 	n := e.waitNode(time.Minute, "with the surviving sentinel counted as a failure", func(n *corev1.Node) bool {
-		return n.Annotations[annFailures] == "1"
+		return n.Annotations[nodestate.AnnotationFailures] == "1"
 	})
-	if _, err := time.Parse(time.RFC3339, n.Annotations[annRetryAfter]); err != nil {
-		t.Errorf("after the first failure, %s=%q: %v", annRetryAfter, n.Annotations[annRetryAfter], err)
+	if _, err := time.Parse(time.RFC3339, n.Annotations[nodestate.AnnotationRetryAfter]); err != nil {
+		t.Errorf("after the first failure, %s=%q: %v", nodestate.AnnotationRetryAfter, n.Annotations[nodestate.AnnotationRetryAfter], err)
 	}
 	e.waitSettled(30*time.Second, "after the first failure")
 	if err := e.persistSentinel(ctx); err != nil {

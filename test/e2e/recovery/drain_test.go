@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 	"github.com/rebootgate/rebootgate/test/testbed"
 )
 
@@ -53,12 +54,12 @@ func (e *env) requirePodRunning(name string) {
 // waitHold waits for the hold annotation the agent sets after max-failures failures.
 func (e *env) waitHold(timeout time.Duration, rec *testbed.NodeRecorder) *corev1.Node {
 	e.t.Helper()
-	n, err := e.bed.WaitNode(context.Background(), e.node, timeout, "on hold", func(n *corev1.Node) bool { return n.Annotations[annHold] != "" })
+	n, err := e.bed.WaitNode(context.Background(), e.node, timeout, "on hold", func(n *corev1.Node) bool { return n.Annotations[nodestate.AnnotationHold] != "" })
 	if err != nil {
 		cordons, _ := rec.Cordons()
 		failures := ""
 		if n != nil {
-			failures = n.Annotations[annFailures]
+			failures = n.Annotations[nodestate.AnnotationFailures]
 		}
 		e.t.Fatalf("%v; %d cordons meanwhile; failures annotation %q; node changes:%s", err, len(cordons), failures, rec)
 	}
@@ -85,9 +86,9 @@ func TestDrainBlockedByPDBFailsAndHolds(t *testing.T) {
 		t.Errorf("DrainFailed event of type %s, want Warning", ev.Type)
 	}
 	held := e.waitEvent("RebootHeld", 30*time.Second)
-	t.Logf("hold %q; RebootHeld: %s", n.Annotations[annHold], held.Message)
-	if !strings.Contains(strings.ToLower(n.Annotations[annHold]), "drain") {
-		t.Errorf("hold reason %q does not say the drain failed", n.Annotations[annHold])
+	t.Logf("hold %q; RebootHeld: %s", n.Annotations[nodestate.AnnotationHold], held.Message)
+	if !strings.Contains(strings.ToLower(n.Annotations[nodestate.AnnotationHold]), "drain") {
+		t.Errorf("hold reason %q does not say the drain failed", n.Annotations[nodestate.AnnotationHold])
 	}
 	e.waitSettled(30*time.Second, "on hold")
 	cordons, uncordons := rec.Cordons()
@@ -121,7 +122,7 @@ func TestHoldDuringDrainAbandonsIt(t *testing.T) {
 	// The drain is under way and stuck on the PDB.
 	e.waitLog(pdbRefusal, time.Minute)
 	held := time.Now()
-	if err := e.patchAnnotations(context.Background(), map[string]*string{annHold: ptr("e2e " + e.id + ": stop this reboot")}, false); err != nil {
+	if err := e.patchAnnotations(context.Background(), map[string]*string{nodestate.AnnotationHold: ptr("e2e " + e.id + ": stop this reboot")}, false); err != nil {
 		t.Fatal(err)
 	}
 	ev := e.waitEvent("DrainAbandoned", time.Minute)
@@ -131,7 +132,7 @@ func TestHoldDuringDrainAbandonsIt(t *testing.T) {
 	if r := e.sim.Reboots(); len(r) != 0 || e.sim.State(e.node).Rebooting {
 		t.Errorf("rebooted although held during the drain: %v", r)
 	}
-	if n := e.get(); !strings.HasPrefix(n.Annotations[annHold], "e2e "+e.id) {
-		t.Errorf("the operator's hold annotation was changed: %q", n.Annotations[annHold])
+	if n := e.get(); !strings.HasPrefix(n.Annotations[nodestate.AnnotationHold], "e2e "+e.id) {
+		t.Errorf("the operator's hold annotation was changed: %q", n.Annotations[nodestate.AnnotationHold])
 	}
 }

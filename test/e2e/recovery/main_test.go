@@ -38,6 +38,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 	"github.com/rebootgate/rebootgate/test/testbed"
 )
 
@@ -45,14 +46,6 @@ import (
 var binary string
 
 func TestMain(m *testing.M) { os.Exit(testbed.MainWithBinary(m, &binary)) }
-
-// Node annotations of the agent's contract (issue 8).
-const (
-	annPhase      = "rebootgate.io/phase"
-	annHold       = "rebootgate.io/hold"
-	annFailures   = "rebootgate.io/failures"
-	annRetryAfter = "rebootgate.io/retry-after"
-)
 
 // envDropUnknownFlags leaves out flags the binary under test does not know.
 const envDropUnknownFlags = "RECOVERY_DROP_UNKNOWN_FLAGS"
@@ -243,7 +236,7 @@ func (e *env) waitNode(timeout time.Duration, what string, cond func(*corev1.Nod
 	return n
 }
 
-func phaseOf(n *corev1.Node) string { return n.Annotations[annPhase] }
+func phaseOf(n *corev1.Node) string { return n.Annotations[nodestate.AnnotationPhase] }
 
 // heldLeases names the Leases of the test's namespace that this node holds.
 func (e *env) heldLeases(ctx context.Context) ([]string, error) {
@@ -419,7 +412,7 @@ func ptr[T any](v T) *T { return &v }
 // record starts recording the node's cordons, phase and hold annotation.
 func (e *env) record() *testbed.NodeRecorder {
 	e.t.Helper()
-	return e.bed.RecordNode(e.t, e.node, annPhase, annHold)
+	return e.bed.RecordNode(e.t, e.node, nodestate.AnnotationPhase, nodestate.AnnotationHold)
 }
 
 // denyFinish installs a ValidatingAdmissionPolicy, bound with action Deny, that
@@ -449,7 +442,7 @@ func (e *env) denyFinish(message string) (clear func()) {
 				},
 			}}},
 			Validations: []admissionv1.Validation{
-				{Expression: removes(annPhase), Message: message},
+				{Expression: removes(nodestate.AnnotationPhase), Message: message},
 				{Expression: removes(canary), Message: message + " (canary)"},
 			},
 		},

@@ -20,7 +20,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/rebootgate/rebootgate/engine/pipeline"
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 	"github.com/rebootgate/rebootgate/test/testbed"
 )
 
@@ -65,7 +65,7 @@ func TestThreeZonesOnePerZone(t *testing.T) {
 		t.Errorf("%s's decision at the end: %+v, want denied for its slot key", r.unzoned, d)
 	}
 	if tr, ok := r.rec.FirstSince(time.Time{}, func(tr testbed.NodeTransition) bool {
-		return tr.Unschedulable || tr.Annotations[pipeline.AnnotationPhase] != ""
+		return tr.Unschedulable || tr.Annotations[nodestate.AnnotationPhase] != ""
 	}); ok {
 		t.Errorf("%s was cordoned or entered the pipeline at %s; changes:%s", r.unzoned, tr.At.Format(time.RFC3339Nano), r.rec)
 	}
@@ -156,7 +156,7 @@ pools:
 		t.Fatal(err)
 	}
 	if unzoned {
-		r.rec = bed.RecordNode(t, r.unzoned, pipeline.AnnotationPhase)
+		r.rec = bed.RecordNode(t, r.unzoned, nodestate.AnnotationPhase)
 	}
 	r.sim = bed.StartSimulator(t, testbed.SimConfig{
 		Command: []string{

@@ -1,4 +1,4 @@
-package pipeline
+package nodestate
 
 import (
 	"encoding/json"
@@ -9,43 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 )
 
-// Annotations that hold the pipeline's state on the Node.
-const (
-	AnnotationPhase        = "rebootgate.io/phase"
-	AnnotationPhaseSince   = "rebootgate.io/phase-since"
-	AnnotationBootIDBefore = "rebootgate.io/boot-id-before"
-	AnnotationCordonedByUs = "rebootgate.io/cordoned-by-rebootgate"
-	AnnotationSlot         = "rebootgate.io/slot"
-	AnnotationAttempts     = "rebootgate.io/reboot-attempts"
-	AnnotationLastReboot   = "rebootgate.io/last-reboot"
-	// AnnotationLoopBackoffUntil is when the reboot-loop protection that followed the
-	// last reboot ends (the last reboot plus the agent's --loop-backoff): recorded,
-	// so that eval and plan read the agent's own setting from the Node.
-	AnnotationLoopBackoffUntil = "rebootgate.io/loop-backoff-until"
-	// AnnotationLastDuration is how long the last completed reboot took, from the
-	// cordon to the uncordon (a Go duration, whole seconds): `rebootgate plan`
-	// forecasts the node's next reboot with it.
-	AnnotationLastDuration = "rebootgate.io/last-reboot-duration"
-	// AnnotationPool and AnnotationSlotValue name the semaphore the slot belongs to,
-	// so an interrupted reboot can resume and finish without any config.
-	AnnotationPool      = "rebootgate.io/slot-pool"
-	AnnotationSlotValue = "rebootgate.io/slot-value"
-	// AnnotationStartedAt is when the reboot began (the cordon), for its total
-	// duration, which a restarted agent can still measure.
-	AnnotationStartedAt = "rebootgate.io/reboot-started-at"
-	// AnnotationRequestedAt is when the last reboot request was made.
-	AnnotationRequestedAt = "rebootgate.io/reboot-requested-at"
-	// AnnotationFailures counts consecutive failed attempts (drain, reboot that did
-	// not happen, sentinel that survived a reboot); AnnotationRetryAfter is the end of
-	// the back-off that follows the last one. Both outlive the reboot.
-	AnnotationFailures   = "rebootgate.io/failures"
-	AnnotationRetryAfter = "rebootgate.io/retry-after"
-	// AnnotationDrainForced marks a reboot that went ahead after a failed drain
-	// (--force-reboot): the node was never Drained (lifecycle conditions).
-	AnnotationDrainForced = "rebootgate.io/drain-forced"
-)
-
-// Phase is where a node is in the pipeline.
+// Phase is where a node is in its reboot lifecycle (package pipeline).
 type Phase string
 
 // Phases, in order. The empty phase means no reboot is in progress.
@@ -60,7 +24,8 @@ const (
 // Phases lists every non-idle phase, for metrics.
 var Phases = []Phase{PhaseCordoning, PhaseDraining, PhaseRebooting, PhaseVerifying}
 
-// State is the pipeline's progress as recorded on the Node.
+// State is the reboot lifecycle's progress as recorded on the Node: [StateOf] reads
+// it, [State.Annotations] writes it.
 type State struct {
 	Phase        Phase
 	Since        time.Time
@@ -114,8 +79,9 @@ func StateOf(n *corev1.Node) State {
 	return s
 }
 
-// annotations renders the state; nil values delete the key in a JSON merge patch.
-func (s State) annotations() map[string]*string {
+// Annotations renders the state as the annotations of a JSON merge patch: every key
+// of the State is present, and nil values delete the key.
+func (s State) Annotations() map[string]*string {
 	str := func(v string) *string {
 		if v == "" {
 			return nil
@@ -164,26 +130,31 @@ func (s State) annotations() map[string]*string {
 	return out
 }
 
-// nodePatch is a JSON merge patch of a Node. ResourceVersion, when set, makes the patch
-// fail with a conflict if the Node changed since it was read, so read-modify-write of
-// lists (taints) never clobbers a concurrent change.
-type nodePatch struct {
-	Metadata patchMeta  `json:"metadata"`
-	Spec     *patchSpec `json:"spec,omitempty"`
+// Patch is a JSON merge patch of a Node, as the agent's lifecycle writes it.
+// ResourceVersion, when set, makes the patch fail with a conflict if the Node changed
+// since it was read, so read-modify-write of lists (taints) never clobbers a
+// concurrent change.
+type Patch struct {
+	Metadata PatchMeta  `json:"metadata"`
+	Spec     *PatchSpec `json:"spec,omitempty"`
 }
 
-type patchMeta struct {
+// PatchMeta is a Patch's metadata: annotations and labels with a nil value are
+// deleted.
+type PatchMeta struct {
 	ResourceVersion string             `json:"resourceVersion,omitempty"`
 	Annotations     map[string]*string `json:"annotations,omitempty"`
 	Labels          map[string]*string `json:"labels,omitempty"`
 }
 
-type patchSpec struct {
+// PatchSpec is a Patch's spec; a nil field is left as it is.
+type PatchSpec struct {
 	Unschedulable *bool           `json:"unschedulable,omitempty"`
 	Taints        *[]corev1.Taint `json:"taints,omitempty"`
 }
 
-func (p *nodePatch) bytes() ([]byte, error) {
+// Bytes encodes the patch.
+func (p *Patch) Bytes() ([]byte, error) {
 	data, err := json.Marshal(p)
 	if err != nil {
 		return nil, fmt.Errorf("encoding node patch: %w", err)
