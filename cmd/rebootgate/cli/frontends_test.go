@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"strings"
 	"testing"
 	"time"
 
@@ -103,7 +102,7 @@ func TestFrontEndsAgreeOnBackoffs(t *testing.T) {
 
 // agentDecision runs a real agent (default config, reboot required) on node over a
 // fake API until it has reported its decision, and returns it.
-func agentDecision(t *testing.T, node *corev1.Node) decision.Decision {
+func agentDecision(t *testing.T, node *corev1.Node) nodestate.Decision {
 	t.Helper()
 	dir := t.TempDir()
 	sentinel := filepath.Join(dir, "reboot-required")
@@ -130,12 +129,12 @@ func agentDecision(t *testing.T, node *corev1.Node) decision.Decision {
 	}()
 	for {
 		n, err := client.CoreV1().Nodes().Get(ctx, node.Name, metav1.GetOptions{})
-		if err == nil && n.Annotations[nodestate.AnnotationDecision] != "" {
-			var d decision.Decision
-			if err := json.NewDecoder(strings.NewReader(n.Annotations[nodestate.AnnotationDecision])).Decode(&d); err != nil {
+		if err == nil {
+			if d, found, err := nodestate.DecisionOf(n); err != nil {
 				t.Fatal(err)
+			} else if found {
+				return d
 			}
-			return d
 		}
 		select {
 		case <-ctx.Done():

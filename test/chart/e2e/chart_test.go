@@ -32,6 +32,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/rebootgate/rebootgate/engine/disruption"
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 	"github.com/rebootgate/rebootgate/test/chart"
 	"github.com/rebootgate/rebootgate/test/testbed"
 )
@@ -527,7 +528,7 @@ func TestChartRBACIsEnough(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := e.bed.WaitNode(ctx, sc.node, 2*time.Minute, "uncordoned and idle after the reboot", func(n *corev1.Node) bool {
-		return !n.Spec.Unschedulable && n.Annotations["rebootgate.io/phase"] == ""
+		return !n.Spec.Unschedulable && n.Annotations[nodestate.AnnotationPhase] == ""
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -543,7 +544,7 @@ func TestChartRBACIsEnough(t *testing.T) {
 			return false, err
 		}
 		for _, cond := range n.Status.Conditions {
-			if cond.Type == "RebootPolicyLoaded" {
+			if cond.Type == nodestate.ConditionPolicyLoaded {
 				return cond.Status == corev1.ConditionTrue, nil
 			}
 		}
@@ -608,7 +609,7 @@ func TestDrainNeedsDaemonSetGet(t *testing.T) {
 		if err != nil {
 			return false, err
 		}
-		return !n.Spec.Unschedulable && n.Annotations["rebootgate.io/phase"] == "" && bytes.Contains(sc.log(t), []byte("DrainFailed")), nil
+		return !n.Spec.Unschedulable && n.Annotations[nodestate.AnnotationPhase] == "" && bytes.Contains(sc.log(t), []byte("DrainFailed")), nil
 	})
 	if err != nil {
 		t.Fatalf("%v\n%s", err, tail(string(sc.log(t)), 4096))

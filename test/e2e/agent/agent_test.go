@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -90,14 +89,10 @@ func TestDryRunTouchesNothing(t *testing.T) {
 		node := c.waitNode(n, time.Minute, "a dry-run decision", func(n *corev1.Node) bool {
 			return strings.Contains(decisionOf(n), `"dryRun":true`)
 		})
-		var d struct {
-			Allowed bool   `json:"allowed"`
-			Pool    string `json:"pool"`
-		}
-		if err := json.Unmarshal([]byte(decisionOf(node)), &d); err != nil || !d.Allowed || d.Pool != "user" {
+		if d, found, err := nodestate.DecisionOf(node); !found || err != nil || !d.Allowed || d.Pool != "user" {
 			t.Errorf("%s: decision %s", n, decisionOf(node))
 		}
-		if !hasCondition(node, "RebootRequired", corev1.ConditionTrue) {
+		if !hasCondition(node, nodestate.ConditionRebootRequired, corev1.ConditionTrue) {
 			t.Errorf("%s: no RebootRequired=True condition", n)
 		}
 	}
@@ -115,9 +110,9 @@ func TestDryRunTouchesNothing(t *testing.T) {
 	}
 }
 
-func hasCondition(n *corev1.Node, typ string, status corev1.ConditionStatus) bool {
+func hasCondition(n *corev1.Node, typ corev1.NodeConditionType, status corev1.ConditionStatus) bool {
 	for _, c := range n.Status.Conditions {
-		if string(c.Type) == typ {
+		if c.Type == typ {
 			return c.Status == status
 		}
 	}
@@ -352,7 +347,7 @@ func TestBrokenPolicyFailsClosed(t *testing.T) {
 // policyLoaded is the node's RebootPolicyLoaded condition, nil when absent.
 func policyLoaded(n *corev1.Node) *corev1.NodeCondition {
 	for i := range n.Status.Conditions {
-		if n.Status.Conditions[i].Type == "RebootPolicyLoaded" {
+		if n.Status.Conditions[i].Type == nodestate.ConditionPolicyLoaded {
 			return &n.Status.Conditions[i]
 		}
 	}

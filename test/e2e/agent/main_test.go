@@ -166,7 +166,8 @@ func (c *cluster) waitNode(name string, timeout time.Duration, what string, cond
 	return n
 }
 
-func decisionOf(n *corev1.Node) string { return n.Annotations["rebootgate.io/decision"] }
+// decisionOf is the raw decision annotation on n, for matching its text.
+func decisionOf(n *corev1.Node) string { return n.Annotations[nodestate.AnnotationDecision] }
 
 // sampler records, every 50ms, how many of the test's nodes of each pool are inside
 // the reboot pipeline (a phase annotation is set only while a slot is held), and the

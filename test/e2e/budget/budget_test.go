@@ -9,7 +9,6 @@ package budget
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -26,6 +25,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 	"github.com/rebootgate/rebootgate/test/testbed"
 )
 
@@ -168,22 +168,8 @@ func (w *world) waitBlocked(nodes []string, want string) {
 	w.t.Helper()
 	for _, node := range nodes {
 		_, err := w.bed.WaitNode(context.Background(), node, time.Minute, "blocked by "+want, func(n *corev1.Node) bool {
-			var d struct {
-				Allowed bool `json:"allowed"`
-				Reasons []struct {
-					Source  string `json:"source"`
-					Message string `json:"message"`
-				} `json:"reasons"`
-			}
-			if json.Unmarshal([]byte(n.Annotations["rebootgate.io/decision"]), &d) != nil || d.Allowed {
-				return false
-			}
-			for _, r := range d.Reasons {
-				if strings.Contains(r.Source+": "+r.Message, want) {
-					return true
-				}
-			}
-			return false
+			d, found, err := nodestate.DecisionOf(n)
+			return found && err == nil && !d.Allowed && decisionView(d).has(want)
 		})
 		if err != nil {
 			w.t.Fatal(err)

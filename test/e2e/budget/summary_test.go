@@ -22,6 +22,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 	"github.com/rebootgate/rebootgate/test/testbed"
 )
 
@@ -157,13 +158,7 @@ func (w *summaryWorld) run(f summaryFault) {
 }
 
 // decisionView is the decision an agent recorded on its node.
-type decisionView struct {
-	Allowed bool `json:"allowed"`
-	Reasons []struct {
-		Source  string `json:"source"`
-		Message string `json:"message"`
-	} `json:"reasons"`
-}
+type decisionView nodestate.Decision
 
 // has reports a reason whose "source: message" contains s.
 func (d decisionView) has(s string) bool {
@@ -180,9 +175,9 @@ func (w *world) waitDecided(nodes []string, timeout time.Duration, what string, 
 	for _, node := range nodes {
 		var last string
 		_, err := w.bed.WaitNode(context.Background(), node, timeout, what, func(n *corev1.Node) bool {
-			last = n.Annotations["rebootgate.io/decision"]
-			var d decisionView
-			return json.Unmarshal([]byte(last), &d) == nil && cond(d)
+			last = n.Annotations[nodestate.AnnotationDecision]
+			d, found, err := nodestate.DecisionOf(n)
+			return found && err == nil && cond(decisionView(d))
 		})
 		if err != nil {
 			return fmt.Errorf("%w; last decision of %s: %s", err, node, last)

@@ -71,8 +71,8 @@ func TestMaintenanceConditions(t *testing.T) {
 		}
 		first[typ] = tr.At
 	}
-	planned, inProgress := first["MaintenancePlanned"], first["MaintenanceInProgress"]
-	draining, drained := first["DrainInProgress"], first["Drained"]
+	planned, inProgress := first[string(nodestate.ConditionMaintenancePlanned)], first[string(nodestate.ConditionMaintenanceInProgress)]
+	draining, drained := first[string(nodestate.ConditionDrainInProgress)], first[string(nodestate.ConditionDrained)]
 	if !planned.Before(inProgress) || draining.Before(inProgress) || !draining.Before(drained) {
 		t.Errorf("order: MaintenancePlanned +0s, MaintenanceInProgress %+.2fs, DrainInProgress %+.2fs, Drained %+.2fs; want them in this order (DrainInProgress may come with MaintenanceInProgress); transitions:%s",
 			inProgress.Sub(planned).Seconds(), draining.Sub(planned).Seconds(), drained.Sub(planned).Seconds(), recWith)

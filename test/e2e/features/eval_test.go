@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/rebootgate/rebootgate/engine/decision"
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 	"github.com/rebootgate/rebootgate/engine/source"
 	"github.com/rebootgate/rebootgate/test/testbed"
 )
@@ -59,7 +60,7 @@ func TestEvalLiveMatchesAgent(t *testing.T) {
 	sim := e.simulate([]string{node}, e.args(cfg))
 	e.required(sim, node)
 
-	blocked := e.waitDecision(node, time.Minute, "blocked by the blackout, the pod and the policy", func(d decision.Decision) bool { return len(d.Reasons) == 3 })
+	blocked := e.waitDecision(node, time.Minute, "blocked by the blackout, the pod and the policy", func(d nodestate.Decision) bool { return len(d.Reasons) == 3 })
 	e.evalMatches(cfg, node, blocked)
 
 	if err := pods.Delete(ctx, "blocker", metav1.DeleteOptions{GracePeriodSeconds: new(int64)}); err != nil {
@@ -68,14 +69,14 @@ func TestEvalLiveMatchesAgent(t *testing.T) {
 	if _, err := e.bed.Client.CoreV1().Nodes().Patch(ctx, node, types.MergePatchType, []byte(`{"metadata":{"labels":{"freeze":null}}}`), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	allowed := e.waitDecision(node, time.Minute, "allowed after the blackout", func(d decision.Decision) bool { return d.Allowed })
+	allowed := e.waitDecision(node, time.Minute, "allowed after the blackout", func(d nodestate.Decision) bool { return d.Allowed })
 	e.evalMatches(cfg, node, allowed)
 	e.rebootedOnce(sim, node, end, time.Minute)
 }
 
 // evalMatches runs `rebootgate eval --node-name node -o json` at the agent's decision
 // time and fails the test unless it decides as the agent did.
-func (e *env) evalMatches(cfg, node string, agent decision.Decision) {
+func (e *env) evalMatches(cfg, node string, agent nodestate.Decision) {
 	e.t.Helper()
 	cmd := exec.Command(binary, "eval", "--kubeconfig", e.bed.Kubeconfig, "--node-name", node, "--config", cfg,
 		"--policy-namespace", e.ns, "--at", agent.At, "-o", "json")
@@ -90,7 +91,7 @@ func (e *env) evalMatches(cfg, node string, agent decision.Decision) {
 	if ev.Allowed != agent.Allowed || ev.Pool != agent.Pool || ev.At != agent.At || ev.NextAllowed != agent.NextAllowed ||
 		!slices.Equal(ev.Reasons, agent.Reasons) {
 		e.t.Fatalf("eval --node-name %s --at %s decided\n  allowed=%v pool=%s next=%s reasons=%q\nthe agent\n  allowed=%v pool=%s next=%s reasons=%q",
-			node, agent.At, ev.Allowed, ev.Pool, ev.NextAllowed, reasons(ev), agent.Allowed, agent.Pool, agent.NextAllowed, reasons(agent))
+			node, agent.At, ev.Allowed, ev.Pool, ev.NextAllowed, reasons(ev.Reasons), agent.Allowed, agent.Pool, agent.NextAllowed, reasons(agent.Reasons))
 	}
-	e.t.Logf("eval and the agent agree at %s: allowed=%v %s", agent.At, agent.Allowed, reasons(agent))
+	e.t.Logf("eval and the agent agree at %s: allowed=%v %s", agent.At, agent.Allowed, reasons(agent.Reasons))
 }

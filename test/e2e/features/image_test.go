@@ -7,7 +7,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/rebootgate/rebootgate/engine/decision"
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 	"github.com/rebootgate/rebootgate/test/testbed"
 )
 
@@ -31,9 +31,9 @@ func TestNodeImageRules(t *testing.T) {
 
 	blocked := func(node, want string) {
 		t.Helper()
-		d := e.waitDecision(node, time.Minute, "blocked by the node-image rule", func(d decision.Decision) bool { return !d.Allowed })
-		if !strings.Contains(reasons(d), want) {
-			t.Errorf("%s: blocked with %q, want a reason containing %q", node, reasons(d), want)
+		d := e.waitDecision(node, time.Minute, "blocked by the node-image rule", func(d nodestate.Decision) bool { return !d.Allowed })
+		if !strings.Contains(reasons(d.Reasons), want) {
+			t.Errorf("%s: blocked with %q, want a reason containing %q", node, reasons(d.Reasons), want)
 		}
 	}
 	blocked(old, "dated 2024-03-25, before the minimum 2025-06-01")

@@ -8,7 +8,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/rebootgate/rebootgate/engine/decision"
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 	"github.com/rebootgate/rebootgate/test/testbed"
 )
 
@@ -50,17 +50,17 @@ func TestKuredEnv(t *testing.T) {
 	)
 	e.required(sim, free, busy)
 	for _, n := range []string{free, busy} {
-		d := e.waitDecision(n, time.Minute, "blocked until the window opens", func(d decision.Decision) bool { return !d.Allowed })
-		if d.NextAllowed != open.Format(time.RFC3339) || !strings.Contains(reasons(d), "outside every reboot window") {
-			t.Errorf("%s: blocked with %q, next allowed %q; want outside the window until %s", n, reasons(d), d.NextAllowed, open.Format(time.RFC3339))
+		d := e.waitDecision(n, time.Minute, "blocked until the window opens", func(d nodestate.Decision) bool { return !d.Allowed })
+		if d.NextAllowed != open.Format(time.RFC3339) || !strings.Contains(reasons(d.Reasons), "outside every reboot window") {
+			t.Errorf("%s: blocked with %q, next allowed %q; want outside the window until %s", n, reasons(d.Reasons), d.NextAllowed, open.Format(time.RFC3339))
 		}
 	}
 	if time.Now().After(open) {
 		t.Fatalf("the blocked decisions came after the opening %s: the test's lead is too short", open.Format(time.RFC3339))
 	}
 	e.rebootedOnce(sim, free, open, time.Until(open)+time.Minute)
-	d := e.waitDecision(busy, time.Minute, "blocked by the pod", func(d decision.Decision) bool {
-		return strings.Contains(reasons(d), `pod `+e.ns+`/blocker matches blocking selector "app=blocker"`)
+	d := e.waitDecision(busy, time.Minute, "blocked by the pod", func(d nodestate.Decision) bool {
+		return strings.Contains(reasons(d.Reasons), `pod `+e.ns+`/blocker matches blocking selector "app=blocker"`)
 	})
 	if d.Allowed || d.Pool != "default" {
 		t.Errorf("%s: decision %+v, want blocked in the flags' pool default", busy, d)

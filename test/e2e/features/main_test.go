@@ -8,7 +8,6 @@ package features
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -19,7 +18,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/rebootgate/rebootgate/engine/decision"
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 	"github.com/rebootgate/rebootgate/test/testbed"
 )
 
@@ -128,20 +127,15 @@ func (e *env) required(sim *testbed.Simulator, nodes ...string) {
 	}
 }
 
-// decisionOf reads the decision the agent last reported on the node (its
-// rebootgate.io/decision annotation); ok is false while there is none.
-func decisionOf(n *corev1.Node) (d decision.Decision, ok bool) {
-	return d, json.Unmarshal([]byte(n.Annotations["rebootgate.io/decision"]), &d) == nil
-}
-
 // waitDecision waits until the agent of node reports a decision for which cond holds.
-func (e *env) waitDecision(node string, timeout time.Duration, what string, cond func(decision.Decision) bool) decision.Decision {
+func (e *env) waitDecision(node string, timeout time.Duration, what string, cond func(nodestate.Decision) bool) nodestate.Decision {
 	e.t.Helper()
-	var d decision.Decision
+	var d nodestate.Decision
 	if _, err := e.bed.WaitNode(context.Background(), node, timeout, what, func(n *corev1.Node) bool {
-		var ok bool
-		d, ok = decisionOf(n)
-		return ok && cond(d)
+		var found bool
+		var err error
+		d, found, err = nodestate.DecisionOf(n)
+		return found && err == nil && cond(d)
 	}); err != nil {
 		e.t.Fatal(err)
 	}
@@ -149,9 +143,9 @@ func (e *env) waitDecision(node string, timeout time.Duration, what string, cond
 }
 
 // reasons joins a decision's reasons, for matching and messages.
-func reasons(d decision.Decision) string {
+func reasons(rs []nodestate.Reason) string {
 	var out []string
-	for _, r := range d.Reasons {
+	for _, r := range rs {
 		out = append(out, r.Source+": "+r.Message)
 	}
 	return strings.Join(out, "; ")
@@ -177,7 +171,7 @@ func (e *env) rebootedOnce(sim *testbed.Simulator, node string, notBefore time.T
 		e.t.Fatal(err)
 	}
 	if _, err := e.bed.WaitNode(ctx, node, time.Minute, "back, idle and uncordoned", func(n *corev1.Node) bool {
-		return !n.Spec.Unschedulable && n.Annotations["rebootgate.io/phase"] == "" && n.Annotations["rebootgate.io/last-reboot"] != ""
+		return !n.Spec.Unschedulable && n.Annotations[nodestate.AnnotationPhase] == "" && n.Annotations[nodestate.AnnotationLastReboot] != ""
 	}); err != nil {
 		e.t.Fatal(err)
 	}

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rebootgate/rebootgate/engine/decision"
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 )
 
 // TestCronWindowOpensAhead: a Patch-Tuesday-style cron window (a day-of-month week
@@ -27,16 +27,16 @@ func TestCronWindowOpensAhead(t *testing.T) {
 	node := e.node(nil)
 	sim := e.simulate([]string{node}, e.args(cfg))
 	e.required(sim, node)
-	d := e.waitDecision(node, time.Minute, "blocked until the cron window opens", func(d decision.Decision) bool { return !d.Allowed })
+	d := e.waitDecision(node, time.Minute, "blocked until the cron window opens", func(d nodestate.Decision) bool { return !d.Allowed })
 	next, err := time.Parse(time.RFC3339, d.NextAllowed)
 	if err != nil || !next.Equal(open) {
-		t.Fatalf("blocked decision %q, next allowed %q; want the window's opening %s", reasons(d), d.NextAllowed, open.Format(time.RFC3339))
+		t.Fatalf("blocked decision %q, next allowed %q; want the window's opening %s", reasons(d.Reasons), d.NextAllowed, open.Format(time.RFC3339))
 	}
 	if time.Now().After(open) {
 		t.Fatalf("the blocked decision came after the opening %s: the test's lead is too short", open.Format(time.RFC3339))
 	}
 	down := e.rebootedOnce(sim, node, open, open.Sub(time.Now())+time.Minute)
-	t.Logf("blocked (%s); window opened %s, host down %.2fs later", reasons(d), open.Format(time.RFC3339), down.From.Sub(open).Seconds())
+	t.Logf("blocked (%s); window opened %s, host down %.2fs later", reasons(d.Reasons), open.Format(time.RFC3339), down.From.Sub(open).Seconds())
 }
 
 // TestBlackoutCoversNow: a named blackout from a minute ago to 20 s ahead blocks the
@@ -49,10 +49,10 @@ func TestBlackoutCoversNow(t *testing.T) {
 	node := e.node(nil)
 	sim := e.simulate([]string{node}, e.args(cfg))
 	e.required(sim, node)
-	d := e.waitDecision(node, time.Minute, "blocked by the blackout", func(d decision.Decision) bool { return !d.Allowed })
-	if want := `blackout "freeze" until ` + end.Format(time.RFC3339); !strings.Contains(reasons(d), want) || d.NextAllowed != end.Format(time.RFC3339) {
-		t.Fatalf("blocked decision %q, next allowed %q; want %q and the blackout's end", reasons(d), d.NextAllowed, want)
+	d := e.waitDecision(node, time.Minute, "blocked by the blackout", func(d nodestate.Decision) bool { return !d.Allowed })
+	if want := `blackout "freeze" until ` + end.Format(time.RFC3339); !strings.Contains(reasons(d.Reasons), want) || d.NextAllowed != end.Format(time.RFC3339) {
+		t.Fatalf("blocked decision %q, next allowed %q; want %q and the blackout's end", reasons(d.Reasons), d.NextAllowed, want)
 	}
 	down := e.rebootedOnce(sim, node, end, time.Until(end)+time.Minute)
-	t.Logf("blocked (%s); blackout ended %s, host down %.2fs later", reasons(d), end.Format(time.RFC3339), down.From.Sub(end).Seconds())
+	t.Logf("blocked (%s); blackout ended %s, host down %.2fs later", reasons(d.Reasons), end.Format(time.RFC3339), down.From.Sub(end).Seconds())
 }

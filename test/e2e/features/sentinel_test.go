@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/rebootgate/rebootgate/engine/detect"
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 	"github.com/rebootgate/rebootgate/test/testbed"
 )
 
@@ -34,7 +35,7 @@ func TestCommandSentinel(t *testing.T) {
 		t.Helper()
 		if _, err := e.bed.WaitNode(context.Background(), node, time.Minute, "RebootRequired="+string(status)+" ("+reason+")", func(n *corev1.Node) bool {
 			for _, c := range n.Status.Conditions {
-				if c.Type == "RebootRequired" {
+				if c.Type == nodestate.ConditionRebootRequired {
 					return c.Status == status && c.Reason == reason
 				}
 			}

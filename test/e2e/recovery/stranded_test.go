@@ -10,6 +10,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 	"github.com/rebootgate/rebootgate/test/testbed"
 )
 
@@ -55,7 +56,7 @@ func TestFinishDeniedForAWhileDoesNotStrand(t *testing.T) {
 	cleared := time.Now()
 	e.waitSettled(finishBound, "after the denial cleared")
 	t.Logf("settled %s after the denial cleared", time.Since(cleared).Round(time.Second))
-	if n := e.get(); n.Annotations["rebootgate.io/last-reboot"] == "" {
+	if n := e.get(); n.Annotations[nodestate.AnnotationLastReboot] == "" {
 		t.Errorf("the finished reboot was not recorded: %v", n.Annotations)
 	}
 }

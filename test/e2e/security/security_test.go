@@ -35,6 +35,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/rebootgate/rebootgate/engine/lock"
+	"github.com/rebootgate/rebootgate/engine/nodestate"
 	"github.com/rebootgate/rebootgate/test/chart"
 	"github.com/rebootgate/rebootgate/test/testbed"
 )
@@ -464,7 +465,7 @@ func TestRollingRebootWithPodBoundTokens(t *testing.T) {
 	}
 	for _, node := range in.nodes {
 		if _, err := in.bed.WaitNode(ctx, node, 2*time.Minute, "uncordoned and idle after its reboot", func(n *corev1.Node) bool {
-			return !n.Spec.Unschedulable && n.Annotations["rebootgate.io/phase"] == ""
+			return !n.Spec.Unschedulable && n.Annotations[nodestate.AnnotationPhase] == ""
 		}); err != nil {
 			t.Error(err)
 		}

@@ -8,7 +8,6 @@ package slotkeys
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -46,7 +45,7 @@ func TestThreeZonesOnePerZone(t *testing.T) {
 		d := decisionOf(n)
 		return !d.Allowed && len(d.Reasons) == 1 && d.Reasons[0].Source == "slotKey" && strings.HasPrefix(d.Reasons[0].Message, want)
 	}); err != nil {
-		t.Fatalf("%v (decision %s)", err, r.node(r.unzoned).Annotations["rebootgate.io/decision"])
+		t.Fatalf("%v (decision %s)", err, r.node(r.unzoned).Annotations[nodestate.AnnotationDecision])
 	}
 
 	r.finish()
@@ -250,20 +249,12 @@ func (r *rollout) node(name string) *corev1.Node {
 	return n
 }
 
-// decision is the part of the rebootgate.io/decision annotation the tests read.
-type decision struct {
-	Allowed bool   `json:"allowed"`
-	SlotKey string `json:"slotKey"`
-	Reasons []struct {
-		Source  string `json:"source"`
-		Message string `json:"message"`
-	} `json:"reasons"`
-}
-
-func decisionOf(n *corev1.Node) decision {
-	var d decision
-	if json.Unmarshal([]byte(n.Annotations["rebootgate.io/decision"]), &d) != nil {
-		return decision{}
+// decisionOf is the decision recorded on n; the zero Decision when there is none or
+// it does not decode.
+func decisionOf(n *corev1.Node) nodestate.Decision {
+	d, _, err := nodestate.DecisionOf(n)
+	if err != nil {
+		return nodestate.Decision{}
 	}
 	return d
 }
