@@ -200,48 +200,19 @@ deny contains msg if {
 	msg := sprintf("alert %s is %s%s (silenced, but blockSilenced is set)", [a.name, a.state, where])
 }
 
-# alert_scope(a) is "" for a cluster-wide alert, " on this node (label=value)" for one
-# whose node labels name this node, and undefined (the alert does not block this node)
-# for one whose node labels name only other targets. An alert is node-scoped when at
-# least one of params.alerts.nodeLabels has a non-empty value; [] (or an input without
-# the list) makes every alert cluster-wide, as in kured.
-alert_scope(a) := "" if {
-	count(alert_node_values(a)) == 0
-} else := sprintf(" on this node (%s=%s)", [l, v]) if {
-	some [l, v] in alert_node_values(a)
-	names_this_node(v)
-}
+# alert_scope(a) is "" for an alert that blocks every node, " on this node (label=value)"
+# for one whose node labels name this node, and undefined (the alert does not block this
+# node) for one whose node labels name only other nodes. Go resolves the labels
+# (params.alerts.nodeLabels against this node and the cluster's node index) into
+# a.scope; an unresolved one says why it blocks every node. An alert without a scope,
+# or with a kind this gate does not know, blocks (fail closed).
+alert_scope(a) := "" if not alert_scoped(a)
 
-alert_node_labels := object.get(input.params.alerts, "nodeLabels", [])
+alert_scope(a) := sprintf(" on this node (%s=%s)", [a.scope.label, a.scope.value]) if a.scope.kind == "node"
 
-# The alert's non-empty node-label values as [label, value] pairs, in nodeLabels order.
-alert_node_values(a) := [[l, v] |
-	some l in alert_node_labels
-	v := object.get(a.labels, l, "")
-	v != ""
-]
+alert_scope(a) := sprintf(" (%s)", [a.scope.reason]) if a.scope.kind == "unresolved"
 
-# A value names this node when it is the node's name or, written the way Prometheus
-# writes a scrape target (instance: host, host:port, [ipv6]:port), its host is the
-# node's name or one of its status.addresses. Host names compare case-insensitively.
-names_this_node(v) if v == input.node.name
-
-names_this_node(v) if lower(target_host(v)) in node_identities
-
-node_identities contains lower(input.node.name)
-
-node_identities contains lower(addr.address) if {
-	some addr in object.get(input.node, "addresses", [])
-	addr.address != ""
-}
-
-# target_host strips a port: "[::1]:9100" and "[::1]" are ::1, "10.0.0.5:9100" is
-# 10.0.0.5, and a bare IPv6 address (more than one colon, no brackets) is kept whole.
-target_host(v) := trim_prefix(split(v, "]")[0], "[") if {
-	startswith(v, "[")
-} else := split(v, ":")[0] if {
-	count(split(v, ":")) == 2
-} else := v
+alert_scoped(a) if a.scope.kind in {"node", "otherNodes", "unresolved"}
 
 # The alerts that pass kured's filters. Without filters (the usual case) that is every
 # alert, at no cost; the per-alert checks only run when a filter is set.

@@ -87,6 +87,7 @@ type Agent struct {
 	summaryMu    sync.Mutex
 	summaryCache summaryRead
 	summaries    *summary.Observer
+	nodeIndex    *summary.IndexReader // the node index shards read, by their hashes
 
 	executor *pipeline.Executor
 
@@ -352,10 +353,16 @@ func (a *Agent) gather(ctx context.Context) (*facts.Facts, error) {
 		a.alerts.Fill(ctx, f)
 	}
 	// The last good engine: a reboot in progress re-decides with it, and a new one is
-	// denied without a current engine anyway.
-	if engine, err := a.source.LastGood(); err == nil && engine.NeedsSummary(n, a.clock.Now()) {
-		r := a.nodeSummary(ctx)
-		f.Summary, f.SummarySeenAt, f.SummaryErr = r.summary, r.seenAt, r.err
+	// denied without a current engine anyway. The summary also names the node index
+	// that tells whether an alert's instance names another node, a pod, or nothing:
+	// read it, and the index shards the alerts' keys are in, when an alert needs it.
+	if engine, err := a.source.LastGood(); err == nil {
+		keys := engine.NodeIndexKeys(n, f.Alerts)
+		if len(keys) > 0 || engine.NeedsSummary(n, a.clock.Now()) {
+			r := a.nodeSummary(ctx)
+			f.Summary, f.SummarySeenAt, f.SummaryErr = r.summary, r.seenAt, r.err
+			a.indexReader().Fill(ctx, f, keys, a.clock.Now())
+		}
 	}
 	return f, nil
 }
@@ -379,6 +386,17 @@ func (a *Agent) nodeSummary(ctx context.Context) summaryRead {
 	s, seenAt, err := a.summaries.Read(ctx, now)
 	a.summaryCache = summaryRead{summary: s, seenAt: seenAt, err: err, at: now}
 	return a.summaryCache
+}
+
+// indexReader is the agent's reader of node index shards, made at first use (on the
+// agent's clock, which tests replace after New).
+func (a *Agent) indexReader() *summary.IndexReader {
+	a.summaryMu.Lock()
+	defer a.summaryMu.Unlock()
+	if a.nodeIndex == nil {
+		a.nodeIndex = summary.NewIndexReader(a.client, a.cfg.Namespace, a.clock)
+	}
+	return a.nodeIndex
 }
 
 // summaryRead is the last read of the node summary.

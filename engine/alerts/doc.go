@@ -15,4 +15,10 @@
 // A [Gatherer] caches its last answer for a short TTL (15 s by default) and shares one
 // request among concurrent callers, so that a burst of decisions on a node costs one
 // query. The agent only asks when a decision needs alerts; an idle node sends none.
+//
+// A [Resolver] decides, purely, which nodes each alert blocks for one node's decision
+// (its facts.AlertScope): from the pool's node labels, the node's own name and addresses,
+// and the node index of the summarizer's node summary ([Index]). An alert blocks only
+// the nodes its labels really resolve to; one resolving to no node, or one that cannot be
+// resolved without a fresh index, blocks every node.
 package alerts

@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/rebootgate/rebootgate/engine/alerts"
 	"github.com/rebootgate/rebootgate/engine/celeval"
 	"github.com/rebootgate/rebootgate/engine/config"
 	"github.com/rebootgate/rebootgate/engine/disruption"
@@ -71,6 +73,9 @@ type Engine struct {
 	// poolsReadSummary: some pool has a budget or breaker or reads the summary, so
 	// NeedsSummary must find the node's pool; otherwise it answers without.
 	poolsReadSummary bool
+	// alertNodeLabels are the pools' blockers.alerts.nodeLabels together (today one
+	// global list): which alert labels may need the node index (NeedsNodeIndex).
+	alertNodeLabels []string
 }
 
 type pool struct {
@@ -124,6 +129,11 @@ func New(ctx context.Context, cfg *config.Resolved, modules []policy.Module) (*E
 		if p.params, err = input.ParamsValue(rp.Params); err != nil {
 			fail(path, err)
 		}
+		for _, l := range rp.Params.Alerts.NodeLabels {
+			if !slices.Contains(e.alertNodeLabels, l) {
+				e.alertNodeLabels = append(e.alertNodeLabels, l)
+			}
+		}
 		e.pools = append(e.pools, p)
 	}
 	if len(errs) > 0 {
@@ -171,6 +181,35 @@ func (e *Engine) NeedsSummary(n *corev1.Node, now time.Time) bool {
 	node := input.NodeFrom(n, e.cfg.NodeImageLabel)
 	p, _ := e.selectPool(&celeval.Vars{Node: &node, Now: now})
 	return p != nil && (e.cfg.NeedsSummary(p.cfg) || p.readsSummary)
+}
+
+// NodeIndexKeys are the node index keys that scoping the alerts for node n looks up
+// (see disruption.IndexKey): those of node label values (of any pool's nodeLabels, so
+// that no pool selection is needed) that are not n's own name or address. None: the
+// index is not needed, and gatherers read no shard of it.
+func (e *Engine) NodeIndexKeys(n *corev1.Node, list []facts.Alert) []string {
+	if len(list) == 0 || len(e.alertNodeLabels) == 0 {
+		return nil
+	}
+	return alerts.NewResolver(e.alertNodeLabels, n, nil, nil).IndexKeys(list)
+}
+
+// resolver scopes alerts for the pool's node labels and node n, with the node index
+// the usable summary names (the shards of f whose hashes it names); otherwise it says
+// why there is no index.
+func (e *Engine) resolver(p *pool, f *facts.Facts, sum summaryState) *alerts.Resolver {
+	var idx *alerts.Index
+	noIndex := sum.err
+	if s := sum.summary; s != nil {
+		if idx = alerts.NewIndex(s.NodeIndex, f.NodeIndex, f.NodeIndexErr); idx == nil {
+			why := "its summarizer predates it"
+			if s.NodeIndexError != "" {
+				why = s.NodeIndexError
+			}
+			noIndex = fmt.Errorf("the node summary by %s names no node index: %s", s.Writer, why)
+		}
+	}
+	return alerts.NewResolver(p.cfg.Params.Alerts.NodeLabels, f.Node, idx, noIndex)
 }
 
 // compileChecks compiles CEL checks (conditions or health checks) and their message
@@ -246,7 +285,7 @@ func (e *Engine) Evaluate(ctx context.Context, f *facts.Facts, now time.Time) Ev
 		Node:   node,
 		Pool:   input.Pool{Name: p.cfg.Name, Concurrency: p.cfg.Concurrency.String(), Conditions: d.Conditions},
 		Pods:   vars.Pods,
-		Alerts: vars.Alerts,
+		Alerts: input.AlertsOf(vars.Alerts, e.resolver(p, f, sum).Scopes(vars.Alerts)),
 		Time:   input.Time{RFC3339: d.At, Ns: now.UnixNano()},
 	}
 	if f.AlertsErr != nil {

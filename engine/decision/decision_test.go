@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/rebootgate/rebootgate/engine/config"
+	"github.com/rebootgate/rebootgate/engine/disruption"
 	"github.com/rebootgate/rebootgate/engine/facts"
 	"github.com/rebootgate/rebootgate/engine/policy"
 	"github.com/rebootgate/rebootgate/policies"
@@ -306,7 +308,7 @@ pools:
 }
 
 // An alert whose node labels name a node blocks only that node, by name or as an
-// instance naming one of its addresses; an alert without node labels blocks every node;
+// instance naming one of its addresses (known from the node summary's index); an alert without node labels blocks every node;
 // nodeLabels [] is kured's every-alert-blocks-every-node. CEL sees the addresses too.
 func TestNodeScopedAlerts(t *testing.T) {
 	withIP := func(name, ip string) *corev1.Node {
@@ -315,6 +317,8 @@ func TestNodeScopedAlerts(t *testing.T) {
 		return n
 	}
 	n1, n2 := withIP("n1", "10.0.0.1"), withIP("n2", "10.0.0.2")
+	// The summarizer's node index tells n1 that 10.0.0.2 is n2's.
+	sum, index := summarizeWithIndex(t, newEngine(t, ""), n1, n2)
 	alerts := []facts.Alert{
 		{Name: "KubeletDown", State: "firing", Labels: map[string]string{"alertname": "KubeletDown", "node": "n1"}},
 		{Name: "NodeFilesystemFull", State: "firing", Labels: map[string]string{"alertname": "NodeFilesystemFull", "instance": "10.0.0.2:9100"}},
@@ -346,7 +350,7 @@ func TestNodeScopedAlerts(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEngine(t, tc.cfg)
-			d := e.Decide(context.Background(), &facts.Facts{Node: tc.node, Alerts: alerts}, at)
+			d := e.Decide(context.Background(), &facts.Facts{Node: tc.node, Alerts: alerts, Summary: sum, SummarySeenAt: at, NodeIndex: index}, at)
 			if got := sources(d); strings.Join(got, "|") != strings.Join(tc.want, "|") {
 				t.Errorf("reasons =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
 			}
@@ -355,7 +359,7 @@ func TestNodeScopedAlerts(t *testing.T) {
 	// Once the node's own alert clears, only the others remain: n1 reboots while n2's
 	// alert still fires.
 	e := newEngine(t, "")
-	if d := e.Decide(context.Background(), &facts.Facts{Node: n1, Alerts: alerts[1:2]}, at); !d.Allowed {
+	if d := e.Decide(context.Background(), &facts.Facts{Node: n1, Alerts: alerts[1:2], Summary: sum, SummarySeenAt: at, NodeIndex: index}, at); !d.Allowed {
 		t.Errorf("n1 with only n2's alert: %v", sources(d))
 	}
 	cel := newEngine(t, `
@@ -370,5 +374,121 @@ pools:
 	}
 	if d := cel.Decide(context.Background(), &facts.Facts{Node: testNode("n3", nil)}, at); d.Allowed {
 		t.Error("CEL on node.addresses: a node without addresses passed")
+	}
+}
+
+// kured's own alert sample: two firing alerts whose instance is a pod's address. kured
+// blocks every node on them; so must the default config, whatever the node summary:
+// with a fresh index they name no node, and without one (none read, stale, incomplete,
+// unreadable, or written without an index) they cannot be resolved. Only an index that
+// knows the address as another node's lets them through, and then they block that node.
+func TestPodInstanceAlertsBlockEveryNode(t *testing.T) {
+	self := testNode("n1", nil)
+	self.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "10.0.0.1"}}
+	other := testNode("n2", nil)
+	other.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "10.0.0.2"}}
+	sample, err := facts.ParseAlerts([]byte(`{"status":"success","data":{"resultType":"vector","result":[
+		{"metric":{"__name__":"ALERTS","alertname":"PodCrashing-dev","alertstate":"firing","instance":"1.2.3.4:8080","job":"kube-state-metrics","namespace":"dev","severity":"critical"},"value":[1622472933.973,"1"]},
+		{"metric":{"__name__":"ALERTS","alertname":"PodRestart-dev","alertstate":"firing","instance":"1.2.3.4:1234","job":"kube-state-metrics","namespace":"qa","severity":"warning"},"value":[1622472933.973,"1"]}]}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEngine(t, "blockers: {alerts: {}}")
+	if got := e.NodeIndexKeys(self, sample); !slices.Equal(got, []string{"1.2.3.4"}) {
+		t.Errorf("NodeIndexKeys = %v: a pod's instance does not ask for the node index", got)
+	}
+	summarize := func(nodes ...*corev1.Node) facts.Facts {
+		s, index := summarizeWithIndex(t, e, nodes...)
+		return facts.Facts{Summary: s, SummarySeenAt: at, NodeIndex: index}
+	}
+	stale := summarize(self, other)
+	stale.SummarySeenAt = at.Add(-2 * MaxSummaryAge)
+	incomplete := summarize(self, other)
+	incomplete.Summary.Errors = []string{"nodes cannot be watched: forbidden"}
+	old := summarize(self, other)
+	old.Summary.NodeIndex, old.NodeIndex = nil, nil
+	failed := summarize(self, other)
+	failed.Summary.NodeIndex, failed.Summary.NodeIndexError = nil, "writing it failed: configmaps is forbidden"
+	unread := summarize(self, other)
+	unread.NodeIndex, unread.NodeIndexErr = nil, errors.New(`configmaps "rebootgate-node-index-0" not found`)
+	// The shard read is of the index before other joined: the summary names another hash.
+	changed := summarize(self, other)
+	_, changed.NodeIndex = summarizeWithIndex(t, e, self)
+	podIsNode := testNode("n3", nil)
+	podIsNode.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "1.2.3.4"}}
+
+	for name, tc := range map[string]struct {
+		f    facts.Facts
+		want string // in each reason; "" = allowed
+	}{
+		"no summary read":       {facts.Facts{}, "which node it names is unknown without the node index (no node summary was read), so it blocks every node"},
+		"summary unreadable":    {facts.Facts{SummaryErr: errors.New("configmaps is forbidden")}, "without the node index (configmaps is forbidden)"},
+		"stale summary":         {stale, "without the node index (the node summary is stale"},
+		"incomplete summary":    {incomplete, "without the node index (the node summary is incomplete"},
+		"summary without index": {old, "without the node index (the node summary by summarizer-0 names no node index: its summarizer predates it)"},
+		"index not written":     {failed, "without the node index (the node summary by summarizer-0 names no node index: writing it failed: configmaps is forbidden)"},
+		"shard unreadable":      {unread, `without the node index (node index shard 0 of 1: configmaps "rebootgate-node-index-0" not found)`},
+		"shard of another hash": {changed, "without the node index (node index shard 0 of 1 read has hash "},
+		"fresh index":           {summarize(self, other), "names no node of the cluster (no node has that name or address), so it blocks every node"},
+		"the address is n3's":   {summarize(self, other, podIsNode), ""},
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := tc.f
+			f.Node, f.Alerts = self, sample
+			d := e.Decide(context.Background(), &f, at)
+			if tc.want == "" {
+				if !d.Allowed {
+					t.Errorf("blocked by another node's alerts: %v", sources(d))
+				}
+				return
+			}
+			if d.Allowed || len(d.Reasons) != 2 {
+				t.Fatalf("allowed=%v reasons %v; want both alerts to block", d.Allowed, sources(d))
+			}
+			for i, alert := range []string{"PodCrashing-dev is firing (instance=1.2.3.4:8080 ", "PodRestart-dev is firing (instance=1.2.3.4:1234 "} {
+				if r := d.Reasons[i]; r.Source != SourcePolicy || !strings.Contains(r.Message, "alert "+alert) || !strings.Contains(r.Message, tc.want) {
+					t.Errorf("reason %d = %s: %s; want alert %s…%s", i, r.Source, r.Message, alert, tc.want)
+				}
+			}
+		})
+	}
+	// The node whose address it is is blocked by both, as by its own alerts.
+	d := e.Decide(context.Background(), &facts.Facts{Node: podIsNode, Alerts: sample}, at)
+	if got := strings.Join(sources(d), "|"); got != "policy: alert PodCrashing-dev is firing on this node (instance=1.2.3.4:8080)|policy: alert PodRestart-dev is firing on this node (instance=1.2.3.4:1234)" {
+		t.Errorf("n3 = %s", got)
+	}
+}
+
+// summarizeWithIndex is the summarizer's summary of nodes and its node index.
+func summarizeWithIndex(t *testing.T, e *Engine, nodes ...*corev1.Node) (*disruption.Summary, []*disruption.IndexShard) {
+	t.Helper()
+	s := disruption.Summarize(nodes, nil, e.Membership(at), at, "summarizer-0")
+	shards, _, ref, err := disruption.BuildIndex(nodes, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.NodeIndex = ref
+	return s, shards
+}
+
+// NodeIndexKeys asks for the index only for a configured node label that does not
+// name the node itself; kured's nodeLabels [] never does.
+func TestNodeIndexKeysFollowNodeLabels(t *testing.T) {
+	n := testNode("n1", nil)
+	host := newEngine(t, "blockers: {alerts: {nodeLabels: [host]}}")
+	kured := newEngine(t, "blockers: {alerts: {nodeLabels: []}}")
+	for _, tc := range []struct {
+		e      *Engine
+		labels map[string]string
+		want   bool
+	}{
+		{host, map[string]string{"host": "n2"}, true},
+		{host, map[string]string{"host": "n1"}, false},
+		{host, map[string]string{"instance": "1.2.3.4:80"}, false},
+		{kured, map[string]string{"instance": "1.2.3.4:80"}, false},
+	} {
+		if got := tc.e.NodeIndexKeys(n, []facts.Alert{{Name: "A", Labels: tc.labels}}); (len(got) > 0) != tc.want {
+			t.Errorf("labels %v: NodeIndexKeys = %v, want some: %v", tc.labels, got, tc.want)
+		}
 	}
 }

@@ -209,6 +209,31 @@ type Summary struct {
 	// Errors are what the summarizer could not observe (e.g. medik8s Leases); a
 	// summary with errors is incomplete, and budgets and breakers fail closed on it.
 	Errors []string `json:"errors,omitempty"`
+	// NodeIndex names the node index the summarizer last published beside this summary
+	// (its shards, in ConfigMaps of their own, and their content hashes), so that an
+	// agent can tell whether an alert's instance names some node. nil when there is
+	// none: alerts that need it then block every node (NodeIndexError says why).
+	NodeIndex      *IndexRef `json:"nodeIndex,omitempty"`
+	NodeIndexError string    `json:"nodeIndexError,omitempty"`
+}
+
+// IndexedAddressTypes are the address types an alert's instance is resolved against:
+// what Prometheus' Kubernetes service discovery puts in a node target's address.
+var IndexedAddressTypes = []corev1.NodeAddressType{corev1.NodeInternalIP, corev1.NodeExternalIP, corev1.NodeHostName}
+
+// IdentityAddresses are n's InternalIP, ExternalIP and Hostname addresses, in the
+// node's order, without duplicates, empty ones or ones equal to its name (the index
+// keeps the name once, among the names). Never nil.
+func IdentityAddresses(n *corev1.Node) []string {
+	out := []string{}
+	for _, a := range n.Status.Addresses {
+		if a.Address == "" || !slices.Contains(IndexedAddressTypes, a.Type) ||
+			strings.EqualFold(a.Address, n.Name) || slices.Contains(out, a.Address) {
+			continue
+		}
+		out = append(out, a.Address)
+	}
+	return out
 }
 
 // Pool returns the counts of the named pool (zero when the pool has no node).
@@ -246,12 +271,14 @@ func Summarize(nodes []*corev1.Node, maintenance map[string]bool, member Members
 	return s
 }
 
-// SameCounts reports whether two summaries count the same (ObservedAt and Writer
-// aside): a summarizer rewrites an unchanged summary only as a heartbeat.
+// SameCounts reports whether two summaries count the same and name the same node index
+// (ObservedAt and Writer aside): a summarizer rewrites an unchanged summary only as a
+// heartbeat.
 func SameCounts(a, b *Summary) bool {
 	if a == nil || b == nil {
 		return a == b
 	}
 	return reflect.DeepEqual(a.Pools, b.Pools) && reflect.DeepEqual(a.NoPool, b.NoPool) &&
-		reflect.DeepEqual(a.Cluster, b.Cluster) && slices.Equal(a.Errors, b.Errors)
+		reflect.DeepEqual(a.Cluster, b.Cluster) && slices.Equal(a.Errors, b.Errors) &&
+		reflect.DeepEqual(a.NodeIndex, b.NodeIndex) && a.NodeIndexError == b.NodeIndexError
 }

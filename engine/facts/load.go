@@ -91,3 +91,9 @@ func parseObjects[T, L any](data []byte, kind, resource string, items func(*L) [
 		return nil, fmt.Errorf("kind: %q is not a %s, %sList or List (want the output of kubectl get %s -o yaml)", tm.Kind, kind, kind, resource)
 	}
 }
+
+// ParseConfigMaps reads ConfigMaps from a ConfigMapList, a v1 List of ConfigMaps
+// (`kubectl get cm -o yaml`), or a single ConfigMap.
+func ParseConfigMaps(data []byte) ([]corev1.ConfigMap, error) {
+	return parseObjects[corev1.ConfigMap, corev1.ConfigMapList](data, "ConfigMap", "configmaps", func(l *corev1.ConfigMapList) []corev1.ConfigMap { return l.Items })
+}

@@ -5,8 +5,6 @@ import (
 	"strconv"
 
 	"github.com/open-policy-agent/opa/v1/ast"
-
-	"github.com/rebootgate/rebootgate/engine/facts"
 )
 
 // Conversion to ast.Value is written out by hand: it avoids the reflection and JSON
@@ -29,7 +27,7 @@ func obj(items ...[2]*ast.Term) *ast.Term { return ast.ObjectTerm(items...) }
 // so every object can share them, which saves an allocation per field per decision.
 var keyTerms = func() map[string]*ast.Term {
 	m := map[string]*ast.Term{}
-	for _, k := range []string{"active", "address", "addresses", "alerts", "annotations", "arch", "architecture", "blackouts", "blockSilenced", "bootID", "build", "closesAt", "concurrency", "conditions", "containerRuntimeVersion", "crossesMidnight", "custom", "date", "days", "duration", "durationSeconds", "effect", "end", "endNs", "endSeconds", "endTime", "error", "errors", "expression", "families", "family", "filterMatchOnly", "filterRegexp", "firingOnly", "generation", "holdAnnotation", "image", "index", "kernelVersion", "key", "kind", "kubeletVersion", "label", "labels", "machineID", "message", "minDate", "name", "namespace", "nextAllowed", "nextOpening", "node", "nodeImage", "nodeInfo", "nodeLabels", "ns", "openedAt", "operatingSystem", "operator", "os", "osImage", "ownerKind", "ownerName", "params", "parsed", "patch", "phase", "podSelectors", "pods", "pool", "ready", "reason", "requirements", "result", "rfc3339", "runtime", "schedule", "selector", "silenced", "sku", "source", "start", "startNs", "startSeconds", "startTime", "state", "status", "systemUUID", "taints", "time", "timeZone", "type", "unschedulable", "value", "values", "windows"} {
+	for _, k := range []string{"active", "address", "addresses", "alerts", "annotations", "arch", "architecture", "blackouts", "blockSilenced", "bootID", "build", "closesAt", "concurrency", "conditions", "containerRuntimeVersion", "crossesMidnight", "custom", "date", "days", "duration", "durationSeconds", "effect", "end", "endNs", "endSeconds", "endTime", "error", "errors", "expression", "families", "family", "filterMatchOnly", "filterRegexp", "firingOnly", "generation", "holdAnnotation", "image", "index", "kernelVersion", "key", "kind", "kubeletVersion", "label", "labels", "machineID", "message", "minDate", "name", "namespace", "nextAllowed", "nextOpening", "node", "nodeImage", "nodeInfo", "nodeLabels", "ns", "openedAt", "operatingSystem", "operator", "os", "osImage", "ownerKind", "ownerName", "params", "parsed", "patch", "phase", "podSelectors", "pods", "pool", "ready", "reason", "requirements", "result", "rfc3339", "runtime", "schedule", "scope", "selector", "silenced", "sku", "source", "start", "startNs", "startSeconds", "startTime", "state", "status", "systemUUID", "taints", "time", "timeZone", "type", "unschedulable", "value", "values", "windows"} {
 		m[k] = ast.StringTerm(k)
 	}
 	return m
@@ -193,13 +191,20 @@ func (p *Pod) term() *ast.Term {
 	)
 }
 
-func alertTerm(a *facts.Alert) *ast.Term {
+func alertTerm(a *Alert) *ast.Term {
 	return obj(
 		item("name", str(a.Name)),
 		item("state", str(a.State)),
 		item("labels", stringMap(a.Labels)),
 		item("silenced", boolean(a.Silenced)),
 		item("source", str(a.Source)),
+		item("scope", obj(
+			item("kind", str(a.Scope.Kind)),
+			item("label", str(a.Scope.Label)),
+			item("value", str(a.Scope.Value)),
+			item("nodes", stringList(a.Scope.Nodes)),
+			item("reason", str(a.Scope.Reason)),
+		)),
 	)
 }
 

@@ -2,13 +2,12 @@ package input
 
 import (
 	"maps"
+	"slices"
 	"sync"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
-
-	"github.com/rebootgate/rebootgate/engine/facts"
 )
 
 // Converter converts facts to OPA values, reusing the values of objects that did not
@@ -75,18 +74,18 @@ func (c *Converter) PodsTerm(pods []corev1.Pod, converted []Pod) *ast.Term {
 
 // AlertsTerm converts alerts, reusing the value of an alert equal to one of the last
 // conversion (alerts have no version). The cache key is cheap (no label sorting) and a
-// hit is confirmed by comparing the labels, so it is exact.
-func (c *Converter) AlertsTerm(alerts []facts.Alert) *ast.Term {
+// hit is confirmed by comparing the labels and the scope, so it is exact.
+func (c *Converter) AlertsTerm(alerts []Alert) *ast.Term {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	next := make(map[alertKey][]cachedAlert, len(alerts))
 	terms := make([]*ast.Term, len(alerts))
 	for i := range alerts {
 		a := &alerts[i]
-		key := alertKey{a.Name, a.State, a.Source, a.Silenced, len(a.Labels)}
+		key := alertKey{a.Name, a.State, a.Source, a.Silenced, len(a.Labels), a.Scope.Kind, a.Scope.Label, a.Scope.Value, a.Scope.Reason}
 		var t *ast.Term
 		for _, cached := range c.alerts[key] {
-			if maps.Equal(cached.labels, a.Labels) {
+			if maps.Equal(cached.labels, a.Labels) && slices.Equal(cached.nodes, a.Scope.Nodes) {
 				t = cached.term
 				break
 			}
@@ -94,21 +93,24 @@ func (c *Converter) AlertsTerm(alerts []facts.Alert) *ast.Term {
 		if t == nil {
 			t = alertTerm(a)
 		}
-		next[key] = append(next[key], cachedAlert{labels: a.Labels, term: t})
+		next[key] = append(next[key], cachedAlert{labels: a.Labels, nodes: a.Scope.Nodes, term: t})
 		terms[i] = t
 	}
 	c.alerts = next
 	return ast.ArrayTerm(terms...)
 }
 
-// alertKey narrows the search for an equal alert; labels decide.
+// alertKey narrows the search for an equal alert; labels and scope nodes decide.
 type alertKey struct {
 	name, state, source string
 	silenced            bool
 	labels              int
+	// The scope but its nodes.
+	kind, label, value, reason string
 }
 
 type cachedAlert struct {
 	labels map[string]string
+	nodes  []string
 	term   *ast.Term
 }

@@ -21,9 +21,10 @@ func testDocument() *Document {
 			Addresses:  []Address{{Type: "InternalIP", Address: "10.0.0.1"}},
 			Image:      ImageFrom("img", "AKSUbuntu-2204gen2containerd-202509.23.0"),
 		},
-		Pool:     Pool{Name: "p", Concurrency: "10%", Conditions: []ConditionResult{{Name: "c", Expression: "true", Result: true}}},
-		Pods:     []Pod{{Namespace: "ns", Name: "p1", Labels: map[string]string{"app": "x"}, Phase: "Running", OwnerKind: "Job", OwnerName: "j"}},
-		Alerts:   []facts.Alert{{Name: "A", State: "firing", Labels: map[string]string{"alertname": "A"}, Silenced: true, Source: "alertmanager"}},
+		Pool: Pool{Name: "p", Concurrency: "10%", Conditions: []ConditionResult{{Name: "c", Expression: "true", Result: true}}},
+		Pods: []Pod{{Namespace: "ns", Name: "p1", Labels: map[string]string{"app": "x"}, Phase: "Running", OwnerKind: "Job", OwnerName: "j"}},
+		Alerts: []Alert{{Alert: facts.Alert{Name: "A", State: "firing", Labels: map[string]string{"alertname": "A"}, Silenced: true, Source: "alertmanager"},
+			Scope: facts.AlertScope{Kind: facts.ScopeOtherNodes, Label: "instance", Value: "10.0.0.2:9100", Nodes: []string{"n2"}}}},
 		Errors:   Errors{Alerts: "boom"},
 		Time:     Time{RFC3339: "2026-11-24T03:00:00Z", Ns: 1795489200000000000},
 		Schedule: Schedule{Windows: []WindowState{{Index: 0, Kind: "cron", Active: true, OpenedAt: "x", ClosesAt: "y", NextOpening: "z"}}, NextAllowed: "z"},
@@ -88,13 +89,22 @@ func TestConverterReusesOnlyUnchangedObjects(t *testing.T) {
 		t.Error("a changed pod kept its old value")
 	}
 
-	alerts := []facts.Alert{{Name: "A", State: "pending", Labels: map[string]string{"x": "1"}}}
+	alerts := []Alert{{Alert: facts.Alert{Name: "A", State: "pending", Labels: map[string]string{"x": "1"}},
+		Scope: facts.AlertScope{Kind: facts.ScopeOtherNodes, Nodes: []string{"n2"}}}}
 	a1 := c.AlertsTerm(alerts).Value.(*ast.Array).Elem(0)
 	a2 := c.AlertsTerm(alerts).Value.(*ast.Array).Elem(0)
 	alerts[0].State = "firing"
 	a3 := c.AlertsTerm(alerts).Value.(*ast.Array).Elem(0)
 	if a1 != a2 || a3 == a2 || a3.Value.Compare(a2.Value) == 0 {
 		t.Error("alerts: unchanged not reused, or changed reused")
+	}
+	// The same alert resolved differently (a new node index) is a different value.
+	alerts[0].Scope.Nodes = []string{"n3"}
+	a4 := c.AlertsTerm(alerts).Value.(*ast.Array).Elem(0)
+	alerts[0].Scope = facts.AlertScope{Kind: facts.ScopeUnresolved, Nodes: []string{}, Reason: "no index"}
+	a5 := c.AlertsTerm(alerts).Value.(*ast.Array).Elem(0)
+	if a4 == a3 || a4.Value.Compare(a3.Value) == 0 || a5 == a4 || a5.Value.Compare(a4.Value) == 0 {
+		t.Error("alerts: a changed scope reused the old value")
 	}
 
 	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n", UID: "nu", ResourceVersion: "5"}}

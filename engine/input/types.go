@@ -8,15 +8,30 @@ import (
 // Document is the whole input of one decision. The JSON names are the contract with the
 // Rego policies (see policies/INPUT.md and policies/input.schema.json).
 type Document struct {
-	Node     Node          `json:"node"`
-	Pool     Pool          `json:"pool"`
-	Pods     []Pod         `json:"pods"`
-	Alerts   []facts.Alert `json:"alerts"`
-	Errors   Errors        `json:"errors"`
-	Time     Time          `json:"time"`
-	Schedule Schedule      `json:"schedule"`
-	Params   *Params       `json:"params"`
-	Cluster  Cluster       `json:"cluster"`
+	Node     Node     `json:"node"`
+	Pool     Pool     `json:"pool"`
+	Pods     []Pod    `json:"pods"`
+	Alerts   []Alert  `json:"alerts"`
+	Errors   Errors   `json:"errors"`
+	Time     Time     `json:"time"`
+	Schedule Schedule `json:"schedule"`
+	Params   *Params  `json:"params"`
+	Cluster  Cluster  `json:"cluster"`
+}
+
+// Alert is an alert with the nodes it blocks, as this decision's node sees it.
+type Alert struct {
+	facts.Alert
+	Scope facts.AlertScope `json:"scope"`
+}
+
+// AlertsOf pairs alerts with their scopes (aligned; scopes may be longer).
+func AlertsOf(alerts []facts.Alert, scopes []facts.AlertScope) []Alert {
+	out := make([]Alert, len(alerts))
+	for i := range alerts {
+		out[i] = Alert{Alert: alerts[i], Scope: scopes[i]}
+	}
+	return out
 }
 
 // Cluster is what is known about the whole cluster.

@@ -203,6 +203,14 @@ func Forecast(ctx context.Context, eng *decision.Engine, all []*corev1.Node, can
 		}
 		return p.Name, p.DisruptionTaints, true
 	}, o.At, "rebootgate plan"))
+	// The node index of these nodes, which scopes alerts by their node labels as the
+	// summarizer's would; without it (too large to shard) alerts needing it block.
+	index, _, ref, err := disruption.BuildIndex(all, 0)
+	if err != nil {
+		sum.NodeIndexError = err.Error()
+	} else {
+		sum.NodeIndex = ref
+	}
 	sums := make([]*disruption.Summary, len(cfg.Pools))
 	for i := range cfg.Pools {
 		rp := &cfg.Pools[i]
@@ -213,11 +221,10 @@ func Forecast(ctx context.Context, eng *decision.Engine, all []*corev1.Node, can
 		if t, ok := schedule.NextAllowed(o.At, rp.Windows, rp.Blackouts, o.Horizon); ok {
 			first[i] = t
 			pf.FirstAllowed = ptr(t)
-			if cfg.NeedsSummary(rp) {
-				// Judged at the first allowed instant, the summary must be as fresh then.
-				sums[i] = ptrTo(*sum)
-				sums[i].ObservedAt = t
-			}
+			// Judged at the first allowed instant, the summary must be as fresh then. Every
+			// pool gets it: besides budgets and breakers, its node index scopes alerts.
+			sums[i] = ptrTo(*sum)
+			sums[i].ObservedAt = t
 		}
 		res.Pools = append(res.Pools, pf)
 	}
@@ -280,6 +287,7 @@ func Forecast(ctx context.Context, eng *decision.Engine, all []*corev1.Node, can
 		}
 		f := *e.cand.Facts
 		f.Summary, f.SummarySeenAt, f.SummaryErr = sums[e.pool], first[e.pool], nil
+		f.NodeIndex, f.NodeIndexErr = index, nil
 		// The decision computes the slot key too, and denies when it cannot.
 		d := eng.Decide(ctx, &f, first[e.pool])
 		e.key = d.SlotKey

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -72,8 +73,11 @@ type Config struct {
 	Medik8sNamespace string
 	Interval         time.Duration
 	Heartbeat        time.Duration
-	Clock            clock.WithTicker
-	Logger           *slog.Logger
+	// IndexInterval is how often at most the node index is rewritten (default
+	// DefaultIndexInterval); it is never rewritten unchanged, heartbeat or not.
+	IndexInterval time.Duration
+	Clock         clock.WithTicker
+	Logger        *slog.Logger
 }
 
 // Summarizer watches the nodes and publishes the summary.
@@ -86,7 +90,16 @@ type Summarizer struct {
 
 	last      *disruption.Summary
 	lastWrite time.Time
-	cm        *corev1.ConfigMap // our last write, for the guarded update
+	cms       map[string]*corev1.ConfigMap // our last write of each, for the guarded update
+
+	// The node index last published: the summary names ref (nil while there is none, err
+	// saying why); shards is its shard count, which never shrinks while this process runs.
+	index struct {
+		ref     *disruption.IndexRef
+		err     string
+		shards  int
+		written time.Time
+	}
 
 	health progress // Run's progress, for Ready and Alive
 }
@@ -153,6 +166,9 @@ func New(cfg Config) (*Summarizer, error) {
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = DefaultHeartbeat
 	}
+	if cfg.IndexInterval <= 0 {
+		cfg.IndexInterval = DefaultIndexInterval
+	}
 	if cfg.Heartbeat >= decision.MaxSummaryAge/2 {
 		return nil, fmt.Errorf("summary config: Heartbeat %v must be less than half of %v, the age at which agents stop trusting a summary", cfg.Heartbeat, decision.MaxSummaryAge)
 	}
@@ -162,7 +178,9 @@ func New(cfg Config) (*Summarizer, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Summarizer{cfg: cfg, dirty: make(chan struct{}, 1)}, nil
+	s := &Summarizer{cfg: cfg, dirty: make(chan struct{}, 1), cms: map[string]*corev1.ConfigMap{}}
+	s.index.err = "not written yet"
+	return s, nil
 }
 
 func (s *Summarizer) markDirty() {
@@ -172,7 +190,7 @@ func (s *Summarizer) markDirty() {
 	}
 }
 
-// strip keeps what availability and pool selectors need of a Node: the informer
+// strip keeps what availability, pool selectors and the node index need of a Node: the informer
 // holds every node of the cluster, so images, volumes and managed fields are dropped.
 func strip(obj any) (any, error) {
 	n, ok := obj.(*corev1.Node)
@@ -187,6 +205,12 @@ func strip(obj any) (any, error) {
 		Spec: corev1.NodeSpec{Unschedulable: n.Spec.Unschedulable, Taints: n.Spec.Taints},
 	}
 	out.Status.NodeInfo = n.Status.NodeInfo
+	// The node index resolves alerts' instance labels by these addresses.
+	for _, a := range n.Status.Addresses {
+		if slices.Contains(disruption.IndexedAddressTypes, a.Type) {
+			out.Status.Addresses = append(out.Status.Addresses, a)
+		}
+	}
 	for _, c := range n.Status.Conditions {
 		// Heartbeat times change every few minutes and matter to nobody here.
 		out.Status.Conditions = append(out.Status.Conditions, corev1.NodeCondition{
@@ -270,7 +294,7 @@ func (s *Summarizer) Run(ctx context.Context) error {
 		if maintErr != nil {
 			errs = append(errs, maintErr.Error())
 		}
-		s.publish(ctx, nodes(), maint, errs)
+		s.publish(ctx, nodes(), nodeErr == nil, maint, errs)
 	}
 }
 
@@ -328,16 +352,22 @@ func Holds(l *coordinationv1.Lease, now time.Time) bool {
 }
 
 // publish computes the summary and writes it when it changed or a heartbeat is due;
-// errs are what could not be observed (the summary is then incomplete).
-func (s *Summarizer) publish(ctx context.Context, nodes []*corev1.Node, maint map[string]bool, errs []string) {
+// errs are what could not be observed (the summary is then incomplete). The node index
+// is written only from nodes listed (nodesOK): a cache that cannot list must not replace
+// a good index (the summary, incomplete, is not used meanwhile anyway).
+func (s *Summarizer) publish(ctx context.Context, nodes []*corev1.Node, nodesOK bool, maint map[string]bool, errs []string) {
 	engine, err := s.cfg.Engine()
 	if err != nil {
 		s.cfg.Logger.Warn("no node summary without a valid config; budgets and breakers fail closed once the last one is stale", "err", err)
 		return
 	}
 	now := s.cfg.Clock.Now()
+	if nodesOK {
+		s.publishIndex(ctx, nodes, now)
+	}
 	sum := disruption.Summarize(nodes, maint, engine.Membership(now), now, s.cfg.Identity)
 	sum.Errors = append(sum.Errors, errs...)
+	sum.NodeIndex, sum.NodeIndexError = s.index.ref, s.index.err
 	if disruption.SameCounts(sum, s.last) && s.cfg.Clock.Since(s.lastWrite) < s.cfg.Heartbeat {
 		return
 	}
@@ -354,40 +384,80 @@ func (s *Summarizer) publish(ctx context.Context, nodes []*corev1.Node, maint ma
 	s.wrote()
 }
 
-// write creates or updates the ConfigMap, guarded by the resourceVersion of our last
-// write (a conflict re-reads it and retries at the next tick).
+// publishIndex writes the node index's shards when its content changed, at most every
+// IndexInterval (meanwhile the summary keeps naming the last shards written, which
+// match what they hold). Shards are written before the summary that names them; a
+// failed write leaves the summary naming no index, so that alerts needing it fail
+// closed rather than trust shards half rewritten.
+func (s *Summarizer) publishIndex(ctx context.Context, nodes []*corev1.Node, now time.Time) {
+	if !s.index.written.IsZero() && now.Sub(s.index.written) < s.cfg.IndexInterval && !now.Before(s.index.written) {
+		s.markDirty() // look again once the interval is over
+		return
+	}
+	shards, data, ref, err := disruption.BuildIndex(nodes, s.index.shards)
+	if err != nil {
+		s.cfg.Logger.Error("the node index cannot be published; alerts whose instance is not their node's own block every node", "err", err)
+		s.index.ref, s.index.err = nil, err.Error()
+		return
+	}
+	if s.index.ref != nil && slices.Equal(ref.Hashes, s.index.ref.Hashes) {
+		return
+	}
+	s.index.written = now
+	for i, sh := range shards {
+		if s.index.ref != nil && s.index.ref.Shards == ref.Shards && s.index.ref.Hashes[i] == sh.Hash {
+			continue // unchanged
+		}
+		if err := s.writeConfigMap(ctx, IndexConfigMapName(i), "node-index", IndexDataKey, data[i]); err != nil {
+			s.cfg.Logger.Warn("writing the node index failed; retrying", "err", err)
+			s.index.ref, s.index.err = nil, fmt.Sprintf("writing it failed: %v", err)
+			return
+		}
+	}
+	s.cfg.Logger.Info("node index written", "nodes", len(nodes), "shards", ref.Shards, "hashes", ref.Hashes)
+	s.index.ref, s.index.err, s.index.shards = ref, "", ref.Shards
+}
+
+// write writes the summary.
 func (s *Summarizer) write(ctx context.Context, sum *disruption.Summary) error {
 	data, err := json.Marshal(sum)
 	if err != nil {
 		return fmt.Errorf("encoding the summary: %w", err)
 	}
+	return s.writeConfigMap(ctx, ConfigMapName, "node-summary", DataKey, data)
+}
+
+// writeConfigMap creates or updates ConfigMap name with data under key, guarded by the
+// resourceVersion of our last write (a conflict re-reads it and retries at the next
+// tick).
+func (s *Summarizer) writeConfigMap(ctx context.Context, name, component, key string, data []byte) error {
 	cms := s.cfg.Client.CoreV1().ConfigMaps(s.cfg.Namespace)
-	if s.cm == nil {
-		cur, err := cms.Get(ctx, ConfigMapName, metav1.GetOptions{})
+	if s.cms[name] == nil {
+		cur, err := cms.Get(ctx, name, metav1.GetOptions{})
 		switch {
 		case apierrors.IsNotFound(err):
 			created, err := cms.Create(ctx, &corev1.ConfigMap{
-				ObjectMeta: metav1.ObjectMeta{Name: ConfigMapName, Namespace: s.cfg.Namespace,
-					Labels: map[string]string{"app.kubernetes.io/name": "rebootgate", "app.kubernetes.io/component": "node-summary"}},
-				Data: map[string]string{DataKey: string(data)},
+				ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: s.cfg.Namespace,
+					Labels: map[string]string{"app.kubernetes.io/name": "rebootgate", "app.kubernetes.io/component": component}},
+				Data: map[string]string{key: string(data)},
 			}, metav1.CreateOptions{})
 			if err != nil {
-				return fmt.Errorf("creating ConfigMap %s/%s: %w", s.cfg.Namespace, ConfigMapName, err)
+				return fmt.Errorf("creating ConfigMap %s/%s: %w", s.cfg.Namespace, name, err)
 			}
-			s.cm = created
+			s.cms[name] = created
 			return nil
 		case err != nil:
-			return fmt.Errorf("reading ConfigMap %s/%s: %w", s.cfg.Namespace, ConfigMapName, err)
+			return fmt.Errorf("reading ConfigMap %s/%s: %w", s.cfg.Namespace, name, err)
 		}
-		s.cm = cur
+		s.cms[name] = cur
 	}
-	next := s.cm.DeepCopy()
-	next.Data = map[string]string{DataKey: string(data)}
+	next := s.cms[name].DeepCopy()
+	next.Data = map[string]string{key: string(data)}
 	updated, err := cms.Update(ctx, next, metav1.UpdateOptions{})
 	if err != nil {
-		s.cm = nil // re-read before the next try
-		return fmt.Errorf("updating ConfigMap %s/%s: %w", s.cfg.Namespace, ConfigMapName, err)
+		s.cms[name] = nil // re-read before the next try
+		return fmt.Errorf("updating ConfigMap %s/%s: %w", s.cfg.Namespace, name, err)
 	}
-	s.cm = updated
+	s.cms[name] = updated
 	return nil
 }

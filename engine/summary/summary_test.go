@@ -106,6 +106,9 @@ func TestSummarizerPublishesAndFollowsChanges(t *testing.T) {
 	if u, sys := first.Pool("user"), first.Pool("system"); u.Nodes != 3 || u.Ready != 3 || sys.Nodes != 3 || first.Writer != "summarizer-0" {
 		t.Fatalf("first summary: user %+v system %+v writer %q", u, sys, first.Writer)
 	}
+	if first.NodeIndex == nil || first.NodeIndex.Shards != 1 || first.NodeIndexError != "" {
+		t.Errorf("first summary's node index = %+v (%s), want one shard", first.NodeIndex, first.NodeIndexError)
+	}
 
 	// An admin cordons user-0; Karpenter... here the pool's own taint marks user-1.
 	n0, _ := client.CoreV1().Nodes().Get(ctx, "user-0", metav1.GetOptions{})
@@ -153,6 +156,10 @@ func TestStripKeepsWhatAvailabilityNeeds(t *testing.T) {
 	n.Spec.Taints = []corev1.Taint{{Key: "karpenter.sh/disrupted"}}
 	n.Annotations = map[string]string{nodestate.AnnotationPhase: "Draining"}
 	n.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubelet"}}
+	n.Status.Addresses = []corev1.NodeAddress{
+		{Type: corev1.NodeInternalIP, Address: "10.0.0.1"}, {Type: corev1.NodeInternalDNS, Address: "a.internal"},
+		{Type: corev1.NodeExternalIP, Address: "20.0.0.1"}, {Type: corev1.NodeHostName, Address: "a-host"},
+	}
 	out, err := strip(n)
 	if err != nil {
 		t.Fatal(err)
@@ -164,6 +171,13 @@ func TestStripKeepsWhatAvailabilityNeeds(t *testing.T) {
 	st := disruption.Classify(s, disruption.BuiltinTaints, false, disruption.InReboot(s))
 	if !st.Cordoned || !st.Disrupted || !st.Rebootgate || st.NotReady || s.Labels["pool"] != "user" {
 		t.Errorf("the stripped node classifies differently: %+v labels %v", st, s.Labels)
+	}
+	// The node index needs the addresses it resolves alerts' instance labels by.
+	if got, want := disruption.IdentityAddresses(s), []string{"10.0.0.1", "20.0.0.1", "a-host"}; !slices.Equal(got, want) {
+		t.Errorf("the stripped node's indexed addresses = %v, want %v", got, want)
+	}
+	if len(s.Status.Addresses) != 3 {
+		t.Errorf("addresses kept = %v, want only the indexed types", s.Status.Addresses)
 	}
 }
 

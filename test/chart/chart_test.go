@@ -3,6 +3,7 @@ package chart
 import (
 	"bytes"
 	"flag"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -132,6 +133,16 @@ func lineDiff(want, got string) string {
 }
 
 // expectedRules is the whole grant: any change to the RBAC must change this list too.
+// indexConfigMaps are the node index shards' ConfigMaps, which the agents read and the
+// summarizer writes: rebootgate-node-index-0 to 15 (engine/disruption.MaxIndexShards).
+var indexConfigMaps = func() string {
+	names := make([]string, 16)
+	for i := range names {
+		names[i] = fmt.Sprint("rebootgate-node-index-", i)
+	}
+	return strings.Join(names, " ")
+}()
+
 var (
 	expectedClusterRules = []string{
 		`"" nodes [get list watch patch]`,
@@ -144,7 +155,7 @@ var (
 	expectedRoleRules = []string{
 		`"coordination.k8s.io" leases [get list watch create update delete]`,
 		`"" configmaps [list watch]`,
-		`"" configmaps [get] named [rebootgate-node-summary]`,
+		`"" configmaps [get] named [rebootgate-node-summary ` + indexConfigMaps + `]`,
 	}
 	expectedPolicyRoleRules = []string{
 		`"" configmaps [list watch]`,
@@ -163,7 +174,7 @@ var (
 	}
 	expectedSummarizerRoleRules = []string{
 		`"" configmaps [list watch create]`,
-		`"" configmaps [get update] named [rebootgate-node-summary]`,
+		`"" configmaps [get update] named [rebootgate-node-summary ` + indexConfigMaps + `]`,
 		`"" events [create patch]`,
 		`"coordination.k8s.io" leases [create]`,
 		`"coordination.k8s.io" leases [get update] named [rebootgate-summarizer]`,

@@ -70,6 +70,13 @@ Lease: fixed names in the code (engine/summary, cmd/rebootgate/cli/summarizer.go
 rebootgate-node-summary
 {{- end }}
 
+{{/* The node index shards' ConfigMaps (rebootgate-node-index-0 to -15: the summarizer
+writes at most 16, engine/disruption.MaxIndexShards), as a quoted, comma-separated list
+for resourceNames. */}}
+{{- define "rebootgate.indexConfigMaps" -}}
+{{- range $i, $_ := until 16 }}{{ if $i }}, {{ end }}{{ printf "rebootgate-node-index-%d" $i | quote }}{{ end }}
+{{- end }}
+
 {{- define "rebootgate.summarizerLease" -}}
 rebootgate-summarizer
 {{- end }}

@@ -15,6 +15,8 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/yaml"
 
 	"github.com/rebootgate/rebootgate/engine/config"
 	"github.com/rebootgate/rebootgate/engine/decision"
@@ -63,7 +65,7 @@ func (g *gateFlags) bind(f *pflag.FlagSet) {
 	f.StringVar(&g.ConfigPath, "config", "", "RebootGateConfig file (default: one pool, any time)")
 	f.StringVar(&g.AlertsPath, "alerts", "", "Prometheus ALERTS query response or Alertmanager /api/v2/alerts response")
 	f.StringArrayVar(&g.Policies, "policy", nil, "extra Rego file or directory, added to the default gate (repeatable)")
-	f.StringVar(&g.SummaryPath, "node-summary", "", "node summary for budgets and breakers: the summary.json of ConfigMap rebootgate-node-summary (kubectl get cm rebootgate-node-summary -o jsonpath='{.data.summary\\.json}'), taken as observed at --at")
+	f.StringVar(&g.SummaryPath, "node-summary", "", "node summary for budgets, breakers and alerts' node labels, taken as observed at --at: the summary.json of ConfigMap rebootgate-node-summary, or, with the node index that resolves alerts' instance labels, the summary's and the index's ConfigMaps (kubectl get cm -l 'app.kubernetes.io/component in (node-summary,node-index)' -o yaml)")
 	f.StringVar(&g.Kubeconfig, "kubeconfig", "", "live mode: kubeconfig of the cluster (default: $KUBECONFIG or ~/.kube/config)")
 	f.StringVar(&g.Namespace, "namespace", defaultNamespace, "live mode: the agents' namespace, where the node summary is read when a budget, breaker or rule needs it")
 	f.StringSliceVar(&g.PolicyNamespaces, "policy-namespace", nil, "live mode: also load policy ConfigMaps (label rebootgate.io/policy=rego) from these namespaces")
@@ -233,19 +235,20 @@ func (o *evalOptions) loadFacts() (*facts.Facts, error) {
 	return f, nil
 }
 
-// fillSummary gives the decision its node summary when it needs one: from
+// fillSummary gives the decision its node summary when it needs one (for a budget,
+// a breaker, a rule, or the node index that resolves alerts' instance labels): from
 // --node-summary (as observed at the evaluation time), else in live mode from the
 // cluster, as the agent reads it.
 func (o *evalOptions) fillSummary(ctx context.Context, engine *decision.Engine, f *facts.Facts, now time.Time) error {
 	switch {
 	case o.SummaryPath != "":
-		s, err := readFile("--node-summary", o.SummaryPath, parseSummary)
+		read, err := readFile("--node-summary", o.SummaryPath, parseSummaryFile)
 		if err != nil {
 			return err
 		}
-		s.ObservedAt = now
-		f.Summary, f.SummarySeenAt = s, now
-	case o.NodeName != "" && engine.NeedsSummary(f.Node, now):
+		read.summary.ObservedAt = now
+		f.Summary, f.SummarySeenAt, f.NodeIndex = read.summary, now, read.index
+	case o.NodeName != "" && (len(engine.NodeIndexKeys(f.Node, f.Alerts)) > 0 || engine.NeedsSummary(f.Node, now)):
 		client, err := newClient(o.Kubeconfig, "rebootgate-eval")
 		if err != nil {
 			return badInput("%w", err)
@@ -253,8 +256,57 @@ func (o *evalOptions) fillSummary(ctx context.Context, engine *decision.Engine, 
 		// One read sees no change: the summary is dated by its stamp, as an agent's
 		// first read dates it (a stamp in the future leaves it stale).
 		f.Summary, f.SummarySeenAt, f.SummaryErr = summary.NewObserver(client, o.Namespace).Read(ctx, now)
+		summary.NewIndexReader(client, o.Namespace, clock.RealClock{}).Fill(ctx, f, engine.NodeIndexKeys(f.Node, f.Alerts), now)
 	}
 	return nil
+}
+
+// summaryFile is what --node-summary gives: the summary and the node index shards.
+type summaryFile struct {
+	summary *disruption.Summary
+	index   []*disruption.IndexShard
+}
+
+// parseSummaryFile reads --node-summary: a summary's JSON (no node index), or the
+// ConfigMaps of the summary and of the index's shards (a List, as kubectl prints them),
+// other ConfigMaps ignored. The shards are used only when the summary names their
+// hashes, as an agent uses them.
+func parseSummaryFile(data []byte) (summaryFile, error) {
+	var probe struct {
+		Kind  string          `json:"kind"`
+		Pools json.RawMessage `json:"pools"`
+	}
+	if err := yaml.Unmarshal(data, &probe); err != nil {
+		return summaryFile{}, fmt.Errorf("not YAML or JSON: %w", err)
+	}
+	if probe.Kind == "" {
+		s, err := parseSummary(data)
+		return summaryFile{summary: s}, err
+	}
+	cms, err := facts.ParseConfigMaps(data)
+	if err != nil {
+		return summaryFile{}, fmt.Errorf("not a node summary (JSON) nor its ConfigMaps: %w", err)
+	}
+	var out summaryFile
+	for i := range cms {
+		cm := &cms[i]
+		switch {
+		case cm.Name == summary.ConfigMapName:
+			if out.summary, err = parseSummary([]byte(cm.Data[summary.DataKey])); err != nil {
+				return summaryFile{}, fmt.Errorf("ConfigMap %s key %s: %w", cm.Name, summary.DataKey, err)
+			}
+		case strings.HasPrefix(cm.Name, summary.IndexConfigMapPrefix):
+			shard, err := disruption.DecodeIndexShard([]byte(cm.Data[summary.IndexDataKey]))
+			if err != nil {
+				return summaryFile{}, fmt.Errorf("ConfigMap %s key %s: %w", cm.Name, summary.IndexDataKey, err)
+			}
+			out.index = append(out.index, shard)
+		}
+	}
+	if out.summary == nil {
+		return summaryFile{}, fmt.Errorf("no ConfigMap %s among the %d ConfigMaps", summary.ConfigMapName, len(cms))
+	}
+	return out, nil
 }
 
 func parseSummary(data []byte) (*disruption.Summary, error) {

@@ -4,11 +4,19 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/rebootgate/rebootgate/engine/disruption"
+	"github.com/rebootgate/rebootgate/engine/summary"
 )
 
 func run(args ...string) (code int, stdout, stderr string) {
@@ -229,20 +237,7 @@ func TestEvalNodeScopedAlerts(t *testing.T) {
 
 	reasons := func(extra ...string) []string {
 		t.Helper()
-		code, out, errOut := run(append(append([]string{}, args...), append(extra, "-o", "json")...)...)
-		if code != 0 {
-			t.Fatalf("exit %d: %s", code, errOut)
-		}
-		var d struct {
-			Reasons []struct{ Message string } `json:"reasons"`
-		}
-		if err := json.Unmarshal([]byte(out), &d); err != nil {
-			t.Fatalf("%v: %s", err, out)
-		}
-		var msgs []string
-		for _, r := range d.Reasons {
-			msgs = append(msgs, r.Message)
-		}
+		_, msgs := evalReasons(t, append(append(append([]string{}, args...), extra...), "-o", "json")...)
 		return msgs
 	}
 	kured := writeFile(t, "kured.yaml", cfgHeader+"blockers:\n  alerts:\n    nodeLabels: []\n")
@@ -257,13 +252,137 @@ func TestEvalNodeScopedAlerts(t *testing.T) {
 	}; !slices.Equal(got, want) {
 		t.Errorf("nodeLabels [node]: reasons = %q, want %q", got, want)
 	}
+	// aks-user-1 learns from --node-summary's node index that 10.224.0.4 is aks-user-0;
+	// without it, that instance cannot be resolved and blocks it too (fail closed).
 	other := writeFile(t, "n.yaml", "apiVersion: v1\nkind: Node\nmetadata: {name: aks-user-1}\nstatus:\n  addresses: [{type: InternalIP, address: 10.224.0.5}]\n")
 	args[2] = other
-	if got, want := reasons(), []string{
+	if got, want := reasons("--node-summary", "testdata/node-summary.yaml"), []string{
 		"alert EtcdHighFsyncDurations is firing", "alert KubeNodeNotReady is firing on this node (node=aks-user-1)",
 	}; !slices.Equal(got, want) {
 		t.Errorf("aks-user-1: reasons = %q, want %q", got, want)
 	}
+	if got, want := reasons(), []string{
+		"alert EtcdHighFsyncDurations is firing", "alert KubeNodeNotReady is firing on this node (node=aks-user-1)",
+		"alert NodeFilesystemAlmostFull is firing (instance=10.224.0.4:9100 is not this node's name or address, and which node it names is unknown without the node index (no node summary was read), so it blocks every node)",
+	}; !slices.Equal(got, want) {
+		t.Errorf("aks-user-1 without --node-summary: reasons = %q, want %q", got, want)
+	}
+}
+
+// kured's alert sample with a config file's default nodeLabels: two firing alerts whose
+// instance is a pod's address block every node, as they do in kured — offline without
+// --node-summary (no index: fail closed), and with it (the address is no node's). A
+// node index that knows the address as another node's lets them through.
+func TestEvalPodInstanceAlertsBlock(t *testing.T) {
+	cfg := writeFile(t, "c.yaml", cfgHeader+"blockers:\n  alerts: {}\n")
+	args := []string{"eval", "--config", cfg, "--node", "testdata/node-scoped.yaml", "--alerts", "testdata/alerts-kured-sample.json", "--at", "2026-11-24T12:00:00Z", "-o", "json"}
+	decide := func(extra ...string) (bool, []string) {
+		t.Helper()
+		return evalReasons(t, append(append([]string{}, args...), extra...)...)
+	}
+	for name, tc := range map[string]struct {
+		extra []string
+		why   string
+	}{
+		"without --node-summary": {nil, "is not this node's name or address, and which node it names is unknown without the node index (no node summary was read), so it blocks every node)"},
+		"summary without index":  {[]string{"--node-summary", "testdata/node-summary.json"}, "is not this node's name or address, and which node it names is unknown without the node index (the node summary by rebootgate-summarizer-7d9f-abcde names no node index: its summarizer predates it), so it blocks every node)"},
+		"with --node-summary":    {[]string{"--node-summary", "testdata/node-summary.yaml"}, "names no node of the cluster (no node has that name or address), so it blocks every node)"},
+	} {
+		allowed, msgs := decide(tc.extra...)
+		want := []string{"alert PodCrashing-dev is firing (instance=1.2.3.4:8080 " + tc.why, "alert PodRestart-dev is firing (instance=1.2.3.4:1234 " + tc.why}
+		if allowed || !slices.Equal(msgs, want) {
+			t.Errorf("%s: allowed %v, reasons %q; want %q", name, allowed, msgs, want)
+		}
+	}
+	nodes := summaryNodes()
+	nodes[9].Status.Addresses[0].Address = "1.2.3.4"
+	podIsNode := writeFile(t, "summary.yaml", summaryList(t, nodes))
+	if allowed, msgs := decide("--node-summary", podIsNode); !allowed {
+		t.Errorf("1.2.3.4 is aks-user-9's address, yet aks-user-0 is blocked: %q", msgs)
+	}
+	// A shard the summary does not name (the index changed between the two reads):
+	// fail closed, saying so.
+	stale := strings.Replace(summaryList(t, summaryNodes()), "10.224.0.13", "10.224.0.99", 1)
+	if allowed, msgs := decide("--node-summary", writeFile(t, "stale.yaml", stale)); allowed || len(msgs) != 2 || !strings.Contains(msgs[0], "node index shard 0 of 1 read has hash ") {
+		t.Errorf("a shard of another hash: allowed %v, %q", allowed, msgs)
+	}
+}
+
+// summaryNodes are the nodes of testdata/node-summary.json: aks-user-0 to 9, InternalIPs
+// 10.224.0.4 to 13.
+func summaryNodes() []*corev1.Node {
+	nodes := make([]*corev1.Node, 10)
+	for i := range nodes {
+		nodes[i] = &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprint("aks-user-", i)},
+			Status: corev1.NodeStatus{Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: fmt.Sprint("10.224.0.", 4+i)}}}}
+	}
+	return nodes
+}
+
+// summaryList is what `kubectl get cm -l 'app.kubernetes.io/component in
+// (node-summary,node-index)' -o yaml` prints for testdata/node-summary.json published
+// with the node index of nodes.
+func summaryList(t *testing.T, nodes []*corev1.Node) string {
+	t.Helper()
+	data, err := os.ReadFile("testdata/node-summary.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum disruption.Summary
+	if err := json.Unmarshal(data, &sum); err != nil {
+		t.Fatal(err)
+	}
+	_, shardData, ref, err := disruption.BuildIndex(nodes, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum.NodeIndex = ref
+	enc, err := json.Marshal(sum)
+	if err != nil {
+		t.Fatal(err)
+	}
+	list := corev1.ConfigMapList{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "List"}}
+	cm := func(name, component, key string, data []byte) corev1.ConfigMap {
+		return corev1.ConfigMap{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "rebootgate", Labels: map[string]string{"app.kubernetes.io/name": "rebootgate", "app.kubernetes.io/component": component}},
+			Data:       map[string]string{key: string(data)}}
+	}
+	for i, d := range shardData {
+		list.Items = append(list.Items, cm(summary.IndexConfigMapName(i), "node-index", summary.IndexDataKey, d))
+	}
+	list.Items = append(list.Items, cm(summary.ConfigMapName, "node-summary", summary.DataKey, enc))
+	out, err := yaml.Marshal(list)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
+}
+
+// testdata/node-summary.yaml is the summary with the node index of its nodes, as
+// kubectl prints them.
+func TestNodeSummaryListIsCurrent(t *testing.T) {
+	golden(t, "node-summary.yaml", summaryList(t, summaryNodes()))
+}
+
+// evalReasons runs eval with args (-o json among them) and returns whether it allowed
+// the reboot and the reasons' messages; any exit but 0 fails the test.
+func evalReasons(t *testing.T, args ...string) (allowed bool, msgs []string) {
+	t.Helper()
+	code, out, errOut := run(args...)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var d struct {
+		Allowed bool                       `json:"allowed"`
+		Reasons []struct{ Message string } `json:"reasons"`
+	}
+	if err := json.Unmarshal([]byte(out), &d); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	for _, r := range d.Reasons {
+		msgs = append(msgs, r.Message)
+	}
+	return d.Allowed, msgs
 }
 
 func TestEvalNodeSummaryOffline(t *testing.T) {

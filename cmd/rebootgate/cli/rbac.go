@@ -54,7 +54,7 @@ type permission struct {
 }
 
 // agentPermissions is every permission `rebootgate agent` uses, from its code.
-var agentPermissions = []permission{
+var agentPermissions = append([]permission{
 	// Its Node, fresh before each patch, and a slot holder's Node.
 	{group: "", resource: "nodes", verbs: []string{"get"}, scope: scopeCluster, kured: true},
 	// State annotations, cordon and uncordon, labels, taint.
@@ -81,26 +81,28 @@ var agentPermissions = []permission{
 	// Policy ConfigMaps (informer): read only. An agent writes no ConfigMap, so one
 	// node's token cannot rewrite the fleet's policy.
 	{group: "", resource: "configmaps", verbs: []string{"list", "watch"}, scope: scopePolicyNamespaces},
-	// The summarizer's node summary, read when a budget, breaker or summary reference
-	// needs it (a GET served from the watch cache).
+	// The summarizer's node summary, read when a budget, breaker or summary reference,
+	// or an alert's node label that is not this node's own, needs it (a GET served from
+	// the watch cache). The node index shards follow (indexPermissions).
 	{group: "", resource: "configmaps", name: summary.ConfigMapName, verbs: []string{"get"}, scope: scopeNamespace},
 	// --kured-lock: kured's lock annotation, a GET and a full-object UPDATE.
 	{group: "apps", resource: "daemonsets", verbs: []string{"get", "update"}, scope: scopeKuredDaemonSet, kured: true},
 	// --kured-lock: watching kured's lock (with a field selector on metadata.name, which
 	// is what lets a rule with resourceNames cover a list or watch).
 	{group: "apps", resource: "daemonsets", verbs: []string{"list", "watch"}, scope: scopeKuredDaemonSet},
-}
+}, indexPermissions([]string{"get"})...)
 
 // summarizerPermissions is every permission `rebootgate summarizer` uses, from its code
 // (cmd/rebootgate/cli/summarizer.go, engine/summary, and engine/source as the agents
 // use it); the tests check that the chart grants each to the summarizer's
 // ServiceAccount. scopeNamespace is the summarizer's --namespace.
-var summarizerPermissions = []permission{
+var summarizerPermissions = append([]permission{
 	// One informer of every Node.
 	{group: "", resource: "nodes", verbs: []string{"list", "watch"}, scope: scopeCluster},
 	// The informer of medik8s' node-maintenance Leases.
 	{group: "coordination.k8s.io", resource: "leases", verbs: []string{"list", "watch"}, scope: scopeMedik8sNamespace},
-	// The summary: read before the first write, created once, then updated.
+	// The summary and the node index shards (indexPermissions): read before the first
+	// write, created once, then updated.
 	{group: "", resource: "configmaps", name: summary.ConfigMapName, verbs: []string{"get", "update"}, scope: scopeNamespace},
 	{group: "", resource: "configmaps", verbs: []string{"create"}, scope: scopeNamespace},
 	// Leader election (client-go's LeaseLock: get, create, update).
@@ -112,7 +114,7 @@ var summarizerPermissions = []permission{
 	// ConfigMap.
 	{group: "", resource: "events", verbs: []string{"create", "patch"}, scope: scopePolicyNamespaces},
 	{group: "", resource: "events", verbs: []string{"create", "patch"}, scope: scopeNamespace},
-}
+}, indexPermissions([]string{"get", "update"})...)
 
 // accessCheck is one SelfSubjectAccessReview to ask.
 type accessCheck struct {
@@ -329,4 +331,15 @@ func rulesAllow(rules []authorizationv1.ResourceRule, a authorizationv1.Resource
 		return true
 	}
 	return false
+}
+
+// indexPermissions are verbs on every node index shard's ConfigMap in the namespace
+// (summary.IndexConfigMapNames: a Role names each, as resourceNames cannot match a
+// prefix). Agents only get the shard an alert needs; the summarizer writes them.
+func indexPermissions(verbs []string) []permission {
+	var out []permission
+	for _, name := range summary.IndexConfigMapNames() {
+		out = append(out, permission{group: "", resource: "configmaps", name: name, verbs: verbs, scope: scopeNamespace})
+	}
+	return out
 }

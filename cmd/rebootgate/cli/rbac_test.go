@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -18,6 +19,8 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 	"sigs.k8s.io/yaml"
 
+	"github.com/rebootgate/rebootgate/engine/disruption"
+	"github.com/rebootgate/rebootgate/engine/summary"
 	"github.com/rebootgate/rebootgate/test/chart"
 )
 
@@ -558,7 +561,7 @@ func TestREADMETablesTheDelta(t *testing.T) {
 		var rows []string
 		for _, line := range strings.Split(section, "\n") {
 			if strings.HasPrefix(line, "| `"+res+"`") && (p.group == "" || strings.Contains(line, "`"+p.group+"`")) &&
-				(p.name == "" || strings.Contains(line, "named `"+p.name+"`")) {
+				(p.name == "" || strings.Contains(line, "named `"+p.name+"`") || indexRow(line, p.name)) {
 				rows = append(rows, line)
 			}
 		}
@@ -575,6 +578,13 @@ func TestREADMETablesTheDelta(t *testing.T) {
 			t.Errorf("README's delta rows for %s %s lack one of %v: %q", res, p.name, p.verbs, rows)
 		}
 	}
+}
+
+// indexRow reports whether a README row covers name as one of the node index shards'
+// ConfigMaps, which it names as a range.
+func indexRow(line, name string) bool {
+	return strings.HasPrefix(name, summary.IndexConfigMapPrefix) &&
+		strings.Contains(line, fmt.Sprintf("named `%s` to `%s`", summary.IndexConfigMapName(0), summary.IndexConfigMapName(disruption.MaxIndexShards-1)))
 }
 
 // TestAccessTargetFromFlags: the checks follow the agent's flags — its node, namespace

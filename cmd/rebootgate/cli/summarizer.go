@@ -53,8 +53,11 @@ func newSummarizerCommand() *cobra.Command {
 		Long: `summarizer watches every Node (stripped to its availability) and medik8s'
 maintenance Leases, and publishes per pool and for the cluster how many nodes are
 Ready, NotReady, cordoned, disrupted (a disruption taint) or under maintenance, in
-the ConfigMap ` + summary.ConfigMapName + ` of --namespace. Agents read it when they decide, so no
-agent watches every node. Run two replicas: one is elected and writes.`,
+the ConfigMap ` + summary.ConfigMapName + ` of --namespace, and, when it changes, the node index
+(every node's name and addresses, which resolves alerts' instance labels) in the
+ConfigMaps ` + summary.IndexConfigMapPrefix + `<n>, which the summary names by hash. Agents read them
+when they decide, so no agent watches every node. Run two replicas: one is elected and
+writes.`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd.Context(), cmd) },
 	}
 	f := cmd.Flags()

@@ -32,7 +32,7 @@ func TestSummarizerExitsNamingAMissingPermission(t *testing.T) {
 	o.leaderElect = true
 	checks := o.accessTarget().checks(summarizerPermissions)
 	client := reviewer(checks, false, func(a authorizationv1.ResourceAttributes) bool {
-		return a.Resource == "configmaps" && a.Verb == "update" || a.Resource == "events" && a.Namespace == "team-a" && a.Verb == "create"
+		return a.Resource == "configmaps" && a.Name == summary.ConfigMapName && a.Verb == "update" || a.Resource == "events" && a.Namespace == "team-a" && a.Verb == "create"
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

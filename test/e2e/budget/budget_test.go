@@ -11,10 +11,8 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -77,43 +75,10 @@ pools:
 	return w
 }
 
-// summarizer is a `rebootgate summarizer` process.
-type summarizer struct {
-	cmd  *exec.Cmd
-	done chan struct{} // closed when it has exited
-}
-
 // startSummarizer runs `rebootgate summarizer` against the bed, as identity with
 // kubeconfig, until the test ends.
-func (w *world) startSummarizer(kubeconfig, identity string) *summarizer {
-	log, err := os.Create(filepath.Join(w.t.TempDir(), identity+".log"))
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	cmd := exec.Command(binary, "summarizer", "--kubeconfig", kubeconfig, "--namespace", w.ns,
-		"--config", w.cfg, "--identity", identity, "--interval", "300ms", "--heartbeat", "5s", "--log-level", "debug")
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		w.t.Fatal(err)
-	}
-	s := &summarizer{cmd: cmd, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); close(s.done) }()
-	w.t.Cleanup(func() {
-		s.stop()
-		if w.t.Failed() {
-			data, _ := os.ReadFile(log.Name())
-			w.t.Logf("--- %s log ---\n%s", identity, tail(string(data), 4096))
-		}
-	})
-	return s
-}
-
-// stop ends the summarizer (resumed first, should it be stopped by SIGSTOP) and waits
-// for it to exit.
-func (s *summarizer) stop() {
-	_ = s.cmd.Process.Signal(syscall.SIGCONT)
-	_ = s.cmd.Process.Signal(os.Interrupt)
-	<-s.done
+func (w *world) startSummarizer(kubeconfig, identity string) *testbed.Summarizer {
+	return testbed.StartSummarizer(w.t, binary, kubeconfig, w.ns, w.cfg, identity)
 }
 
 // simulate runs agents on the first n nodes of the pool, each needing a reboot.

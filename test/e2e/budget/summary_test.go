@@ -225,7 +225,7 @@ func TestSummarizerStoppedFailsClosed(t *testing.T) {
 	w.hold()
 	w.run(summaryFault{
 		inject: func() {
-			if err := sum.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+			if err := sum.Cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 				t.Fatal(err)
 			}
 		},
@@ -233,7 +233,7 @@ func TestSummarizerStoppedFailsClosed(t *testing.T) {
 		restore: func() {
 			// Its leadership has lapsed meanwhile: a second replica takes over, as
 			// in the chart's Deployment.
-			_ = sum.cmd.Process.Signal(syscall.SIGCONT)
+			_ = sum.Cmd.Process.Signal(syscall.SIGCONT)
 			w.startSummarizer(w.bed.Kubeconfig, "summarizer-b-"+w.id)
 		},
 	})
@@ -249,7 +249,7 @@ func TestFutureStampedSummaryFailsClosed(t *testing.T) {
 	w.hold()
 	w.run(summaryFault{
 		inject: func() {
-			sum.stop()
+			sum.Stop()
 			cms := w.bed.Client.CoreV1().ConfigMaps(w.ns)
 			cm, err := cms.Get(context.Background(), "rebootgate-node-summary", metav1.GetOptions{})
 			if err != nil {
