@@ -28,6 +28,7 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/clock"
 
+	"github.com/rebootgate/rebootgate/engine/agent/nodeops"
 	"github.com/rebootgate/rebootgate/engine/alerts"
 	"github.com/rebootgate/rebootgate/engine/config"
 	"github.com/rebootgate/rebootgate/engine/decision"
@@ -89,7 +90,7 @@ type Agent struct {
 	summaries    *summary.Observer
 	nodeIndex    *summary.IndexReader // the node index shards read, by their hashes
 
-	executor *pipeline.Executor
+	executor *nodeops.Executor
 
 	// Loop state, owned by Run's goroutine.
 	needed       detect.State
@@ -98,7 +99,7 @@ type Agent struct {
 	lastRequired *bool
 	// held is the slot this node holds (nil: none), heldRef names it.
 	held    *lock.Held
-	heldRef pipeline.SlotRef
+	heldRef nodeops.SlotRef
 	// lastWrite is the agent's last write of the node's state not yet seen in the
 	// informer's cache (nil: none).
 	lastWrite *written
@@ -197,7 +198,7 @@ func New(cfg Config, client kubernetes.Interface, log *slog.Logger) (*Agent, err
 		}
 		a.cfg.KuredLock = &own
 	}
-	if a.executor, err = pipeline.New(a.executorConfig()); err != nil {
+	if a.executor, err = nodeops.New(a.executorConfig()); err != nil {
 		return nil, err
 	}
 	if cfg.Alerts.Prometheus.URL != "" || cfg.Alerts.Alertmanager.URL != "" {
@@ -438,7 +439,7 @@ func (a *Agent) decideWith(ctx context.Context, inFlight bool) decision.Decision
 // change of the node, its pods or the config, and gives up as soon as the gate closes
 // or the node's pool or slot key changes; the slot count is read from the config in force at each
 // attempt, so a lowered concurrency (0 pauses the pool) reaches waiting agents.
-func (a *Agent) acquire(ctx context.Context, sem *lock.Semaphore, ref pipeline.SlotRef) (*lock.Held, error) {
+func (a *Agent) acquire(ctx context.Context, sem *lock.Semaphore, ref nodeops.SlotRef) (*lock.Held, error) {
 	pool := ref.Pool
 	actx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)

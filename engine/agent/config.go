@@ -7,12 +7,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/rebootgate/rebootgate/engine/agent/nodeops"
 	"github.com/rebootgate/rebootgate/engine/alerts"
 	"github.com/rebootgate/rebootgate/engine/config"
 	"github.com/rebootgate/rebootgate/engine/kuredlock"
 	"github.com/rebootgate/rebootgate/engine/lock"
 	"github.com/rebootgate/rebootgate/engine/notify"
-	"github.com/rebootgate/rebootgate/engine/pipeline"
 )
 
 // Config is every setting of the agent; the command line binds its flags onto it.
@@ -56,7 +56,7 @@ type Config struct {
 	LockJitter     time.Duration
 	LockQueueGrace time.Duration
 
-	Drain pipeline.DrainOptions
+	Drain nodeops.DrainOptions
 
 	// RebootMethod is "command" or "signal".
 	RebootMethod  string

@@ -14,9 +14,9 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/rebootgate/rebootgate/engine/agent/nodeops"
 	"github.com/rebootgate/rebootgate/engine/lock"
 	"github.com/rebootgate/rebootgate/engine/nodestate"
-	"github.com/rebootgate/rebootgate/engine/pipeline"
 )
 
 // ReasonWaitingForKuredLock is the Node event while kured's lock is full.
@@ -115,8 +115,8 @@ func (a *Agent) confirmKuredLock(ctx context.Context) error {
 	case err != nil:
 		return fmt.Errorf("confirming kured's lock: %w", err)
 	case !held:
-		a.executor.Event(corev1.EventTypeWarning, pipeline.ReasonSlotLost, "kured's lock on DaemonSet %s/%s no longer names this node", k.Namespace, k.DaemonSet)
-		return fmt.Errorf("%w: kured's lock on DaemonSet %s/%s no longer names this node", pipeline.ErrCancelled, k.Namespace, k.DaemonSet)
+		a.executor.Event(corev1.EventTypeWarning, nodeops.ReasonSlotLost, "kured's lock on DaemonSet %s/%s no longer names this node", k.Namespace, k.DaemonSet)
+		return fmt.Errorf("%w: kured's lock on DaemonSet %s/%s no longer names this node", nodeops.ErrCancelled, k.Namespace, k.DaemonSet)
 	}
 	return nil
 }
@@ -144,7 +144,7 @@ func (a *Agent) keepKuredLock(ctx context.Context, n *corev1.Node) time.Duration
 		a.kuredKept = time.Time{}
 		if who := strings.Join(holders, ","); who != a.kuredLostTo {
 			a.kuredLostTo = who
-			a.executor.Event(corev1.EventTypeWarning, pipeline.ReasonSlotLost, "this node's entry in kured's lock on DaemonSet %s/%s expired and the lock is held by %s; the reboot goes on without it",
+			a.executor.Event(corev1.EventTypeWarning, nodeops.ReasonSlotLost, "this node's entry in kured's lock on DaemonSet %s/%s expired and the lock is held by %s; the reboot goes on without it",
 				k.Namespace, k.DaemonSet, who)
 		}
 		return a.cfg.RecheckInterval

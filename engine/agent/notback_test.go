@@ -16,10 +16,10 @@ import (
 	"k8s.io/client-go/tools/record"
 	clocktesting "k8s.io/utils/clock/testing"
 
+	"github.com/rebootgate/rebootgate/engine/agent/nodeops"
 	"github.com/rebootgate/rebootgate/engine/lock"
 	"github.com/rebootgate/rebootgate/engine/nodestate"
 	"github.com/rebootgate/rebootgate/engine/notify"
-	"github.com/rebootgate/rebootgate/engine/pipeline"
 )
 
 // notBackBed is a waiter's agent (n1) on a fake API and a fake clock, with node h1
@@ -136,7 +136,7 @@ func (b *notBackBed) reports() (events, notifications int) {
 	for {
 		select {
 		case e := <-b.events.Events:
-			if strings.HasPrefix(e, corev1.EventTypeWarning+" "+pipeline.ReasonNodeNotBack+" ") {
+			if strings.HasPrefix(e, corev1.EventTypeWarning+" "+nodeops.ReasonNodeNotBack+" ") {
 				events++
 			}
 		default:

@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/rebootgate/rebootgate/engine/agent/nodeops"
 	"github.com/rebootgate/rebootgate/engine/config"
 	"github.com/rebootgate/rebootgate/engine/decision"
 	"github.com/rebootgate/rebootgate/engine/detect"
@@ -315,10 +316,10 @@ func (a *Agent) wait(ctx context.Context, st nodestate.State, step pipeline.Step
 			return min(poll, overdue.Sub(a.clock.Now())+time.Millisecond)
 		}
 		if step.Reason == "waiting for the node to be Ready" {
-			a.escalate(ctx, "ready", pipeline.ReasonNotReady, "not Ready %s after the reboot; still waiting (the slot stays held)", a.cfg.ReadyTimeout)
+			a.escalate(ctx, "ready", nodeops.ReasonNotReady, "not Ready %s after the reboot; still waiting (the slot stays held)", a.cfg.ReadyTimeout)
 			a.notBack(ctx, st.Pool, st.Slot, a.cfg.NodeName, st.Since)
 		} else if step.Reason == "waiting for the health gate" {
-			a.escalate(ctx, "health", pipeline.ReasonHealthGateTimeout, "the health gate has not passed %s after the reboot; still waiting (the slot stays held)", a.cfg.ReadyTimeout)
+			a.escalate(ctx, "health", nodeops.ReasonHealthGateTimeout, "the health gate has not passed %s after the reboot; still waiting (the slot stays held)", a.cfg.ReadyTimeout)
 		}
 		return a.cfg.PollInterval
 	}
@@ -357,9 +358,9 @@ func (a *Agent) notBack(ctx context.Context, pool, lease, holder string, since t
 	msg := fmt.Sprintf("node %s has not come back after %s; it keeps slot %s and the rollout of pool %s stops here", holder, after, lease, pool)
 	a.log.Warn(msg)
 	nodeRef := &corev1.ObjectReference{Kind: "Node", Name: holder, UID: types.UID(holder)}
-	a.recorder.Event(nodeRef, corev1.EventTypeWarning, pipeline.ReasonNodeNotBack, msg)
+	a.recorder.Event(nodeRef, corev1.EventTypeWarning, nodeops.ReasonNodeNotBack, msg)
 	if lease != "" {
-		a.recorder.Event(lock.LeaseRef(a.cfg.Namespace, lease), corev1.EventTypeWarning, pipeline.ReasonNodeNotBack, msg)
+		a.recorder.Event(lock.LeaseRef(a.cfg.Namespace, lease), corev1.EventTypeWarning, nodeops.ReasonNodeNotBack, msg)
 	}
 	a.metrics.HolderNotBack.WithLabelValues(pool, holder).Set(1)
 	_ = a.notifier.Notify(ctx, notify.Event{Kind: notify.KindNotBack, Node: holder, Pool: pool, Since: since, Detail: after})
@@ -395,7 +396,7 @@ func (a *Agent) takeSlot(ctx context.Context, n *corev1.Node, d decision.Decisio
 		// the per-key limit.
 		return requeueNow, nil
 	}
-	ref := pipeline.SlotRef{Pool: pool.Name, Value: d.SlotKey}
+	ref := nodeops.SlotRef{Pool: pool.Name, Value: d.SlotKey}
 	sem, err := a.semaphore(ref.Pool, ref.Value)
 	if err != nil {
 		return 0, fmt.Errorf("slot semaphore of pool %s: %w", pool.Name, err)
@@ -425,7 +426,7 @@ func (a *Agent) resumeSlot(ctx context.Context, n *corev1.Node, st nodestate.Sta
 	if a.held != nil || a.resumed {
 		return nil
 	}
-	ref := pipeline.SlotRef{Name: st.Slot, Pool: st.Pool, Value: st.SlotValue}
+	ref := nodeops.SlotRef{Name: st.Slot, Pool: st.Pool, Value: st.SlotValue}
 	if ref.Pool == "" {
 		// Recorded by an older agent: only the config knows the pool (the last good
 		// one: resuming a reboot in progress needs no new config).
@@ -498,12 +499,12 @@ func (a *Agent) confirmSlot(ctx context.Context, inFlight bool) error {
 	}
 	if err := a.held.Confirm(ctx); err != nil {
 		if errors.Is(err, lock.ErrLost) {
-			a.executor.Event(corev1.EventTypeWarning, pipeline.ReasonSlotLost, "slot %s lost: %v", a.heldRef.Name, err)
+			a.executor.Event(corev1.EventTypeWarning, nodeops.ReasonSlotLost, "slot %s lost: %v", a.heldRef.Name, err)
 		}
 		return fmt.Errorf("confirming slot %s: %w", a.heldRef.Name, err)
 	}
 	if slots := a.slotLimit(ctx, inFlight); a.held.Index() >= slots {
-		return fmt.Errorf("%w: slot %s is not below the pool's concurrency %d", pipeline.ErrCancelled, a.heldRef.Name, slots)
+		return fmt.Errorf("%w: slot %s is not below the pool's concurrency %d", nodeops.ErrCancelled, a.heldRef.Name, slots)
 	}
 	return a.confirmKuredLock(ctx)
 }
@@ -558,7 +559,7 @@ func (a *Agent) drain(ctx context.Context, st nodestate.State) (time.Duration, e
 				cancel(fmt.Errorf("%w: slot %s", errAbandoned, s))
 				return
 			}
-			if err := a.confirmKuredLock(dctx); dctx.Err() == nil && errors.Is(err, pipeline.ErrCancelled) {
+			if err := a.confirmKuredLock(dctx); dctx.Err() == nil && errors.Is(err, nodeops.ErrCancelled) {
 				cancel(fmt.Errorf("%w: %w", errAbandoned, err))
 				return
 			}
@@ -584,15 +585,15 @@ func (a *Agent) drain(ctx context.Context, st nodestate.State) (time.Duration, e
 	a.metrics.DrainDuration.WithLabelValues(a.cfg.NodeName, st.Pool).Observe(a.clock.Since(start).Seconds())
 	switch {
 	case errors.Is(cause, errAbandoned):
-		a.executor.Event(corev1.EventTypeWarning, pipeline.ReasonDrainAbandoned, "%v; uncordoning, then releasing the slot", cause)
+		a.executor.Event(corev1.EventTypeWarning, nodeops.ReasonDrainAbandoned, "%v; uncordoning, then releasing the slot", cause)
 		return a.finish(ctx, st, pipeline.Step{Action: pipeline.ActUndo, Reason: cause.Error()})
 	case ctx.Err() != nil:
 		return 0, ctx.Err()
 	case err != nil && !a.cfg.ForceReboot:
-		a.executor.Event(corev1.EventTypeWarning, pipeline.ReasonDrainFailed, "%v; uncordoning, then releasing the slot", err)
+		a.executor.Event(corev1.EventTypeWarning, nodeops.ReasonDrainFailed, "%v; uncordoning, then releasing the slot", err)
 		return a.finish(ctx, st, pipeline.Step{Action: pipeline.ActUndo, Failure: true, Reason: "drain failed: " + err.Error()})
 	case err != nil:
-		a.executor.Event(corev1.EventTypeWarning, pipeline.ReasonDrainFailed, "%v; rebooting anyway (force reboot)", err)
+		a.executor.Event(corev1.EventTypeWarning, nodeops.ReasonDrainFailed, "%v; rebooting anyway (force reboot)", err)
 	}
 	st.DrainForced = err != nil // recorded with the phase: the node is not Drained
 	st, err = a.executor.Drained(ctx, st)
@@ -604,7 +605,7 @@ func (a *Agent) drain(ctx context.Context, st nodestate.State) (time.Duration, e
 // the final check: fresh alerts and gate, and the slot confirmed held.
 func (a *Agent) requestReboot(ctx context.Context, st nodestate.State) (time.Duration, error) {
 	if st.Attempts > 0 {
-		a.executor.Event(corev1.EventTypeWarning, pipeline.ReasonRebootNotObserved, "boot ID still %s %s after reboot request %d; asking again",
+		a.executor.Event(corev1.EventTypeWarning, nodeops.ReasonRebootNotObserved, "boot ID still %s %s after reboot request %d; asking again",
 			st.BootIDBefore, a.cfg.RebootTimeout, st.Attempts)
 	}
 	st, err := a.executor.RequestReboot(ctx, st, func(ctx context.Context) error {
@@ -616,7 +617,7 @@ func (a *Agent) requestReboot(ctx context.Context, st nodestate.State) (time.Dur
 		}
 		return a.confirmSlot(ctx, true)
 	})
-	if errors.Is(err, pipeline.ErrCancelled) {
+	if errors.Is(err, nodeops.ErrCancelled) {
 		return a.finish(ctx, st, pipeline.Step{Action: pipeline.ActUndo, Reason: err.Error(), Failure: st.Attempts > 1})
 	}
 	a.wrote(st, err)
@@ -626,7 +627,7 @@ func (a *Agent) requestReboot(ctx context.Context, st nodestate.State) (time.Dur
 // finish ends the reboot (Finish) or stops it before it happened (Undo), then
 // releases the slot.
 func (a *Agent) finish(ctx context.Context, st nodestate.State, step pipeline.Step) (time.Duration, error) {
-	var slot pipeline.Slot
+	var slot nodeops.Slot
 	switch {
 	case a.cfg.KuredLock != nil:
 		slot = slotAndKuredLock{a: a, held: a.held}
@@ -703,7 +704,7 @@ func (a *Agent) healthy(ctx context.Context, st nodestate.State) bool {
 	}
 	ok, why := a.healthGate(ctx)
 	if !ok && why != a.lastHealthWhy {
-		a.executor.Event(corev1.EventTypeNormal, pipeline.ReasonHealthGateWaiting, "waiting for the health gate: %s", why)
+		a.executor.Event(corev1.EventTypeNormal, nodeops.ReasonHealthGateWaiting, "waiting for the health gate: %s", why)
 	}
 	a.lastHealthWhy = why
 	return ok
@@ -751,14 +752,14 @@ func (a *Agent) holdAnnotation() string {
 	return config.DefaultHoldAnnotation
 }
 
-func (a *Agent) executorConfig() pipeline.Config {
-	var rebooter pipeline.Rebooter = &pipeline.CommandRebooter{Command: a.cfg.RebootCommand, Nsenter: a.cfg.Nsenter}
+func (a *Agent) executorConfig() nodeops.Config {
+	var rebooter nodeops.Rebooter = &nodeops.CommandRebooter{Command: a.cfg.RebootCommand, Nsenter: a.cfg.Nsenter}
 	if a.cfg.RebootMethod == "signal" {
-		rebooter = &pipeline.SignalRebooter{Signal: syscall.Signal(a.cfg.RebootSignal)}
+		rebooter = &nodeops.SignalRebooter{Signal: syscall.Signal(a.cfg.RebootSignal)}
 	}
-	return pipeline.Config{
+	return nodeops.Config{
 		Client: a.client, NodeName: a.cfg.NodeName, Namespace: a.cfg.Namespace, Node: a.node, Clock: a.clock, Logger: a.baseLog, Recorder: a.recorder,
-		Drainer:               &pipeline.KubectlDrainer{Client: a.client, Options: a.cfg.Drain, Logger: a.baseLog, Sleep: a.sleep},
+		Drainer:               &nodeops.KubectlDrainer{Client: a.client, Options: a.cfg.Drain, Logger: a.baseLog, Sleep: a.sleep},
 		Rebooter:              rebooter,
 		PreRebootLabels:       a.cfg.PreRebootLabels,
 		PostRebootLabels:      a.cfg.PostRebootLabels,

@@ -7,6 +7,8 @@ import (
 	"github.com/rebootgate/rebootgate/engine/nodestate"
 )
 
+var t0 = time.Date(2026, 11, 24, 3, 0, 0, 0, time.UTC)
+
 func TestNextTable(t *testing.T) {
 	timing := Timing{RebootDelay: 30 * time.Second, RebootTimeout: 5 * time.Minute, RebootAttempts: 2, Soak: time.Minute}
 	now := t0

@@ -1,4 +1,4 @@
-package pipeline
+package nodeops
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 
 	"github.com/rebootgate/rebootgate/engine/lock"
 	"github.com/rebootgate/rebootgate/engine/nodestate"
+	"github.com/rebootgate/rebootgate/engine/pipeline"
 )
 
 const nodeName = "n1"
@@ -103,7 +104,7 @@ func TestCordonRecordsTheSlotKeyValue(t *testing.T) {
 	if lock.HoldsKeyValue("rg", "p", "zone-a") == lock.HoldsKeyValue("other", "p", "zone-a") || lock.HoldsKeyValue("rg", "p", "zone-a") == lock.HoldsKeyValue("rg", "q", "zone-a") {
 		t.Fatal("the key record does not tell namespaces or pools apart")
 	}
-	if err := h.ex.Finish(ctx, st, Step{Action: ActUndo, Reason: "test"}, h); err != nil {
+	if err := h.ex.Finish(ctx, st, pipeline.Step{Action: pipeline.ActUndo, Reason: "test"}, h); err != nil {
 		t.Fatal(err)
 	}
 	if v, ok := h.node().Labels[nodestate.LabelHoldsKey]; ok {
@@ -145,7 +146,7 @@ func TestCordonRecordsSlotAndFinishUncordonsBeforeRelease(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.clock.Step(30*time.Second + 400*time.Millisecond)
-	if err := h.ex.Finish(ctx, st, Step{Action: ActFinish}, h); err != nil {
+	if err := h.ex.Finish(ctx, st, pipeline.Step{Action: pipeline.ActFinish}, h); err != nil {
 		t.Fatal(err)
 	}
 	n = h.node()
@@ -177,7 +178,7 @@ func TestAdminCordonedNodeStaysCordoned(t *testing.T) {
 	if nodestate.StateOf(h.node()).CordonedByUs {
 		t.Fatal("an admin's cordon was recorded as ours")
 	}
-	if err := h.ex.Finish(ctx, st, Step{Action: ActUndo, Reason: "gate closed"}, h); err != nil {
+	if err := h.ex.Finish(ctx, st, pipeline.Step{Action: pipeline.ActUndo, Reason: "gate closed"}, h); err != nil {
 		t.Fatal(err)
 	}
 	if !h.node().Spec.Unschedulable {
@@ -194,7 +195,7 @@ func TestFailuresBackOffThenHold(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := h.ex.Finish(ctx, st, Step{Action: ActUndo, Failure: true, Reason: "drain failed"}, h); err != nil {
+		if err := h.ex.Finish(ctx, st, pipeline.Step{Action: pipeline.ActUndo, Failure: true, Reason: "drain failed"}, h); err != nil {
 			t.Fatal(err)
 		}
 		n := h.node()
@@ -230,9 +231,9 @@ func TestUndoForAnOutsideReasonKeepsTheFailureCount(t *testing.T) {
 	h := newHarness(t, false, nil)
 	ctx := context.Background()
 	st, _ := h.ex.Cordon(ctx, nodestate.StateOf(h.node()), slot0)
-	_ = h.ex.Finish(ctx, st, Step{Action: ActUndo, Failure: true, Reason: "drain failed"}, h)
+	_ = h.ex.Finish(ctx, st, pipeline.Step{Action: pipeline.ActUndo, Failure: true, Reason: "drain failed"}, h)
 	st, _ = h.ex.Cordon(ctx, nodestate.StateOf(h.node()), slot0)
-	if err := h.ex.Finish(ctx, st, Step{Action: ActUndo, Reason: "the gate closed"}, h); err != nil {
+	if err := h.ex.Finish(ctx, st, pipeline.Step{Action: pipeline.ActUndo, Reason: "the gate closed"}, h); err != nil {
 		t.Fatal(err)
 	}
 	if got := nodestate.StateOf(h.node()); got.Failures != 1 {
@@ -240,7 +241,7 @@ func TestUndoForAnOutsideReasonKeepsTheFailureCount(t *testing.T) {
 	}
 	st, _ = h.ex.Cordon(ctx, nodestate.StateOf(h.node()), slot0)
 	st.Phase = nodestate.PhaseVerifying
-	if err := h.ex.Finish(ctx, st, Step{Action: ActFinish}, h); err != nil {
+	if err := h.ex.Finish(ctx, st, pipeline.Step{Action: pipeline.ActFinish}, h); err != nil {
 		t.Fatal(err)
 	}
 	if got := nodestate.StateOf(h.node()); got.Failures != 0 || !got.RetryAfter.IsZero() {
@@ -302,7 +303,7 @@ func TestKuredAnnotations(t *testing.T) {
 	}
 	st, _ = h.ex.Drained(ctx, st)
 	st, _ = h.ex.Rebooted(ctx, st)
-	if err := h.ex.Finish(ctx, st, Step{Action: ActFinish}, h); err != nil {
+	if err := h.ex.Finish(ctx, st, pipeline.Step{Action: pipeline.ActFinish}, h); err != nil {
 		t.Fatal(err)
 	}
 	a = h.node().Annotations
@@ -328,7 +329,7 @@ func TestLockReleaseDelay(t *testing.T) {
 	st, _ = h.ex.Drained(ctx, st)
 	st, _ = h.ex.Rebooted(ctx, st)
 	done := make(chan error, 1)
-	go func() { done <- h.ex.Finish(ctx, st, Step{Action: ActFinish}, h) }()
+	go func() { done <- h.ex.Finish(ctx, st, pipeline.Step{Action: pipeline.ActFinish}, h) }()
 	for deadline := time.Now().Add(10 * time.Second); !h.clock.HasWaiters(); time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("Finish never started waiting out the release delay")

@@ -1,4 +1,4 @@
-package pipeline
+package nodeops
 
 import (
 	"context"
@@ -17,6 +17,7 @@ import (
 
 	"github.com/rebootgate/rebootgate/engine/lock"
 	"github.com/rebootgate/rebootgate/engine/nodestate"
+	"github.com/rebootgate/rebootgate/engine/pipeline"
 )
 
 // Event reasons on the Node.
@@ -95,16 +96,16 @@ type Config struct {
 	// OnStep, if set, is told when draining starts, right before the reboot request,
 	// and after the uncordon (notifications). It runs synchronously: before a reboot,
 	// the process may not live long after it returns.
-	OnStep func(ctx context.Context, step Step)
+	OnStep func(ctx context.Context, step pipeline.Step)
 	// OnHold, if set, is told when the node is put on hold (metric, notification).
 	OnHold func(ctx context.Context, reason string)
 }
 
 // Notification steps passed to OnStep.
 var (
-	StepDrain    = Step{Action: ActDrain}
-	StepReboot   = Step{Action: ActRequestReboot}
-	StepUncordon = Step{Action: ActFinish}
+	StepDrain    = pipeline.Step{Action: pipeline.ActDrain}
+	StepReboot   = pipeline.Step{Action: pipeline.ActRequestReboot}
+	StepUncordon = pipeline.Step{Action: pipeline.ActFinish}
 )
 
 // Executor carries out the lifecycle's steps on one node. Every step writes the
@@ -119,13 +120,13 @@ type Executor struct {
 func New(cfg Config) (*Executor, error) {
 	switch {
 	case cfg.Client == nil:
-		return nil, errors.New("pipeline: Client is required")
+		return nil, errors.New("nodeops: Client is required")
 	case cfg.NodeName == "":
-		return nil, errors.New("pipeline: NodeName is required")
+		return nil, errors.New("nodeops: NodeName is required")
 	case cfg.Node == nil:
-		return nil, errors.New("pipeline: Node is required")
+		return nil, errors.New("nodeops: Node is required")
 	case cfg.Drainer == nil || cfg.Rebooter == nil:
-		return nil, errors.New("pipeline: Drainer and Rebooter are required")
+		return nil, errors.New("nodeops: Drainer and Rebooter are required")
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = clock.RealClock{}
@@ -148,7 +149,7 @@ func New(cfg Config) (*Executor, error) {
 	return &Executor{cfg: cfg, ref: ref}, nil
 }
 
-func (p *Executor) step(ctx context.Context, s Step) {
+func (p *Executor) step(ctx context.Context, s pipeline.Step) {
 	if p.cfg.OnStep != nil {
 		p.cfg.OnStep(ctx, s)
 	}
@@ -258,8 +259,8 @@ func (p *Executor) Rebooted(ctx context.Context, st nodestate.State) (nodestate.
 // pre-reboot labels, applies the post-reboot labels after a reboot, and books a
 // failure: back-off, or after MaxFailures consecutive ones, the hold annotation.
 // Only then is the slot released (slot may be nil).
-func (p *Executor) Finish(ctx context.Context, st nodestate.State, s Step, slot Slot) error {
-	rebooted := s.Action == ActFinish
+func (p *Executor) Finish(ctx context.Context, st nodestate.State, s pipeline.Step, slot Slot) error {
+	rebooted := s.Action == pipeline.ActFinish
 	last := nodestate.State{LastReboot: st.LastReboot, LoopBackoffUntil: st.LoopBackoffUntil, LastDuration: st.LastDuration}
 	if rebooted && !st.StartedAt.IsZero() {
 		last.LastDuration = p.cfg.Clock.Since(st.StartedAt).Round(time.Second)
@@ -271,7 +272,7 @@ func (p *Executor) Finish(ctx context.Context, st nodestate.State, s Step, slot 
 			hold = fmt.Sprintf("%d consecutive failures, the last: %s", last.Failures, s.Reason)
 			last.Failures = 0
 		} else {
-			last.RetryAfter = p.cfg.Clock.Now().Add(Backoff(p.cfg.FailureBackoff, p.cfg.MaxBackoff, last.Failures))
+			last.RetryAfter = p.cfg.Clock.Now().Add(pipeline.Backoff(p.cfg.FailureBackoff, p.cfg.MaxBackoff, last.Failures))
 		}
 	} else if !rebooted {
 		// Stopped for an outside reason (gate, slot): the count stands.
@@ -427,15 +428,6 @@ func (p *Executor) patchNode(ctx context.Context, what string, build func(*corev
 func (p *Executor) event(eventType, reason, format string, args ...any) {
 	p.cfg.Recorder.Eventf(p.ref, eventType, reason, format, args...)
 	p.cfg.Logger.Info(fmt.Sprintf(format, args...), "node", p.cfg.NodeName, "reason", reason)
-}
-
-func isReady(n *corev1.Node) bool {
-	for _, c := range n.Status.Conditions {
-		if c.Type == corev1.NodeReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }
 
 // withTaint returns taints with the PreferNoSchedule taint key added or removed.
