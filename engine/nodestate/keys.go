@@ -1,8 +1,9 @@
 package nodestate
 
-// Annotations the agent's reboot lifecycle (package pipeline) records on its Node: the
-// [State] codec reads and writes them, and an agent that restarts mid-reboot resumes
-// from them. Each is absent when its value is zero.
+// Annotations the agent's reboot lifecycle (decided by package pipeline, written by
+// package engine/agent/nodeops) records on its Node: the [State] codec reads and writes
+// them, and an agent that restarts mid-reboot resumes from them. Each is absent when
+// its value is zero.
 const (
 	// AnnotationPhase is the reboot's phase ([Phase]: Cordoning, Draining, Rebooting,
 	// Verifying); absent when no reboot is in progress. Waiters for a slot (package
