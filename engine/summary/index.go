@@ -74,8 +74,11 @@ func NewIndexReader(client kubernetes.Interface, namespace string, clk clock.Pas
 // Read returns the shards holding keys, of the index ref names (a usable summary's),
 // and why some could not be read. A shard is read again only when ref names another
 // hash than the last read's, or after indexRetry when that read failed or found
-// another hash. Reads are quorum reads: the summarizer writes the shards before the
-// summary naming them, so a shard read after the summary is at least that new.
+// another hash. Reads are served from the API server's watch cache (resourceVersion=0),
+// cheap even when thousands of agents read at once after an index change; such a read
+// may lag the summary that named it (the summarizer writes shards first, so it is at
+// most a moment behind), and is then retried after indexRetry, the alert failing closed
+// meanwhile.
 func (r *IndexReader) Read(ctx context.Context, ref *disruption.IndexRef, keys []string) ([]*disruption.IndexShard, error) {
 	if ref == nil || ref.Shards < 1 || len(ref.Hashes) != ref.Shards {
 		return nil, fmt.Errorf("the node summary names no valid node index: %+v", ref)
@@ -114,7 +117,7 @@ func (r *IndexReader) Read(ctx context.Context, ref *disruption.IndexRef, keys [
 func (r *IndexReader) read(ctx context.Context, i int, want string, now time.Time) indexRead {
 	name := IndexConfigMapName(i)
 	c := indexRead{want: want, at: now}
-	cm, err := r.client.CoreV1().ConfigMaps(r.namespace).Get(ctx, name, metav1.GetOptions{})
+	cm, err := r.client.CoreV1().ConfigMaps(r.namespace).Get(ctx, name, metav1.GetOptions{ResourceVersion: "0"})
 	switch {
 	case apierrors.IsNotFound(err):
 		c.err = fmt.Errorf("no node index shard: ConfigMap %s/%s does not exist", r.namespace, name)
