@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"slices"
 	"strings"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -80,19 +79,13 @@ func (s *Source) collectPolicies() *policySet {
 		for _, cm := range cms {
 			key := cm.Namespace + "/" + cm.Name
 			set.configMaps[key] = cm
-			for name, src := range cm.Data {
-				// *_test.rego are Rego unit tests, skipped as policy.LoadPaths skips
-				// them: they are for `rebootgate policy test`, not for decisions.
-				if !strings.HasSuffix(name, ".rego") || strings.HasSuffix(name, "_test.rego") {
-					continue
-				}
-				m := policy.Module{Name: key + "/" + name, Source: src}
+			for _, m := range configMapModules(cm) {
 				set.modules = append(set.modules, m)
 				set.owner[m.Name] = key
 			}
 		}
 	}
-	slices.SortFunc(set.modules, func(a, b policy.Module) int { return strings.Compare(a.Name, b.Name) })
+	sortModules(set.modules)
 	h := sha256.New()
 	for _, m := range set.modules {
 		// Lengths first, so no two different sets hash the same bytes.

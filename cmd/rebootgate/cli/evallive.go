@@ -3,12 +3,9 @@ package cli
 import (
 	"context"
 	"fmt"
-	"sort"
-	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/rebootgate/rebootgate/engine/alerts"
 	"github.com/rebootgate/rebootgate/engine/facts"
@@ -37,36 +34,11 @@ func (o *evalOptions) gatherLive(ctx context.Context) (*facts.Facts, []policy.Mo
 	if err := fillAlerts(ctx, o.PrometheusURL, o.AlertmanagerURL, f); err != nil {
 		return nil, nil, err
 	}
-	modules, err := policyConfigMaps(ctx, client, o.PolicyNamespaces)
+	modules, err := source.ListModules(ctx, client, o.PolicyNamespaces)
 	if err != nil {
 		return nil, nil, err
 	}
 	return f, modules, nil
-}
-
-// policyConfigMaps reads the Rego modules of the policy ConfigMaps (label
-// rebootgate.io/policy=rego) in the namespaces, as the agent does.
-func policyConfigMaps(ctx context.Context, client kubernetes.Interface, namespaces []string) ([]policy.Module, error) {
-	var modules []policy.Module
-	for _, ns := range namespaces {
-		list, err := client.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{LabelSelector: source.PolicyLabel + "=" + source.PolicyLabelValue})
-		if err != nil {
-			return nil, fmt.Errorf("listing policy ConfigMaps in %s: %w", ns, err)
-		}
-		for _, cm := range list.Items {
-			keys := make([]string, 0, len(cm.Data))
-			for k := range cm.Data {
-				if strings.HasSuffix(k, ".rego") && !strings.HasSuffix(k, "_test.rego") {
-					keys = append(keys, k)
-				}
-			}
-			sort.Strings(keys)
-			for _, k := range keys {
-				modules = append(modules, policy.Module{Name: ns + "/" + cm.Name + "/" + k, Source: cm.Data[k]})
-			}
-		}
-	}
-	return modules, nil
 }
 
 // fillAlerts reads the alerts into f when a URL is given, as the agent does (an

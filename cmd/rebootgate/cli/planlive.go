@@ -11,6 +11,7 @@ import (
 
 	"github.com/rebootgate/rebootgate/engine/disruption"
 	"github.com/rebootgate/rebootgate/engine/facts"
+	"github.com/rebootgate/rebootgate/engine/source"
 	"github.com/rebootgate/rebootgate/engine/summary"
 )
 
@@ -35,7 +36,7 @@ func (o *planOptions) gatherLive(ctx context.Context) (*planInputs, error) {
 		return nil, err
 	}
 	in.alerts, in.alertsErr = f.Alerts, f.AlertsErr
-	if in.live, err = policyConfigMaps(ctx, client, o.PolicyNamespaces); err != nil {
+	if in.live, err = source.ListModules(ctx, client, o.PolicyNamespaces); err != nil {
 		return nil, err
 	}
 	return in, nil
