@@ -102,8 +102,9 @@ func collectStatus(ctx context.Context, client kubernetes.Interface, namespace, 
 		return nil, fmt.Errorf("listing slot Leases in %s: %w", namespace, err)
 	}
 	slotOf := map[string]string{}
-	for _, l := range leases.Items {
-		if l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity != "" && !strings.Contains(l.Name, "-key-") {
+	for i := range leases.Items {
+		l := &leases.Items[i]
+		if kind, _, ok := lock.KindOf(l); ok && kind == lock.KindSlot && l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity != "" {
 			slotOf[*l.Spec.HolderIdentity] = l.Name
 		}
 	}

@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -89,5 +90,36 @@ func TestAgentLoadErrorDeniesLiveEval(t *testing.T) {
 	d = decision.Decision{Allowed: true}
 	if agentLoadError(&d, n); !d.Allowed || len(d.Reasons) != 0 {
 		t.Errorf("with the condition True: %+v, want unchanged", d)
+	}
+}
+
+// TestStatusSlotByLeaseKind: the SLOT column shows the slot a node holds, read by the
+// lock's KindOf, not by a substring of the Lease's name: before, every slot of a pool
+// named "key" (rebootgate-key-0 contains "-key-") was hidden, and a node holding a key
+// Lease but no slot must show none.
+func TestStatusSlotByLeaseKind(t *testing.T) {
+	slotHolder, keyHolder := "n1", "n2"
+	lease := func(pool, name string, holder *string) *coordinationv1.Lease {
+		return &coordinationv1.Lease{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "rg", Labels: map[string]string{lock.LabelPool: pool}},
+			Spec:       coordinationv1.LeaseSpec{HolderIdentity: holder},
+		}
+	}
+	client := fake.NewClientset(
+		&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}},
+		&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n2"}},
+		lease("key", lock.SlotLeaseName("key", 0), &slotHolder),
+		lease("zoned", lock.KeyLeaseName("zoned", "zone-a", 0), &keyHolder),
+	)
+	rows, err := collectStatus(context.Background(), client, "rg", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, r := range rows {
+		got[r.Node] = r.Slot
+	}
+	if want := map[string]string{"n1": "rebootgate-key-0", "n2": ""}; !reflect.DeepEqual(got, want) {
+		t.Errorf("slots = %v, want %v", got, want)
 	}
 }
