@@ -288,3 +288,58 @@ func TestNodeScopedAlertWithoutIndexFailsClosed(t *testing.T) {
 	})
 	watchX.holds()
 }
+
+// TestNodeIndexChangeReachesAgents: agents do not watch the node index, they read the
+// shard they need again when the summary names a new hash for it. An alert whose
+// instance is no node's address blocks both nodes; then that address becomes X's (as
+// when an address is reused): the summarizer rewrites the index, the other node reads
+// the changed shard, learns the alert is X's and reboots, while X stays blocked by it as
+// its own and untouched. The oracle is the simulator's record: the other node is not
+// down before the address moved.
+func TestNodeIndexChangeReachesAgents(t *testing.T) {
+	c := newCluster(t, map[string]int{"user": 2})
+	nodes := c.allNodes()
+	a, x := nodes[0], nodes[1]
+	ips := c.giveAddresses(a, x)
+	moved := strings.Replace(ips[x], "10.251.", "10.253.", 1) // no node's yet
+	name := "E2EIndexChange" + strings.ToUpper(c.id)
+	instance := moved + ":9100"
+	c.fireAll(map[string]map[string]string{name: {"instance": instance}})
+	cfg := c.writeConfig(twoPools, fmt.Sprintf("blockers:\n  alerts:\n    filterRegexp: \"^%s$\"\n    filterMatchOnly: true\n", name))
+	testbed.StartSummarizer(t, binary, c.bed.Kubeconfig, c.ns, cfg, "summarizer-"+c.id)
+	sim := c.simulate(testbed.SimConfig{Command: c.agentCommand(cfg,
+		"--prometheus-url", c.bed.PrometheusURL, "--alertmanager-url", c.bed.AlertmanagerURL)})
+	watchA, watchX := c.watchBlocked(sim, a), c.watchBlocked(sim, x)
+	for _, n := range nodes {
+		if err := sim.SetRebootRequired(n, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	noNode := "alert " + name + " is firing (instance=" + instance + " names no node of the cluster (no node has that name or address), so it blocks every node)"
+	for _, n := range nodes {
+		c.waitNode(n, time.Minute, "blocked by an alert naming no node", func(n *corev1.Node) bool { return strings.Contains(decisionOf(n), noNode) })
+	}
+	watchA.holds()
+	watchX.holds()
+
+	patch := fmt.Sprintf(`{"status":{"addresses":[{"type":"InternalIP","address":%q},{"type":"Hostname","address":%q}]}}`, moved, x)
+	if _, err := c.bed.Client.CoreV1().Nodes().Patch(context.Background(), x, types.MergePatchType, []byte(patch), metav1.PatchOptions{}, "status"); err != nil {
+		t.Fatal(err)
+	}
+	movedAt := time.Now()
+	c.waitNode(x, time.Minute, "blocked by the alert as its own", func(n *corev1.Node) bool {
+		return strings.Contains(decisionOf(n), "alert "+name+" is firing on this node (instance="+instance+")")
+	})
+	if _, err := sim.WaitForReboots(context.Background(), 1, 2*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if r := sim.Reboots(); r[0].Node != a {
+		t.Fatalf("first reboot is %s, want %s (the node the alert no longer concerns): %+v", r[0].Node, a, r)
+	}
+	for _, iv := range sim.DownIntervals() {
+		if iv.Node == a && iv.From.Before(movedAt) {
+			t.Errorf("%s went down at %s, before the address moved to %s (%s)", a, iv.From.Format(time.RFC3339Nano), x, movedAt.Format(time.RFC3339Nano))
+		}
+	}
+	watchX.holds()
+}
