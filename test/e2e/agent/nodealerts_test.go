@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -12,7 +13,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/rebootgate/rebootgate/engine/disruption"
 	"github.com/rebootgate/rebootgate/engine/nodestate"
+	"github.com/rebootgate/rebootgate/engine/summary"
 	"github.com/rebootgate/rebootgate/test/testbed"
 )
 
@@ -41,6 +44,7 @@ func TestNodeScopedAlertBlocksOnlyItsNode(t *testing.T) {
 	// B learns from the node index that instance A:9100 is A (without it, B could not
 	// tell, and would be blocked too: TestNodeScopedAlertWithoutIndexFailsClosed).
 	testbed.StartSummarizer(t, binary, c.bed.Kubeconfig, c.ns, cfg, "summarizer-"+c.id)
+	c.waitNodeIndex()
 	sim := c.simulate(testbed.SimConfig{Command: c.agentCommand(cfg,
 		"--prometheus-url", c.bed.PrometheusURL, "--alertmanager-url", c.bed.AlertmanagerURL)})
 	watchA, watchB := c.watchBlocked(sim, a), c.watchBlocked(sim, b)
@@ -144,6 +148,22 @@ func (c *cluster) giveAddresses(nodes ...string) map[string]string {
 	return ips
 }
 
+// waitNodeIndex waits until the summarizer has published the node summary naming a
+// node index, so that the agents' first decisions have it.
+func (c *cluster) waitNodeIndex() {
+	c.t.Helper()
+	if err := testbed.Poll(context.Background(), time.Minute, "the node summary naming a node index", func(ctx context.Context) (bool, error) {
+		cm, err := c.bed.Client.CoreV1().ConfigMaps(c.ns).Get(ctx, summary.ConfigMapName, metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		var s disruption.Summary
+		return json.Unmarshal([]byte(cm.Data[summary.DataKey]), &s) == nil && s.NodeIndex != nil, nil
+	}); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
 // fireAll fires the alerts (name → labels) through the bed's Prometheus, removes them
 // at the test's end, and waits until Prometheus has them firing.
 func (c *cluster) fireAll(alerts map[string]map[string]string) {
@@ -184,6 +204,7 @@ func TestPodInstanceAlertBlocksEveryNode(t *testing.T) {
   concurrency: 3
 `, fmt.Sprintf("blockers:\n  alerts:\n    filterRegexp: \"^(%s|%s)$\"\n    filterMatchOnly: true\n", pod, onX))
 	testbed.StartSummarizer(t, binary, c.bed.Kubeconfig, c.ns, cfg, "summarizer-"+c.id)
+	c.waitNodeIndex()
 	sim := c.simulate(testbed.SimConfig{Command: c.agentCommand(cfg,
 		"--prometheus-url", c.bed.PrometheusURL, "--alertmanager-url", c.bed.AlertmanagerURL)})
 	watch := map[string]*blocked{}
@@ -307,6 +328,7 @@ func TestNodeIndexChangeReachesAgents(t *testing.T) {
 	c.fireAll(map[string]map[string]string{name: {"instance": instance}})
 	cfg := c.writeConfig(twoPools, fmt.Sprintf("blockers:\n  alerts:\n    filterRegexp: \"^%s$\"\n    filterMatchOnly: true\n", name))
 	testbed.StartSummarizer(t, binary, c.bed.Kubeconfig, c.ns, cfg, "summarizer-"+c.id)
+	c.waitNodeIndex()
 	sim := c.simulate(testbed.SimConfig{Command: c.agentCommand(cfg,
 		"--prometheus-url", c.bed.PrometheusURL, "--alertmanager-url", c.bed.AlertmanagerURL)})
 	watchA, watchX := c.watchBlocked(sim, a), c.watchBlocked(sim, x)
