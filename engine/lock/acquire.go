@@ -141,6 +141,7 @@ func (s *Semaphore) Acquire(ctx context.Context, slots func() int, opts ...Acqui
 		}
 		in.observedAt = s.observe(in.now, in.leases)
 		pruneVerdicts(&in)
+		pruneAvoid(&in)
 		p, q, err := s.planTurn(ctx, &in)
 		if err != nil {
 			return nil, fmt.Errorf("acquire slot in pool %q: %w", s.pool, err)

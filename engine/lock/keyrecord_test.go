@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
@@ -235,4 +236,29 @@ func TestReleaseKeysKeepsTheKeyOfAHeldSlot(t *testing.T) {
 		t.Fatalf("zone-a's key Lease held by %q after ReleaseKeys with a slot held, want a", got)
 	}
 	mustRelease(t, h)
+}
+
+// TestLostKeyRaceIsForgottenOnceSeen: b lost the race to create zone-a's key Lease
+// (a created it). Once b's watch has shown a's Lease, the lost race is forgotten:
+// when the Lease is gone again (deleted, a having finished), b claims it instead of
+// avoiding it for good.
+func TestLostKeyRaceIsForgottenOnceSeen(t *testing.T) {
+	cs := newClient(t)
+	clk := testingclock.NewFakeClock(t0)
+	b := newSem(t, cs, clk, "b", zoneN("zone-a", 1))
+	key := KeyLeaseName(testPool, "zone-a", 0)
+	in := planInput{now: t0, slots: 2, perKey: 1, leases: map[string]*coordinationv1.Lease{}, avoid: map[string]string{key: ""}, verdicts: map[string]verdict{}}
+	pruneAvoid(&in)
+	if p := b.plan(&in, nil); p.ok {
+		t.Fatalf("b plans to create %s right after losing that race (its view is stale)", p.keyName)
+	}
+	mustTry(t, newSem(t, cs, clk, "a", zoneN("zone-a", 1)), 1)
+	in.leases = mustList(t, b) // the watch shows a's key Lease
+	pruneAvoid(&in)
+	deleteLease(t, cs, key)
+	in.leases = mustList(t, b)
+	pruneAvoid(&in)
+	if p := b.plan(&in, nil); !p.ok || p.keyName != key {
+		t.Fatalf("b's plan once a's key Lease came and went: ok=%v key %q, want %s", p.ok, p.keyName, key)
+	}
 }

@@ -77,3 +77,19 @@ func pruneVerdicts(in *planInput) {
 		}
 	}
 }
+
+// pruneAvoid drops the lost races whose Lease the watch now shows at another
+// version (or present, or gone): the stale view they guarded against is gone,
+// and a Lease that later returns to the avoided state (deleted again, say) is a
+// new state that may be claimed.
+func pruneAvoid(in *planInput) {
+	for name, rv := range in.avoid {
+		cur := ""
+		if l := in.leases[name]; l != nil {
+			cur = l.ResourceVersion
+		}
+		if cur != rv {
+			delete(in.avoid, name)
+		}
+	}
+}

@@ -33,7 +33,8 @@ type planInput struct {
 	observedAt map[string]time.Time
 	// avoid maps a Lease name to the resourceVersion ("" for "absent") at
 	// which a write of ours lost a race: our view of it is stale, so we do
-	// not try it again before the watch shows a newer version.
+	// not try it again before the watch shows a newer version (then the entry
+	// is dropped, see pruneAvoid).
 	avoid map[string]string
 	// verdicts holds the latest holder check per Lease name.
 	verdicts map[string]verdict

@@ -63,11 +63,12 @@ const (
 //  4. waits RebootDelay ("powered off");
 //  5. sets a new status.nodeInfo.bootID on the Node, and if FlipReady lets it
 //     become Ready again, waiting until the API shows both;
-//  6. discards reboot requests made while down and starts the agent again.
+//  6. discards reboot requests made while down and starts the agent again
+//     (with HoldNotReady, right after the new boot ID, before step 5's Ready).
 //
 // Each completed reboot is recorded (Reboots, WaitForReboots). The host counts
-// as down from the hook's first call (timed by the hook itself) until the agent
-// has been started again (DownIntervals).
+// as down from the hook's first call (timed by the hook itself) until it is back
+// in service: Ready (with FlipReady) and its agent started again (DownIntervals).
 type SimConfig struct {
 	// Command is the agent's argv, with the Ph* placeholders. Required.
 	Command []string
@@ -121,8 +122,8 @@ type Reboot struct {
 }
 
 // DownInterval is the time a simulated host was down: from the reboot hook's
-// first call until the agent was started again after the node came back
-// (Ready, with FlipReady) with a new boot ID.
+// first call until the node was back with a new boot ID, Ready (with FlipReady)
+// and its agent started again (before Ready, with HoldNotReady).
 type DownInterval struct {
 	Node string
 	// From is the hook's call; To is zero while the host is still down (or
@@ -182,6 +183,9 @@ type simNode struct {
 	stopping  bool
 	// heldDown keeps the node powered off after RebootDelay until HoldDown(false).
 	heldDown bool
+	// heldNotReady keeps the node NotReady once booted, its agent running, until
+	// HoldNotReady(false).
+	heldNotReady bool
 }
 
 // NewSimulator prepares a simulator on the bed: a directory, a sentinel path
@@ -762,6 +766,19 @@ func (s *Simulator) reboot(ctx context.Context, n *simNode, args string) error {
 	if err := s.patchNode(ctx, n.name, true, map[string]any{"status": map[string]any{"nodeInfo": map[string]any{"bootID": newBoot}}}); err != nil {
 		return err
 	}
+	s.mu.Lock()
+	early := s.cfg.FlipReady && n.heldNotReady
+	s.mu.Unlock()
+	if early {
+		// Booted, not Ready: the agent (a hostNetwork DaemonSet pod) runs, the
+		// host is not back in service.
+		if err := s.startAgentAfterBoot(n, newBoot, &ev); err != nil {
+			return err
+		}
+		if err := s.waitReadyReleased(ctx, n); err != nil {
+			return err
+		}
+	}
 	if s.cfg.FlipReady {
 		if err := s.patchNode(ctx, n.name, false, map[string]any{"metadata": map[string]any{"annotations": map[string]any{PoweredOffAnnotation: nil}}}); err != nil {
 			return err
@@ -784,11 +801,27 @@ func (s *Simulator) reboot(ctx context.Context, n *simNode, args string) error {
 	if err != nil {
 		return err
 	}
+	if !early {
+		if err := s.startAgentAfterBoot(n, newBoot, &ev); err != nil {
+			return err
+		}
+	}
+	s.mu.Lock()
+	s.down[downIdx].To = time.Now() // back in service: Ready (with FlipReady) and its agent running
+	s.reboots = append(s.reboots, ev)
+	s.notifyLocked()
+	s.mu.Unlock()
+	s.log.Info("simulated reboot done", "node", n.name, "bootID", newBoot, "down", ev.UpAt.Sub(ev.DownAt).Round(time.Millisecond))
+	return nil
+}
+
+// startAgentAfterBoot records the new boot ID, discards the reboot requests made
+// while the host was going down (they died with it) and starts the agent.
+func (s *Simulator) startAgentAfterBoot(n *simNode, newBoot string, ev *Reboot) error {
 	s.mu.Lock()
 	n.bootID = newBoot
 	s.mu.Unlock()
 	ev.NewBootID = newBoot
-	// Requests made while the node was going down died with it.
 	for _, p := range []string{n.requests, hookTimesPath(n.requests)} {
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("clear reboot requests: %w", err)
@@ -798,12 +831,6 @@ func (s *Simulator) reboot(ctx context.Context, n *simNode, args string) error {
 		return err
 	}
 	ev.UpAt = time.Now()
-	s.mu.Lock()
-	s.down[downIdx].To = ev.UpAt
-	s.reboots = append(s.reboots, ev)
-	s.notifyLocked()
-	s.mu.Unlock()
-	s.log.Info("simulated reboot done", "node", n.name, "bootID", newBoot, "down", ev.UpAt.Sub(ev.DownAt).Round(time.Millisecond))
 	return nil
 }
 

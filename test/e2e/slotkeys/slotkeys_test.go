@@ -110,15 +110,19 @@ type rollout struct {
 	unzoned string
 	rec     *testbed.NodeRecorder
 	sim     *testbed.Simulator
+	id      string // the run's label value, in node names
+	// later are nodes whose reboot a prepare func leaves to the test.
+	later map[string]bool
 }
 
 // start creates perZone nodes in each zone (and one without a zone label if
 // unzoned), a pool selecting them keyed by zone with pool (YAML under the pool, indent
-// 2) and the agents, and makes every node need a reboot.
-func start(t *testing.T, zones []string, perZone int, unzoned bool, pool string) *rollout {
+// 2) and the agents, runs prepare (faults set up before any reboot), and makes every
+// node need a reboot.
+func start(t *testing.T, zones []string, perZone int, unzoned bool, pool string, prepare ...func(*rollout)) *rollout {
 	bed := testbed.Shared(t)
 	id := strings.ToLower(testbed.NewUUID()[:6])
-	r := &rollout{t: t, bed: bed, ns: bed.Namespace(t), zoneOf: map[string]string{}}
+	r := &rollout{t: t, bed: bed, ns: bed.Namespace(t), zoneOf: map[string]string{}, later: map[string]bool{}}
 	create := func(name, zone string) {
 		n := testbed.NewNode(name, "user", zone)
 		if zone == "" {
@@ -169,6 +173,7 @@ pools:
 		},
 		Nodes: all, RebootDelay: 3 * time.Second, FlipReady: true,
 	})
+	r.id = id
 	t.Cleanup(func() {
 		if t.Failed() {
 			for _, node := range all {
@@ -178,7 +183,13 @@ pools:
 			}
 		}
 	})
+	for _, p := range prepare {
+		p(r)
+	}
 	for _, node := range all {
+		if r.later[node] {
+			continue
+		}
 		if err := r.sim.SetRebootRequired(node, true); err != nil {
 			t.Fatal(err)
 		}
