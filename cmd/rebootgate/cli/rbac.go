@@ -106,7 +106,7 @@ var summarizerPermissions = append([]permission{
 	{group: "", resource: "configmaps", name: summary.ConfigMapName, verbs: []string{"get", "update"}, scope: scopeNamespace},
 	{group: "", resource: "configmaps", verbs: []string{"create"}, scope: scopeNamespace},
 	// Leader election (client-go's LeaseLock: get, create, update).
-	{group: "coordination.k8s.io", resource: "leases", name: summarizerLeaseName, verbs: []string{"get", "update"}, scope: scopeNamespace},
+	{group: "coordination.k8s.io", resource: "leases", name: summary.LeaseName, verbs: []string{"get", "update"}, scope: scopeNamespace},
 	{group: "coordination.k8s.io", resource: "leases", verbs: []string{"create"}, scope: scopeNamespace},
 	// Policy ConfigMaps, read as the agents read them (engine/source).
 	{group: "", resource: "configmaps", verbs: []string{"list", "watch"}, scope: scopePolicyNamespaces},

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -11,12 +10,10 @@ import (
 
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/leaderelection"
-	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/client-go/tools/record"
 
 	"github.com/rebootgate/rebootgate/engine/disruption"
@@ -41,9 +38,6 @@ type summarizerOptions struct {
 	logLevel         string
 }
 
-// summarizerLeaseName is the leader-election Lease of the summarizer replicas.
-const summarizerLeaseName = "rebootgate-summarizer"
-
 func newSummarizerCommand() *cobra.Command {
 	o := &summarizerOptions{}
 	cmd := &cobra.Command{
@@ -67,7 +61,7 @@ writes.`,
 	f.StringVar(&o.configPath, "config", "", "RebootGateConfig file, the agents' (its pools place the nodes)")
 	f.StringVar(&o.identity, "identity", "", "this replica's name in the leader Lease and the summary (default: env POD_NAME, else the host name)")
 	f.StringVar(&o.medik8sNamespace, "medik8s-namespace", disruption.Medik8sNamespace, "namespace of medik8s' node-maintenance Leases (node-<name>)")
-	f.BoolVar(&o.leaderElect, "leader-elect", true, "elect one writer among the replicas with the Lease "+summarizerLeaseName)
+	f.BoolVar(&o.leaderElect, "leader-elect", true, "elect one writer among the replicas with the Lease "+summary.LeaseName)
 	f.DurationVar(&o.interval, "interval", summary.DefaultInterval, "write a changed summary at most this often")
 	f.DurationVar(&o.heartbeat, "heartbeat", summary.DefaultHeartbeat, "rewrite an unchanged summary this often, so agents can tell it is fresh")
 	f.StringVar(&o.healthAddress, "health-address", "", "address /healthz and /readyz listen on, e.g. :8081 (default: none)")
@@ -144,7 +138,7 @@ func (o *summarizerOptions) serve(ctx context.Context, client kubernetes.Interfa
 		sum:    sum, stall: o.unhealthyAfter,
 	}
 	if o.leaderElect {
-		health.elector = leaderelection.NewLeaderHealthzAdaptor(leaderRenewGrace)
+		health.elector = leaderelection.NewLeaderHealthzAdaptor(summary.LeaderRenewGrace)
 	} else {
 		health.leading.Store(true)
 	}
@@ -157,46 +151,13 @@ func (o *summarizerOptions) serve(ctx context.Context, client kubernetes.Interfa
 	if !o.leaderElect {
 		return sum.Run(ctx)
 	}
-	return runElected(ctx, client, o.namespace, o.identity, log, health, sum.Run)
+	return summary.RunElected(ctx, summary.Election{
+		Client: client, Namespace: o.namespace, Identity: o.identity, Logger: log,
+		WatchDog: health.elector, OnLeading: func() { health.leading.Store(true) },
+	}, sum.Run)
 }
 
 // accessTarget is where the summarizer's permissions apply.
 func (o *summarizerOptions) accessTarget() accessTarget {
 	return accessTarget{namespace: o.namespace, policyNamespaces: o.policyNamespaces, medik8sNamespace: o.medik8sNamespace}
-}
-
-// runElected runs work while this replica leads; a lost lead ends the process (its
-// Deployment restarts it as a candidate), so two writers never overlap for long.
-// health learns when it leads, and watches the Lease's renewal.
-func runElected(ctx context.Context, client kubernetes.Interface, namespace, identity string, log *slog.Logger, health *summarizerHealth, work func(context.Context) error) error {
-	lock := &resourcelock.LeaseLock{
-		LeaseMeta:  metav1.ObjectMeta{Namespace: namespace, Name: summarizerLeaseName},
-		Client:     client.CoordinationV1(),
-		LockConfig: resourcelock.ResourceLockConfig{Identity: identity},
-	}
-	var workErr error
-	lost := false
-	le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
-		Lock: lock, LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second,
-		ReleaseOnCancel: true, Name: summarizerLeaseName, WatchDog: health.elector,
-		Callbacks: leaderelection.LeaderCallbacks{
-			OnStartedLeading: func(ctx context.Context) {
-				log.Info("leading: publishing the node summary", "identity", identity)
-				health.leading.Store(true)
-				workErr = work(ctx)
-			},
-			OnStoppedLeading: func() { lost = ctx.Err() == nil },
-		},
-	})
-	if err != nil {
-		return fmt.Errorf("leader election: %w", err)
-	}
-	le.Run(ctx)
-	if workErr != nil {
-		return workErr
-	}
-	if lost {
-		return fmt.Errorf("lost the lead of Lease %s/%s", namespace, summarizerLeaseName)
-	}
-	return nil
 }

@@ -15,11 +15,6 @@ import (
 	"github.com/rebootgate/rebootgate/engine/summary"
 )
 
-// leaderRenewGrace is how long past its Lease's duration a leader that has not renewed
-// stays healthy (client-go's leader-election watchdog): it should have stepped down by
-// then, so something is stuck.
-const leaderRenewGrace = 20 * time.Second
-
 // summarizerHealth is what the summarizer's /healthz and /readyz answer.
 type summarizerHealth struct {
 	// source is the config and policies in force: an error while none has loaded.
