@@ -4,12 +4,10 @@ import (
 	"encoding/csv"
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 
 	"github.com/spf13/pflag"
-	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/rebootgate/rebootgate/engine/config"
 )
@@ -129,9 +127,8 @@ func unwrapFlagError(err error) error {
 	return err
 }
 
-// kuredSchedule is kured's schedule, blocker and concurrency flags. They make one pool,
-// "default", owning every node, with one daily window, and the global blockers: the
-// config a kured user had, without writing a config file.
+// kuredSchedule binds kured's schedule, blocker and concurrency flags; what they mean
+// is config.FromKured's.
 type kuredSchedule struct {
 	concurrency          string
 	rebootDays           []string
@@ -149,49 +146,23 @@ type kuredSchedule struct {
 	kuredLock bool
 }
 
-// Flag names of kuredSchedule, with the config fields they set.
-const (
-	flagConcurrency          = "concurrency"
-	flagRebootDays           = "reboot-days"
-	flagStartTime            = "start-time"
-	flagEndTime              = "end-time"
-	flagTimeZone             = "time-zone"
-	flagBlockingPodSelector  = "blocking-pod-selector"
-	flagAlertFilterRegexp    = "alert-filter-regexp"
-	flagAlertFilterMatchOnly = "alert-filter-match-only"
-	flagAlertFiringOnly      = "alert-firing-only"
-)
-
-// kuredScheduleFlags are the kuredSchedule flags, in the order errors name them.
-var kuredScheduleFlags = []string{
-	flagConcurrency, flagRebootDays, flagStartTime, flagEndTime, flagTimeZone,
-	flagBlockingPodSelector, flagAlertFilterRegexp, flagAlertFilterMatchOnly, flagAlertFiringOnly,
-}
-
-// matchEveryName is the filter an explicitly empty --alert-filter-regexp stands for.
-const matchEveryName = ".*"
-
-// windowFlags are the flags that make the daily window; without any of them the pool
-// may reboot at any time (kured's defaults mean the same).
-var windowFlags = []string{flagRebootDays, flagStartTime, flagEndTime, flagTimeZone}
-
 // bind adds the flags with kured's defaults.
 func (k *kuredSchedule) bind(f *pflag.FlagSet) {
-	f.StringVar(&k.concurrency, flagConcurrency, "1", "nodes of the default pool rebooting at once: a count, or a percentage of the pool's nodes (e.g. 10%)")
-	f.StringSliceVar(&k.rebootDays, flagRebootDays, []string{"su", "mo", "tu", "we", "th", "fr", "sa"}, "days reboots may start: su|sun|sunday … sa|sat|saturday or 0-6, comma-separated")
-	f.StringVar(&k.startTime, flagStartTime, "0:00", "start of the daily reboot window (17:00, 5pm, 05:30pm); after --end-time it crosses midnight")
-	f.StringVar(&k.endTime, flagEndTime, "23:59:59", "end of the daily reboot window, inclusive")
-	f.StringVar(&k.timeZone, flagTimeZone, "UTC", "time zone of the window: an IANA name (Europe/Berlin) or Local")
-	f.StringArrayVar(&k.podSelectors, flagBlockingPodSelector, nil, "label selector; a running pod on the node matching it blocks the reboot (repeatable)")
-	f.StringVar(&k.alertFilterRegexp, flagAlertFilterRegexp, "", "alerts whose name matches this regexp do not block (see --alert-filter-match-only)")
-	f.BoolVar(&k.alertFilterMatchOnly, flagAlertFilterMatchOnly, false, "invert --alert-filter-regexp: only matching alerts block")
-	f.BoolVar(&k.alertFiringOnly, flagAlertFiringOnly, false, "only firing alerts block, not pending ones")
+	f.StringVar(&k.concurrency, config.KuredConcurrency, "1", "nodes of the default pool rebooting at once: a count, or a percentage of the pool's nodes (e.g. 10%)")
+	f.StringSliceVar(&k.rebootDays, config.KuredRebootDays, []string{"su", "mo", "tu", "we", "th", "fr", "sa"}, "days reboots may start: su|sun|sunday … sa|sat|saturday or 0-6, comma-separated")
+	f.StringVar(&k.startTime, config.KuredStartTime, "0:00", "start of the daily reboot window (17:00, 5pm, 05:30pm); after --end-time it crosses midnight")
+	f.StringVar(&k.endTime, config.KuredEndTime, "23:59:59", "end of the daily reboot window, inclusive")
+	f.StringVar(&k.timeZone, config.KuredTimeZone, "UTC", "time zone of the window: an IANA name (Europe/Berlin) or Local")
+	f.StringArrayVar(&k.podSelectors, config.KuredBlockingPodSelector, nil, "label selector; a running pod on the node matching it blocks the reboot (repeatable)")
+	f.StringVar(&k.alertFilterRegexp, config.KuredAlertFilterRegexp, "", "alerts whose name matches this regexp do not block (see --alert-filter-match-only)")
+	f.BoolVar(&k.alertFilterMatchOnly, config.KuredAlertFilterMatchOnly, false, "invert --alert-filter-regexp: only matching alerts block")
+	f.BoolVar(&k.alertFiringOnly, config.KuredAlertFiringOnly, false, "only firing alerts block, not pending ones")
 }
 
 // set returns the flags given (on the command line or from env), as "--name".
 func (k *kuredSchedule) set(f *pflag.FlagSet) []string {
 	var out []string
-	for _, name := range kuredScheduleFlags {
+	for _, name := range config.KuredScheduleFlags() {
 		if f.Changed(name) {
 			out = append(out, "--"+name)
 		}
@@ -199,39 +170,17 @@ func (k *kuredSchedule) set(f *pflag.FlagSet) []string {
 	return out
 }
 
-// config is the RebootGateConfig the flags stand for.
-func (k *kuredSchedule) config(f *pflag.FlagSet) *config.Config {
-	concurrency := intstr.Parse(strings.TrimSpace(k.concurrency))
-	pool := config.Pool{Name: config.DefaultPoolName, Selector: "true", Concurrency: &concurrency}
-	for _, name := range windowFlags {
-		if f.Changed(name) {
-			days := config.Days(k.rebootDays)
-			if len(days) == 0 {
-				// An empty --reboot-days is no day at all, as in kured (never), while a
-				// window without days means every day.
-				days = config.Days{""}
-			}
-			pool.Windows = []config.Window{{Days: days, StartTime: k.startTime, EndTime: k.endTime, TimeZone: k.timeZone}}
-			break
-		}
+// flags are the parsed flags, for config.FromKured.
+func (k *kuredSchedule) flags(f *pflag.FlagSet) config.KuredFlags {
+	given := map[string]bool{}
+	for _, name := range config.KuredScheduleFlags() {
+		given[name] = f.Changed(name)
 	}
-	filter := k.alertFilterRegexp
-	if filter == "" && f.Changed(flagAlertFilterRegexp) {
-		// kured compiles the empty regexp given explicitly, and it matches every name.
-		filter = matchEveryName
-	}
-	return &config.Config{
-		APIVersion: config.APIVersion,
-		Kind:       config.Kind,
-		Pools:      []config.Pool{pool},
-		Blockers: config.Blockers{
-			Pods: config.PodBlockers{Selectors: k.podSelectors},
-			Alerts: config.AlertBlockers{
-				FilterRegexp: filter, FilterMatchOnly: k.alertFilterMatchOnly, FiringOnly: k.alertFiringOnly,
-				// kured blocks every node on every alert, whatever its labels.
-				NodeLabels: &[]string{},
-			},
-		},
+	return config.KuredFlags{
+		Concurrency: k.concurrency, RebootDays: k.rebootDays, StartTime: k.startTime, EndTime: k.endTime, TimeZone: k.timeZone,
+		BlockingPodSelectors: k.podSelectors, AlertFilterRegexp: k.alertFilterRegexp,
+		AlertFilterMatchOnly: k.alertFilterMatchOnly, AlertFiringOnly: k.alertFiringOnly,
+		Given: given, Env: k.env,
 	}
 }
 
@@ -243,54 +192,15 @@ func (k *kuredSchedule) resolve(f *pflag.FlagSet, configPath string) (*config.Re
 	if len(set) == 0 {
 		return nil, nil
 	}
-	if configPath != "" && k.kuredLock && slices.Equal(set, []string{"--" + flagConcurrency}) {
+	if configPath != "" && k.kuredLock && slices.Equal(set, []string{"--" + config.KuredConcurrency}) {
 		return nil, nil // only the kured lock's holder count
 	}
 	if configPath != "" {
 		return nil, badInput("--config and %s: use one (move the schedule and blockers into the config file, or drop --config)", strings.Join(set, ", "))
 	}
-	r, err := config.Resolve(k.config(f))
+	r, err := config.FromKured(k.flags(f))
 	if err != nil {
-		return nil, badInput("%w", flagErrors(err, k.env))
+		return nil, badInput("%w", err)
 	}
 	return r, nil
-}
-
-// fieldFlags maps a generated config's field paths to the flags that set them.
-var fieldFlags = []struct {
-	path *regexp.Regexp
-	flag string
-}{
-	{regexp.MustCompile(`^pools\[0\]\.concurrency$`), flagConcurrency},
-	{regexp.MustCompile(`^pools\[0\]\.windows\[0\]\.days$`), flagRebootDays},
-	{regexp.MustCompile(`^pools\[0\]\.windows\[0\]\.startTime$`), flagStartTime},
-	{regexp.MustCompile(`^pools\[0\]\.windows\[0\]\.endTime$`), flagEndTime},
-	{regexp.MustCompile(`^pools\[0\]\.windows\[0\]\.timeZone$`), flagTimeZone},
-	{regexp.MustCompile(`^blockers\.pods\.selectors\[\d+\]$`), flagBlockingPodSelector},
-	{regexp.MustCompile(`^blockers\.alerts\.filterRegexp$`), flagAlertFilterRegexp},
-}
-
-// flagErrors renames the config's field errors after the flags, keeping the config's
-// messages (which quote the bad value): `--start-time: "5:00pm" is not a time (...)`, or
-// `--start-time (env KURED_START_TIME): ...` when the value came from env.
-func flagErrors(err error, env map[string]string) error {
-	var list config.ErrorList
-	if !errors.As(err, &list) {
-		return err
-	}
-	out := make(config.ErrorList, 0, len(list))
-	for _, fe := range list {
-		path := fe.Path
-		for _, m := range fieldFlags {
-			if m.path.MatchString(path) {
-				path = "--" + m.flag
-				if v, ok := env[m.flag]; ok {
-					path += " (env " + v + ")"
-				}
-				break
-			}
-		}
-		out = append(out, &config.FieldError{Path: path, Msg: fe.Msg})
-	}
-	return out
 }

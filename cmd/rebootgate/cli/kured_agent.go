@@ -61,7 +61,7 @@ func (o *agentOptions) prepareKured(fs *pflag.FlagSet, log *slog.Logger) error {
 			log.Info("--kured-lock: dry-run never takes kured's lock")
 		}
 	}
-	if fs.Changed(flagAlertFilterRegexp) && o.sched.alertFilterRegexp == "" {
+	if fs.Changed(config.KuredAlertFilterRegexp) && o.sched.alertFilterRegexp == "" {
 		log.Info("--alert-filter-regexp is empty: as in kured, it matches every alert name, so no alert blocks (with --alert-filter-match-only, every alert blocks)")
 	}
 	o.sched.kuredLock = o.kuredLock
@@ -73,7 +73,7 @@ func (o *agentOptions) prepareKured(fs *pflag.FlagSet, log *slog.Logger) error {
 		// Alerts without any config: kured's drop-in, so kured's alerts, which block
 		// every node whatever their labels (the default config would scope node-labelled
 		// alerts to their node). A config file opts in to node-scoped alerts.
-		if r, err = config.Resolve(o.sched.config(fs)); err != nil {
+		if r, err = config.FromKured(o.sched.flags(fs)); err != nil {
 			return err // the flags' defaults always resolve
 		}
 	}
