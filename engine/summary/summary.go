@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -320,16 +319,13 @@ func (s *Summarizer) maintenance(leases cache.SharedIndexInformer) (map[string]b
 	if !leases.HasSynced() {
 		return nil, fmt.Errorf("medik8s maintenance Leases in namespace %s are not listed yet", s.cfg.Medik8sNamespace)
 	}
-	now := s.cfg.Clock.Now()
-	held := map[string]bool{}
+	var list []*coordinationv1.Lease
 	for _, o := range leases.GetIndexer().List() {
-		l, ok := o.(*coordinationv1.Lease)
-		if !ok || !strings.HasPrefix(l.Name, disruption.Medik8sLeasePrefix) || !Holds(l, now) {
-			continue
+		if l, ok := o.(*coordinationv1.Lease); ok {
+			list = append(list, l)
 		}
-		held[strings.TrimPrefix(l.Name, disruption.Medik8sLeasePrefix)] = true
 	}
-	return held, nil
+	return MaintenanceHeld(list, s.cfg.Clock.Now()), nil
 }
 
 // Holds reports whether a medik8s maintenance Lease is held at now: it has a holder and,

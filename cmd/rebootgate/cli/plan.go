@@ -17,10 +17,12 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/rebootgate/rebootgate/engine/config"
+	"github.com/rebootgate/rebootgate/engine/disruption"
 	"github.com/rebootgate/rebootgate/engine/facts"
 	"github.com/rebootgate/rebootgate/engine/nodestate"
 	"github.com/rebootgate/rebootgate/engine/plan"
 	"github.com/rebootgate/rebootgate/engine/policy"
+	"github.com/rebootgate/rebootgate/engine/summary"
 )
 
 // planOptions are the flags of `rebootgate plan`.
@@ -136,7 +138,7 @@ func (o *planOptions) run(ctx context.Context, out io.Writer) error {
 	}
 	var maintenance map[string]bool
 	if in.client != nil && needsSummary(engine.Config()) {
-		if maintenance, err = medik8sMaintenance(ctx, in.client, at); err != nil {
+		if maintenance, err = summary.ListMaintenance(ctx, in.client, disruption.Medik8sNamespace, at); err != nil {
 			return err
 		}
 	}

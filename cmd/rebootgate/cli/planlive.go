@@ -3,16 +3,11 @@ package cli
 import (
 	"context"
 	"fmt"
-	"strings"
-	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 
-	"github.com/rebootgate/rebootgate/engine/disruption"
 	"github.com/rebootgate/rebootgate/engine/facts"
 	"github.com/rebootgate/rebootgate/engine/source"
-	"github.com/rebootgate/rebootgate/engine/summary"
 )
 
 // gatherLive reads the nodes, the pods (one list of all, for blocking-pod rules), the
@@ -40,21 +35,4 @@ func (o *planOptions) gatherLive(ctx context.Context) (*planInputs, error) {
 		return nil, err
 	}
 	return in, nil
-}
-
-// medik8sMaintenance names the nodes a medik8s node-maintenance Lease holds at now, as
-// the summarizer reads them.
-func medik8sMaintenance(ctx context.Context, client kubernetes.Interface, now time.Time) (map[string]bool, error) {
-	list, err := client.CoordinationV1().Leases(disruption.Medik8sNamespace).List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("listing medik8s maintenance Leases in %s: %w", disruption.Medik8sNamespace, err)
-	}
-	held := map[string]bool{}
-	for i := range list.Items {
-		l := &list.Items[i]
-		if name, ok := strings.CutPrefix(l.Name, disruption.Medik8sLeasePrefix); ok && summary.Holds(l, now) {
-			held[name] = true
-		}
-	}
-	return held, nil
 }
