@@ -989,11 +989,10 @@ func (c *configFile) writeLocked() error {
 				fmt.Fprintf(&sb, "  budget:\n    countOthers: true\n  breaker:\n    maxUnavailable: %d\n", p.breaker)
 			}
 		}
-		// Only the pod alert blocks (the bed's other alerts are other tests'). nodeLabels: []
-		// (kured's rule: every alert blocks every node) until an instance that resolves to
-		// no node blocks every node under the default labels too (issue 18 item 2, branch
-		// alerts, not landed): with the default, main lets a pod-instance alert block no node.
-		fmt.Fprintf(&sb, "blockers:\n  alerts:\n    nodeLabels: []\n    filterRegexp: \"^%s$\"\n    filterMatchOnly: true\n", podAlertName)
+		// Only the pod alert blocks (the bed's other alerts are other tests'), under the
+		// default nodeLabels: its instance resolves to no node through the summarizer's node
+		// index (or, while the summary is stale, cannot be resolved), so it blocks every node.
+		fmt.Fprintf(&sb, "blockers:\n  alerts:\n    filterRegexp: \"^%s$\"\n    filterMatchOnly: true\n", podAlertName)
 		doc = sb.String()
 	}
 	tmp := c.path + ".tmp"
