@@ -76,7 +76,8 @@ func newSummaryWorld(t *testing.T, prefix string) *summaryWorld {
 }
 
 // hold puts a blocking pod on each simulated node and starts the agents, each needing a
-// reboot, and waits until every one is held by its pod.
+// reboot, and waits until every one is held by its pod alone, having read a usable
+// summary.
 func (w *summaryWorld) hold() {
 	ctx := context.Background()
 	for _, node := range w.nodes[:3] {
@@ -90,6 +91,13 @@ func (w *summaryWorld) hold() {
 	}
 	w.sim = w.simulate(3)
 	w.waitBlocked(w.nodes[:3], "matches blocking selector")
+	// Every agent must have read a live summary before the fault: a fault injected
+	// before the first summary was written (or read) tests "no summary", not staleness.
+	if err := w.waitDecided(w.nodes[:3], time.Minute, "blocked by its pod alone, the summary usable", func(d decisionView) bool {
+		return !d.Allowed && d.has("matches blocking selector") && !d.has("budget: ") && !d.has("breaker: ")
+	}); err != nil {
+		w.t.Fatal(err)
+	}
 }
 
 // run injects the fault, waits until both the budget and the breaker say so, lets the
