@@ -800,16 +800,15 @@ func (p *pod) checkProbes(t *testing.T, st State) {
 	for _, c := range checks {
 		var code int
 		var body string
-		err := testbed.Poll(context.Background(), time.Minute, c.what+" "+c.h.Path+" answering 200", func(context.Context) (bool, error) {
+		// /metrics answers as soon as the agent serves, a moment before its first look
+		// at the sentinel sets rebootgate_reboot_required: wait for the series too.
+		err := testbed.Poll(context.Background(), time.Minute, fmt.Sprintf("%s %s answering 200 with %q", c.what, c.h.Path, c.want), func(context.Context) (bool, error) {
 			var err error
 			code, body, err = probe(st, "agent", agent, c.h)
-			return err == nil && code == http.StatusOK, nil
+			return err == nil && code == http.StatusOK && strings.Contains(body, c.want), nil
 		})
 		if err != nil {
-			t.Fatalf("%v (last: %d %s)", err, code, tail(body, 300))
-		}
-		if !strings.Contains(body, c.want) {
-			t.Errorf("%s %s: the answer lacks %q:\n%s", c.what, c.h.Path, c.want, tail(body, 1000))
+			t.Fatalf("%v (last: %d %s)", err, code, tail(body, 1000))
 		}
 	}
 }
